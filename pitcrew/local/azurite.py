@@ -13,23 +13,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pitcrew.runtime import azurite_connection_string
+
 AZURITE_PORTS = (10000, 10001, 10002)
-ACCOUNT_NAME = "devstoreaccount1"
-# The well-known, public Azurite development key: not a secret.
-ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def connection_string(host: str = "127.0.0.1") -> str:
-    return (
-        "DefaultEndpointsProtocol=http;"
-        f"AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
-        f"BlobEndpoint=http://{host}:{AZURITE_PORTS[0]}/{ACCOUNT_NAME};"
-        f"QueueEndpoint=http://{host}:{AZURITE_PORTS[1]}/{ACCOUNT_NAME};"
-        f"TableEndpoint=http://{host}:{AZURITE_PORTS[2]}/{ACCOUNT_NAME};"
-    )
+    return azurite_connection_string(host)
 
 
 class AzuriteUnavailable(RuntimeError):

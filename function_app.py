@@ -1,0 +1,9 @@
+"""The Function App: builds func.FunctionApp and registers one Blueprint per area."""
+
+import azure.functions as func
+
+from functions import intake, notify, operator, rotation
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+for blueprint in (rotation.bp, intake.bp, notify.bp, operator.bp):
+    app.register_functions(blueprint)

@@ -1,0 +1,26 @@
+"""Translation between Functions HTTP types and pitcrew.api's plain HttpResult."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import azure.functions as func
+
+if TYPE_CHECKING:
+    from pitcrew.api import HttpResult
+
+
+def headers_of(req: func.HttpRequest) -> dict[str, str]:
+    return dict(req.headers.items())
+
+
+def to_response(result: HttpResult) -> func.HttpResponse:
+    if result.body is None:
+        return func.HttpResponse(status_code=result.status, headers=dict(result.headers))
+    return func.HttpResponse(
+        json.dumps(result.body, default=str),
+        status_code=result.status,
+        headers=dict(result.headers),
+        mimetype="application/json",
+    )

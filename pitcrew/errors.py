@@ -1,0 +1,45 @@
+"""The errors pitcrew raises on purpose; each names what was wrong and never carries a secret."""
+
+from __future__ import annotations
+
+
+class PitcrewError(Exception):
+    """Base of pitcrew's own errors."""
+
+
+class InvalidInput(PitcrewError):  # noqa: N818 - reads as "raise InvalidInput(...)"
+    """Input that pitcrew will not act on: not JSON, wrong shape, a missing or bad field.
+
+    Over HTTP it is a 400 with `{"error": "invalid_input", "field": ..., "message": ...}`;
+    from a trigger it is raised so the platform dead-letters rather than silently drops it.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field or "body"
+        self.problem = problem
+        super().__init__(f"{self.field}: {problem}")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"error": "invalid_input", "field": self.field, "message": str(self)}
+
+
+class PolicyInvalid(PitcrewError):  # noqa: N818
+    """pitcrew.yaml failed validation: the app refuses to act and says why."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        listed = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"policy {source} is invalid ({len(problems)} problem(s)):\n{listed}")
+
+
+class Unauthorized(PitcrewError):  # noqa: N818
+    """No authenticated principal: HTTP 401."""
+
+
+class Forbidden(PitcrewError):  # noqa: N818
+    """An authenticated principal without the role the operation needs: HTTP 403."""
+
+
+class RetryLater(PitcrewError):  # noqa: N818
+    """Work that cannot finish now but must not be dropped: raised so the platform retries."""

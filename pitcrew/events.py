@@ -1,0 +1,452 @@
+"""Event intake: Event Grid schema, CloudEvents 1.0, the Common Alert Schema and the handshakes.
+
+Everything that arrives is turned into a typed event here, or rejected with one error type,
+`InvalidInput`, whose message names the field and the problem. Key Vault event data is parsed
+tolerantly, because Azure documents (and sends) keys with stray spaces, values with leading
+spaces and NBF/EXP as either strings or numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pitcrew.errors import InvalidInput
+
+MAX_BODY_BYTES = 1024 * 1024
+"""Event Grid caps a delivery at 1 MB; anything larger is not from Event Grid or Azure Monitor."""
+
+VALIDATION_EVENT_TYPE = "Microsoft.EventGrid.SubscriptionValidationEvent"
+COMMON_ALERT_SCHEMA_ID = "azureMonitorCommonAlertSchema"
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+CLOUDEVENTS_BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+
+KEYVAULT_EVENT_PREFIX = "Microsoft.KeyVault."
+KeyVaultObjectType = Literal["Secret", "Key", "Certificate"]
+
+
+# --------------------------------------------------------------------------- typed events
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event in either schema, reduced to the fields both have."""
+
+    id: str
+    type: str
+    source: str
+    subject: str
+    time: datetime
+    data: Any
+    schema: Literal["eventgrid", "cloudevents"]
+    data_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionValidation:
+    """Event Grid's validation handshake; answered with `{"validationResponse": code}`."""
+
+    id: str
+    validation_code: str
+    validation_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyVaultObjectEvent:
+    """A Key Vault secret, key or certificate event (NearExpiry, Expired, NewVersionCreated...)."""
+
+    event: Event
+    vault_name: str
+    object_type: KeyVaultObjectType
+    object_name: str
+    version: str
+    object_id: str
+    not_before: datetime | None
+    expires: datetime | None
+
+    @property
+    def id(self) -> str:
+        return self.event.id
+
+    @property
+    def condition(self) -> str:
+        """`NearExpiry`, `Expired`, `NewVersionCreated`... without the object type."""
+        suffix = self.event.type.removeprefix(KEYVAULT_EVENT_PREFIX)
+        return suffix.removeprefix(self.object_type)
+
+    @property
+    def target(self) -> str:
+        """`vault/secrets/name`: how audit records and notifications name the object."""
+        return f"{self.vault_name}/{self.object_type.lower()}s/{self.object_name}"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """An Azure Monitor alert in the Common Alert Schema."""
+
+    alert_id: str
+    rule: str
+    severity: str
+    signal_type: str
+    condition: Literal["Fired", "Resolved"]
+    monitoring_service: str
+    target_ids: tuple[str, ...]
+    fired_at: datetime
+    resolved_at: datetime | None
+    description: str
+    essentials: Mapping[str, Any] = field(repr=False)
+    alert_context: Any = field(repr=False)
+    custom_properties: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def id(self) -> str:
+        """The delivery identity: the same alert firing and resolving are two deliveries."""
+        moment = self.resolved_at if self.condition == "Resolved" else self.fired_at
+        stamp = moment.isoformat() if moment else ""
+        return f"{self.alert_id}|{self.condition}|{stamp}"
+
+    @property
+    def dedup_key(self) -> str:
+        return self.alert_id
+
+    @property
+    def short_id(self) -> str:
+        return self.alert_id.rsplit("/", 1)[-1]
+
+
+# --------------------------------------------------------------------------- raw JSON
+
+
+def load_json(body: bytes | str) -> Any:
+    """Decode a request body, refusing oversize and non-JSON input with a precise message."""
+    size = len(body.encode() if isinstance(body, str) else body)
+    if size > MAX_BODY_BYTES:
+        raise InvalidInput("body", f"is {size} bytes; the limit is {MAX_BODY_BYTES} (1 MB)")
+    if size == 0 or not (body.strip() if isinstance(body, str) else body.strip()):
+        raise InvalidInput("body", "is empty; expected JSON")
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("body", f"is not UTF-8 text ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            "body", f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+
+
+# --------------------------------------------------------------------------- field helpers
+
+
+def _require_object(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidInput(where, f"must be a JSON object, got {_json_type(value)}")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    match value:
+        case None:
+            return "null"
+        case bool():
+            return "a boolean"
+        case int() | float():
+            return "a number"
+        case str():
+            return "a string"
+        case list():
+            return "an array"
+        case Mapping():
+            return "an object"
+    return type(value).__name__
+
+
+def _string(obj: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> str:
+    value = obj.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise InvalidInput(f"{where}.{key}", "is required")
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{where}.{key}", f"must be a string, got {_json_type(value)}")
+    return value.strip()
+
+
+def _timestamp(obj: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> datetime:
+    raw = obj.get(key)
+    if raw is None or raw == "":
+        if required:
+            raise InvalidInput(f"{where}.{key}", "is required")
+        return datetime.fromtimestamp(0, UTC)
+    parsed = _parse_time(raw)
+    if parsed is None:
+        raise InvalidInput(f"{where}.{key}", f"is not an ISO 8601 timestamp: {str(raw)[:64]!r}")
+    return parsed
+
+
+def _parse_time(raw: Any) -> datetime | None:
+    if not isinstance(raw, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _epoch(value: Any, where: str) -> datetime | None:
+    """NBF/EXP: seconds since the epoch as a number or a numeric string, or null."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise InvalidInput(where, "must be seconds since the epoch, got a boolean")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise InvalidInput(
+                where, f"must be seconds since the epoch, got {value.strip()[:32]!r}"
+            ) from None
+    if not isinstance(value, int | float):
+        raise InvalidInput(where, f"must be seconds since the epoch, got {_json_type(value)}")
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise InvalidInput(where, f"is out of range: {value}") from None
+
+
+def _normalised_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Keys stripped and case-folded; values stripped when strings (the documented quirks)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out[str(key).strip().casefold()] = value.strip() if isinstance(value, str) else value
+    return out
+
+
+# --------------------------------------------------------------------------- envelopes
+
+
+def _event_grid_event(raw: Any, where: str) -> Event | SubscriptionValidation:
+    obj = _require_object(raw, where)
+    event_type = _string(obj, "eventType", where)
+    event_id = _string(obj, "id", where)
+    if event_type == VALIDATION_EVENT_TYPE:
+        data = _require_object(obj.get("data"), f"{where}.data")
+        return SubscriptionValidation(
+            id=event_id,
+            validation_code=_string(data, "validationCode", f"{where}.data"),
+            validation_url=_string(data, "validationUrl", f"{where}.data", required=False) or None,
+        )
+    return Event(
+        id=event_id,
+        type=event_type,
+        source=_string(obj, "topic", where, required=False),
+        subject=_string(obj, "subject", where, required=False),
+        time=_timestamp(obj, "eventTime", where),
+        data=obj.get("data"),
+        schema="eventgrid",
+        data_version=str(obj.get("dataVersion") or ""),
+    )
+
+
+def _cloud_event(raw: Any, where: str) -> Event:
+    obj = _require_object(raw, where)
+    spec = obj.get("specversion")
+    if spec != "1.0":
+        problem = "is required" if spec is None else f"must be '1.0', got {spec!r}"
+        raise InvalidInput(f"{where}.specversion", problem)
+    if "data_base64" in obj and "data" not in obj:
+        raise InvalidInput(f"{where}.data_base64", "binary CloudEvents data is not accepted")
+    return Event(
+        id=_string(obj, "id", where),
+        type=_string(obj, "type", where),
+        source=_string(obj, "source", where),
+        subject=_string(obj, "subject", where, required=False),
+        time=_timestamp(obj, "time", where, required=False)
+        if obj.get("time")
+        else datetime.now(UTC),
+        data=obj.get("data"),
+        schema="cloudevents",
+        data_version=str(obj.get("dataschema") or ""),
+    )
+
+
+def parse_event_grid_batch(payload: Any) -> list[Event | SubscriptionValidation]:
+    """An Event Grid schema delivery: a JSON array of events (a lone object is tolerated)."""
+    if isinstance(payload, Mapping):
+        return [_event_grid_event(payload, "event")]
+    if not isinstance(payload, list):
+        raise InvalidInput("body", f"must be a JSON array of events, got {_json_type(payload)}")
+    if not payload:
+        raise InvalidInput("body", "is an empty array; expected at least one event")
+    return [_event_grid_event(item, f"[{i}]") for i, item in enumerate(payload)]
+
+
+def parse_cloud_events(payload: Any) -> list[Event]:
+    """CloudEvents 1.0 in structured mode: one event, or a batch (a JSON array)."""
+    if isinstance(payload, list):
+        if not payload:
+            raise InvalidInput("body", "is an empty batch; expected at least one CloudEvent")
+        return [_cloud_event(item, f"[{i}]") for i, item in enumerate(payload)]
+    return [_cloud_event(payload, "event")]
+
+
+def parse_delivery(body: bytes | str, content_type: str = "") -> list[Event | SubscriptionValidation]:
+    """Any delivery pitcrew takes over HTTP: Event Grid schema or CloudEvents, told apart by the
+    content type and, failing that, by shape (`specversion` marks a CloudEvent)."""
+    payload = load_json(body)
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in (CLOUDEVENTS_CONTENT_TYPE, CLOUDEVENTS_BATCH_CONTENT_TYPE):
+        return list(parse_cloud_events(payload))
+    first = payload[0] if isinstance(payload, list) and payload else payload
+    if isinstance(first, Mapping) and "specversion" in first:
+        return list(parse_cloud_events(payload))
+    if isinstance(first, Mapping) and first.get("schemaId") == COMMON_ALERT_SCHEMA_ID:
+        raise InvalidInput("body", "is a Common Alert Schema alert; post it to /api/alerts")
+    return parse_event_grid_batch(payload)
+
+
+def event_from_binding(
+    *,
+    id: str,  # noqa: A002 - the binding's own name
+    event_type: str,
+    subject: str | None,
+    topic: str | None,
+    event_time: datetime | str | None,
+    data: Any,
+    data_version: str | None = None,
+) -> Event:
+    """The Functions Event Grid binding hands over a parsed event; give it the same shape."""
+    raw = {
+        "id": id,
+        "eventType": event_type,
+        "subject": subject,
+        "topic": topic,
+        "eventTime": event_time.isoformat() if isinstance(event_time, datetime) else event_time,
+        "data": data,
+        "dataVersion": data_version,
+    }
+    parsed = _event_grid_event(raw, "event")
+    if isinstance(parsed, SubscriptionValidation):
+        raise InvalidInput("event.eventType", "a validation handshake is answered by the host")
+    return parsed
+
+
+# --------------------------------------------------------------------------- Key Vault
+
+_KEYVAULT_TYPES: dict[str, KeyVaultObjectType] = {
+    "secret": "Secret",
+    "key": "Key",
+    "certificate": "Certificate",
+}
+
+
+def is_keyvault_event(event: Event) -> bool:
+    return event.type.startswith(KEYVAULT_EVENT_PREFIX)
+
+
+def keyvault_event(event: Event) -> KeyVaultObjectEvent:
+    """Key Vault event data, tolerant of key case, stray spaces and string or number NBF/EXP."""
+    if not is_keyvault_event(event):
+        raise InvalidInput("eventType", f"{event.type!r} is not a Key Vault event")
+    data = _normalised_keys(_require_object(event.data, "data"))
+    where = "data"
+    vault_name = _string(data, "vaultname", where)
+    object_name = _string(data, "objectname", where)
+    raw_type = _string(data, "objecttype", where)
+    object_type = _KEYVAULT_TYPES.get(raw_type.casefold())
+    if object_type is None:
+        raise InvalidInput(
+            "data.ObjectType", f"must be Secret, Key or Certificate, got {raw_type[:32]!r}"
+        )
+    object_id = _string(data, "id", where, required=False)
+    version = _string(data, "version", where, required=False)
+    if not version and object_id:
+        version = object_id.rstrip("/").rsplit("/", 1)[-1]
+    if not _VAULT_NAME.fullmatch(vault_name):
+        raise InvalidInput("data.VaultName", f"is not a Key Vault name: {vault_name[:64]!r}")
+    return KeyVaultObjectEvent(
+        event=event,
+        vault_name=vault_name,
+        object_type=object_type,
+        object_name=object_name,
+        version=version,
+        object_id=object_id,
+        not_before=_epoch(data.get("nbf"), "data.NBF"),
+        expires=_epoch(data.get("exp"), "data.EXP"),
+    )
+
+
+_VAULT_NAME = re.compile(r"[A-Za-z0-9-]{3,24}")
+
+
+# --------------------------------------------------------------------------- Common Alert Schema
+
+
+def parse_alert(body: bytes | str | Mapping[str, Any]) -> AlertEvent:
+    """An Azure Monitor action group webhook in the Common Alert Schema."""
+    payload = body if isinstance(body, Mapping) else load_json(body)
+    root = _require_object(payload, "body")
+    schema_id = root.get("schemaId")
+    if schema_id != COMMON_ALERT_SCHEMA_ID:
+        problem = "is required" if schema_id is None else f"must be {COMMON_ALERT_SCHEMA_ID!r}"
+        if schema_id is not None:
+            problem += f", got {str(schema_id)[:64]!r} (enable the common alert schema)"
+        raise InvalidInput("schemaId", problem)
+    data = _require_object(root.get("data"), "data")
+    essentials = _require_object(data.get("essentials"), "data.essentials")
+    where = "data.essentials"
+    condition = _string(essentials, "monitorCondition", where)
+    if condition not in ("Fired", "Resolved"):
+        raise InvalidInput(f"{where}.monitorCondition", f"must be Fired or Resolved, got {condition!r}")
+    targets = essentials.get("alertTargetIDs") or []
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise InvalidInput(f"{where}.alertTargetIDs", "must be an array of resource ids")
+    custom = data.get("customProperties") or {}
+    if not isinstance(custom, Mapping):
+        raise InvalidInput("data.customProperties", f"must be an object, got {_json_type(custom)}")
+    resolved_at = (
+        _timestamp(essentials, "resolvedDateTime", where) if condition == "Resolved" else None
+    )
+    return AlertEvent(
+        alert_id=_string(essentials, "alertId", where),
+        rule=_string(essentials, "alertRule", where),
+        severity=_string(essentials, "severity", where),
+        signal_type=_string(essentials, "signalType", where, required=False),
+        condition=condition,  # type: ignore[arg-type]  # checked above
+        monitoring_service=_string(essentials, "monitoringService", where, required=False),
+        target_ids=tuple(targets),
+        fired_at=_timestamp(essentials, "firedDateTime", where),
+        resolved_at=resolved_at,
+        description=_string(essentials, "description", where, required=False),
+        essentials=essentials,
+        alert_context=data.get("alertContext"),
+        custom_properties=custom,
+    )
+
+
+# --------------------------------------------------------------------------- handshakes
+
+
+def validation_response(events: Sequence[Event | SubscriptionValidation]) -> dict[str, str] | None:
+    """`{"validationResponse": code}` when the delivery is Event Grid's validation handshake."""
+    for item in events:
+        if isinstance(item, SubscriptionValidation):
+            return {"validationResponse": item.validation_code}
+    return None
+
+
+def abuse_protection_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The CloudEvents webhook abuse-protection answer to `OPTIONS` with WebHook-Request-Origin."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    origin = lowered.get("webhook-request-origin", "").strip()
+    if not origin:
+        raise InvalidInput("WebHook-Request-Origin", "header is required for the OPTIONS handshake")
+    return {"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*", "Allow": "POST, OPTIONS"}
+
+
+def only_events(items: Iterable[Event | SubscriptionValidation]) -> list[Event]:
+    return [item for item in items if isinstance(item, Event)]

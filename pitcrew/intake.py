@@ -1,0 +1,183 @@
+"""One event in, exactly one effect out: claim, pick the handler, act, audit, complete.
+
+A small pipeline in the Alertmanager spirit; the handlers are a registry keyed by event type
+(Cloud Custodian style), so later areas add theirs without touching this flow.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pitcrew.audit import AuditRecord, app_identity
+from pitcrew.events import (
+    AlertEvent,
+    Event,
+    KeyVaultObjectEvent,
+    is_keyvault_event,
+    keyvault_event,
+)
+from pitcrew.notify.messages import alert_notification, expiry_notification
+from pitcrew.notify.outbox import DrainReport
+from pitcrew.services import Services, get_services
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, Services], str]
+Parser = Callable[[Event], Any]
+OutcomeKind = Literal["handled", "duplicate", "ignored"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    event_id: str
+    kind: OutcomeKind
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.event_id, "outcome": self.kind, "detail": self.detail}
+
+
+_HANDLERS: list[tuple[Callable[[Event], bool], Parser, Handler]] = []
+
+
+def handles(
+    predicate: Callable[[Event], bool], *, parse: Parser = lambda event: event
+) -> Callable[[Handler], Handler]:
+    """Register a handler for the events `predicate` accepts; the first match wins. `parse`
+    turns the envelope into the handler's typed event and runs before anything is claimed, so
+    bad input is rejected (InvalidInput) without leaving state behind."""
+
+    def register(handler: Handler) -> Handler:
+        _HANDLERS.append((predicate, parse, handler))
+        return handler
+
+    return register
+
+
+def handler_for(event: Event) -> tuple[Parser, Handler] | None:
+    for predicate, parse, handler in _HANDLERS:
+        if predicate(event):
+            return parse, handler
+    return None
+
+
+def validate_event(event: Event) -> None:
+    """Raise InvalidInput when an event a handler would take is malformed."""
+    found = handler_for(event)
+    if found is not None:
+        found[0](event)
+
+
+def process_event(event: Event, services: Services) -> Outcome:
+    """Handle one event exactly once. Exceptions propagate (after the claim is released) so the
+    platform retries; a duplicate ends at the claim."""
+    found = handler_for(event)
+    if found is None:
+        log.info("event %s of type %s: no handler, ignored", event.id, event.type)
+        return Outcome(event.id, "ignored", f"no handler for {event.type}")
+    parse, handler = found
+    typed = parse(event)
+    claim = services.state.claim("event", event.id)
+    if claim is None:
+        log.info("event %s is a duplicate: already handled", event.id)
+        return Outcome(event.id, "duplicate", "already handled")
+    try:
+        detail = handler(typed, services)
+    except Exception as exc:
+        services.state.release(claim, reason=type(exc).__name__)
+        raise
+    services.state.complete(claim, outcome=detail)
+    return Outcome(event.id, "handled", detail)
+
+
+def handle_delivered_event(
+    *,
+    id: str,  # noqa: A002 - the binding's name for it
+    event_type: str,
+    subject: str | None,
+    topic: str | None,
+    event_time: Any,
+    data: Any,
+    data_version: str | None = None,
+) -> Outcome:
+    """An event the Functions Event Grid binding delivered. Raises so the platform retries
+    (and, past its retries, dead-letters): nothing is dropped silently."""
+    from pitcrew.events import event_from_binding
+
+    event = event_from_binding(
+        id=id, event_type=event_type, subject=subject, topic=topic,
+        event_time=event_time, data=data, data_version=data_version,
+    )
+    validate_event(event)
+    outcome = process_event(event, get_services())
+    log.info("event %s (%s): %s, %s", event.id, event.type, outcome.kind, outcome.detail)
+    return outcome
+
+
+def drain_outbox() -> DrainReport:
+    """Retry every notification whose next attempt is due (the retry_outbox timer)."""
+    services = get_services()
+    report = services.outbox.drain(services.channels)
+    if report.delivered or report.failed:
+        log.info("outbox: %s", report.to_dict())
+    return report
+
+
+# ------------------------------------------------------------------ Key Vault
+
+_EXPIRY_CONDITIONS = ("NearExpiry", "Expired")
+
+
+@handles(is_keyvault_event, parse=keyvault_event)
+def handle_keyvault(kv: KeyVaultObjectEvent, services: Services) -> str:
+    if kv.condition not in _EXPIRY_CONDITIONS:
+        return f"no action for {kv.condition}"
+    notification = expiry_notification(kv, services.policy)
+    dispatch = services.router.send(notification)
+    services.audit.append(AuditRecord(
+        actor=app_identity(),
+        action="notify.expiry",
+        target=kv.target,
+        outcome=dispatch.outcome,  # type: ignore[arg-type]
+        correlation_id=kv.id,
+        details={
+            "eventType": kv.event.type,
+            "version": kv.version,
+            "expires": kv.expires.isoformat() if kv.expires else None,
+            "notification": notification.id,
+            **dispatch.to_dict(),
+        },
+    ))
+    return f"notified ({dispatch.outcome})"
+
+
+# ------------------------------------------------------------------ alerts
+
+
+def process_alert(alert: AlertEvent, services: Services) -> Outcome:
+    """An Azure Monitor alert: one notification per (alert, condition, time), deduplicated."""
+    claim = services.state.claim("alert", alert.id)
+    if claim is None:
+        return Outcome(alert.id, "duplicate", "already handled")
+    try:
+        notification = alert_notification(alert)
+        dispatch = services.router.send(notification)
+        services.audit.append(AuditRecord(
+            actor=app_identity(),
+            action="notify.alert",
+            target=alert.target_ids[0] if alert.target_ids else alert.rule,
+            outcome=dispatch.outcome,  # type: ignore[arg-type]
+            correlation_id=alert.alert_id,
+            details={"rule": alert.rule, "condition": alert.condition,
+                     "severity": alert.severity, "notification": notification.id,
+                     **dispatch.to_dict()},
+        ))
+    except Exception as exc:
+        services.state.release(claim, reason=type(exc).__name__)
+        raise
+    detail = f"notified ({dispatch.outcome})"
+    services.state.complete(claim, outcome=detail)
+    return Outcome(alert.id, "handled", detail)

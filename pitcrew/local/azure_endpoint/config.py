@@ -1,0 +1,91 @@
+"""What the local Azure endpoint starts with: vaults, ARM resources and seed secrets.
+
+Resources are pre-seeded, not invented on first touch (unless `auto_create` is set): a resource id
+with a typo in a policy must fail locally with ARM's 404 the way it would fail in Azure, instead of
+"working" against a key pair the endpoint made up on the spot.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pitcrew.local.azure_endpoint.credential import LOCAL_TENANT_ID
+
+# Key Vault's own rule for vault names (3-24 chars, letters/digits/hyphens, starts with a letter).
+VAULT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
+
+
+class SecretSeed(BaseModel):
+    """A secret present when the endpoint starts (only written if the vault has no such secret)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    value: str = Field(repr=False)  # repr=False: a seed printed in a traceback shows no value
+    content_type: str | None = Field(default=None, alias="contentType")
+    tags: dict[str, str] = Field(default_factory=dict)
+    expires_on: int | None = Field(default=None, alias="exp", description="unix seconds")
+
+
+class ResourceSeed(BaseModel):
+    """An ARM resource the endpoint knows. `keys` pins key values; missing keys are random."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    keys: dict[str, str] = Field(default_factory=dict, repr=False)
+
+
+class EndpointConfig(BaseModel):
+    """The endpoint's seed. Load from a dict or a JSON file with `EndpointConfig.load`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # vault name -> port (0: any free port). A vault needs its own port because Key Vault's SDK
+    # parses secret ids as https://host[:port]/secrets/name[/version]: no room for a path prefix.
+    vaults: dict[str, int] = Field(default_factory=dict)
+    resources: list[ResourceSeed] = Field(default_factory=list)
+    # vault name -> secret name -> seed
+    secrets: dict[str, dict[str, SecretSeed]] = Field(default_factory=dict)
+    # Unknown resource ids answer 404 unless this is set; then they are created with random keys.
+    auto_create: bool = False
+    tenant_id: str = LOCAL_TENANT_ID
+
+    @field_validator("vaults", mode="before")
+    @classmethod
+    def _vault_list(cls, value: Any) -> Any:
+        # A plain list of names is the common case: every vault on an ephemeral port.
+        if isinstance(value, list | tuple):
+            return {name: 0 for name in value}
+        return value
+
+    @field_validator("vaults")
+    @classmethod
+    def _vault_names(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, port in value.items():
+            if not VAULT_NAME.match(name):
+                raise ValueError(f"invalid vault name {name!r}: 3-24 letters, digits or hyphens")
+            if not 0 <= port <= 65535:
+                raise ValueError(f"invalid port {port} for vault {name!r}")
+        return value
+
+    @classmethod
+    def load(cls, source: EndpointConfig | dict[str, Any] | str | Path | None) -> EndpointConfig:
+        if source is None:
+            return cls()
+        if isinstance(source, EndpointConfig):
+            return source
+        if isinstance(source, dict):
+            return cls.model_validate(source)
+        path = Path(source)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ValueError(f"local Azure endpoint config not found: {path}") from exc
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"local Azure endpoint config {path} is not JSON: {exc.msg}") from exc
+        return cls.model_validate(data)

@@ -1,0 +1,90 @@
+"""A token credential for the local Azure endpoint: no Entra ID, no network, never a real token.
+
+It implements both azure-core credential protocols (`TokenCredential.get_token` and
+`SupportsTokenInfo.get_token_info`), so every SDK client accepts it exactly where production code
+passes `DefaultAzureCredential`. The token is not a JWT; it is `local.<base64url JSON>` carrying
+the principal name, scope and tenant, so the endpoint can record *who* asked for each change
+(the operations log under `/_local/operations`) the way Azure's activity log would.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from types import TracebackType
+from typing import Any
+
+from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
+
+TOKEN_PREFIX = "local."
+# Long enough that the SDK's refresh-before-expiry logic never kicks in during a dev session,
+# short enough that nothing treats it as "never expires".
+TOKEN_LIFETIME_SECONDS = 3600
+LOCAL_TENANT_ID = "00000000-0000-0000-0000-000000000000"
+
+
+class LocalCredential:
+    """Issues dummy bearer tokens the local Azure endpoint accepts (and real Azure rejects).
+
+    `principal` names the identity in the endpoint's operations log, e.g. "pitcrew-app" for the
+    function app's managed identity or an operator's name in a test.
+    """
+
+    def __init__(self, principal: str = "pitcrew-local", tenant_id: str = LOCAL_TENANT_ID) -> None:
+        self.principal = principal
+        self.tenant_id = tenant_id
+
+    def _token(self, scopes: tuple[str, ...], tenant_id: str | None) -> tuple[str, int]:
+        if not scopes:
+            # Same contract as azure-identity: a token without a scope is a caller bug.
+            raise ValueError("LocalCredential needs at least one scope")
+        claims = {"oid": self.principal, "scp": " ".join(scopes), "tid": tenant_id or self.tenant_id}
+        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+        return TOKEN_PREFIX + payload, int(time.time()) + TOKEN_LIFETIME_SECONDS
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        token, expires_on = self._token(scopes, tenant_id)
+        return AccessToken(token, expires_on)
+
+    def get_token_info(
+        self, *scopes: str, options: TokenRequestOptions | None = None
+    ) -> AccessTokenInfo:
+        tenant_id = (options or {}).get("tenant_id")
+        token, expires_on = self._token(scopes, tenant_id)
+        return AccessTokenInfo(token, expires_on, token_type="Bearer")
+
+    # SupportsTokenInfo is also a context manager; nothing to release here.
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> LocalCredential:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def principal_from_token(token: str) -> str:
+    """The principal a LocalCredential token names, or "unknown" for any other bearer token."""
+    if not token.startswith(TOKEN_PREFIX):
+        return "unknown"
+    payload = token[len(TOKEN_PREFIX) :]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, json.JSONDecodeError):
+        return "unknown"
+    principal = claims.get("oid") if isinstance(claims, dict) else None
+    return principal if isinstance(principal, str) and principal else "unknown"

@@ -1,0 +1,233 @@
+"""The endpoint's state: vaults with their secret versions, ARM resources with their keys, and a log
+of every change made through ARM. In memory, optionally mirrored to a SQLite file.
+
+The SQLite file holds one JSON document, rewritten after each change: the endpoint serves one
+developer, so simplicity beats write throughput. The file holds secret values in clear text;
+it is for local development only and is created owner-readable only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from pitcrew.local.azure_endpoint.config import EndpointConfig
+from pitcrew.local.azure_endpoint.resources import (
+    ResourceKind,
+    canonical_id,
+    new_key,
+    spec_for,
+    spec_of,
+)
+
+
+class SecretVersion(BaseModel):
+    version: str
+    value: str = Field(repr=False)  # never in a repr, so never in a traceback's locals dump
+    content_type: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    enabled: bool = True
+    not_before: int | None = None
+    expires: int | None = None
+    created: int
+    updated: int
+
+
+class SecretRecord(BaseModel):
+    name: str  # as first created; lookups are case-insensitive like Key Vault's
+    versions: list[SecretVersion] = Field(default_factory=list)  # oldest first
+    deleted_on: int | None = None
+
+    @property
+    def latest(self) -> SecretVersion:
+        return self.versions[-1]
+
+    def version(self, version: str) -> SecretVersion | None:
+        return next((v for v in self.versions if v.version == version.lower()), None)
+
+
+class VaultRecord(BaseModel):
+    port: int = 0  # the port it was last served on, reused after a restart when free
+    secrets: dict[str, SecretRecord] = Field(default_factory=dict)  # lower-case name -> record
+    deleted: dict[str, SecretRecord] = Field(default_factory=dict)  # soft-deleted, recoverable
+
+
+class ResourceRecord(BaseModel):
+    id: str
+    kind: ResourceKind
+    keys: dict[str, str] = Field(default_factory=dict, repr=False)
+    regenerations: dict[str, int] = Field(default_factory=dict)
+    restarts: int = 0
+    created: int
+
+
+class Operation(BaseModel):
+    """One change made through ARM, as Azure's activity log would show it (never a key value)."""
+
+    at: float
+    principal: str
+    resource_id: str
+    action: str
+    key: str | None = None
+
+
+class StateData(BaseModel):
+    vaults: dict[str, VaultRecord] = Field(default_factory=dict)  # lower-case vault name
+    resources: dict[str, ResourceRecord] = Field(default_factory=dict)  # canonical id
+    operations: list[Operation] = Field(default_factory=list)
+
+
+class UnknownResourceKind(ValueError):
+    pass
+
+
+class StateStore:
+    """Thread-safe holder of StateData. Mutate only inside `with store.change() as data:`."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self._lock = threading.RLock()
+        self._path = Path(path) if path else None
+        self._data = self._load() if self._path else StateData()
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[StateData]:
+        with self._lock:
+            yield self._data
+
+    @contextlib.contextmanager
+    def change(self) -> Iterator[StateData]:
+        with self._lock:
+            yield self._data
+            self._save()
+
+    # --- seeding -----------------------------------------------------------------------------
+
+    def apply_config(self, config: EndpointConfig) -> None:
+        """Add what the config names and is missing; never overwrite persisted state."""
+        now = int(time.time())
+        with self.change() as data:
+            for name, port in config.vaults.items():
+                vault = data.vaults.setdefault(name.lower(), VaultRecord(port=port))
+                if port:
+                    vault.port = port
+            for seed in config.resources:
+                self._ensure_resource(data, seed.id, seed.keys, now)
+            for vault_name, seeds in config.secrets.items():
+                vault = data.vaults.setdefault(vault_name.lower(), VaultRecord())
+                for secret_name, seed in seeds.items():
+                    if secret_name.lower() in vault.secrets:
+                        continue
+                    vault.secrets[secret_name.lower()] = SecretRecord(
+                        name=secret_name,
+                        versions=[
+                            SecretVersion(
+                                version=os.urandom(16).hex(),
+                                value=seed.value,
+                                content_type=seed.content_type,
+                                tags=dict(seed.tags),
+                                expires=seed.expires_on,
+                                created=now,
+                                updated=now,
+                            )
+                        ],
+                    )
+
+    def ensure_resource(self, resource_id: str, keys: dict[str, str] | None = None) -> ResourceRecord:
+        with self.change() as data:
+            return self._ensure_resource(data, resource_id, keys or {}, int(time.time()))
+
+    @staticmethod
+    def _ensure_resource(
+        data: StateData, resource_id: str, keys: dict[str, str], now: int
+    ) -> ResourceRecord:
+        spec = spec_for(resource_id)
+        if spec is None:
+            raise UnknownResourceKind(
+                f"unsupported resource id {resource_id!r}: expected a Cosmos DB account, Storage "
+                "account, Service Bus / Event Hubs authorization rule or Web site id"
+            )
+        existing = data.resources.get(canonical_id(resource_id))
+        if existing is not None:
+            return existing
+        unknown = set(keys) - set(spec.key_names)
+        if unknown:
+            raise ValueError(
+                f"resource {resource_id!r} has no key(s) {sorted(unknown)}; "
+                f"its keys are {list(spec.key_names)}"
+            )
+        record = ResourceRecord(
+            id="/" + resource_id.strip().strip("/"),
+            kind=spec.kind,
+            keys={name: keys.get(name) or new_key(spec) for name in spec.key_names},
+            created=now,
+        )
+        data.resources[canonical_id(resource_id)] = record
+        return record
+
+    def regenerate(self, resource_id: str, key_name: str, principal: str, value: str | None) -> None:
+        """Replace one key and count it: the counter is how tests prove "exactly once"."""
+        with self.change() as data:
+            record = data.resources[canonical_id(resource_id)]
+            record.keys[key_name] = value or new_key(spec_of(record.kind))
+            record.regenerations[key_name] = record.regenerations.get(key_name, 0) + 1
+            data.operations.append(
+                Operation(
+                    at=time.time(),
+                    principal=principal,
+                    resource_id=record.id,
+                    action="regenerateKey",
+                    key=key_name,
+                )
+            )
+
+    def restart(self, resource_id: str, principal: str) -> None:
+        with self.change() as data:
+            record = data.resources[canonical_id(resource_id)]
+            record.restarts += 1
+            data.operations.append(
+                Operation(at=time.time(), principal=principal, resource_id=record.id, action="restart")
+            )
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        assert self._path is not None
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        if not self._path.exists():
+            # Create owner-only before SQLite writes any secret into it.
+            self._path.touch(mode=0o600)
+        connection = sqlite3.connect(self._path)
+        connection.execute("CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY, doc TEXT)")
+        return connection
+
+    def _load(self) -> StateData:
+        with contextlib.closing(self._connect()) as connection:
+            row = connection.execute("SELECT doc FROM state WHERE id = 1").fetchone()
+        if row is None:
+            return StateData()
+        try:
+            return StateData.model_validate_json(row[0])
+        except ValueError as exc:
+            # Name the file and what to do; pydantic's message could quote stored values.
+            raise ValueError(
+                f"local Azure endpoint state {self._path} is unreadable "
+                f"({type(exc).__name__}); delete it to start fresh"
+            ) from None
+
+    def _save(self) -> None:
+        if self._path is None:
+            return
+        doc = self._data.model_dump_json()
+        with contextlib.closing(self._connect()) as connection, connection:
+            connection.execute("INSERT OR REPLACE INTO state (id, doc) VALUES (1, ?)", (doc,))

@@ -1,0 +1,90 @@
+"""Channels deliver a notification somewhere. A failure raises DeliveryFailed, whose reason
+names what went wrong without the URL (webhook URLs often embed a token)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Protocol
+
+from pitcrew.notify.model import Notification
+
+if TYPE_CHECKING:
+    import httpx
+
+    from pitcrew.policy import Policy, WebhookChannel
+
+
+class DeliveryFailed(Exception):  # noqa: N818
+    def __init__(self, reason: str, *, retryable: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+class Channel(Protocol):
+    name: str
+
+    def deliver(self, notification: Notification) -> None: ...
+
+
+class WebhookSender:
+    """Generic JSON webhook: POST the notification; 2xx is delivered, anything else is not."""
+
+    def __init__(self, name: str, config: WebhookChannel, client: httpx.Client) -> None:
+        self.name = name
+        self._config = config
+        self._client = client
+
+    def deliver(self, notification: Notification) -> None:
+        import httpx
+
+        try:
+            url = self._config.resolved_url()
+        except LookupError as exc:
+            raise DeliveryFailed(str(exc)) from None
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": notification.id,
+            "User-Agent": "pitcrew",
+        }
+        if self._config.headers_setting:
+            headers.update(_headers_from_setting(self._config.headers_setting))
+        body = json.dumps(notification.to_dict()).encode()
+        try:
+            response = self._client.post(
+                url, content=body, headers=headers, timeout=self._config.timeout_seconds
+            )
+        except httpx.TimeoutException:
+            raise DeliveryFailed(f"timed out after {self._config.timeout_seconds}s") from None
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(f"{type(exc).__name__}: {_without_url(exc)}") from None
+        if response.is_success:
+            return
+        # 4xx other than 408/429 will not heal by itself, but a fixed config should still
+        # deliver, so these are retried too, just reported as such.
+        retryable = response.status_code >= 500 or response.status_code in (408, 429)
+        raise DeliveryFailed(f"HTTP {response.status_code}", retryable=retryable)
+
+
+def _without_url(exc: Exception) -> str:
+    text = str(exc)
+    request = getattr(exc, "_request", None)
+    if request is not None:
+        text = text.replace(str(request.url), "<url>")
+    return text[:200]
+
+
+def _headers_from_setting(name: str) -> dict[str, str]:
+    raw = os.environ.get(name, "")
+    try:
+        headers = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        raise DeliveryFailed(f"app setting {name} is not a JSON object of headers") from None
+    if not isinstance(headers, dict):
+        raise DeliveryFailed(f"app setting {name} is not a JSON object of headers")
+    return {str(k): str(v) for k, v in headers.items()}
+
+
+def build_channels(policy: Policy, client: httpx.Client) -> dict[str, Channel]:
+    return {name: WebhookSender(name, config, client) for name, config in policy.channels.items()}

@@ -1,0 +1,164 @@
+"""The words of each notification: what happened, when, where, and what to do about it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pitcrew.events import AlertEvent, KeyVaultObjectEvent
+from pitcrew.notify.model import Action, Notification, Severity
+from pitcrew.policy import Policy
+
+_URGENT_DAYS = 7
+_ALERT_SEVERITY: dict[str, Severity] = {
+    "Sev0": "critical", "Sev1": "critical", "Sev2": "warning", "Sev3": "info", "Sev4": "info",
+}
+
+
+def _when(moment: datetime, now: datetime) -> str:
+    days = (moment - now).total_seconds() / 86400
+    stamp = moment.strftime("%Y-%m-%d %H:%M UTC")
+    if days >= 1:
+        return f"on {stamp} (in {int(days)} day{'s' if int(days) != 1 else ''})"
+    if days >= 0:
+        return f"on {stamp} (in {int(days * 24)} hours)"
+    ago = int(-days)
+    return f"on {stamp} ({ago} day{'s' if ago != 1 else ''} ago)"
+
+
+def expiry_notification(
+    event: KeyVaultObjectEvent, policy: Policy, *, now: datetime | None = None
+) -> Notification:
+    """Key Vault says an object nobody rotates expires (or has): tell a person what to do."""
+    now = now or datetime.now(UTC)
+    kind = event.object_type.lower()
+    expired = event.condition == "Expired" or (event.expires is not None and event.expires <= now)
+    if event.expires is None:
+        when = "soon (Key Vault gave no expiry time)"
+    else:
+        when = _when(event.expires, now)
+    urgent = expired or (
+        event.expires is not None and (event.expires - now).total_seconds() < _URGENT_DAYS * 86400
+    )
+    verb = "expired" if expired else "expires"
+    title = f"{event.object_type} {event.object_name} in vault {event.vault_name} {verb}"
+    summary = (
+        f"Key Vault {event.vault_name} reports that {kind} {event.object_name} "
+        f"(version {event.version or 'unknown'}) {verb} {when}. No pitcrew rotation policy "
+        f"covers it, so a person must act: issue a new credential and store it as a new "
+        f"version with a new expiry before the current one lapses, or add a rotation rule "
+        f"for it to pitcrew.yaml so pitcrew rotates it next time."
+    )
+    facts = {
+        "Vault": event.vault_name,
+        "Object": f"{kind}/{event.object_name}",
+        "Version": event.version or "unknown",
+        "Expires": event.expires.isoformat() if event.expires else "unknown",
+        "Event": f"{event.event.type} ({event.id})",
+    }
+    if event.not_before:
+        facts["Not before"] = event.not_before.isoformat()
+    actions: list[Action] = []
+    settings = policy.notifications.expiry
+    if settings.runbook_url:
+        actions.append(Action(label="Follow the runbook", url=str(settings.runbook_url)))
+    if settings.portal_links and event.event.source.startswith("/subscriptions/"):
+        actions.append(Action(
+            label=f"Open the vault's {kind}s in the portal",
+            url=f"https://portal.azure.com/#@/resource{event.event.source}/{kind}s",
+        ))
+    actions.append(Action(label="Check the new version's expiry after renewing",
+                          command=_check_command(event)))
+    return Notification(
+        id=f"expiry:{event.id}",
+        dedup_key=f"expiry:{event.vault_name}/{kind}s/{event.object_name}",
+        kind="expiry",
+        severity="critical" if urgent else "warning",
+        status="firing",
+        title=title,
+        summary=summary,
+        correlation_id=event.id,
+        facts=facts,
+        actions=tuple(actions),
+    )
+
+
+def _check_command(event: KeyVaultObjectEvent) -> str:
+    group = {"Secret": "secret", "Key": "key", "Certificate": "certificate"}[event.object_type]
+    return (
+        f"az keyvault {group} show --vault-name {event.vault_name} --name {event.object_name} "
+        "--query attributes.expires"
+    )
+
+
+def alert_notification(alert: AlertEvent) -> Notification:
+    """An Azure Monitor alert, routed as is; Fired and Resolved share the alert id as dedup key."""
+    resolved = alert.condition == "Resolved"
+    severity: Severity = "info" if resolved else _ALERT_SEVERITY.get(alert.severity, "warning")
+    targets = ", ".join(t.rsplit("/", 1)[-1] for t in alert.target_ids) or "unknown"
+    facts = {
+        "Rule": alert.rule,
+        "Severity": alert.severity,
+        "Condition": alert.condition,
+        "Signal": alert.signal_type or "unknown",
+        "Targets": targets,
+        "Fired": alert.fired_at.isoformat(),
+    }
+    if alert.resolved_at:
+        facts["Resolved"] = alert.resolved_at.isoformat()
+    facts.update(_condition_facts(alert.alert_context))
+    actions: list[Action] = []
+    runbook = alert.custom_properties.get("runbook")
+    if isinstance(runbook, str) and runbook:
+        actions.append(Action(label="Follow the runbook", url=runbook))
+    link = _first_link(alert.alert_context)
+    if link:
+        actions.append(Action(label="Open the query results", url=link))
+    actions.append(Action(
+        label="Open the alert in the portal",
+        url=f"https://portal.azure.com/#view/Microsoft_Azure_Monitoring_Alerts/AlertDetails.ReactView/alertId/{alert.short_id}",
+    ))
+    return Notification(
+        id=f"alert:{alert.id}",
+        dedup_key=alert.dedup_key,
+        kind="alert",
+        severity=severity,
+        status="resolved" if resolved else "firing",
+        title=f"[{alert.condition}] {alert.rule} ({alert.severity}) on {targets}",
+        summary=alert.description or f"Azure Monitor alert rule {alert.rule} {alert.condition.lower()}.",
+        correlation_id=alert.alert_id,
+        facts=facts,
+        actions=tuple(actions),
+    )
+
+
+def _criteria(context: Any) -> list[dict[str, Any]]:
+    if not isinstance(context, dict):
+        return []
+    condition = context.get("condition")
+    if not isinstance(condition, dict):
+        return []
+    criteria = condition.get("allOf")
+    return [c for c in criteria if isinstance(c, dict)] if isinstance(criteria, list) else []
+
+
+def _condition_facts(context: Any) -> dict[str, str]:
+    facts: dict[str, str] = {}
+    for criterion in _criteria(context)[:3]:
+        name = criterion.get("metricName") or criterion.get("metricMeasureColumn") or "value"
+        value, threshold = criterion.get("metricValue"), criterion.get("threshold")
+        dims = criterion.get("dimensions") or []
+        where = ", ".join(
+            f"{d.get('name')}={d.get('value')}" for d in dims if isinstance(d, dict)
+        )
+        text = f"{value} ({criterion.get('operator', '')} {threshold})".replace("  ", " ")
+        facts[f"{name}" + (f" [{where}]" if where else "")] = text
+    return facts
+
+
+def _first_link(context: Any) -> str | None:
+    for criterion in _criteria(context):
+        link = criterion.get("linkToSearchResultsUI")
+        if isinstance(link, str) and link.startswith("https://"):
+            return link
+    return None

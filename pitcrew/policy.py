@@ -1,0 +1,216 @@
+"""Policy as code: the schema of pitcrew.yaml, loading and validation.
+
+The app refuses to act on an invalid policy: every problem is reported with the key it concerns
+and what is wrong with it (see docs/policy.md for the reference).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pitcrew.errors import PolicyInvalid
+
+DEFAULT_POLICY_FILE = "pitcrew.yaml"
+NotificationKind = Literal["expiry", "alert", "rotation", "deadletter", "quota", "pitcrew"]
+Severity = Literal["critical", "warning", "info"]
+_NAME = r"^[a-z][a-z0-9-]{0,62}$"
+_SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    # A typo in a key must be an error, not a setting silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WebhookChannel(_Strict):
+    """A generic JSON webhook: one POST per notification, `Idempotency-Key` header set."""
+
+    type: Literal["webhook"]
+    url: HttpUrl | None = Field(default=None, description="The endpoint, when it holds no token.")
+    url_setting: str | None = Field(
+        default=None,
+        description="Name of the app setting holding the URL (a Key Vault reference in Azure), "
+        "for URLs that embed a token.",
+    )
+    headers_setting: str | None = Field(
+        default=None,
+        description="Name of an app setting holding extra headers as JSON (e.g. an auth header).",
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _one_url_source(self) -> WebhookChannel:
+        if (self.url is None) == (self.url_setting is None):
+            raise ValueError("give exactly one of 'url' or 'url_setting'")
+        for name in (self.url_setting, self.headers_setting):
+            if name is not None and not _SETTING.match(name):
+                raise ValueError(f"{name!r} is not a valid app setting name")
+        return self
+
+    def resolved_url(self) -> str:
+        if self.url is not None:
+            return str(self.url)
+        assert self.url_setting is not None
+        value = os.environ.get(self.url_setting, "").strip()
+        if not value:
+            raise LookupError(f"app setting {self.url_setting} (webhook URL) is not set")
+        return value
+
+
+Channel = Annotated[WebhookChannel, Field(discriminator="type")]
+
+
+class RouteMatch(_Strict):
+    kinds: list[NotificationKind] | None = Field(
+        default=None, description="Notification kinds this route takes; all when omitted."
+    )
+    severities: list[Severity] | None = Field(
+        default=None, description="Severities this route takes; all when omitted."
+    )
+
+
+class Route(_Strict):
+    name: str = Field(pattern=_NAME)
+    match: RouteMatch = Field(default_factory=RouteMatch)
+    channels: list[str] = Field(min_length=1)
+    continue_matching: bool = Field(
+        default=False, alias="continue", description="Also try the routes after this one."
+    )
+
+
+class ExpiryNotifications(_Strict):
+    runbook_url: HttpUrl | None = None
+    portal_links: bool = Field(default=True, description="Add a link to the object in the portal.")
+
+
+class Notifications(_Strict):
+    expiry: ExpiryNotifications = Field(default_factory=ExpiryNotifications)
+
+
+class OutboxSettings(_Strict):
+    base_delay_seconds: float = Field(default=30.0, gt=0, le=3600)
+    max_delay_seconds: float = Field(default=1800.0, gt=0, le=86400)
+    escalate_after_attempts: int = Field(
+        default=10, ge=1, description="Log an error (and an audit record) once a notification "
+        "has failed this many times; it keeps being retried."
+    )
+    lease_seconds: float = Field(default=120.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OutboxSettings:
+        if self.max_delay_seconds < self.base_delay_seconds:
+            raise ValueError("max_delay_seconds must be at least base_delay_seconds")
+        return self
+
+
+class Policy(_Strict):
+    """The whole of pitcrew.yaml."""
+
+    version: Literal[1]
+    mode: Literal["act", "plan"] = Field(
+        default="act",
+        description="'plan' decides, audits and notifies but changes nothing in the workload.",
+    )
+    channels: dict[str, Channel] = Field(min_length=1)
+    routes: list[Route] = Field(min_length=1)
+    notifications: Notifications = Field(default_factory=Notifications)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, channels: dict[str, Any]) -> dict[str, Any]:
+        for name in channels:
+            if not re.match(_NAME, name):
+                raise ValueError(
+                    f"channel name {name!r} must be lower-case letters, digits and '-', "
+                    "starting with a letter"
+                )
+        return channels
+
+    @model_validator(mode="after")
+    def _routes_name_known_channels(self) -> Policy:
+        known = sorted(self.channels)
+        seen: set[str] = set()
+        for i, route in enumerate(self.routes):
+            if route.name in seen:
+                raise ValueError(f"routes[{i}].name: {route.name!r} is used by an earlier route")
+            seen.add(route.name)
+            for j, channel in enumerate(route.channels):
+                if channel not in self.channels:
+                    raise ValueError(
+                        f"routes[{i}].channels[{j}]: unknown channel {channel!r} "
+                        f"(defined: {', '.join(known)})"
+                    )
+        return self
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("webhook",):
+            # pydantic names the union member in the path; the user never wrote it.
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _problems(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors(include_url=False):
+        where = _location(tuple(item["loc"]))
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "is not a known key (check the spelling; see docs/policy.md)"
+        elif item["type"] == "missing":
+            message = "is required"
+        if message.startswith(("routes[",)) and not where:
+            problems.append(message)
+        else:
+            problems.append(f"{where or '(top level)'}: {message}")
+    return problems
+
+
+def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
+    """Validate YAML text; raise PolicyInvalid listing every problem."""
+    import yaml  # lazily: only the policy path needs it
+
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "YAML"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyInvalid(source, [f"{where}: not valid YAML ({problem})"]) from None
+    if not isinstance(document, dict):
+        raise PolicyInvalid(source, ["(top level): must be a mapping with 'version: 1'"])
+    try:
+        return Policy.model_validate(document)
+    except ValidationError as exc:
+        raise PolicyInvalid(source, _problems(exc)) from None
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyInvalid(str(file), ["file not found"]) from None
+    except OSError as exc:
+        raise PolicyInvalid(str(file), [f"cannot be read: {exc.strerror}"]) from None
+    return parse_policy(text, source=str(file))

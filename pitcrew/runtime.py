@@ -1,0 +1,185 @@
+"""Settings and lazy, cached SDK clients: one DefaultAzureCredential per process.
+
+Nothing here imports an Azure SDK at module import time; the function app indexes without them
+and each client is built on first use, then reused across invocations.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.data.tables import TableClient, TableServiceClient
+
+    from pitcrew.policy import Policy
+
+APP_ROOT = Path(__file__).resolve().parents[1]
+DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
+# Azurite's well-known, public development account: not a secret. What
+# `UseDevelopmentStorage=true` means, spelled out because the SDKs don't expand it.
+AZURITE_ACCOUNT_NAME = "devstoreaccount1"
+AZURITE_ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def azurite_connection_string(host: str = "127.0.0.1") -> str:
+    account = AZURITE_ACCOUNT_NAME
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={AZURITE_ACCOUNT_KEY};"
+        f"BlobEndpoint=http://{host}:10000/{account};"
+        f"QueueEndpoint=http://{host}:10001/{account};"
+        f"TableEndpoint=http://{host}:10002/{account};"
+    )
+
+T = TypeVar("T")
+
+
+class ConfigurationError(RuntimeError):
+    """A required app setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The app settings pitcrew reads, from the environment (app settings in Azure)."""
+
+    storage_connection_string: str | None
+    storage_account_name: str | None
+    storage_table_endpoint: str | None
+    storage_client_id: str | None
+    table_prefix: str
+    policy_path: Path
+    managed_identity_client_id: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        connection = env.get("AzureWebJobsStorage", "").strip() or None
+        if connection == DEVELOPMENT_STORAGE:
+            connection = azurite_connection_string()
+        prefix = env.get("PITCREW_TABLE_PREFIX", "pitcrew").strip() or "pitcrew"
+        if not prefix.isalnum() or not prefix[0].isalpha() or len(prefix) > 40:
+            raise ConfigurationError(
+                f"PITCREW_TABLE_PREFIX={prefix!r} must be letters and digits, starting with a letter"
+            )
+        policy = env.get("PITCREW_POLICY_PATH", "").strip() or "pitcrew.yaml"
+        policy_path = Path(policy)
+        if not policy_path.is_absolute():
+            policy_path = APP_ROOT / policy_path
+        return cls(
+            storage_connection_string=connection,
+            storage_account_name=env.get("AzureWebJobsStorage__accountName", "").strip() or None,
+            storage_table_endpoint=env.get("AzureWebJobsStorage__tableServiceUri", "").strip()
+            or None,
+            storage_client_id=env.get("AzureWebJobsStorage__clientId", "").strip() or None,
+            table_prefix=prefix,
+            policy_path=policy_path,
+            managed_identity_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
+        )
+
+    @property
+    def table_endpoint(self) -> str:
+        if self.storage_table_endpoint:
+            return self.storage_table_endpoint
+        if self.storage_account_name:
+            return f"https://{self.storage_account_name}.table.core.windows.net"
+        raise ConfigurationError(
+            "storage is not configured: set AzureWebJobsStorage__accountName (managed identity, "
+            "in Azure) or AzureWebJobsStorage (a connection string, locally)"
+        )
+
+
+class Runtime:
+    """Process-wide state: settings, the credential, SDK clients and the loaded policy.
+
+    Built once per worker process and reused by every invocation; `reset_runtime()` drops it
+    (tests, or after settings change).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._cache: dict[str, Any] = {}
+        self._policy: tuple[float, Policy] | None = None
+
+    def cached(self, key: str, build: Callable[[], T]) -> T:
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = build()
+            return self._cache[key]  # type: ignore[no-any-return]
+
+    @cached_property
+    def credential(self) -> TokenCredential:
+        from azure.identity import DefaultAzureCredential
+
+        client_id = self.settings.managed_identity_client_id or self.settings.storage_client_id
+        return DefaultAzureCredential(managed_identity_client_id=client_id)
+
+    def table_service(self) -> TableServiceClient:
+        def build() -> TableServiceClient:
+            from azure.data.tables import TableServiceClient
+
+            if self.settings.storage_connection_string:
+                return TableServiceClient.from_connection_string(
+                    self.settings.storage_connection_string
+                )
+            return TableServiceClient(
+                endpoint=self.settings.table_endpoint, credential=self.credential
+            )
+
+        return self.cached("table_service", build)
+
+    def table(self, suffix: str) -> TableClient:
+        """A table named `<prefix><suffix>`, created on first use in this process."""
+        name = f"{self.settings.table_prefix}{suffix}"
+
+        def build() -> TableClient:
+            service = self.table_service()
+            from azure.core.exceptions import ResourceExistsError
+
+            try:
+                service.create_table(name)
+            except ResourceExistsError:
+                pass
+            return service.get_table_client(name)
+
+        return self.cached(f"table:{name}", build)
+
+    def policy(self) -> Policy:
+        """The policy, reloaded when the file changes; PolicyInvalid when it does not validate."""
+        from pitcrew.policy import load_policy
+
+        path = self.settings.policy_path
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            mtime = -1.0
+        with self._lock:
+            if self._policy is None or self._policy[0] != mtime:
+                self._policy = (mtime, load_policy(path))
+            return self._policy[1]
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime(Settings.from_env())
+        return _runtime
+
+
+def reset_runtime() -> None:
+    global _runtime
+    with _runtime_lock:
+        _runtime = None
