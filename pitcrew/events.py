@@ -76,7 +76,10 @@ class KeyVaultObjectEvent:
     def condition(self) -> str:
         """`NearExpiry`, `Expired`, `NewVersionCreated`... without the object type."""
         suffix = self.event.type.removeprefix(KEYVAULT_EVENT_PREFIX)
-        return suffix.removeprefix(self.object_type)
+        for kind in ("Certificate", "Secret", "Key"):
+            if suffix.startswith(kind):
+                return suffix.removeprefix(kind)
+        return suffix
 
     @property
     def target(self) -> str:
@@ -353,17 +356,28 @@ def keyvault_event(event: Event) -> KeyVaultObjectEvent:
     if not is_keyvault_event(event):
         raise InvalidInput("eventType", f"{event.type!r} is not a Key Vault event")
     data = _normalised_keys(_require_object(event.data, "data"))
-    where = "data"
-    vault_name = _string(data, "vaultname", where)
-    object_name = _string(data, "objectname", where)
-    raw_type = _string(data, "objecttype", where)
+
+    def text(display: str, *, required: bool = True) -> str:
+        # Look up by the normalised key, report by the name Azure documents.
+        value = data.get(display.casefold())
+        if value is None or value == "":
+            if required:
+                raise InvalidInput(f"data.{display}", "is required")
+            return ""
+        if not isinstance(value, str):
+            raise InvalidInput(f"data.{display}", f"must be a string, got {_json_type(value)}")
+        return value
+
+    vault_name = text("VaultName")
+    object_name = text("ObjectName")
+    raw_type = text("ObjectType")
     object_type = _KEYVAULT_TYPES.get(raw_type.casefold())
     if object_type is None:
         raise InvalidInput(
             "data.ObjectType", f"must be Secret, Key or Certificate, got {raw_type[:32]!r}"
         )
-    object_id = _string(data, "id", where, required=False)
-    version = _string(data, "version", where, required=False)
+    object_id = text("Id", required=False)
+    version = text("Version", required=False)
     if not version and object_id:
         version = object_id.rstrip("/").rsplit("/", 1)[-1]
     if not _VAULT_NAME.fullmatch(vault_name):

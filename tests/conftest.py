@@ -5,10 +5,17 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pitcrew.local.azurite import Azurite, ensure_azurite
+
+if TYPE_CHECKING:
+    from tests.receiver import Receiver
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +44,50 @@ def _no_real_azure(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", "IDENTITY_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     os.environ.setdefault("PITCREW_ENVIRONMENT", "test")
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    from tests.receiver import Receiver
+
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def pitcrew_env(
+    storage_connection_string: str,
+    unique_name: str,
+    receiver: Receiver,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Path]:
+    """pitcrew configured against Azurite (tables unique to the test) with a webhook channel
+    pointing at `receiver`. Yields the policy file path."""
+    from pitcrew.runtime import reset_runtime
+    from pitcrew.services import reset_services
+
+    policy = tmp_path / "pitcrew.yaml"
+    policy.write_text(
+        "version: 1\n"
+        "channels:\n"
+        "  hook:\n"
+        "    type: webhook\n"
+        f"    url: {receiver.url}\n"
+        "    timeout_seconds: 1\n"
+        "routes:\n"
+        "  - name: all\n"
+        "    channels: [hook]\n"
+        "outbox:\n"
+        "  base_delay_seconds: 0.01\n"
+        "  max_delay_seconds: 0.05\n"
+        "  escalate_after_attempts: 3\n"
+    )
+    monkeypatch.setenv("PITCREW_POLICY_PATH", str(policy))
+    monkeypatch.setenv("PITCREW_TABLE_PREFIX", unique_name)
+    reset_runtime()
+    reset_services()
+    yield policy
+    reset_runtime()
+    reset_services()
