@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     HttpUrl,
     ValidationError,
@@ -21,7 +19,10 @@ from pydantic import (
     model_validator,
 )
 
+from pitcrew.deadletter.policy import DeadletterPolicy
 from pitcrew.errors import PolicyInvalid
+from pitcrew.rotation.policy import RotationPolicy
+from pitcrew.schema import StrictModel
 
 DEFAULT_POLICY_FILE = "pitcrew.yaml"
 NotificationKind = Literal["expiry", "alert", "rotation", "deadletter", "quota", "pitcrew"]
@@ -30,12 +31,7 @@ _NAME = r"^[a-z][a-z0-9-]{0,62}$"
 _SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class _Strict(BaseModel):
-    # A typo in a key must be an error, not a setting silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WebhookChannel(_Strict):
+class WebhookChannel(StrictModel):
     """A generic JSON webhook: one POST per notification, `Idempotency-Key` header set."""
 
     type: Literal["webhook"]
@@ -73,7 +69,7 @@ class WebhookChannel(_Strict):
 Channel = Annotated[WebhookChannel, Field(discriminator="type")]
 
 
-class RouteMatch(_Strict):
+class RouteMatch(StrictModel):
     kinds: list[NotificationKind] | None = Field(
         default=None, description="Notification kinds this route takes; all when omitted."
     )
@@ -82,7 +78,7 @@ class RouteMatch(_Strict):
     )
 
 
-class Route(_Strict):
+class Route(StrictModel):
     name: str = Field(pattern=_NAME)
     match: RouteMatch = Field(default_factory=RouteMatch)
     channels: list[str] = Field(min_length=1)
@@ -91,16 +87,16 @@ class Route(_Strict):
     )
 
 
-class ExpiryNotifications(_Strict):
+class ExpiryNotifications(StrictModel):
     runbook_url: HttpUrl | None = None
     portal_links: bool = Field(default=True, description="Add a link to the object in the portal.")
 
 
-class Notifications(_Strict):
+class Notifications(StrictModel):
     expiry: ExpiryNotifications = Field(default_factory=ExpiryNotifications)
 
 
-class OutboxSettings(_Strict):
+class OutboxSettings(StrictModel):
     base_delay_seconds: float = Field(default=30.0, gt=0, le=3600)
     max_delay_seconds: float = Field(default=1800.0, gt=0, le=86400)
     escalate_after_attempts: int = Field(
@@ -116,7 +112,7 @@ class OutboxSettings(_Strict):
         return self
 
 
-class Policy(_Strict):
+class Policy(StrictModel):
     """The whole of pitcrew.yaml."""
 
     version: Literal[1]
@@ -128,6 +124,8 @@ class Policy(_Strict):
     routes: list[Route] = Field(min_length=1)
     notifications: Notifications = Field(default_factory=Notifications)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    rotation: RotationPolicy = Field(default_factory=RotationPolicy)
+    deadletter: DeadletterPolicy = Field(default_factory=DeadletterPolicy)
 
     @field_validator("channels")
     @classmethod

@@ -1,0 +1,195 @@
+"""The `pitcrew` command: run the local host, send samples, validate policy, read the audit trail.
+
+Operator commands talk to the app's HTTP API (never to the workload's resources directly): the
+app performs every change with its own identity and audits who asked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="pitcrew",
+    help="Keeps a mission-critical Azure workload serviced while it runs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+policy_app = typer.Typer(help="Policy as code: pitcrew.yaml.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+out = Console()
+err = Console(stderr=True)
+DEV_STATE = Path(".pitcrew") / "dev-host.json"
+
+
+# ------------------------------------------------------------------ policy
+
+
+@policy_app.command("validate")
+def policy_validate(
+    file: Annotated[Path, typer.Argument(help="Policy file to check.")] = Path("pitcrew.yaml"),
+) -> None:
+    """Validate a policy file; exit 1 listing every problem (which key, what is wrong)."""
+    from pitcrew.errors import PolicyInvalid
+    from pitcrew.policy import load_policy
+
+    try:
+        policy = load_policy(file)
+    except PolicyInvalid as exc:
+        err.print(f"[red]✗ {exc.source} is invalid[/red] ({len(exc.problems)} problem(s)):")
+        for problem in exc.problems:
+            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    out.print(
+        f"[green]✓ {file} is valid[/green]: mode {policy.mode}, "
+        f"{len(policy.channels)} channel(s), {len(policy.routes)} route(s)"
+    )
+
+
+# ------------------------------------------------------------------ local development
+
+
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 7071,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy file (sets PITCREW_POLICY_PATH).")
+    ] = None,
+    function_key: Annotated[
+        str | None,
+        typer.Option(envvar="PITCREW_FUNCTION_KEY", help="Functions key (random if not given)."),
+    ] = None,
+    allow_dev_principal: Annotated[
+        bool,
+        typer.Option(
+            "--allow-dev-principal",
+            help="Trust a client-sent X-MS-CLIENT-PRINCIPAL (simulates App Service "
+            "Authentication). Development only: anyone who can reach the port can claim any role.",
+        ),
+    ] = False,
+    module: Annotated[str, typer.Option(help="Module holding the FunctionApp.")] = "function_app",
+) -> None:
+    """Run the function app locally the way Core Tools does, with Azurite for storage."""
+    from pitcrew.local.host import serve
+
+    def remember(_: Any, base_url: str) -> None:
+        # `pitcrew send` and the operator commands find the running host and its key here.
+        DEV_STATE.parent.mkdir(exist_ok=True)
+        DEV_STATE.write_text(json.dumps({"url": base_url, "key": key}))
+        DEV_STATE.chmod(0o600)
+
+    import secrets
+
+    key = function_key or secrets.token_urlsafe(24)
+    try:
+        serve(
+            module,
+            host=host,
+            port=port,
+            function_key=key,
+            allow_dev_principal=allow_dev_principal,
+            azurite_location=Path(".azurite"),
+            policy_path=policy.resolve() if policy else None,
+            on_ready=remember,
+        )
+    finally:
+        DEV_STATE.unlink(missing_ok=True)
+
+
+def _dev_host() -> dict[str, str]:
+    try:
+        return dict(json.loads(DEV_STATE.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+@app.command()
+def send(
+    file: Annotated[Path, typer.Argument(help="A sample payload (see ../shared/samples).")],
+    function: Annotated[
+        str | None, typer.Option("--function", help="Target function (default: by event type).")
+    ] = None,
+    url: Annotated[str | None, typer.Option(envvar="PITCREW_URL", help="Host base URL.")] = None,
+    key: Annotated[
+        str | None, typer.Option(envvar="PITCREW_FUNCTION_KEY", help="Functions key.")
+    ] = None,
+) -> None:
+    """Post a sample with the headers Event Grid (or an action group) would send."""
+    from pitcrew.local.send import SendError, send_sample
+
+    running = _dev_host()
+    try:
+        response = send_sample(
+            file,
+            base_url=url or running.get("url", "http://127.0.0.1:7071"),
+            function=function,
+            function_key=key or running.get("key"),
+        )
+    except SendError as exc:
+        err.print(f"[red]✗ {exc}[/red]")
+        raise typer.Exit(2) from None
+    colour = "green" if response.is_success else "red"
+    out.print(f"[{colour}]{response.status_code} {response.reason_phrase}[/{colour}]")
+    if response.content:
+        try:
+            out.print_json(response.text)
+        except ValueError:
+            out.print(response.text, markup=False)
+    if not response.is_success:
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------ operator API
+
+
+def api_client() -> Any:
+    from pitcrew.client import ApiClient
+
+    running = _dev_host()
+    return ApiClient.from_env(default_url=running.get("url"), default_key=running.get("key"))
+
+
+@app.command()
+def audit(
+    since: Annotated[str | None, typer.Option(help="ISO 8601 start (default: a day ago).")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO 8601 end (default: now).")] = None,
+    target: Annotated[str | None, typer.Option(help="Only records for this target.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Read the audit trail through the app's API (role Reader)."""
+    from rich.table import Table
+
+    params = {k: v for k, v in {"since": since, "until": until, "target": target}.items() if v}
+    body = api_client().get("/api/audit", params=params)
+    records = body.get("records", [])
+    if as_json:
+        out.print_json(json.dumps(records))
+        return
+    table = Table("time", "actor", "action", "target", "outcome", "correlation id")
+    for r in records:
+        table.add_row(r["time"], r["actor"], r["action"], r["target"], r["outcome"],
+                      r["correlationId"])
+    out.print(table)
+
+
+def main() -> None:
+    from pitcrew.client import ApiError
+
+    try:
+        app()
+    except ApiError as exc:
+        err.print(f"[red]✗ {exc}[/red]", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

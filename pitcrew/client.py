@@ -1,0 +1,76 @@
+"""The operator's client for pitcrew's HTTP API (used by the CLI).
+
+Where the app runs behind App Service Authentication, requests carry an Entra ID token for the
+app (PITCREW_APP_ID_URI, obtained with azure-identity). Against `pitcrew dev
+--allow-dev-principal`, PITCREW_DEV_PRINCIPAL="name:Role,Role" sends a development principal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+class ApiError(RuntimeError):
+    """The API refused or failed; the message says what it answered."""
+
+
+@dataclass
+class ApiClient:
+    base_url: str
+    function_key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout: float = 30.0
+
+    @classmethod
+    def from_env(cls, *, default_url: str | None = None, default_key: str | None = None
+                 ) -> ApiClient:
+        url = os.environ.get("PITCREW_URL") or default_url or "http://127.0.0.1:7071"
+        key = os.environ.get("PITCREW_FUNCTION_KEY") or default_key
+        headers: dict[str, str] = {}
+        dev_principal = os.environ.get("PITCREW_DEV_PRINCIPAL", "").strip()
+        if dev_principal:
+            from pitcrew.auth import encode_principal
+
+            name, _, roles = dev_principal.partition(":")
+            headers["X-MS-CLIENT-PRINCIPAL"] = encode_principal(
+                name, [r.strip() for r in roles.split(",") if r.strip()]
+            )
+        app_id_uri = os.environ.get("PITCREW_APP_ID_URI", "").strip()
+        if app_id_uri:
+            from azure.identity import DefaultAzureCredential
+
+            token = DefaultAzureCredential().get_token(f"{app_id_uri}/.default").token
+            headers["Authorization"] = f"Bearer {token}"
+        return cls(base_url=url.rstrip("/"), function_key=key, headers=headers)
+
+    def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                json: Any = None) -> Any:
+        headers = dict(self.headers)
+        if self.function_key:
+            headers["x-functions-key"] = self.function_key
+        try:
+            response = httpx.request(method, f"{self.base_url}{path}", params=params, json=json,
+                                     headers=headers, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            raise ApiError(f"{self.base_url} did not answer: {type(exc).__name__}") from None
+        body: Any = None
+        if response.content:
+            try:
+                body = response.json()
+            except ValueError:
+                body = response.text
+        if not response.is_success:
+            message = body.get("message") if isinstance(body, dict) else str(body or "")
+            raise ApiError(f"{method} {path}: HTTP {response.status_code}: {message}")
+        return body
+
+    def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, *, json: Any = None, params: Mapping[str, str] | None = None) -> Any:
+        return self.request("POST", path, json=json, params=params)

@@ -1,0 +1,1 @@
+"""Dead letters: ingest, the failed-message store, grouping and replay."""

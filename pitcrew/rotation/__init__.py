@@ -1,0 +1,1 @@
+"""Rotation: the engine (a persisted, resumable state machine) and its strategies."""

@@ -1,0 +1,62 @@
+"""The function app's contract: the exact functions and triggers the platform will index.
+
+Infra (Event Grid subscriptions, alert webhooks) and operators depend on these names; a change
+here is a breaking change and must be deliberate.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import function_app
+
+EXPECTED = {
+    "on_keyvault_event": ("eventGridTrigger", {}),
+    "receive_events": ("httpTrigger", {"route": "events", "methods": {"POST", "OPTIONS"},
+                                       "authLevel": "function"}),
+    "receive_alert": ("httpTrigger", {"route": "alerts", "methods": {"POST"},
+                                      "authLevel": "function"}),
+    "retry_outbox": ("timerTrigger", {"schedule": "0 */1 * * * *"}),
+    "health": ("httpTrigger", {"route": "health", "methods": {"GET"}, "authLevel": "anonymous"}),
+    "list_audit": ("httpTrigger", {"route": "audit", "methods": {"GET"},
+                                   "authLevel": "function"}),
+}
+
+
+def _trigger(fn: object) -> dict[str, object]:
+    binding = fn.get_trigger()  # type: ignore[attr-defined]
+    raw = binding.get_dict_repr()
+    out: dict[str, object] = {"type": raw["type"]}
+    for key in ("route", "schedule"):
+        if key in raw:
+            out[key] = raw[key]
+    if "methods" in raw:
+        out["methods"] = {str(getattr(m, "value", m)) for m in raw["methods"]}
+    if "authLevel" in raw:
+        out["authLevel"] = str(getattr(raw["authLevel"], "value", raw["authLevel"]))
+    return out
+
+
+def test_exact_functions_and_triggers() -> None:
+    functions = {f.get_function_name(): _trigger(f) for f in function_app.app.get_functions()}
+    assert set(functions) == set(EXPECTED)
+    for name, (trigger_type, expected) in EXPECTED.items():
+        actual = functions[name]
+        assert actual["type"] == trigger_type, name
+        for key, value in expected.items():
+            assert actual[key] == value, (name, key)
+
+
+def test_indexing_imports_no_azure_sdk_and_no_engine_dependencies() -> None:
+    """Cold start is a feature: indexing must not import the SDKs or heavy libraries."""
+    code = (
+        "import sys, function_app; function_app.app.get_functions();"
+        "heavy = [m for m in sys.modules if m.startswith(('azure.identity', 'azure.data',"
+        " 'azure.storage', 'azure.keyvault', 'azure.eventgrid', 'azure.servicebus',"
+        " 'azure.mgmt', 'azure.monitor', 'pydantic', 'yaml', 'httpx'))];"
+        "print(','.join(sorted(heavy)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == ""
