@@ -134,12 +134,16 @@ class FunctionSpec:
                 authLevel=self.auth_level,
             )
         elif self.trigger_type == TIMER:
-            out.update(schedule=self.trigger.get("schedule"),
-                       runOnStartup=bool(self.trigger.get("runOnStartup")))
+            out.update(
+                schedule=self.trigger.get("schedule"),
+                runOnStartup=bool(self.trigger.get("runOnStartup")),
+            )
         elif self.trigger_type in (QUEUE, SERVICE_BUS):
-            out.update(queueName=self.trigger.get("queueName"),
-                       topicName=self.trigger.get("topicName"),
-                       connection=self.trigger.get("connection"))
+            out.update(
+                queueName=self.trigger.get("queueName"),
+                topicName=self.trigger.get("topicName"),
+                connection=self.trigger.get("connection"),
+            )
         return out
 
 
@@ -147,6 +151,11 @@ def index_functions(function_app: Any) -> list[FunctionSpec]:
     """Describe every function `function_app` registers; fail naming the bad one on bad metadata."""
     specs = []
     names: set[str] = set()
+    # azure-functions remembers the names it saw in `functions_bindings`, so a second
+    # get_functions() on the same app (a test that indexed it, a second host) would report
+    # every function as a duplicate. The attribute exists only for that check: reset it.
+    if getattr(function_app, "functions_bindings", None):
+        function_app.functions_bindings = None
     for fn in function_app.get_functions():
         spec = _describe(fn)
         if spec.name.lower() in names:

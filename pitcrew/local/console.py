@@ -37,8 +37,12 @@ def print_banner(host: LocalHost, base_url: str, *, azurite_started: bool) -> No
     for spec in host.functions:
         info = by_name[spec.name]
         if not spec.available:
-            table.add_row(spec.name, spec.trigger_type,
-                          f"[yellow]not available locally[/]: {spec.unavailable_reason}", "")
+            table.add_row(
+                spec.name,
+                spec.trigger_type,
+                f"[yellow]not available locally[/]: {spec.unavailable_reason}",
+                "",
+            )
         elif spec.trigger_type == HTTP:
             methods = ",".join(spec.methods) if spec.methods else "ALL"
             table.add_row(spec.name, "http", f"{methods} {info['url']}", spec.auth_level)
@@ -54,13 +58,16 @@ def print_banner(host: LocalHost, base_url: str, *, azurite_started: bool) -> No
             table.add_row(spec.name, "queue", f"queue '{name}' (poison: '{name}-poison')", "")
     console.print(table)
     console.print(f"Host status:  GET {base_url}/admin/host/status")
-    console.print(f"Run a non-HTTP function now:  POST {base_url}/admin/functions/<name> "
-                  '{"input": "..."}  (with the key)')
+    console.print(
+        f"Run a non-HTTP function now:  POST {base_url}/admin/functions/<name> "
+        '{"input": "..."}  (with the key)'
+    )
     console.print(f"Local inbox:  {base_url}/_pitcrew/inbox")
     if azurite_started:
         console.print("Azurite: started by this host (stopped on exit)")
-    console.print(f"Function key: [bold]{host.function_key}[/]  "
-                  "(?code=<key> or header x-functions-key)")
+    console.print(
+        f"Function key: [bold]{host.function_key}[/]  (?code=<key> or header x-functions-key)"
+    )
     if host.allow_dev_principal:
         console.print(
             "[bold white on red] WARNING [/] [bold red]--allow-dev-principal: client-sent "

@@ -10,7 +10,8 @@ object a function receives locally is the one it receives in Azure:
 - an Event Grid schema event becomes `func.EventGridEvent` (id, topic, subject, event_type,
   event_time, data_version, get_json() = data);
 - a CloudEvents 1.0 event (it has `specversion`) becomes `func.CloudEvent` (id, source, type,
-  time, subject, specversion, get_json() = data, extension_attrs) with the azure-functions installed here (1.26; recent releases).
+  time, subject, specversion, get_json() = data, extension_attrs) with recent azure-functions
+  releases (1.26 here).
   Older libraries built an EventGridEvent with topic/event_type None for CloudEvents; functions
   should read `event_type` or `type`, whichever the object has.
 """

@@ -27,8 +27,10 @@ import os
 import secrets
 import socket
 import sys
+import threading
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -206,7 +208,7 @@ class LocalHost:
         if prefix:
             if path.lower() != prefix.lower() and not path.lower().startswith(prefix.lower() + "/"):
                 return []
-            path = path[len(prefix):] or "/"
+            path = path[len(prefix) :] or "/"
         matches = []
         for spec in self.functions:
             if spec.trigger_type != HTTP or spec.route is None:
@@ -231,11 +233,15 @@ class LocalHost:
             return Response(status_code=405, headers={"Allow": ", ".join(allowed)})
         spec, route_params = chosen
         if not spec.available:
-            return _error(503, f"function {spec.name!r} is not available locally: "
-                               f"{spec.unavailable_reason}")
+            return _error(
+                503, f"function {spec.name!r} is not available locally: {spec.unavailable_reason}"
+            )
         if spec.auth_level != "anonymous" and not self._key_ok(request):
-            return _error(401, "a function key is required: pass ?code=<key> or the "
-                               "x-functions-key header (the key is printed at start-up)")
+            return _error(
+                401,
+                "a function key is required: pass ?code=<key> or the "
+                "x-functions-key header (the key is printed at start-up)",
+            )
         http_request = await self._to_http_request(request, route_params)
         try:
             result = await invoke(spec, http_request)
@@ -253,8 +259,11 @@ class LocalHost:
         headers: dict[str, str] = {}
         for name, value in request.headers.items():
             if name.startswith(_PRINCIPAL_HEADER_PREFIX) and not self.allow_dev_principal:
-                log.info("dropped client-sent %s header (start with --allow-dev-principal "
-                         "to simulate App Service Authentication)", name)
+                log.info(
+                    "dropped client-sent %s header (start with --allow-dev-principal "
+                    "to simulate App Service Authentication)",
+                    name,
+                )
                 continue
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         return func.HttpRequest(
@@ -270,8 +279,11 @@ class LocalHost:
 
     async def _eventgrid(self, request: Request) -> Response:
         if not self._key_ok(request):
-            return _error(401, "the Event Grid webhook requires the key (?code= or "
-                               "x-functions-key), as the real host requires its system key")
+            return _error(
+                401,
+                "the Event Grid webhook requires the key (?code= or "
+                "x-functions-key), as the real host requires its system key",
+            )
         name = request.query_params.get("functionName") or ""
         spec = self.function(name)
         if spec is None or spec.trigger_type != EVENT_GRID:
@@ -280,8 +292,9 @@ class LocalHost:
         if request.method == "OPTIONS":
             return _abuse_protection(request)
         if not spec.available:
-            return _error(503, f"function {spec.name!r} is not available locally: "
-                               f"{spec.unavailable_reason}")
+            return _error(
+                503, f"function {spec.name!r} is not available locally: {spec.unavailable_reason}"
+            )
         kind = (request.headers.get("aeg-event-type") or "").strip().lower()
         body = await request.body()
         try:
@@ -296,8 +309,11 @@ class LocalHost:
             return Response(status_code=202)
         given = request.headers.get("aeg-event-type")
         problem = "is missing" if given is None else f"is {given!r}"
-        return _error(400, f"aeg-event-type header {problem}; expected SubscriptionValidation, "
-                           "Notification or Unsubscribe")
+        return _error(
+            400,
+            f"aeg-event-type header {problem}; expected SubscriptionValidation, "
+            "Notification or Unsubscribe",
+        )
 
     async def _deliver(self, spec: FunctionSpec, request: Request, body: bytes) -> Response:
         events = eventgrid_webhook.notification_events(
@@ -325,8 +341,11 @@ class LocalHost:
         if spec is None:
             return _error(404, f"no function named {request.path_params['name']!r}")
         if spec.trigger_type == HTTP:
-            return _error(400, f"{spec.name!r} is an HTTP function; call "
-                               f"{self._api_path(spec.route.template if spec.route else '')}")
+            return _error(
+                400,
+                f"{spec.name!r} is an HTTP function; call "
+                f"{self._api_path(spec.route.template if spec.route else '')}",
+            )
         if not spec.available:
             return _error(400, f"{spec.name!r} is not available locally: {spec.unavailable_reason}")
         try:
@@ -346,8 +365,11 @@ def _abuse_protection(request: Request) -> Response:
     """CloudEvents 1.0 webhook validation: echo the origin, allow any rate."""
     origin = request.headers.get("webhook-request-origin")
     if not origin:
-        return _error(400, "OPTIONS needs a WebHook-Request-Origin header "
-                           "(CloudEvents abuse-protection handshake)")
+        return _error(
+            400,
+            "OPTIONS needs a WebHook-Request-Origin header "
+            "(CloudEvents abuse-protection handshake)",
+        )
     return Response(
         status_code=200,
         headers={"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*", "Allow": "POST"},
@@ -370,11 +392,16 @@ def _admin_input(spec: FunctionSpec, body: bytes) -> Any:
     if spec.trigger_type == TIMER:
         return timer_request(past_due=False, last=None, next_run=now)
     if spec.trigger_type == QUEUE:
-        from azure.functions import QueueMessage
+        from azure.functions.queue import QueueMessage
 
         return QueueMessage(
-            id=str(uuid.uuid4()), body=text, dequeue_count=1, insertion_time=now,
-            expiration_time=now + timedelta(days=7), time_next_visible=now, pop_receipt=None,
+            id=str(uuid.uuid4()),
+            body=text,
+            dequeue_count=1,
+            insertion_time=now,
+            expiration_time=now + timedelta(days=7),
+            time_next_visible=now,
+            pop_receipt=None,
         )
     if spec.trigger_type == EVENT_GRID:
         events = eventgrid_webhook.notification_events(text.encode(), "application/json")
@@ -427,8 +454,12 @@ def build_host(
     config = host_config or HostConfig()
     functions = index_functions(function_app)
     timers = [
-        TimerWorker(spec, Schedule.parse(str(spec.trigger.get("schedule") or ""), settings,
-                                         function_name=spec.name))
+        TimerWorker(
+            spec,
+            Schedule.parse(
+                str(spec.trigger.get("schedule") or ""), settings, function_name=spec.name
+            ),
+        )
         for spec in functions
         if spec.trigger_type == TIMER and spec.available
     ]
@@ -458,11 +489,15 @@ def load_function_app(module: str) -> Any:
         return getattr(imported, attribute)
     if hasattr(imported, "app") and hasattr(imported.app, "get_functions"):
         return imported.app
-    candidates = [v for v in vars(imported).values() if hasattr(v, "get_functions")
-                  and not isinstance(v, type)]
+    candidates = [
+        v
+        for v in vars(imported).values()
+        if hasattr(v, "get_functions") and not isinstance(v, type)
+    ]
     if len(candidates) != 1:
-        raise ValueError(f"module {module_name!r} has no single FunctionApp; name it "
-                         f"'{module_name}:attribute'")
+        raise ValueError(
+            f"module {module_name!r} has no single FunctionApp; name it '{module_name}:attribute'"
+        )
     return candidates[0]
 
 
@@ -483,8 +518,10 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror} "
-                      "(is another host running? choose --port)") from exc
+        raise OSError(
+            f"cannot listen on {host}:{port}: {exc.strerror} "
+            "(is another host running? choose --port)"
+        ) from exc
     sock.listen(128)
     sock.setblocking(False)
     return sock
@@ -518,10 +555,11 @@ def serve(
     key = function_key or os.environ.get("PITCREW_FUNCTION_KEY") or secrets.token_urlsafe(32)
     sock = _bind(host, port)
     azurite = None
-    storage = os.environ.get("AzureWebJobsStorage", "")
+    # The Functions setting name is mixed-case and environment names are case-sensitive here.
+    storage = os.environ.get("AzureWebJobsStorage", "")  # noqa: SIM112
     if not storage or storage.strip().lower() == "usedevelopmentstorage=true":
         azurite = ensure_azurite(location=azurite_location)
-        os.environ["AzureWebJobsStorage"] = azurite.connection_string
+        os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112
     try:
         local_host = build_host(
             load_function_app(module),
@@ -543,14 +581,51 @@ def serve(
             azurite.stop()
 
 
-def _announce(local_host: LocalHost, base_url: str, azurite: Any,
-              on_ready: Callable[[LocalHost, str], None] | None) -> None:
+def _announce(
+    local_host: LocalHost,
+    base_url: str,
+    azurite: Any,
+    on_ready: Callable[[LocalHost, str], None] | None,
+) -> None:
     from pitcrew.local import console
 
-    console.print_banner(local_host, base_url,
-                         azurite_started=bool(azurite is not None and azurite.started))
+    console.print_banner(
+        local_host, base_url, azurite_started=bool(azurite is not None and azurite.started)
+    )
     if on_ready is not None:
         on_ready(local_host, base_url)
+
+
+@contextlib.contextmanager
+def serving(
+    local_host: LocalHost, *, host: str = "127.0.0.1", port: int = 0, timeout: float = 15.0
+) -> Iterator[str]:
+    """Serve `local_host` over real HTTP in a background thread; yield its base URL.
+
+    For tests and tools: port 0 picks a free ephemeral port. The lifespan (timers, queue
+    pollers) runs as under `serve`; leaving the block stops the server and its workers.
+    """
+    sock = _bind(host, port)
+    server = uvicorn.Server(
+        uvicorn.Config(local_host, lifespan="on", log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="pitcrew-local-host", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise RuntimeError(f"the local host did not start within {timeout}s")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()
 
 
 class _Server(uvicorn.Server):
@@ -573,4 +648,5 @@ __all__ = [
     "build_host",
     "load_function_app",
     "serve",
+    "serving",
 ]

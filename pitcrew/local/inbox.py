@@ -70,8 +70,13 @@ class Inbox:
                 table.add_row(key, str(value))
         style = _SEVERITY_STYLE.get(severity.lower(), "bold")
         console.print(
-            Panel(table, title=f"[{style}]{severity.upper()}[/] {title}", title_align="left",
-                  subtitle="pitcrew inbox", subtitle_align="right")
+            Panel(
+                table,
+                title=f"[{style}]{severity.upper()}[/] {title}",
+                title_align="left",
+                subtitle="pitcrew inbox",
+                subtitle_align="right",
+            )
         )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 import re
 from collections.abc import Mapping
@@ -61,7 +62,10 @@ class QueueBinding:
 
 
 def _connection(spec: FunctionSpec, settings: Mapping[str, str]) -> str:
-    """The host looks up `connection`, then `AzureWebJobs<connection>`; default AzureWebJobsStorage."""
+    """Look up `connection`, then `AzureWebJobs<connection>`, as the host does.
+
+    Without `connection` the host uses AzureWebJobsStorage.
+    """
     setting = str(spec.trigger.get("connection") or "AzureWebJobsStorage")
     for candidate in (setting, f"AzureWebJobs{setting}"):
         value = settings.get(candidate)
@@ -97,7 +101,9 @@ def decode_body(raw: str, encoding: str) -> str | bytes:
 
 
 def to_binding(message: Any, body: str | bytes) -> Any:
-    from azure.functions import QueueMessage
+    # azure.functions.QueueMessage is the bare base class; the worker builds this subclass,
+    # which carries dequeue_count and the timestamps.
+    from azure.functions.queue import QueueMessage
 
     return QueueMessage(
         id=message.id,
@@ -139,10 +145,8 @@ class QueueWorker:
     def _create_if_missing(client: Any) -> None:
         from azure.core.exceptions import ResourceExistsError
 
-        try:
+        with contextlib.suppress(ResourceExistsError):
             client.create_queue()
-        except ResourceExistsError:
-            pass
 
     async def run(self) -> None:
         delay = _MIN_POLL
@@ -153,13 +157,17 @@ class QueueWorker:
                 self._failing_since_log = False
             except Exception as exc:  # storage down: keep trying, say so once per outage
                 if not self._failing_since_log:
-                    log.error("queue %s unavailable for '%s': %s",
-                              self.binding.queue_name, self.spec.name, exc)
+                    log.error(
+                        "queue %s unavailable for '%s': %s",
+                        self.binding.queue_name,
+                        self.spec.name,
+                        exc,
+                    )
                     self._failing_since_log = True
                 messages = []
             if messages:
                 delay = _MIN_POLL
-                await asyncio.gather(*(self._process(m) for m in messages))
+                await asyncio.gather(*(self._process_safely(m) for m in messages))
                 continue
             await asyncio.sleep(delay)
             delay = min(delay * 2, ceiling)
@@ -184,6 +192,17 @@ class QueueWorker:
             visibility_timeout=int(_PROCESSING_LEASE.total_seconds()),
         )
         return list(pager)
+
+    async def _process_safely(self, message: Any) -> None:
+        """A storage error on one message must not stop the poller; the message reappears."""
+        try:
+            await self._process(message)
+        except Exception:
+            log.exception(
+                "queue %s: handling message %s failed; it becomes visible again",
+                self.binding.queue_name,
+                message.id,
+            )
 
     async def _process(self, message: Any) -> None:
         try:
@@ -222,7 +241,10 @@ class QueueWorker:
         client.delete_message(message.id, message.pop_receipt)
         log.warning(
             "Message %s on queue '%s' %s; moved to queue '%s'",
-            message.id, self.binding.queue_name, reason, self.binding.poison_queue_name,
+            message.id,
+            self.binding.queue_name,
+            reason,
+            self.binding.poison_queue_name,
         )
 
     def _delete(self, message: Any) -> None:

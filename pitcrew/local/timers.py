@@ -7,6 +7,7 @@ behaves locally the way it does in a default deployment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,9 +59,9 @@ class Schedule:
             return moment + self.interval
         from croniter import croniter
 
-        nxt: datetime = croniter(
-            self.expression, moment, second_at_beginning=True
-        ).get_next(datetime)
+        nxt: datetime = croniter(self.expression, moment, second_at_beginning=True).get_next(
+            datetime
+        )
         return nxt
 
 
@@ -100,10 +101,9 @@ class TimerWorker:
     async def fire(self, *, past_due: bool, next_run: datetime) -> None:
         request = timer_request(past_due=past_due, last=self.last_run, next_run=next_run)
         self.last_run = _now()
-        try:
+        # A failure is already logged with its traceback by invoke; the schedule goes on.
+        with contextlib.suppress(FunctionFailed):
             await invoke(self.spec, request)
-        except FunctionFailed:
-            pass  # already logged with its traceback; the schedule goes on
 
 
 def _now() -> datetime:
