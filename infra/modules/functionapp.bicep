@@ -177,7 +177,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
   // checkov:skip=CKV_AZURE_222: The app must stay reachable by Event Grid and Azure Monitor action groups, which deliver over the public endpoint. Every route is authenticated: App Service Authentication, function keys or Event Grid's system key; only /api/health is anonymous and reveals nothing.
   // checkov:skip=CKV_AZURE_212: numberOfWorkers does not apply to Flex Consumption, which scales per function group on demand (maximumInstanceCount below); zone redundancy spreads instances over zones.
-  // checkov:skip=CKV_AZURE_213: App Service health check is not available on Flex Consumption; /api/health is probed by the deploy smoke test and by the availability test in alerts.bicep.
+  // checkov:skip=CKV_AZURE_213: App Service health check is not available on Flex Consumption; /api/health is probed by the deploy smoke test, and alerts.bicep raises an alert when pitcrew stops running or its functions fail.
   // checkov:skip=CKV_AZURE_17: Client certificates cannot be presented by the callers pitcrew must accept (Event Grid, Azure Monitor action groups); HTTP routes are protected by function keys, Event Grid's system key and App Service Authentication instead.
   properties: {
     serverFarmId: plan.id

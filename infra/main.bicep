@@ -1,0 +1,382 @@
+// pitcrew: everything the app needs, least privilege. Deployed by `azd provision` (azure.yaml)
+// at subscription scope: it creates pitcrew's resource group and reaches into the resource
+// groups of the watched and rotated resources only to add narrowly scoped role assignments and
+// the Key Vault system topics. Parameters are explained in docs/deploy.md.
+targetScope = 'subscription'
+
+// ---------------------------------------------------------------------------------------------
+// Parameters
+// ---------------------------------------------------------------------------------------------
+
+@minLength(1)
+@maxLength(40)
+@description('azd environment name (e.g. pitcrew-prod); names the resource group and the custom roles.')
+param environmentName string
+
+@minLength(1)
+@description('Region of pitcrew resources. Must offer Flex Consumption.')
+param location string
+
+@description('Resource group for pitcrew itself; default rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('Client id of the existing Entra app registration for the operator API (app roles Reader, Operator, Rotator). See docs/deploy.md.')
+param operatorApiClientId string
+
+@description('Tenant of the operator app registration; default the deployment tenant.')
+param operatorTenantId string = tenant().tenantId
+
+@description('Key Vaults whose expiry events pitcrew handles and whose secrets it rotates: [{ name, resourceGroup }]. The vaults must use Azure RBAC.')
+param watchedKeyVaults array = []
+
+@description('Resource ids of Cosmos DB accounts whose keys pitcrew rotates.')
+param rotatedCosmosAccountIds array = []
+
+@description('Resource ids of storage accounts whose keys pitcrew rotates.')
+param rotatedStorageAccountIds array = []
+
+@description('Resource ids of Service Bus namespaces whose SAS rule keys pitcrew rotates.')
+param rotatedServiceBusNamespaceIds array = []
+
+@description('Service Bus entities whose dead letters pitcrew watches and replays: [{ namespaceResourceId, queue } or { namespaceResourceId, topic, subscription }, optional deadLetterThreshold].')
+param watchedServiceBusEntities array = []
+
+@description('Premium Service Bus namespaces (resource ids) whose DeadletterMessagesAvailableWithNoListeners events go to pitcrew.')
+param serviceBusEventNamespaceIds array = []
+
+@description('Let pitcrew request quota increases itself (Quota Request Operator on the subscription). Otherwise it only reads quota usage.')
+param quotaAutoIncrease bool = false
+
+@description('Resource ids of container registries pitcrew purges old images from.')
+param purgedRegistryIds array = []
+
+@description('Create an Event Grid topic on which pitcrew publishes pitcrew.SecretRotated.')
+param eventGridTopicEnabled bool = false
+
+@description('Alert e-mail receivers: [{ name, address }].')
+param alertEmailReceivers array = []
+
+@description('Extra alert webhook receivers: [{ name, uri }].')
+param alertWebhookReceivers array = []
+
+@description('Connect Event Grid subscriptions and the alert webhook to the functions. False on the very first provision (no code yet); the postdeploy hook turns it on.')
+param wireFunctionEndpoints bool = false
+
+@description('Storage replication for pitcrew state and audit trail.')
+@allowed([
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+])
+param storageSku string = 'Standard_GZRS'
+
+@description('Spread the function app over availability zones.')
+param zoneRedundant bool = true
+
+@description('Maximum function app instances.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Days of log retention.')
+@minValue(30)
+@maxValue(730)
+param logRetentionDays int = 90
+
+@description('Days deleted blobs and containers stay restorable.')
+@minValue(7)
+@maxValue(365)
+param deleteRetentionDays int = 30
+
+// ---------------------------------------------------------------------------------------------
+// Names
+// ---------------------------------------------------------------------------------------------
+
+var token = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+  application: 'pitcrew'
+}
+var rgName = empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+var functionAppName = 'func-pitcrew-${token}'
+var deploymentContainerName = 'app-package'
+var deadLetterContainerName = 'eventgrid-deadletters'
+var keyVaultEventTypes = [
+  'Microsoft.KeyVault.SecretNearExpiry'
+  'Microsoft.KeyVault.SecretExpired'
+  'Microsoft.KeyVault.KeyNearExpiry'
+  'Microsoft.KeyVault.KeyExpired'
+  'Microsoft.KeyVault.CertificateNearExpiry'
+  'Microsoft.KeyVault.CertificateExpired'
+]
+var serviceBusEventTypes = [
+  'Microsoft.ServiceBus.DeadletterMessagesAvailableWithNoListeners'
+]
+
+// ---------------------------------------------------------------------------------------------
+// pitcrew's own resource group
+// ---------------------------------------------------------------------------------------------
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: rgName
+  location: location
+  tags: tags
+}
+
+module identities 'modules/identities.bicep' = {
+  name: 'pitcrew-identities'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    appIdentityName: 'id-pitcrew-${token}'
+    eventGridIdentityName: 'id-pitcrew-eventgrid-${token}'
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'pitcrew-monitoring'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    workspaceName: 'log-pitcrew-${token}'
+    appInsightsName: 'appi-pitcrew-${token}'
+    retentionInDays: logRetentionDays
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'pitcrew-storage'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'stpitcrew${token}'
+    skuName: storageSku
+    deleteRetentionDays: deleteRetentionDays
+    deploymentContainerName: deploymentContainerName
+    deadLetterContainerName: deadLetterContainerName
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module eventGridTopic 'modules/eventgrid-topic.bicep' = if (eventGridTopicEnabled) {
+  name: 'pitcrew-eventgrid-topic'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'evgt-pitcrew-${token}'
+    principalId: identities.outputs.appIdentityPrincipalId
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'pitcrew-functionapp'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: functionAppName
+    planName: 'plan-pitcrew-${token}'
+    zoneRedundant: zoneRedundant
+    maximumInstanceCount: maximumInstanceCount
+    appIdentityId: identities.outputs.appIdentityId
+    appIdentityClientId: identities.outputs.appIdentityClientId
+    appIdentityPrincipalId: identities.outputs.appIdentityPrincipalId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    appInsightsName: monitoring.outputs.appInsightsName
+    workspaceName: monitoring.outputs.workspaceName
+    operatorApiClientId: operatorApiClientId
+    operatorTenantId: operatorTenantId
+    eventGridTopicEndpoint: eventGridTopicEnabled ? eventGridTopic.outputs.endpoint : ''
+    quotaAutoIncrease: quotaAutoIncrease
+  }
+}
+
+module deadLetterAccess 'modules/deadletter-access.bicep' = {
+  name: 'pitcrew-deadletter-access'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    containerName: deadLetterContainerName
+    principalId: identities.outputs.eventGridIdentityPrincipalId
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'pitcrew-alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    namePrefix: 'pitcrew-${token}'
+    functionAppId: functionApp.outputs.id
+    functionAppHostName: functionApp.outputs.defaultHostName
+    wireEndpoint: wireFunctionEndpoints
+    appInsightsId: monitoring.outputs.appInsightsId
+    emailReceivers: alertEmailReceivers
+    webhookReceivers: alertWebhookReceivers
+    watchedEntities: watchedServiceBusEntities
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscription-level definitions (custom roles) and the quota role
+// ---------------------------------------------------------------------------------------------
+
+module customRoles 'modules/custom-roles.bicep' = {
+  name: 'pitcrew-custom-roles'
+  params: {
+    environmentName: environmentName
+  }
+}
+
+module quotaAccess 'modules/quota-access.bicep' = {
+  name: 'pitcrew-quota-access'
+  params: {
+    autoIncrease: quotaAutoIncrease
+    quotaReaderRoleId: customRoles.outputs.quotaReaderId
+    principalId: identities.outputs.appIdentityPrincipalId
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watched Key Vaults: Secrets Officer on each vault, and its expiry events to on_keyvault_event
+// ---------------------------------------------------------------------------------------------
+
+resource vaults 'Microsoft.KeyVault/vaults@2023-07-01' existing = [for v in watchedKeyVaults: {
+  name: v.name
+  scope: resourceGroup(v.resourceGroup)
+}]
+
+module vaultAccess 'modules/keyvault-access.bicep' = [for v in watchedKeyVaults: {
+  name: take('pitcrew-kv-access-${v.name}', 64)
+  scope: resourceGroup(v.resourceGroup)
+  params: {
+    vaultName: v.name
+    principalId: identities.outputs.appIdentityPrincipalId
+  }
+}]
+
+module vaultEvents 'modules/eventgrid-subscription.bicep' = [for (v, i) in watchedKeyVaults: {
+  name: take('pitcrew-kv-events-${v.name}', 64)
+  scope: resourceGroup(v.resourceGroup)
+  params: {
+    topicName: 'evgst-${v.name}-pitcrew'
+    location: vaults[i].location
+    tags: tags
+    sourceId: vaults[i].id
+    topicType: 'Microsoft.KeyVault.vaults'
+    includedEventTypes: keyVaultEventTypes
+    functionAppId: functionApp.outputs.id
+    functionName: 'on_keyvault_event'
+    wireEndpoint: wireFunctionEndpoints
+    deadLetterIdentityId: identities.outputs.eventGridIdentityId
+    deadLetterStorageId: storage.outputs.id
+    deadLetterContainerName: deadLetterContainerName
+  }
+}]
+
+// ---------------------------------------------------------------------------------------------
+// Service Bus: dead-letter events (Premium namespaces) and per-entity replay rights
+// ---------------------------------------------------------------------------------------------
+
+resource eventNamespaces 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' existing = [for id in serviceBusEventNamespaceIds: {
+  name: last(split(id, '/'))
+  scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+}]
+
+module serviceBusEvents 'modules/eventgrid-subscription.bicep' = [for (id, i) in serviceBusEventNamespaceIds: {
+  name: take('pitcrew-sb-events-${last(split(id, '/'))}', 64)
+  scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+  params: {
+    topicName: 'evgst-${last(split(id, '/'))}-pitcrew'
+    location: eventNamespaces[i].location
+    tags: tags
+    sourceId: id
+    topicType: 'Microsoft.ServiceBus.Namespaces'
+    includedEventTypes: serviceBusEventTypes
+    functionAppId: functionApp.outputs.id
+    functionName: 'on_servicebus_deadletter'
+    wireEndpoint: wireFunctionEndpoints
+    deadLetterIdentityId: identities.outputs.eventGridIdentityId
+    deadLetterStorageId: storage.outputs.id
+    deadLetterContainerName: deadLetterContainerName
+  }
+}]
+
+module entityAccess 'modules/servicebus-entity.bicep' = [for (e, i) in watchedServiceBusEntities: {
+  name: take('pitcrew-sb-entity-${i}-${uniqueString(e.namespaceResourceId)}', 64)
+  scope: resourceGroup(split(e.namespaceResourceId, '/')[2], split(e.namespaceResourceId, '/')[4])
+  params: {
+    namespaceName: last(split(e.namespaceResourceId, '/'))
+    queueName: contains(e, 'queue') ? e.queue : ''
+    topicName: contains(e, 'topic') ? e.topic : ''
+    subscriptionName: contains(e, 'subscription') ? e.subscription : ''
+    principalId: identities.outputs.appIdentityPrincipalId
+  }
+}]
+
+// ---------------------------------------------------------------------------------------------
+// Rotated resources: the key-operator custom role on each one, nowhere else
+// ---------------------------------------------------------------------------------------------
+
+module rotatedCosmos 'modules/rotated-cosmos.bicep' = [for id in rotatedCosmosAccountIds: {
+  name: take('pitcrew-rot-cosmos-${uniqueString(id)}', 64)
+  scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+  params: {
+    accountName: last(split(id, '/'))
+    roleDefinitionId: customRoles.outputs.cosmosKeyOperatorId
+    principalId: identities.outputs.appIdentityPrincipalId
+  }
+}]
+
+module rotatedStorage 'modules/rotated-storage.bicep' = [for id in rotatedStorageAccountIds: {
+  name: take('pitcrew-rot-storage-${uniqueString(id)}', 64)
+  scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+  params: {
+    accountName: last(split(id, '/'))
+    roleDefinitionId: customRoles.outputs.storageKeyOperatorId
+    principalId: identities.outputs.appIdentityPrincipalId
+  }
+}]
+
+module rotatedServiceBus 'modules/rotated-servicebus.bicep' = [for id in rotatedServiceBusNamespaceIds: {
+  name: take('pitcrew-rot-sb-${uniqueString(id)}', 64)
+  scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+  params: {
+    namespaceName: last(split(id, '/'))
+    roleDefinitionId: customRoles.outputs.serviceBusKeyOperatorId
+    principalId: identities.outputs.appIdentityPrincipalId
+  }
+}]
+
+// ---------------------------------------------------------------------------------------------
+// Purged container registries
+// ---------------------------------------------------------------------------------------------
+
+module registryPurge 'modules/registry-purge.bicep' = [for id in purgedRegistryIds: {
+  name: take('pitcrew-acr-${uniqueString(id)}', 64)
+  scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+  params: {
+    registryName: last(split(id, '/'))
+    principalId: identities.outputs.appIdentityPrincipalId
+  }
+}]
+
+// ---------------------------------------------------------------------------------------------
+// Outputs (azd stores them in the environment; the pipeline's smoke test reads them)
+// ---------------------------------------------------------------------------------------------
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output PITCREW_URL string = 'https://${functionApp.outputs.defaultHostName}'
+output PITCREW_IDENTITY_CLIENT_ID string = identities.outputs.appIdentityClientId
+output PITCREW_STORAGE_ACCOUNT string = storage.outputs.name
+output PITCREW_EVENTGRID_TOPIC_ENDPOINT string = eventGridTopicEnabled ? eventGridTopic.outputs.endpoint : ''

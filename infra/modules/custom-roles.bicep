@@ -1,0 +1,118 @@
+// Custom roles holding only what a key rotation needs: list the current keys and regenerate one.
+// They can read nothing else, change no other setting, and grant no data-plane access. They are
+// defined once per subscription but ASSIGNED only on each rotated resource (rotated-*.bicep).
+targetScope = 'subscription'
+
+@description('azd environment name; role names are tenant-unique, so each environment has its own.')
+param environmentName string
+
+resource cosmosKeyOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, environmentName, 'pitcrew-cosmos-key-operator')
+  properties: {
+    roleName: 'pitcrew Cosmos DB key operator (${environmentName})'
+    description: 'List and regenerate the account keys of a Cosmos DB account. Assigned by pitcrew on each rotated account only.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.DocumentDB/databaseAccounts/read'
+          'Microsoft.DocumentDB/databaseAccounts/listKeys/action'
+          'Microsoft.DocumentDB/databaseAccounts/regenerateKey/action'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
+resource storageKeyOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, environmentName, 'pitcrew-storage-key-operator')
+  properties: {
+    roleName: 'pitcrew Storage key operator (${environmentName})'
+    description: 'List and regenerate the access keys of a storage account. Assigned by pitcrew on each rotated account only.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Storage/storageAccounts/read'
+          'Microsoft.Storage/storageAccounts/listkeys/action'
+          'Microsoft.Storage/storageAccounts/regeneratekey/action'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
+resource serviceBusKeyOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, environmentName, 'pitcrew-servicebus-key-operator')
+  properties: {
+    roleName: 'pitcrew Service Bus key operator (${environmentName})'
+    description: 'List and regenerate the keys of Service Bus SAS authorization rules (namespace, queue, topic). Assigned by pitcrew on each rotated namespace only.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.ServiceBus/namespaces/authorizationRules/read'
+          'Microsoft.ServiceBus/namespaces/authorizationRules/listKeys/action'
+          'Microsoft.ServiceBus/namespaces/authorizationRules/regenerateKeys/action'
+          'Microsoft.ServiceBus/namespaces/queues/authorizationRules/read'
+          'Microsoft.ServiceBus/namespaces/queues/authorizationRules/listKeys/action'
+          'Microsoft.ServiceBus/namespaces/queues/authorizationRules/regenerateKeys/action'
+          'Microsoft.ServiceBus/namespaces/topics/authorizationRules/read'
+          'Microsoft.ServiceBus/namespaces/topics/authorizationRules/listKeys/action'
+          'Microsoft.ServiceBus/namespaces/topics/authorizationRules/regenerateKeys/action'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
+// Read-only view of quota usage, for the quota scan when pitcrew may not request increases
+// (when it may, Quota Request Operator includes these reads).
+resource quotaReader 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, environmentName, 'pitcrew-quota-reader')
+  properties: {
+    roleName: 'pitcrew quota reader (${environmentName})'
+    description: 'Read quota limits and current usage. No write of any kind.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Quota/usages/read'
+          'Microsoft.Quota/quotas/read'
+          'Microsoft.Quota/quotaRequests/read'
+          'Microsoft.Compute/locations/usages/read'
+          'Microsoft.Network/locations/usages/read'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
+output cosmosKeyOperatorId string = cosmosKeyOperator.id
+output storageKeyOperatorId string = storageKeyOperator.id
+output serviceBusKeyOperatorId string = serviceBusKeyOperator.id
+output quotaReaderId string = quotaReader.id

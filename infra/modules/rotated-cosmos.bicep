@@ -1,0 +1,25 @@
+// The pitcrew key-rotation role (list and regenerate keys, nothing else) on one Cosmos DB account.
+targetScope = 'resourceGroup'
+
+@description('Cosmos DB account name, in this resource group.')
+param accountName string
+
+@description('Resource id of the custom role definition "pitcrew Cosmos DB key operator".')
+param roleDefinitionId string
+
+@description('Principal (object) id of the pitcrew identity.')
+param principalId string
+
+resource account 'Microsoft.DocumentDB/databaseAccounts@2024-05-15' existing = {
+  name: accountName
+}
+
+resource keyOperator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(account.id, principalId, roleDefinitionId)
+  scope: account
+  properties: {
+    roleDefinitionId: roleDefinitionId
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
