@@ -17,7 +17,7 @@ from typing import Any
 
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 
-TOKEN_PREFIX = "local."
+TOKEN_PREFIX = "local."  # noqa: S105 - a marker, not a credential
 # Long enough that the SDK's refresh-before-expiry logic never kicks in during a dev session,
 # short enough that nothing treats it as "never expires".
 TOKEN_LIFETIME_SECONDS = 3600
@@ -39,7 +39,11 @@ class LocalCredential:
         if not scopes:
             # Same contract as azure-identity: a token without a scope is a caller bug.
             raise ValueError("LocalCredential needs at least one scope")
-        claims = {"oid": self.principal, "scp": " ".join(scopes), "tid": tenant_id or self.tenant_id}
+        claims = {
+            "oid": self.principal,
+            "scp": " ".join(scopes),
+            "tid": tenant_id or self.tenant_id,
+        }
         payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
         return TOKEN_PREFIX + payload, int(time.time()) + TOKEN_LIFETIME_SECONDS
 
@@ -59,7 +63,7 @@ class LocalCredential:
     ) -> AccessTokenInfo:
         tenant_id = (options or {}).get("tenant_id")
         token, expires_on = self._token(scopes, tenant_id)
-        return AccessTokenInfo(token, expires_on, token_type="Bearer")
+        return AccessTokenInfo(token, expires_on, token_type="Bearer")  # noqa: S106
 
     # SupportsTokenInfo is also a context manager; nothing to release here.
     def close(self) -> None:

@@ -81,7 +81,9 @@ def _parse(model: type[BaseModel], raw: bytes) -> Any:
             f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['type']}"
             for error in exc.errors(include_input=False)
         )
-        raise KeyVaultError(400, "BadParameter", f"The request body is invalid ({problems}).") from None
+        raise KeyVaultError(
+            400, "BadParameter", f"The request body is invalid ({problems})."
+        ) from None
 
 
 def _check_tags(tags: dict[str, str] | None) -> None:
@@ -156,9 +158,13 @@ def _page_args(request: Request) -> tuple[int, int]:
         size = int(request.query_params.get("maxresults") or DEFAULT_PAGE)
         start = int(request.query_params.get("$skiptoken") or 0)
     except ValueError:
-        raise KeyVaultError(400, "BadParameter", "maxresults and $skiptoken must be integers.") from None
+        raise KeyVaultError(
+            400, "BadParameter", "maxresults and $skiptoken must be integers."
+        ) from None
     if not 1 <= size <= DEFAULT_PAGE:
-        raise KeyVaultError(400, "BadParameter", f"maxresults must be between 1 and {DEFAULT_PAGE}.")
+        raise KeyVaultError(
+            400, "BadParameter", f"maxresults must be between 1 and {DEFAULT_PAGE}."
+        )
     return size, max(start, 0)
 
 

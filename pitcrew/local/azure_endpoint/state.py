@@ -84,6 +84,10 @@ class StateData(BaseModel):
     operations: list[Operation] = Field(default_factory=list)
 
 
+# Bounded so a long dev session doesn't grow the state file without limit.
+MAX_OPERATIONS = 1000
+
+
 class UnknownResourceKind(ValueError):
     pass
 
@@ -143,7 +147,9 @@ class StateStore:
                         ],
                     )
 
-    def ensure_resource(self, resource_id: str, keys: dict[str, str] | None = None) -> ResourceRecord:
+    def ensure_resource(
+        self, resource_id: str, keys: dict[str, str] | None = None
+    ) -> ResourceRecord:
         with self.change() as data:
             return self._ensure_resource(data, resource_id, keys or {}, int(time.time()))
 
@@ -175,7 +181,9 @@ class StateStore:
         data.resources[canonical_id(resource_id)] = record
         return record
 
-    def regenerate(self, resource_id: str, key_name: str, principal: str, value: str | None) -> None:
+    def regenerate(
+        self, resource_id: str, key_name: str, principal: str, value: str | None
+    ) -> None:
         """Replace one key and count it: the counter is how tests prove "exactly once"."""
         with self.change() as data:
             record = data.resources[canonical_id(resource_id)]
@@ -190,14 +198,18 @@ class StateStore:
                     key=key_name,
                 )
             )
+            del data.operations[:-MAX_OPERATIONS]
 
     def restart(self, resource_id: str, principal: str) -> None:
         with self.change() as data:
             record = data.resources[canonical_id(resource_id)]
             record.restarts += 1
             data.operations.append(
-                Operation(at=time.time(), principal=principal, resource_id=record.id, action="restart")
+                Operation(
+                    at=time.time(), principal=principal, resource_id=record.id, action="restart"
+                )
             )
+            del data.operations[:-MAX_OPERATIONS]
 
     # --- persistence -------------------------------------------------------------------------
 

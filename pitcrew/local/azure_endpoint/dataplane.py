@@ -1,0 +1,194 @@
+"""Data-plane probes a rotation's "test the new key" step calls, each verifying the signature the
+real service would verify, against the keys the endpoint currently holds:
+
+    GET /cosmos/{account}/            database account (master-key auth)
+    GET /cosmos/{account}/dbs         list databases (always empty)
+    GET /storage/{account}/blob/?restype=service&comp=properties   (SharedKey)
+    GET /storage/{account}/blob/?comp=list                         list containers (empty)
+    GET /storage/{account}/blob/?restype=account&comp=properties   account info
+    GET /servicebus/{namespace}[/{entity}...]   SAS (namespace rule, or the entity's rule)
+    GET /eventhubs/{namespace}[/{eventhub}...]  SAS
+
+A wrong or previous key gets the service's answer: 401 for Cosmos DB, Service Bus and Event Hubs,
+403 `AuthenticationFailed` for Storage (what Azure Storage returns; the storage SDK raises
+ClientAuthenticationError for it, the same class a 401 gives). A success names the key that
+matched (`x-ms-local-key` header and, for JSON answers, a `matchedKey` field), so a test can
+assert that the *new* key is the one proven.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from pitcrew.local.azure_endpoint.resources import (
+    ResourceKind,
+    account_of,
+    entity_of,
+    namespace_of,
+    resource_name,
+)
+from pitcrew.local.azure_endpoint.signatures import (
+    SignatureError,
+    verify_cosmos,
+    verify_sas,
+    verify_storage_shared_key,
+)
+from pitcrew.local.azure_endpoint.state import ResourceRecord, StateStore
+
+XML = "application/xml"
+SERVICE_PROPERTIES = (
+    '<?xml version="1.0" encoding="utf-8"?><StorageServiceProperties>'
+    "<Logging><Version>1.0</Version><Read>false</Read><Write>false</Write><Delete>false</Delete>"
+    "<RetentionPolicy><Enabled>false</Enabled></RetentionPolicy></Logging>"
+    "<Cors /><DefaultServiceVersion>2021-12-02</DefaultServiceVersion>"
+    "</StorageServiceProperties>"
+)
+
+
+class DataPlaneApp:
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def _find(self, kind: ResourceKind, name: str) -> list[ResourceRecord]:
+        # Account and namespace names are globally unique in Azure, so a name finds the resource.
+        with self.store.read() as data:
+            records = [r for r in data.resources.values() if r.kind is kind]
+        if kind in (ResourceKind.COSMOS_ACCOUNT, ResourceKind.STORAGE_ACCOUNT):
+            return [r for r in records if account_of(r.id).lower() == name.lower()]
+        return [r for r in records if namespace_of(r.id).lower() == name.lower()]
+
+    # --- Cosmos DB ---------------------------------------------------------------------------
+
+    async def cosmos(self, request: Request) -> Response:
+        account = request.path_params["account"]
+        rest = request.path_params.get("rest", "")
+        records = self._find(ResourceKind.COSMOS_ACCOUNT, account)
+        if not records:
+            return _json_error(404, "NotFound", f"Cosmos DB account {account!r} is not seeded.")
+        try:
+            matched = verify_cosmos(
+                request.headers.get("authorization"),
+                request.method,
+                rest,
+                request.headers.get("x-ms-date"),
+                records[0].keys,
+            )
+        except SignatureError as error:
+            return _json_error(401, "Unauthorized", str(error))
+        headers = {"x-ms-local-key": matched}
+        base = f"{request.url.scheme}://{request.url.netloc}/cosmos/{account}/"
+        path = rest.strip("/")
+        if path == "":
+            return JSONResponse(
+                {
+                    "id": account,
+                    "_self": "",
+                    "writableLocations": [{"name": "local", "databaseAccountEndpoint": base}],
+                    "readableLocations": [{"name": "local", "databaseAccountEndpoint": base}],
+                    "matchedKey": matched,
+                },
+                headers=headers,
+            )
+        if path == "dbs":
+            return JSONResponse(
+                {"_rid": "", "Databases": [], "_count": 0, "matchedKey": matched}, headers=headers
+            )
+        return _json_error(404, "NotFound", f"Resource {path!r} does not exist locally.")
+
+    # --- Storage -----------------------------------------------------------------------------
+
+    async def storage(self, request: Request) -> Response:
+        account = request.path_params["account"]
+        records = self._find(ResourceKind.STORAGE_ACCOUNT, account)
+        if not records:
+            return _storage_error(404, "ResourceNotFound", f"Account {account!r} is not seeded.")
+        authorization = request.headers.get("authorization")
+        if not authorization:
+            return _storage_error(
+                401, "NoAuthenticationInformation", "The request has no Authorization header."
+            )
+        try:
+            matched = verify_storage_shared_key(
+                authorization,
+                request.method,
+                dict(request.headers),
+                account,
+                request.scope["raw_path"].decode("latin-1"),
+                request.scope["query_string"].decode("latin-1"),
+                records[0].keys,
+            )
+        except SignatureError as error:
+            return _storage_error(403, "AuthenticationFailed", str(error))
+        headers = {
+            "x-ms-local-key": matched,
+            "x-ms-version": request.headers.get("x-ms-version", ""),
+        }
+        restype = request.query_params.get("restype")
+        comp = request.query_params.get("comp")
+        if restype == "service" and comp == "properties":
+            return Response(SERVICE_PROPERTIES, media_type=XML, headers=headers)
+        if comp == "list":
+            endpoint = f"{request.url.scheme}://{request.url.netloc}{request.url.path}"
+            body = (
+                '<?xml version="1.0" encoding="utf-8"?>'
+                f'<EnumerationResults ServiceEndpoint="{endpoint}">'
+                "<Containers /><NextMarker /></EnumerationResults>"
+            )
+            return Response(body, media_type=XML, headers=headers)
+        if restype == "account" and comp == "properties":
+            headers.update({"x-ms-sku-name": "Standard_LRS", "x-ms-account-kind": "StorageV2"})
+            return Response(status_code=200, headers=headers)
+        return _storage_error(
+            400,
+            "UnsupportedQueryParameter",
+            "The local blob endpoint serves service operations only.",
+        )
+
+    # --- Service Bus / Event Hubs ------------------------------------------------------------
+
+    async def servicebus(self, request: Request) -> Response:
+        return self._sas(request, ResourceKind.SERVICEBUS_RULE)
+
+    async def eventhubs(self, request: Request) -> Response:
+        return self._sas(request, ResourceKind.EVENTHUB_RULE)
+
+    def _sas(self, request: Request, kind: ResourceKind) -> Response:
+        namespace = request.path_params["namespace"]
+        entity = (request.path_params.get("rest") or "").strip("/").split("/")[0] or None
+        records = self._find(kind, namespace)
+        if not records:
+            return _json_error(404, "NotFound", f"Namespace {namespace!r} is not seeded.")
+        # A namespace rule covers every entity; an entity rule only its own entity.
+        rules: dict[str, dict[str, str]] = {}
+        for record in records:
+            rule_entity = entity_of(record.id)
+            if rule_entity is None or (entity and rule_entity.lower() == entity.lower()):
+                rules.setdefault(resource_name(record.id), {}).update(
+                    {
+                        f"{rule_entity or ''}:{name}".lstrip(":"): v
+                        for name, v in record.keys.items()
+                    }
+                )
+        url = f"{request.url.scheme}://{request.url.netloc}{request.url.path}"
+        try:
+            rule, matched = verify_sas(request.headers.get("authorization"), url, rules)
+        except SignatureError as error:
+            return _json_error(401, "Unauthorized", str(error))
+        return JSONResponse(
+            {"namespace": namespace, "entity": entity, "rule": rule, "matchedKey": matched},
+            headers={"x-ms-local-key": matched},
+        )
+
+
+def _json_error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _storage_error(status: int, code: str, message: str) -> Response:
+    escaped = message.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        f"<Error><Code>{code}</Code><Message>{escaped}</Message></Error>"
+    )
+    return Response(body, status_code=status, media_type=XML, headers={"x-ms-error-code": code})
