@@ -2,6 +2,8 @@
 
 import azure.functions as func
 
+from functions._eventgrid import event_fields
+
 bp = func.Blueprint()
 
 
@@ -9,12 +11,4 @@ bp = func.Blueprint()
 def on_keyvault_event(event: func.EventGridEvent) -> None:
     from pitcrew.intake import handle_delivered_event
 
-    handle_delivered_event(
-        id=event.id,
-        event_type=event.event_type,
-        subject=event.subject,
-        topic=event.topic,
-        event_time=event.event_time,
-        data=event.get_json(),
-        data_version=event.data_version,
-    )
+    handle_delivered_event(**event_fields(event))

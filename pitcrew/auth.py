@@ -50,7 +50,8 @@ class Principal:
         return f"user:{self.name}"
 
     def has(self, role: Role) -> bool:
-        return any(role in _GRANTS.get(Role(r), frozenset()) for r in self.roles if r in Role)
+        known = {r.value: r for r in Role}
+        return any(role in _GRANTS[known[r]] for r in self.roles if r in known)
 
 
 def auth_enabled() -> bool:
