@@ -22,6 +22,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
     # The SDKs log every HTTP request at INFO; that drowns the function logs.
     logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def print_banner(host: LocalHost, base_url: str, *, azurite_started: bool) -> None:
@@ -32,8 +33,11 @@ def print_banner(host: LocalHost, base_url: str, *, azurite_started: bool) -> No
     status = host.status(base_url)
     by_name = {f["name"]: f for f in status["functions"]}
     table = Table(title="pitcrew local host - functions", title_justify="left", show_lines=False)
-    for column in ("function", "trigger", "endpoint / schedule", "auth"):
-        table.add_column(column)
+    table.add_column("function")
+    table.add_column("trigger")
+    # Fold, never truncate: a cut-off webhook URL is useless to copy.
+    table.add_column("endpoint / schedule", overflow="fold")
+    table.add_column("auth")
     for spec in host.functions:
         info = by_name[spec.name]
         if not spec.available:

@@ -24,6 +24,10 @@ _SEVERITY_STYLE = {
 }
 
 
+# Worth a line in the terminal; ids, schema and timestamps stay in GET /_pitcrew/inbox.
+_SHOWN_SCALARS = ("status", "kind", "dedupKey")
+
+
 class Inbox:
     """Thread-safe, bounded list of received notifications (oldest dropped first)."""
 
@@ -64,10 +68,12 @@ class Inbox:
             table.add_row("summary", str(summary))
         for name, value in _facts(notification.get("facts")):
             table.add_row(name, value)
-        known = {"title", "subject", "severity", "summary", "text", "facts"}
-        for key, value in notification.items():
-            if key not in known and isinstance(value, str | int | float | bool):
-                table.add_row(key, str(value))
+        for key in _SHOWN_SCALARS:
+            scalar = notification.get(key)
+            if isinstance(scalar, str | int | float | bool):
+                table.add_row(key, str(scalar))
+        for label, target in _actions(notification.get("actions")):
+            table.add_row("action", f"{label}: {target}" if target else label)
         style = _SEVERITY_STYLE.get(severity.lower(), "bold")
         console.print(
             Panel(
@@ -92,3 +98,14 @@ def _facts(raw: Any) -> list[tuple[str, str]]:
                 pairs.append((str(name), str(item.get("value", ""))))
         return pairs
     return []
+
+
+def _actions(raw: Any) -> list[tuple[str, str]]:
+    """Suggested actions as (label, url or command)."""
+    if not isinstance(raw, list):
+        return []
+    return [
+        (str(a.get("label") or "action"), str(a.get("url") or a.get("command") or ""))
+        for a in raw
+        if isinstance(a, Mapping)
+    ]

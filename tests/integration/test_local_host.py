@@ -320,6 +320,30 @@ def test_admin_runs_a_timer_now(client: httpx.Client) -> None:
     assert client.post("/admin/functions/hello", json={}, params={"code": KEY}).status_code == 400
 
 
+def test_admin_runs_queue_and_event_grid_functions(client: httpx.Client) -> None:
+    text = f"admin-{uuid.uuid4().hex}"
+    queued = client.post("/admin/functions/work", json={"input": text}, params={"code": KEY})
+    assert queued.status_code == 202
+    eventually(lambda: any(r["body"] == text for r in records(client)["queue"]))
+
+    event_id = str(uuid.uuid4())
+    event = {
+        "id": event_id,
+        "eventType": "Custom.Admin",
+        "subject": "s",
+        "eventTime": "2026-01-01T00:00:00Z",
+        "data": {},
+        "dataVersion": "1",
+    }
+    sent = client.post(
+        "/admin/functions/on_event", json={"input": json.dumps(event)}, params={"code": KEY}
+    )
+    assert sent.status_code == 202
+    eventually(lambda: any(e["id"] == event_id for e in records(client)["events"]))
+    bad = client.post("/admin/functions/on_event", json={"input": "{"}, params={"code": KEY})
+    assert bad.status_code == 400
+
+
 def test_missing_schedule_setting_is_a_clear_error(hostapp: ModuleType) -> None:
     with pytest.raises(HostConfigError, match="TICK_SCHEDULE"):
         build_host(hostapp.app, function_key=KEY, settings={"WORK_QUEUE": "q-x1"})
