@@ -129,7 +129,7 @@ class StateStore:
                 self._ensure_resource(data, seed.id, seed.keys, now)
             for vault_name, seeds in config.secrets.items():
                 vault = data.vaults.setdefault(vault_name.lower(), VaultRecord())
-                for secret_name, seed in seeds.items():
+                for secret_name, secret_seed in seeds.items():
                     if secret_name.lower() in vault.secrets:
                         continue
                     vault.secrets[secret_name.lower()] = SecretRecord(
@@ -137,10 +137,10 @@ class StateStore:
                         versions=[
                             SecretVersion(
                                 version=os.urandom(16).hex(),
-                                value=seed.value,
-                                content_type=seed.content_type,
-                                tags=dict(seed.tags),
-                                expires=seed.expires_on,
+                                value=secret_seed.value,
+                                content_type=secret_seed.content_type,
+                                tags=dict(secret_seed.tags),
+                                expires=secret_seed.expires_on,
                                 created=now,
                                 updated=now,
                             )
