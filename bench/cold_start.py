@@ -44,16 +44,24 @@ EAGER_MODULES = [
 
 
 def _available(modules: list[str]) -> list[str]:
-    probe = "import importlib.util, sys; print(','.join(m for m in sys.argv[1:] " \
-            "if importlib.util.find_spec(m.split('.')[0]) and importlib.util.find_spec(m)))"
-    out = subprocess.run([sys.executable, "-c", probe, *modules], capture_output=True,
-                         text=True, check=True, cwd=REPO).stdout.strip()
+    probe = (
+        "import importlib.util, sys; print(','.join(m for m in sys.argv[1:] "
+        "if importlib.util.find_spec(m.split('.')[0]) and importlib.util.find_spec(m)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *modules],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    ).stdout.strip()
     return [m for m in out.split(",") if m]
 
 
 def _run(code: str) -> float:
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
     return float(result.stdout.split()[0])
 
 
@@ -71,14 +79,19 @@ def main() -> None:
     _run(eager)
     index_ms = [_run(INDEX) for _ in range(args.runs)]
     eager_ms = [_run(eager) for _ in range(args.runs)]
-    functions = subprocess.run([sys.executable, "-c", INDEX], capture_output=True, text=True,
-                               check=True, cwd=REPO).stdout.split()[1]
+    functions = subprocess.run(
+        [sys.executable, "-c", INDEX], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.split()[1]
     index_median, eager_median = statistics.median(index_ms), statistics.median(eager_ms)
     print(f"fresh interpreters: {args.runs} each (median)")
-    print(f"import function_app + index {functions} functions: {index_median:7.1f} ms "
-          f"(min {min(index_ms):.1f}, max {max(index_ms):.1f})   target < 200 ms")
-    print(f"eager import of {len(modules)} SDKs/libraries:        {eager_median:7.1f} ms "
-          f"(min {min(eager_ms):.1f}, max {max(eager_ms):.1f})")
+    print(
+        f"import function_app + index {functions} functions: {index_median:7.1f} ms "
+        f"(min {min(index_ms):.1f}, max {max(index_ms):.1f})   target < 200 ms"
+    )
+    print(
+        f"eager import of {len(modules)} SDKs/libraries:        {eager_median:7.1f} ms "
+        f"(min {min(eager_ms):.1f}, max {max(eager_ms):.1f})"
+    )
     print(f"indexing / eager: {index_median / eager_median:.0%}   target < 40%")
     print("eager set: " + ", ".join(modules))
 

@@ -66,14 +66,16 @@ def main() -> None:
             "version: 1\nchannels:\n  hook:\n    type: webhook\n"
             f"    url: {receiver.url}\nroutes:\n  - name: all\n    channels: [hook]\n"
         )
-        os.environ.update({
-            "AzureWebJobsStorage": azurite.connection_string,
-            "PITCREW_POLICY_PATH": str(policy),
-            "PITCREW_TABLE_PREFIX": "bench" + uuid.uuid4().hex[:8],
-        })
+        os.environ.update(
+            {
+                "AzureWebJobsStorage": azurite.connection_string,
+                "PITCREW_POLICY_PATH": str(policy),
+                "PITCREW_TABLE_PREFIX": "bench" + uuid.uuid4().hex[:8],
+            }
+        )
+        from pitcrew.events import keyvault_event
         from pitcrew.intake import process_event
         from pitcrew.notify.messages import expiry_notification
-        from pitcrew.events import keyvault_event
         from pitcrew.services import get_services
 
         services = get_services()

@@ -20,8 +20,11 @@ from pitcrew.errors import Forbidden, Unauthorized
 
 PRINCIPAL_HEADER = "x-ms-client-principal"
 ROLE_CLAIM_TYPES = ("roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role")
-NAME_CLAIM_TYPES = ("name", "preferred_username",
-                    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name")
+NAME_CLAIM_TYPES = (
+    "name",
+    "preferred_username",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+)
 
 
 class Role(StrEnum):

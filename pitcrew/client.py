@@ -27,8 +27,9 @@ class ApiClient:
     timeout: float = 30.0
 
     @classmethod
-    def from_env(cls, *, default_url: str | None = None, default_key: str | None = None
-                 ) -> ApiClient:
+    def from_env(
+        cls, *, default_url: str | None = None, default_key: str | None = None
+    ) -> ApiClient:
         url = os.environ.get("PITCREW_URL") or default_url or "http://127.0.0.1:7071"
         key = os.environ.get("PITCREW_FUNCTION_KEY") or default_key
         headers: dict[str, str] = {}
@@ -48,14 +49,21 @@ class ApiClient:
             headers["Authorization"] = f"Bearer {token}"
         return cls(base_url=url.rstrip("/"), function_key=key, headers=headers)
 
-    def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-                json: Any = None) -> Any:
+    def request(
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None, json: Any = None
+    ) -> Any:
         headers = dict(self.headers)
         if self.function_key:
             headers["x-functions-key"] = self.function_key
         try:
-            response = httpx.request(method, f"{self.base_url}{path}", params=params, json=json,
-                                     headers=headers, timeout=self.timeout)
+            response = httpx.request(
+                method,
+                f"{self.base_url}{path}",
+                params=params,
+                json=json,
+                headers=headers,
+                timeout=self.timeout,
+            )
         except httpx.HTTPError as exc:
             raise ApiError(f"{self.base_url} did not answer: {type(exc).__name__}") from None
         body: Any = None

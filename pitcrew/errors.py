@@ -7,7 +7,7 @@ class PitcrewError(Exception):
     """Base of pitcrew's own errors."""
 
 
-class InvalidInput(PitcrewError):  # noqa: N818 - reads as "raise InvalidInput(...)"
+class InvalidInput(PitcrewError):
     """Input that pitcrew will not act on: not JSON, wrong shape, a missing or bad field.
 
     Over HTTP it is a 400 with `{"error": "invalid_input", "field": ..., "message": ...}`;
@@ -23,7 +23,7 @@ class InvalidInput(PitcrewError):  # noqa: N818 - reads as "raise InvalidInput(.
         return {"error": "invalid_input", "field": self.field, "message": str(self)}
 
 
-class PolicyInvalid(PitcrewError):  # noqa: N818
+class PolicyInvalid(PitcrewError):
     """pitcrew.yaml failed validation: the app refuses to act and says why."""
 
     def __init__(self, source: str, problems: list[str]) -> None:
@@ -33,13 +33,13 @@ class PolicyInvalid(PitcrewError):  # noqa: N818
         super().__init__(f"policy {source} is invalid ({len(problems)} problem(s)):\n{listed}")
 
 
-class Unauthorized(PitcrewError):  # noqa: N818
+class Unauthorized(PitcrewError):
     """No authenticated principal: HTTP 401."""
 
 
-class Forbidden(PitcrewError):  # noqa: N818
+class Forbidden(PitcrewError):
     """An authenticated principal without the role the operation needs: HTTP 403."""
 
 
-class RetryLater(PitcrewError):  # noqa: N818
+class RetryLater(PitcrewError):
     """Work that cannot finish now but must not be dropped: raised so the platform retries."""

@@ -129,7 +129,7 @@ def load_json(body: bytes | str) -> Any:
     size = len(body.encode() if isinstance(body, str) else body)
     if size > MAX_BODY_BYTES:
         raise InvalidInput("body", f"is {size} bytes; the limit is {MAX_BODY_BYTES} (1 MB)")
-    if size == 0 or not (body.strip() if isinstance(body, str) else body.strip()):
+    if not body.strip():
         raise InvalidInput("body", "is empty; expected JSON")
     try:
         return json.loads(body)
@@ -297,7 +297,9 @@ def parse_cloud_events(payload: Any) -> list[Event]:
     return [_cloud_event(payload, "event")]
 
 
-def parse_delivery(body: bytes | str, content_type: str = "") -> list[Event | SubscriptionValidation]:
+def parse_delivery(
+    body: bytes | str, content_type: str = ""
+) -> list[Event | SubscriptionValidation]:
     """Any delivery pitcrew takes over HTTP: Event Grid schema or CloudEvents, told apart by the
     content type and, failing that, by shape (`specversion` marks a CloudEvent)."""
     payload = load_json(body)
@@ -314,7 +316,7 @@ def parse_delivery(body: bytes | str, content_type: str = "") -> list[Event | Su
 
 def event_from_binding(
     *,
-    id: str,  # noqa: A002 - the binding's own name
+    id: str,
     event_type: str,
     subject: str | None,
     topic: str | None,
@@ -415,7 +417,9 @@ def parse_alert(body: bytes | str | Mapping[str, Any]) -> AlertEvent:
     where = "data.essentials"
     condition = _string(essentials, "monitorCondition", where)
     if condition not in ("Fired", "Resolved"):
-        raise InvalidInput(f"{where}.monitorCondition", f"must be Fired or Resolved, got {condition!r}")
+        raise InvalidInput(
+            f"{where}.monitorCondition", f"must be Fired or Resolved, got {condition!r}"
+        )
     targets = essentials.get("alertTargetIDs") or []
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         raise InvalidInput(f"{where}.alertTargetIDs", "must be an array of resource ids")

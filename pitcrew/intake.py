@@ -95,7 +95,7 @@ def process_event(event: Event, services: Services) -> Outcome:
 
 def handle_delivered_event(
     *,
-    id: str,  # noqa: A002 - the binding's name for it
+    id: str,
     event_type: str,
     subject: str | None,
     topic: str | None,

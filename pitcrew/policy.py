@@ -100,8 +100,10 @@ class OutboxSettings(StrictModel):
     base_delay_seconds: float = Field(default=30.0, gt=0, le=3600)
     max_delay_seconds: float = Field(default=1800.0, gt=0, le=86400)
     escalate_after_attempts: int = Field(
-        default=10, ge=1, description="Log an error (and an audit record) once a notification "
-        "has failed this many times; it keeps being retried."
+        default=10,
+        ge=1,
+        description="Log an error (and an audit record) once a notification "
+        "has failed this many times; it keeps being retried.",
     )
     lease_seconds: float = Field(default=120.0, gt=0, le=3600)
 

@@ -6,6 +6,7 @@ and each client is built on first use, then reused across invocations.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -67,7 +68,7 @@ class Settings:
         prefix = env.get("PITCREW_TABLE_PREFIX", "pitcrew").strip() or "pitcrew"
         if not prefix.isalnum() or not prefix[0].isalpha() or len(prefix) > 40:
             raise ConfigurationError(
-                f"PITCREW_TABLE_PREFIX={prefix!r} must be letters and digits, starting with a letter"
+                f"PITCREW_TABLE_PREFIX={prefix!r}: use letters and digits, starting with a letter"
             )
         policy = env.get("PITCREW_POLICY_PATH", "").strip() or "pitcrew.yaml"
         policy_path = Path(policy)
@@ -144,13 +145,62 @@ class Runtime:
             service = self.table_service()
             from azure.core.exceptions import ResourceExistsError
 
-            try:
+            with contextlib.suppress(ResourceExistsError):
                 service.create_table(name)
-            except ResourceExistsError:
-                pass
             return service.get_table_client(name)
 
         return self.cached(f"table:{name}", build)
+
+    def storage_service(self, kind: str, connection: str = "AzureWebJobsStorage") -> Any:
+        """A BlobServiceClient (`kind="blob"`) or QueueServiceClient (`"queue"`) for a
+        Functions-style connection setting: a connection string in `<connection>`, or
+        identity-based `<connection>__<kind>ServiceUri` / `<connection>__accountName`."""
+        if kind not in ("blob", "queue"):
+            raise ValueError(f"unknown storage service {kind!r}")
+
+        def build() -> Any:
+            if kind == "blob":
+                from azure.storage.blob import BlobServiceClient as Client
+            else:
+                from azure.storage.queue import QueueServiceClient as Client
+            env = os.environ
+            if connection == "AzureWebJobsStorage" and self.settings.storage_connection_string:
+                conn: str | None = self.settings.storage_connection_string
+            else:
+                conn = env.get(connection, "").strip() or None
+                if conn == DEVELOPMENT_STORAGE:
+                    conn = azurite_connection_string()
+            if conn:
+                return Client.from_connection_string(conn)
+            uri = env.get(f"{connection}__{kind}ServiceUri", "").strip()
+            account = env.get(f"{connection}__accountName", "").strip()
+            if not uri and account:
+                uri = f"https://{account}.{kind}.core.windows.net"
+            if not uri:
+                raise ConfigurationError(
+                    f"storage connection {connection!r} is not configured: set {connection} "
+                    f"or {connection}__accountName"
+                )
+            return Client(account_url=uri, credential=self.credential)
+
+        return self.cached(f"storage:{kind}:{connection}", build)
+
+    def servicebus(self, namespace: str, connection: str | None = None) -> Any:
+        """A ServiceBusClient for a namespace: managed identity, or a connection string from
+        the app setting `connection` (local runs)."""
+
+        def build() -> Any:
+            from azure.servicebus import ServiceBusClient
+
+            if connection:
+                value = os.environ.get(connection, "").strip()
+                if not value:
+                    raise ConfigurationError(f"app setting {connection} is not set")
+                return ServiceBusClient.from_connection_string(value)
+            fqdn = namespace if "." in namespace else f"{namespace}.servicebus.windows.net"
+            return ServiceBusClient(fqdn, credential=self.credential)
+
+        return self.cached(f"servicebus:{namespace}:{connection or ''}", build)
 
     def policy(self) -> Policy:
         """The policy, reloaded when the file changes; PolicyInvalid when it does not validate."""

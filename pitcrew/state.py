@@ -172,8 +172,11 @@ class TableStateStore:
             claim.etag = meta["etag"]
         except ResourceModifiedError:
             # Our lease expired and another instance took over: it owns the outcome now.
-            log.error("claim %s %r changed under us; the instance that took over owns it",
-                      claim.scope, claim.key)
+            log.error(
+                "claim %s %r changed under us; the instance that took over owns it",
+                claim.scope,
+                claim.key,
+            )
 
     def claim_status(self, scope: str, key: str) -> ClaimStatus | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -222,7 +225,9 @@ class TableStateStore:
                 match_condition=MatchConditions.IfNotModified,
             )
         except ResourceModifiedError:
-            raise StaleRun(f"run {run.kind}/{run.run_id} was advanced by another instance") from None
+            raise StaleRun(
+                f"run {run.kind}/{run.run_id} was advanced by another instance"
+            ) from None
         run.etag = meta["etag"]
         return run
 

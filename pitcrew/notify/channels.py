@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from pitcrew.policy import Policy, WebhookChannel
 
 
-class DeliveryFailed(Exception):  # noqa: N818
+class DeliveryFailed(Exception):
     def __init__(self, reason: str, *, retryable: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason

@@ -11,7 +11,11 @@ from pitcrew.policy import Policy
 
 _URGENT_DAYS = 7
 _ALERT_SEVERITY: dict[str, Severity] = {
-    "Sev0": "critical", "Sev1": "critical", "Sev2": "warning", "Sev3": "info", "Sev4": "info",
+    "Sev0": "critical",
+    "Sev1": "critical",
+    "Sev2": "warning",
+    "Sev3": "info",
+    "Sev4": "info",
 }
 
 
@@ -63,12 +67,15 @@ def expiry_notification(
     if settings.runbook_url:
         actions.append(Action(label="Follow the runbook", url=str(settings.runbook_url)))
     if settings.portal_links and event.event.source.startswith("/subscriptions/"):
-        actions.append(Action(
-            label=f"Open the vault's {kind}s in the portal",
-            url=f"https://portal.azure.com/#@/resource{event.event.source}/{kind}s",
-        ))
-    actions.append(Action(label="Check the new version's expiry after renewing",
-                          command=_check_command(event)))
+        actions.append(
+            Action(
+                label=f"Open the vault's {kind}s in the portal",
+                url=f"https://portal.azure.com/#@/resource{event.event.source}/{kind}s",
+            )
+        )
+    actions.append(
+        Action(label="Check the new version's expiry after renewing", command=_check_command(event))
+    )
     return Notification(
         id=f"expiry:{event.id}",
         dedup_key=f"expiry:{event.vault_name}/{kind}s/{event.object_name}",
@@ -114,10 +121,12 @@ def alert_notification(alert: AlertEvent) -> Notification:
     link = _first_link(alert.alert_context)
     if link:
         actions.append(Action(label="Open the query results", url=link))
-    actions.append(Action(
-        label="Open the alert in the portal",
-        url=f"https://portal.azure.com/#view/Microsoft_Azure_Monitoring_Alerts/AlertDetails.ReactView/alertId/{alert.short_id}",
-    ))
+    actions.append(
+        Action(
+            label="Open the alert in the portal",
+            url=f"https://portal.azure.com/#view/Microsoft_Azure_Monitoring_Alerts/AlertDetails.ReactView/alertId/{alert.short_id}",
+        )
+    )
     return Notification(
         id=f"alert:{alert.id}",
         dedup_key=alert.dedup_key,
@@ -125,7 +134,8 @@ def alert_notification(alert: AlertEvent) -> Notification:
         severity=severity,
         status="resolved" if resolved else "firing",
         title=f"[{alert.condition}] {alert.rule} ({alert.severity}) on {targets}",
-        summary=alert.description or f"Azure Monitor alert rule {alert.rule} {alert.condition.lower()}.",
+        summary=alert.description
+        or f"Azure Monitor alert rule {alert.rule} {alert.condition.lower()}.",
         correlation_id=alert.alert_id,
         facts=facts,
         actions=tuple(actions),
@@ -148,9 +158,7 @@ def _condition_facts(context: Any) -> dict[str, str]:
         name = criterion.get("metricName") or criterion.get("metricMeasureColumn") or "value"
         value, threshold = criterion.get("metricValue"), criterion.get("threshold")
         dims = criterion.get("dimensions") or []
-        where = ", ".join(
-            f"{d.get('name')}={d.get('value')}" for d in dims if isinstance(d, dict)
-        )
+        where = ", ".join(f"{d.get('name')}={d.get('value')}" for d in dims if isinstance(d, dict))
         text = f"{value} ({criterion.get('operator', '')} {threshold})".replace("  ", " ")
         facts[f"{name}" + (f" [{where}]" if where else "")] = text
     return facts

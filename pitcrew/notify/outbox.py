@@ -50,7 +50,11 @@ class DrainReport:
     busy: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, int]:
-        return {"delivered": len(self.delivered), "failed": len(self.failed), "busy": len(self.busy)}
+        return {
+            "delivered": len(self.delivered),
+            "failed": len(self.failed),
+            "busy": len(self.busy),
+        }
 
 
 class Outbox:
@@ -105,8 +109,15 @@ class Outbox:
         except DeliveryFailed as failure:
             self._record_failure(entry, failure.reason)
             return "failed"
-        self._update(entry, {"Status": "delivered", "DeliveredAt": utcnow(),
-                             "Attempts": entry.attempts + 1, "LastError": ""})
+        self._update(
+            entry,
+            {
+                "Status": "delivered",
+                "DeliveredAt": utcnow(),
+                "Attempts": entry.attempts + 1,
+                "LastError": "",
+            },
+        )
         entry.status = "delivered"
         return "delivered"
 
@@ -158,28 +169,56 @@ class Outbox:
         # Jitter spreads retries of many notifications so a recovering receiver isn't stampeded.
         delay *= random.uniform(0.8, 1.2)
         now = utcnow()
-        self._update(entry, {"Attempts": attempts, "LastError": reason[:300],
-                             "NextAttemptAt": now + timedelta(seconds=delay), "LeaseUntil": now})
-        log.warning("notification %s to channel %s failed (attempt %d): %s; next try in %.0fs",
-                    entry.notification.id, entry.channel, attempts, reason, delay)
+        self._update(
+            entry,
+            {
+                "Attempts": attempts,
+                "LastError": reason[:300],
+                "NextAttemptAt": now + timedelta(seconds=delay),
+                "LeaseUntil": now,
+            },
+        )
+        log.warning(
+            "notification %s to channel %s failed (attempt %d): %s; next try in %.0fs",
+            entry.notification.id,
+            entry.channel,
+            attempts,
+            reason,
+            delay,
+        )
         if attempts == self._settings.escalate_after_attempts:
-            log.error("notification %s to channel %s has failed %d times and is still retried",
-                      entry.notification.id, entry.channel, attempts)
+            log.error(
+                "notification %s to channel %s has failed %d times and is still retried",
+                entry.notification.id,
+                entry.channel,
+                attempts,
+            )
             if self._audit is not None:
-                self._audit.append(AuditRecord(
-                    actor=app_identity(), action="notify.stuck", target=f"channel/{entry.channel}",
-                    outcome="failed", correlation_id=entry.notification.correlation_id,
-                    details={"notification": entry.notification.id, "attempts": attempts,
-                             "lastError": reason[:300]},
-                ))
+                self._audit.append(
+                    AuditRecord(
+                        actor=app_identity(),
+                        action="notify.stuck",
+                        target=f"channel/{entry.channel}",
+                        outcome="failed",
+                        correlation_id=entry.notification.correlation_id,
+                        details={
+                            "notification": entry.notification.id,
+                            "attempts": attempts,
+                            "lastError": reason[:300],
+                        },
+                    )
+                )
 
     def _update(self, entry: OutboxEntry, changes: Mapping[str, Any]) -> None:
         from azure.core import MatchConditions
         from azure.data.tables import UpdateMode
 
         meta = self._table.update_entity(
-            {"PartitionKey": table_key(entry.channel),
-             "RowKey": table_key(entry.notification.id), **changes},
+            {
+                "PartitionKey": table_key(entry.channel),
+                "RowKey": table_key(entry.notification.id),
+                **changes,
+            },
             mode=UpdateMode.MERGE,
             etag=entry.etag,
             match_condition=MatchConditions.IfNotModified,

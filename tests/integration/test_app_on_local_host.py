@@ -39,15 +39,25 @@ def inbox(url: str) -> list[dict[str, object]]:
 
 
 def test_validation_handshake(base_url: str) -> None:
-    response = send_sample(SAMPLES / "eventgrid-subscription-validation.json",
-                           base_url=base_url, function="on_keyvault_event", function_key=KEY)
+    response = send_sample(
+        SAMPLES / "eventgrid-subscription-validation.json",
+        base_url=base_url,
+        function="on_keyvault_event",
+        function_key=KEY,
+    )
     assert response.status_code == 200
     assert response.json() == {"validationResponse": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"}
-    api = httpx.post(f"{base_url}/api/events", params={"code": KEY},
-                     content=(SAMPLES / "eventgrid-subscription-validation.json").read_bytes())
+    api = httpx.post(
+        f"{base_url}/api/events",
+        params={"code": KEY},
+        content=(SAMPLES / "eventgrid-subscription-validation.json").read_bytes(),
+    )
     assert api.json() == {"validationResponse": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"}
-    options = httpx.options(f"{base_url}/api/events", params={"code": KEY},
-                            headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
+    options = httpx.options(
+        f"{base_url}/api/events",
+        params={"code": KEY},
+        headers={"WebHook-Request-Origin": "eventgrid.azure.net"},
+    )
     assert options.status_code == 200
     assert options.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
 
@@ -65,8 +75,15 @@ def test_near_expiry_sample_notifies_exactly_once(base_url: str) -> None:
 
 
 def test_malformed_event_is_a_400_naming_the_problem(base_url: str) -> None:
-    bad = [{"id": "1", "eventType": "Microsoft.KeyVault.SecretNearExpiry",
-            "eventTime": "not-a-time", "subject": "s", "data": {}}]
+    bad = [
+        {
+            "id": "1",
+            "eventType": "Microsoft.KeyVault.SecretNearExpiry",
+            "eventTime": "not-a-time",
+            "subject": "s",
+            "data": {},
+        }
+    ]
     webhook = httpx.post(
         f"{base_url}/runtime/webhooks/eventgrid",
         params={"functionName": "on_keyvault_event", "code": KEY},
@@ -99,8 +116,9 @@ def test_operator_route_needs_a_principal_with_a_role(base_url: str) -> None:
 
 def test_alert_posted_goes_out_once(base_url: str) -> None:
     for _ in range(2):
-        response = send_sample(SAMPLES / "common-alert-log-quota.json", base_url=base_url,
-                               function_key=KEY)
+        response = send_sample(
+            SAMPLES / "common-alert-log-quota.json", base_url=base_url, function_key=KEY
+        )
         assert response.status_code == 200
     deadline = time.monotonic() + 5
     while not inbox(base_url) and time.monotonic() < deadline:

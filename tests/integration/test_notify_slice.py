@@ -91,8 +91,13 @@ def test_cloudevent_sample_notifies(receiver: Receiver) -> None:
 def test_binding_trigger_path_is_idempotent(receiver: Receiver) -> None:
     raw = json.loads(near_expiry_body())[0]
     kwargs = dict(
-        id=raw["id"], event_type=raw["eventType"], subject=raw["subject"], topic=raw["topic"],
-        event_time=raw["eventTime"], data=raw["data"], data_version=raw["dataVersion"],
+        id=raw["id"],
+        event_type=raw["eventType"],
+        subject=raw["subject"],
+        topic=raw["topic"],
+        event_time=raw["eventTime"],
+        data=raw["data"],
+        data_version=raw["dataVersion"],
     )
     assert handle_delivered_event(**kwargs).kind == "handled"
     assert handle_delivered_event(**kwargs).kind == "duplicate"
@@ -204,13 +209,17 @@ def test_alert_fired_then_resolved(receiver: Receiver) -> None:
     alert_id = payload["data"]["essentials"]["alertId"]
     assert {m["dedupKey"] for m in receiver.received} == {alert_id}
     assert receiver.received[0]["severity"] == "warning"
-    assert any(a.get("url") == "docs/runbooks/dead-letters.md" for a in receiver.received[0]["actions"])
+    assert any(
+        a.get("url") == "docs/runbooks/dead-letters.md" for a in receiver.received[0]["actions"]
+    )
     assert [r["action"] for r in audit_records()] == ["notify.alert", "notify.alert"]
 
 
 def test_malformed_input_is_a_400_naming_the_problem(receiver: Receiver) -> None:
-    result = post_events(b'[{"id": "x", "eventType": "Microsoft.KeyVault.SecretNearExpiry", '
-                         b'"eventTime": "2026-01-01T00:00:00Z", "data": {"ObjectType": "Secret"}}]')
+    result = post_events(
+        b'[{"id": "x", "eventType": "Microsoft.KeyVault.SecretNearExpiry", '
+        b'"eventTime": "2026-01-01T00:00:00Z", "data": {"ObjectType": "Secret"}}]'
+    )
     assert result.status == 400
     assert result.body["field"] == "data.VaultName"
     assert "is required" in result.body["message"]

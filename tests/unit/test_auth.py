@@ -57,8 +57,10 @@ def test_real_easy_auth_shape() -> None:
         "name_typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
         "role_typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role",
         "claims": [
-            {"typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
-             "val": "sre@contoso.com"},
+            {
+                "typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+                "val": "sre@contoso.com",
+            },
             {"typ": "roles", "val": "Operator"},
         ],
     }

@@ -45,13 +45,19 @@ def test_valid_policy_defaults() -> None:
     ("text", "expected"),
     [
         (VALID.replace("version: 1", "version: 2"), "version: Input should be 1"),
-        (VALID.replace("url: https", "tiemout: 3\n    url: https"),
-         "channels.ops.tiemout: is not a known key"),
+        (
+            VALID.replace("url: https", "tiemout: 3\n    url: https"),
+            "channels.ops.tiemout: is not a known key",
+        ),
         (VALID.replace("https://hooks.example.com/pitcrew", "not a url"), "channels.ops.url"),
-        (VALID.replace("channels: [ops]", "channels: [pager]"),
-         "routes[0].channels[0]: unknown channel 'pager' (defined: ops)"),
-        (VALID.replace("    url: https://hooks.example.com/pitcrew\n", ""),
-         "channels.ops: give exactly one of 'url' or 'url_setting'"),
+        (
+            VALID.replace("channels: [ops]", "channels: [pager]"),
+            "routes[0].channels[0]: unknown channel 'pager' (defined: ops)",
+        ),
+        (
+            VALID.replace("    url: https://hooks.example.com/pitcrew\n", ""),
+            "channels.ops: give exactly one of 'url' or 'url_setting'",
+        ),
         (VALID + "mode: yolo\n", "mode: Input should be 'act' or 'plan'"),
         ("version: 1\nchannels: {}\nroutes: []\n", "channels: "),
         ("- just\n- a list\n", "(top level): must be a mapping"),
