@@ -414,13 +414,14 @@ def test_no_secret_value_in_logs(
     assert secrets.get_secret("hygiene").value == value
     with pytest.raises(HttpResponseError) as too_many_tags:
         secrets.set_secret("hygiene", value, tags={f"t{i}": "v" for i in range(16)})
-    requests.put(  # a malformed body: the error must not echo the value
+    malformed = requests.put(  # a malformed body: the error must not echo the value
         secrets.vault_url + "/secrets/hygiene?api-version=7.6",
         data=json.dumps({"value": value, "attributes": {"enabled": "not-a-bool-" + value}}),
         headers={"Authorization": "Bearer x", "Content-Type": "application/json"},
         verify=str(azure.ca_path),
         timeout=10,
     )
+    assert malformed.status_code == 400
     sb = mgmt(ServiceBusManagementClient, azure)
     keys = sb.namespaces.regenerate_keys(
         RG, "sb-demo", "RootManageSharedAccessKey", {"keyType": "PrimaryKey"}
@@ -431,12 +432,34 @@ def test_no_secret_value_in_logs(
 
     captured = capsys.readouterr()
     haystack = "\n".join(
-        [caplog.text, captured.out, captured.err, str(too_many_tags.value), inspection.text]
+        [
+            caplog.text,
+            captured.out,
+            captured.err,
+            str(too_many_tags.value),
+            malformed.text,
+            inspection.text,
+        ]
     )
     # The endpoint did log these requests (so the scan below means something).
     assert any(r.name == "pitcrew.local.azure_endpoint" for r in caplog.records)
     for needle in (value, keys.primary_key, keys.secondary_key):
         assert needle not in haystack
+
+
+def test_ca_bundle_environment_is_enough_for_sdk_clients(
+    azure: LocalAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A child process gets azure.environment(): azure-core's requests transport trusts
+    # REQUESTS_CA_BUNDLE, so clients need no connection_verify there.
+    for name, value in azure.environment().items():
+        monkeypatch.setenv(name, value)
+    client = SecretClient(
+        azure.vault_url("sample-kv"), LocalCredential(), verify_challenge_resource=False
+    )
+    client.set_secret("env-only", "ok")
+    cosmos = CosmosDBManagementClient(LocalCredential(), SUB, base_url=azure.url)
+    assert cosmos.database_accounts.list_keys(RG, "cosmos-demo").primary_master_key
 
 
 def test_local_credential_speaks_both_protocols() -> None:
