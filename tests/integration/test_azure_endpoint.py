@@ -399,6 +399,38 @@ def test_servicebus_sas_signature(azure: LocalAzure) -> None:
     assert other.status_code == 401
 
 
+def test_eventhubs_sas_signature(azure: LocalAzure) -> None:
+    eh = mgmt(EventHubManagementClient, azure)
+    keys = eh.namespaces.list_keys(RG, "eh-demo", "root")
+    resource = f"{azure.url}/eventhubs/eh-demo"
+    for key, status in ((keys.primary_key, 200), (base64.b64encode(b"k" * 32).decode(), 401)):
+        response = requests.get(
+            resource + "/telemetry",
+            headers={"Authorization": sas_token(resource, "root", key)},
+            verify=str(azure.ca_path),
+            timeout=10,
+        )
+        assert response.status_code == status
+
+
+def test_auto_create_and_resource_document() -> None:
+    with start_local_azure(config={"auto_create": True}) as endpoint:
+        client = mgmt(StorageManagementClient, endpoint)
+        keys = client.storage_accounts.list_keys(RG, "freshacct").keys_property
+        assert [k.key_name for k in keys] == ["key1", "key2"]
+        document = requests.get(
+            f"{endpoint.url}{PROVIDERS}/Microsoft.Storage/storageAccounts/freshacct"
+            "?api-version=2024-01-01",
+            headers={"Authorization": "Bearer x"},
+            verify=str(endpoint.ca_path),
+            timeout=10,
+        ).json()
+        assert document["name"] == "freshacct"
+        assert document["properties"]["primaryEndpoints"]["blob"].endswith(
+            "/storage/freshacct/blob/"
+        )
+
+
 # --- secret hygiene and process mode ----------------------------------------------------------
 
 
