@@ -192,7 +192,7 @@ def _unavailable_reason(
     trigger_type: str, trigger: Mapping[str, Any], bindings: tuple[Mapping[str, Any], ...]
 ) -> str | None:
     if trigger_type == SERVICE_BUS:
-        return "Service Bus triggers are not available locally (no Service Bus emulator)"
+        return "Service Bus triggers need a real namespace (there is no local emulator)"
     if trigger_type not in (HTTP, EVENT_GRID, TIMER, QUEUE):
         return f"{trigger_type} triggers are not available locally"
     extra = [

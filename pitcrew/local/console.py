@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pitcrew.local.catalog import EVENT_GRID, HTTP, QUEUE, SERVICE_BUS, TIMER
+from pitcrew.local.catalog import EVENT_GRID, HTTP, QUEUE, TIMER, FunctionSpec
+
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from pitcrew.local.host import LocalHost
@@ -25,52 +27,50 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def _function_line(host: LocalHost, spec: FunctionSpec, info: dict[str, Any]) -> str:
+    """One line per function; URLs whole, so they can be copied from any terminal width."""
+    if not spec.available:
+        return f"[yellow]not available locally[/]: {escape(spec.unavailable_reason or '')}"
+    if spec.trigger_type == HTTP:
+        methods = ",".join(spec.methods) if spec.methods else "ALL"
+        return f"[cyan]http[/] {methods} {escape(info['url'])} (auth: {spec.auth_level})"
+    if spec.trigger_type == EVENT_GRID:
+        return f"[cyan]eventGrid[/] POST {escape(info['url'])} (auth: key)"
+    if spec.trigger_type == TIMER:
+        worker = next(t for t in host.timers if t.spec is spec)
+        startup = ", runs on startup" if spec.trigger.get("runOnStartup") else ""
+        return f"[cyan]timer[/] {worker.schedule.expression} (UTC{startup})"
+    if spec.trigger_type == QUEUE:
+        queue = next(q for q in host.queues if q.spec is spec)
+        name = queue.binding.queue_name
+        return f"[cyan]queue[/] '{name}' (poison: '{name}-poison')"
+    return spec.trigger_type
+
+
 def print_banner(host: LocalHost, base_url: str, *, azurite_started: bool) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, highlight=False)  # plain URLs, no auto-colouring
     status = host.status(base_url)
     by_name = {f["name"]: f for f in status["functions"]}
-    table = Table(title="pitcrew local host - functions", title_justify="left", show_lines=False)
-    table.add_column("function")
-    table.add_column("trigger")
-    # Fold, never truncate: a cut-off webhook URL is useless to copy.
-    table.add_column("endpoint / schedule", overflow="fold")
-    table.add_column("auth")
+    width = max((len(spec.name) for spec in host.functions), default=0)
+    console.print("[bold]pitcrew local host[/] - functions:")
     for spec in host.functions:
-        info = by_name[spec.name]
-        if not spec.available:
-            table.add_row(
-                spec.name,
-                spec.trigger_type,
-                f"[yellow]not available locally[/]: {spec.unavailable_reason}",
-                "",
-            )
-        elif spec.trigger_type == HTTP:
-            methods = ",".join(spec.methods) if spec.methods else "ALL"
-            table.add_row(spec.name, "http", f"{methods} {info['url']}", spec.auth_level)
-        elif spec.trigger_type == EVENT_GRID:
-            table.add_row(spec.name, "eventGrid", f"POST {info['url']}", "key")
-        elif spec.trigger_type == TIMER:
-            worker = next(t for t in host.timers if t.spec is spec)
-            startup = " (runs on startup)" if spec.trigger.get("runOnStartup") else ""
-            table.add_row(spec.name, "timer", f"{worker.schedule.expression} UTC{startup}", "")
-        elif spec.trigger_type in (QUEUE, SERVICE_BUS):
-            queue = next((q for q in host.queues if q.spec is spec), None)
-            name = queue.binding.queue_name if queue else spec.trigger.get("queueName")
-            table.add_row(spec.name, "queue", f"queue '{name}' (poison: '{name}-poison')", "")
-    console.print(table)
-    console.print(f"Host status:  GET {base_url}/admin/host/status")
+        line = _function_line(host, spec, by_name[spec.name])
+        console.print(f"  [bold]{spec.name:<{width}}[/]  {line}", soft_wrap=True)
+    console.print(f"Host status:  GET {base_url}/admin/host/status", soft_wrap=True)
     console.print(
         f"Run a non-HTTP function now:  POST {base_url}/admin/functions/<name> "
-        '{"input": "..."}  (with the key)'
+        '{"input": "..."} (with the key)',
+        soft_wrap=True,
+        markup=False,
     )
-    console.print(f"Local inbox:  {base_url}/_pitcrew/inbox")
+    console.print(f"Local inbox:  {base_url}/_pitcrew/inbox", soft_wrap=True)
     if azurite_started:
         console.print("Azurite: started by this host (stopped on exit)")
     console.print(
-        f"Function key: [bold]{host.function_key}[/]  (?code=<key> or header x-functions-key)"
+        f"Function key: [bold]{host.function_key}[/]  (?code=<key> or header x-functions-key)",
+        soft_wrap=True,
     )
     if host.allow_dev_principal:
         console.print(

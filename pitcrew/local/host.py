@@ -48,7 +48,6 @@ from pitcrew.local.catalog import (
     EVENT_GRID,
     HTTP,
     QUEUE,
-    SERVICE_BUS,
     TIMER,
     FunctionSpec,
     index_functions,
@@ -555,12 +554,12 @@ def serve(
     key = function_key or os.environ.get("PITCREW_FUNCTION_KEY") or secrets.token_urlsafe(32)
     sock = _bind(host, port)
     azurite = None
-    # The Functions setting name is mixed-case and environment names are case-sensitive here.
-    storage = os.environ.get("AzureWebJobsStorage", "")  # noqa: SIM112
-    if not storage or storage.strip().lower() == "usedevelopmentstorage=true":
-        azurite = ensure_azurite(location=azurite_location)
-        os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112
     try:
+        # The Functions setting name is mixed-case; environment names are case-sensitive here.
+        storage = os.environ.get("AzureWebJobsStorage", "")  # noqa: SIM112
+        if not storage or storage.strip().lower() == "usedevelopmentstorage=true":
+            azurite = ensure_azurite(location=azurite_location)
+            os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112
         local_host = build_host(
             load_function_app(module),
             function_key=key,
@@ -574,7 +573,11 @@ def serve(
             uvicorn.Config(local_host, lifespan="on", log_level="warning", access_log=False),
             on_started=lambda: _announce(local_host, base_url, azurite, on_ready),
         )
-        server.run(sockets=[sock])
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            # uvicorn re-raises Ctrl+C after its graceful shutdown; the workers are stopped.
+            log.info("local host stopped")
     finally:
         sock.close()
         if azurite is not None and azurite.started:
@@ -642,7 +645,7 @@ class _Server(uvicorn.Server):
 
 
 __all__ = [
-    "SERVICE_BUS",
+    "HostConfig",
     "HostConfigError",
     "LocalHost",
     "build_host",

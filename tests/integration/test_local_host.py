@@ -11,6 +11,9 @@ import contextlib
 import importlib.util
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -449,3 +452,56 @@ def test_send_sample_errors_name_the_problem(base: str, tmp_path: Path) -> None:
     junk.write_text("[1, 2]")
     with pytest.raises(SendError, match="neither"):
         send_sample(junk, base_url=base, function_key=KEY)
+
+
+# -- serve(): the `pitcrew dev` entry point, in its own process ------------------------------------
+
+_SERVE = """
+import sys
+from pathlib import Path
+from pitcrew.local.host import serve
+
+def ready(host, base_url):
+    Path(sys.argv[1]).write_text(base_url)
+
+serve("app", port=0, on_ready=ready)
+"""
+
+
+def test_serve_loads_local_settings_and_announces(tmp_path: Path, azurite: Azurite) -> None:
+    for name in ("app.py", "host.json"):
+        (tmp_path / name).write_text((HOSTAPP / name).read_text())
+    settings = {
+        "TICK_SCHEDULE": "* * * * * *",
+        "WORK_QUEUE": "t" + uuid.uuid4().hex[:16],
+        "PITCREW_FUNCTION_KEY": "key-from-local-settings",
+    }
+    (tmp_path / "local.settings.json").write_text(json.dumps({"Values": settings}))
+    ready_file = tmp_path / "ready"
+    env = {k: v for k, v in os.environ.items() if k not in settings}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    env.pop("AzureWebJobsStorage", None)  # serve() must find the running Azurite itself
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, str(ready_file)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = eventually(
+            lambda: ready_file.exists() and ready_file.read_text(),
+            timeout=30,
+            what="serve() to call on_ready",
+        )
+        key = {"x-functions-key": "key-from-local-settings"}
+        assert httpx.get(f"{base}/api/hello/ada", headers=key).status_code == 200
+        assert httpx.get(f"{base}/api/hello/ada").status_code == 401
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=20)
+    text = output.decode(errors="replace")
+    assert process.returncode == 0, text
+    assert "key-from-local-settings" in text  # the banner prints the key
+    assert "not available locally" in text  # the Service Bus trigger
+    assert "/runtime/webhooks/eventgrid?functionName=on_event" in text.replace("\n", "")
