@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from pitcrew.local.catalog import EVENT_GRID, HTTP, QUEUE, TIMER, FunctionSpec
-
 from rich.markup import escape
+
+from pitcrew.local.catalog import EVENT_GRID, HTTP, QUEUE, TIMER, FunctionSpec
 
 if TYPE_CHECKING:
     from pitcrew.local.host import LocalHost
