@@ -76,8 +76,17 @@ def dev(
         ),
     ] = False,
     module: Annotated[str, typer.Option(help="Module holding the FunctionApp.")] = "function_app",
+    local_azure: Annotated[
+        bool,
+        typer.Option(help="Start the local Azure endpoint (Key Vault, ARM) for the adapters."),
+    ] = True,
+    azure_seed: Annotated[
+        Path | None,
+        typer.Option(help="Seed for the local Azure endpoint (vaults, secrets, resources)."),
+    ] = None,
 ) -> None:
-    """Run the function app locally the way Core Tools does, with Azurite for storage."""
+    """Run the function app locally the way Core Tools does, with Azurite for storage and the
+    local Azure endpoint for Key Vault and ARM."""
     from pitcrew.local.host import serve
 
     def remember(_: Any, base_url: str) -> None:
@@ -89,6 +98,7 @@ def dev(
     import secrets
 
     key = function_key or secrets.token_urlsafe(24)
+    endpoint = _start_local_azure(azure_seed) if local_azure else None
     try:
         serve(
             module,
@@ -100,8 +110,40 @@ def dev(
             policy_path=policy.resolve() if policy else None,
             on_ready=remember,
         )
+    except (OSError, RuntimeError, ValueError) as exc:
+        # Start-up problems (busy port, Azurite missing, a bad schedule) are the user's to fix:
+        # say what is wrong, without a traceback.
+        err.print(f"[red]✗ pitcrew dev could not start: {exc}[/red]", highlight=False)
+        raise typer.Exit(1) from None
     finally:
         DEV_STATE.unlink(missing_ok=True)
+        if endpoint is not None:
+            endpoint.stop()
+
+
+DEMO_AZURE_SEED = Path("examples") / "local-azure.demo.json"
+
+
+def _start_local_azure(seed: Path | None) -> Any:
+    """The local Azure endpoint, its state kept in .pitcrew/ across restarts; its environment
+    (URL, vault URLs, CA bundle) is exported so the app's adapters find it."""
+    from pitcrew.local.azure_endpoint import start_local_azure
+
+    seed = seed or (DEMO_AZURE_SEED if DEMO_AZURE_SEED.exists() else None)
+    state = Path(".pitcrew")
+    state.mkdir(exist_ok=True)
+    endpoint = start_local_azure(
+        state_path=state / "local-azure.sqlite",
+        cert_dir=state / "local-azure-tls",
+        config=seed,
+    )
+    os.environ.update(endpoint.environment())
+    out.print(
+        f"local Azure endpoint: {endpoint.url} (vaults: "
+        f"{', '.join(sorted(endpoint.vault_urls)) or 'none'})",
+        highlight=False,
+    )
+    return endpoint
 
 
 def _dev_host() -> dict[str, str]:
@@ -175,8 +217,9 @@ def audit(
         return
     table = Table("time", "actor", "action", "target", "outcome", "correlation id")
     for r in records:
-        table.add_row(r["time"], r["actor"], r["action"], r["target"], r["outcome"],
-                      r["correlationId"])
+        table.add_row(
+            r["time"], r["actor"], r["action"], r["target"], r["outcome"], r["correlationId"]
+        )
     out.print(table)
 
 
