@@ -1,0 +1,122 @@
+"""Dead letters: ingest (Service Bus event, timer scan), retention purge, replay jobs, and the
+operator routes under /api/dlq (Reader to view, Operator to act)."""
+
+import azure.functions as func
+
+from functions._http import headers_of, to_response
+
+bp = func.Blueprint()
+
+
+@bp.event_grid_trigger(arg_name="event")
+def on_servicebus_deadletter(event: func.EventGridEvent) -> None:
+    from pitcrew.intake import handle_delivered_event
+
+    handle_delivered_event(
+        id=event.id,
+        event_type=event.event_type,
+        subject=event.subject,
+        topic=event.topic,
+        event_time=event.event_time,
+        data=event.get_json(),
+        data_version=event.data_version,
+    )
+
+
+@bp.timer_trigger(schedule="0 */1 * * * *", arg_name="timer", run_on_startup=False)
+def scan_deadletters(timer: func.TimerRequest) -> None:
+    from pitcrew.deadletter.api import run_scan
+
+    run_scan()
+
+
+@bp.timer_trigger(schedule="0 17 3 * * *", arg_name="timer", run_on_startup=False)
+def purge_failed_messages(timer: func.TimerRequest) -> None:
+    from pitcrew.deadletter.api import run_purge
+
+    run_purge()
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="pitcrew-replay-jobs",
+                  connection="AzureWebJobsStorage")
+def run_replay_job(msg: func.QueueMessage) -> None:
+    from pitcrew.deadletter.api import run_replay_job as run
+
+    run(msg.get_body().decode("utf-8"))
+
+
+@bp.timer_trigger(schedule="30 */1 * * * *", arg_name="timer", run_on_startup=False)
+def resume_replay_jobs(timer: func.TimerRequest) -> None:
+    from pitcrew.deadletter.api import resume_replay_jobs as resume
+
+    resume()
+
+
+@bp.route(route="dlq/groups", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def dlq_list_groups(req: func.HttpRequest) -> func.HttpResponse:
+    from pitcrew.deadletter.api import list_groups
+
+    return to_response(list_groups(headers_of(req), dict(req.params)))
+
+
+@bp.route(route="dlq/groups/{group}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def dlq_show_group(req: func.HttpRequest) -> func.HttpResponse:
+    from pitcrew.deadletter.api import show_group
+
+    return to_response(show_group(headers_of(req), req.route_params["group"], dict(req.params)))
+
+
+@bp.route(route="dlq/messages/{message}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def dlq_show_message(req: func.HttpRequest) -> func.HttpResponse:
+    from pitcrew.deadletter.api import show_message
+
+    return to_response(show_message(headers_of(req), req.route_params["message"],
+                                    dict(req.params)))
+
+
+@bp.route(route="dlq/messages/{message}/edit", methods=["POST"],
+          auth_level=func.AuthLevel.FUNCTION)
+def dlq_edit_message(req: func.HttpRequest) -> func.HttpResponse:
+    from pitcrew.deadletter.api import edit_message
+
+    return to_response(edit_message(headers_of(req), req.route_params["message"],
+                                    req.get_body()))
+
+
+@bp.route(route="dlq/archive", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def dlq_archive(req: func.HttpRequest) -> func.HttpResponse:
+    from pitcrew.deadletter.api import archive
+
+    return to_response(archive(headers_of(req), req.get_body()))
+
+
+@bp.route(route="dlq/scan", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def dlq_scan(req: func.HttpRequest) -> func.HttpResponse:
+    from pitcrew.deadletter.api import scan_now
+
+    return to_response(scan_now(headers_of(req), req.get_body()))
+
+
+@bp.route(route="dlq/replays", methods=["GET", "POST"], auth_level=func.AuthLevel.FUNCTION)
+def dlq_replays(req: func.HttpRequest) -> func.HttpResponse:
+    from pitcrew.deadletter.api import list_replays, request_replay
+
+    if req.method.upper() == "POST":
+        return to_response(request_replay(headers_of(req), req.get_body()))
+    return to_response(list_replays(headers_of(req)))
+
+
+@bp.route(route="dlq/replays/{job}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def dlq_show_replay(req: func.HttpRequest) -> func.HttpResponse:
+    from pitcrew.deadletter.api import show_replay
+
+    return to_response(show_replay(headers_of(req), req.route_params["job"]))
+
+
+@bp.route(route="dlq/replays/{job}/{action}", methods=["POST"],
+          auth_level=func.AuthLevel.FUNCTION)
+def dlq_control_replay(req: func.HttpRequest) -> func.HttpResponse:
+    from pitcrew.deadletter.api import control_replay
+
+    return to_response(control_replay(headers_of(req), req.route_params["job"],
+                                      req.route_params["action"]))

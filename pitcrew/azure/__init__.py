@@ -1,0 +1,1 @@
+"""Adapters over the Azure SDKs, one module per service. SDKs are imported inside functions."""

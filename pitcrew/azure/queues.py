@@ -1,0 +1,133 @@
+"""Azure Storage queues: poison queues as a dead-letter source, queues as replay targets, and
+the queue that starts replay jobs."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pitcrew.deadletter.grouping import group_id, message_id, normalise_cause
+from pitcrew.deadletter.model import Captured, FailedMessage
+
+log = logging.getLogger(__name__)
+
+POISON_SUFFIX = "-poison"
+POISON_REASON = "MaxDequeueCountExceeded"
+REPLAY_JOBS_QUEUE = "pitcrew-replay-jobs"
+# A received poison message stays invisible this long; ingest stores and deletes it well within.
+_LEASE_SECONDS = 300
+
+
+class PoisonQueueSource:
+    """`<queue>-poison`: what the Functions queue trigger moved aside after maxDequeueCount
+    failed attempts. A storage queue message has no properties: its text is the whole message,
+    kept byte for byte."""
+
+    def __init__(self, service: Any, *, name: str, queue: str, entity: str) -> None:
+        self._name = name
+        self._queue = queue
+        self._entity = entity
+        self._client = service.get_queue_client(queue + POISON_SUFFIX)
+        self._account = getattr(service, "account_name", "") or ""
+
+    def receive(self, max_messages: int) -> Iterator[list[Captured]]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        taken = 0
+        while taken < max_messages:
+            want = min(32, max_messages - taken)
+            try:
+                batch = list(self._client.receive_messages(
+                    messages_per_page=want, max_messages=want, visibility_timeout=_LEASE_SECONDS,
+                ))
+            except ResourceNotFoundError:
+                return  # no poison queue: nothing ever failed
+            if not batch:
+                return
+            taken += len(batch)
+            yield [self._capture(m) for m in batch]
+
+    def _capture(self, raw: Any) -> Captured:
+        description = (
+            f"moved to {self._queue}{POISON_SUFFIX} by the queue trigger after maxDequeueCount "
+            "failed attempts"
+        )
+        cause = normalise_cause(POISON_REASON, description)
+        group = group_id(self._entity, cause)
+        key = f"storage:{self._account}/{self._queue}{POISON_SUFFIX}#{raw.id}"
+        message = FailedMessage(
+            id=message_id(group, key), group=group, source=self._name,
+            source_kind="storage-queue", entity=self._entity, source_key=key,
+            reason=POISON_REASON, description=description, cause=cause,
+            properties={"message_id": raw.id},
+            delivery_count=None,
+            enqueued_time=raw.inserted_on,
+        )
+        body = (raw.content or "").encode("utf-8")
+        pop = raw.pop_receipt
+        return Captured(message, body, settle=lambda: self._delete(raw.id, pop))
+
+    def _delete(self, message_id: str, pop_receipt: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with contextlib.suppress(ResourceNotFoundError):  # already deleted: settled before
+            self._client.delete_message(message_id, pop_receipt)
+
+
+class QueueSender:
+    """Replays onto a storage queue: the text goes back exactly as it was. Storage queue
+    messages carry no properties, so the replay link lives in the failed-message store."""
+
+    supports_properties = False
+
+    def __init__(self, service: Any, queue: str, *, concurrency: int = 16) -> None:
+        self.target = f"queue:{queue}"
+        self._client = service.get_queue_client(queue)
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dlq-send")
+        self._ensured = False
+
+    def _ensure(self) -> None:
+        if not self._ensured:
+            from azure.core.exceptions import ResourceExistsError
+
+            with contextlib.suppress(ResourceExistsError):
+                self._client.create_queue()
+            self._ensured = True
+
+    def send_batch(self, items: Sequence[Any]) -> None:
+        """Send every item; raise after all were attempted if any failed."""
+        self._ensure()
+        errors = [e for e in self._pool.map(self._send_one, items) if e is not None]
+        if errors:
+            raise errors[0]
+
+    def _send_one(self, item: Any) -> Exception | None:
+        try:
+            self._client.send_message(_text(item.body))
+        except Exception as exc:
+            return exc
+        return None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+
+def _text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode()  # the Functions trigger decodes base64
+
+
+def enqueue_replay_job(service: Any, job_id: str) -> None:
+    """Wake the `run_replay_job` trigger (base64, the queue trigger's default encoding)."""
+    from azure.core.exceptions import ResourceExistsError
+
+    client = service.get_queue_client(REPLAY_JOBS_QUEUE)
+    with contextlib.suppress(ResourceExistsError):
+        client.create_queue()
+    client.send_message(base64.b64encode(job_id.encode()).decode())

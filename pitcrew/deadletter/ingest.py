@@ -1,0 +1,147 @@
+"""Ingest: copy each failed message into the store, then settle it at its source.
+
+Store first, settle after: a crash between the two leaves the message at its source, and the
+next ingest finds it already stored (same id) and only settles it. Groups are counted and a new
+group, or one crossing a threshold, sends exactly one notification (its id is deterministic, so
+the outbox sends it once per channel however many instances race).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pitcrew.audit import AuditRecord, app_identity
+from pitcrew.deadletter.model import Captured, utcnow
+from pitcrew.deadletter.service import DeadletterServices, SourceConfig
+from pitcrew.deadletter.store import Arrival, Group
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    source: str
+    received: int = 0
+    stored: int = 0
+    already_stored: int = 0
+    unsettled: int = 0
+    groups: set[str] = field(default_factory=set)
+    notified: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "received": self.received, "stored": self.stored,
+                "alreadyStored": self.already_stored, "unsettled": self.unsettled,
+                "groups": sorted(self.groups), "notified": self.notified}
+
+
+def ingest_source(dl: DeadletterServices, config: SourceConfig,
+                  *, max_messages: int | None = None) -> IngestReport:
+    report = IngestReport(config.name)
+    limit = max_messages or dl.policy.scan_max_messages
+    for batch in dl.source(config).receive(limit):
+        _ingest_batch(dl, batch, report)
+    if report.received:
+        log.info("dead-letter ingest %s: %s", config.name, report.to_dict())
+        dl.services.audit.append(AuditRecord(
+            actor=app_identity(), action="dlq.ingest", target=config.entity,
+            outcome="succeeded", correlation_id=config.name, details=report.to_dict()))
+    return report
+
+
+def _ingest_batch(dl: DeadletterServices, batch: list[Captured], report: IngestReport) -> None:
+    store = dl.store
+    report.received += len(batch)
+    created = store.put_many([(c.message, c.body) for c in batch])  # raises: nothing settled
+    report.stored += len(created)
+    report.already_stored += len(batch) - len(created)
+    for captured in batch:
+        try:
+            captured.settle()
+        except Exception as exc:  # still at the source: the next ingest recognises it
+            report.unsettled += 1
+            log.warning("could not settle failed message %s at %s (%s); it stays there and the "
+                        "next ingest recognises it", captured.message.id,
+                        captured.message.entity, type(exc).__name__)
+    by_group: dict[str, list[Captured]] = {}
+    for captured in batch:
+        by_group.setdefault(captured.message.group, []).append(captured)
+    thresholds = dl.policy.thresholds
+    for group_id, members in by_group.items():
+        report.groups.add(group_id)
+        new = sum(1 for c in members if c.message.id in created)
+        if new == 0 and _group_exists(dl, group_id):
+            continue
+        # new == 0 with no group: an earlier ingest stored these and crashed before counting.
+        arrival = store.record_arrivals(members[0].message, new or len(members), utcnow(),
+                                        thresholds)
+        report.notified += notify_due(dl, arrival.group, arrival)
+
+
+def _group_exists(dl: DeadletterServices, group_id: str) -> bool:
+    from pitcrew.deadletter.store import NotFound
+
+    try:
+        dl.store.group(group_id)
+    except NotFound:
+        return False
+    return True
+
+
+def notify_due(dl: DeadletterServices, group: Group, arrival: Arrival | None = None) -> list[str]:
+    """Send the group's pending notification (new group or highest threshold crossed) once."""
+    from pitcrew.deadletter.notices import group_notification
+
+    if group.notice_level <= group.notice_sent:
+        return []
+    notification = group_notification(group, group.notice_level, dl.policy)
+    dispatch = dl.services.router.send(notification)
+    dl.store.mark_notice_sent(group, group.notice_level)
+    dl.services.audit.append(AuditRecord(
+        actor=app_identity(), action="notify.deadletter", target=group.entity,
+        outcome=dispatch.outcome,  # type: ignore[arg-type]
+        correlation_id=group.id,
+        details={"group": group.id, "count": group.count, "level": group.notice_level,
+                 "notification": notification.id, **dispatch.to_dict()}))
+    return [notification.id]
+
+
+def scan(dl: DeadletterServices, names: Iterable[str] | None = None) -> list[IngestReport]:
+    """The timer's scan (and `POST /api/dlq/scan`): every configured source, or the named ones.
+    A failing source does not stop the others; the first error is raised after all ran."""
+    wanted = set(names) if names else None
+    reports: list[IngestReport] = []
+    first_error: Exception | None = None
+    for config in dl.policy.sources:
+        if wanted is not None and config.name not in wanted:
+            continue
+        try:
+            reports.append(ingest_source(dl, config))
+        except Exception as exc:
+            log.error("dead-letter scan of %s failed: %s", config.name, type(exc).__name__)
+            first_error = first_error or exc
+    for group in dl.store.groups():  # a notification an earlier crash left unsent
+        if group.notice_level > group.notice_sent:
+            notify_due(dl, group)
+    if first_error is not None:
+        raise first_error
+    return reports
+
+
+def sources_for_entity(dl: DeadletterServices, namespace: str, entity: str) -> list[SourceConfig]:
+    """Configured Service Bus sources for a namespace and a queue, topic or subscription path."""
+    from pitcrew.deadletter.policy import ServiceBusSource
+
+    found: list[SourceConfig] = []
+    for config in dl.policy.sources:
+        if not isinstance(config, ServiceBusSource):
+            continue
+        if config.short_namespace.lower() != namespace.lower():
+            continue
+        names = {config.queue, config.topic,
+                 f"{config.topic}/subscriptions/{config.subscription}"} - {None}
+        if entity in names:
+            found.append(config)
+    return found

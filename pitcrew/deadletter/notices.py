@@ -1,0 +1,49 @@
+"""The one actionable notification a new group, or a group crossing a threshold, sends."""
+
+from __future__ import annotations
+
+from pitcrew.deadletter.policy import DeadletterPolicy
+from pitcrew.deadletter.store import Group
+from pitcrew.notify.model import Action, Notification
+
+
+def group_notification(group: Group, level: int, policy: DeadletterPolicy) -> Notification:
+    """`level` 1 is "a new group"; higher levels are the thresholds from policy."""
+    crossed = level > 1 or (level == 1 and 1 in policy.thresholds)
+    top = bool(policy.thresholds) and level >= policy.thresholds[-1]
+    what = (f"{group.count} dead-lettered message(s) passed {level}" if crossed
+            else f"new dead-letter group: {group.count} message(s)")
+    title = f"{what} at {group.entity}: {group.reason}"
+    summary = (
+        f"Messages at {group.entity} (source {group.source}) are failing with the same cause: "
+        f"{group.cause}. {group.count} message(s) so far, first seen "
+        f"{group.first_seen:%Y-%m-%d %H:%M UTC}, last seen {group.last_seen:%Y-%m-%d %H:%M UTC}. "
+        "They are kept in pitcrew's failed-message store, nothing is lost: inspect a sample, fix "
+        "the consumer (or the message), then replay the group at a safe rate."
+    )
+    actions = [
+        Action(label="Inspect the group", command=f"pitcrew dlq show {group.id}"),
+        Action(label="Replay the group once the cause is fixed",
+               command=f"pitcrew dlq replay --group {group.id} --rate "
+                       f"{policy.replay.default_rate:g} --dry-run"),
+        Action(label="Follow the runbook", url="docs/deadletter.md"),
+    ]
+    if policy.console_url:
+        base = str(policy.console_url).rstrip("/")
+        actions.insert(0, Action(label="Open the group", url=f"{base}/api/dlq/groups/{group.id}"))
+    return Notification(
+        id=f"deadletter:{group.id}:{level}",
+        dedup_key=f"deadletter:{group.id}",
+        kind="deadletter",
+        severity="critical" if top else "warning",
+        status="firing",
+        title=title,
+        summary=summary,
+        correlation_id=group.id,
+        facts={
+            "Entity": group.entity, "Source": group.source, "Cause": group.cause,
+            "Count": str(group.count), "Group": group.id,
+            "First seen": group.first_seen.isoformat(), "Last seen": group.last_seen.isoformat(),
+        },
+        actions=tuple(actions),
+    )

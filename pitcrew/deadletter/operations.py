@@ -1,0 +1,144 @@
+"""What operators do to failed messages besides replaying: view (bodies audited), edit, archive;
+and the retention purge the timer runs."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import timedelta
+from typing import Any
+
+from pitcrew.audit import AuditRecord, app_identity
+from pitcrew.deadletter.grouping import message_id as new_message_id
+from pitcrew.deadletter.model import FailedMessage, plain_properties, utcnow
+from pitcrew.deadletter.service import DeadletterServices
+from pitcrew.errors import Forbidden, InvalidInput
+
+log = logging.getLogger(__name__)
+MAX_BODY = 1024 * 1024
+
+
+def view_message(dl: DeadletterServices, message_id: str, *, actor: str,
+                 with_body: bool) -> dict[str, Any]:
+    message = dl.store.get(message_id)
+    view = message.summary()
+    if with_body:
+        body = dl.store.body(message_id)
+        # Bodies are customer data: who looked at which one is audited, the content never is.
+        dl.services.audit.append(AuditRecord(
+            actor=actor, action="dlq.view-body", target=f"dlq-message:{message_id}",
+            outcome="succeeded", correlation_id=message.group,
+            details={"entity": message.entity, "bodySize": len(body)}))
+        view["body"] = encode_body(body)
+    return view
+
+
+def encode_body(body: bytes) -> dict[str, Any]:
+    try:
+        return {"text": body.decode("utf-8"), "size": len(body)}
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(body).decode(), "size": len(body)}
+
+
+def decode_body(raw: Any) -> bytes:
+    if not isinstance(raw, dict) or ("text" in raw) == ("base64" in raw):
+        raise InvalidInput("body", "must be {\"text\": ...} or {\"base64\": ...}")
+    if "text" in raw:
+        if not isinstance(raw["text"], str):
+            raise InvalidInput("body.text", "must be a string")
+        data = raw["text"].encode("utf-8")
+    else:
+        try:
+            data = base64.b64decode(str(raw["base64"]), validate=True)
+        except ValueError:
+            raise InvalidInput("body.base64", "is not valid base64") from None
+    if len(data) > MAX_BODY:
+        raise InvalidInput("body", f"is larger than {MAX_BODY} bytes")
+    return data
+
+
+def edit_message(dl: DeadletterServices, message_id: str, *, actor: str, body: bytes | None,
+                 application_properties: dict[str, Any] | None) -> FailedMessage:
+    """A new failed message with the edits, linked both ways to the original, which is kept
+    (status `superseded`) and no longer replayed."""
+    if not dl.policy.edit.allowed:
+        raise Forbidden("editing failed messages is not allowed by policy (deadletter.edit)")
+    if body is None and application_properties is None:
+        raise InvalidInput("body", "give a new body, applicationProperties, or both")
+    original = dl.store.get(message_id)
+    if original.status != "failed":
+        raise InvalidInput("message", f"{message_id} is {original.status}; only a failed "
+                           "message can be edited")
+    new_body = body if body is not None else dl.store.body(message_id)
+    app = (plain_properties(application_properties) if application_properties is not None
+           else dict(original.application_properties))
+    now = utcnow()
+    edited_key = f"edit:{original.id}:{now.isoformat()}"
+    edited = original.copy(
+        id=new_message_id(original.group, edited_key), source_key=edited_key,
+        application_properties=app, ingested_at=now, status="failed", edit_of=original.id,
+        edited_as=None, edited_by=actor, replay_job=None, replay_attempt=0, replayed_at=None,
+        replayed_to=None, sent_message_id=None, possible_duplicate=False, etag=None)
+    dl.store.put(edited, new_body)
+    dl.store.update(original.copy(status="superseded", edited_as=edited.id))
+    changed = [name for name, given in (("body", body), ("applicationProperties",
+                                                          application_properties))
+               if given is not None]
+    dl.services.audit.append(AuditRecord(
+        actor=actor, action="dlq.edit", target=f"dlq-message:{original.id}",
+        outcome="succeeded", correlation_id=original.group,
+        details={"editedAs": edited.id, "changed": changed, "bodySize": len(new_body)}))
+    return edited
+
+
+def archive(dl: DeadletterServices, *, actor: str, group: str | None,
+            ids: list[str]) -> dict[str, int]:
+    """Archive failed messages (kept until retention, never replayed by a group replay)."""
+    if bool(group) == bool(ids):
+        raise InvalidInput("body", "give exactly one of 'group' or 'messages'")
+    if group:
+        dl.store.group(group)
+        candidates = list(dl.store.in_group(group, status="failed"))
+    else:
+        candidates = [dl.store.get(i) for i in ids]
+    now = utcnow()
+    wanted = [m.copy(status="archived", archived_at=now, archived_by=actor)
+              for m in candidates if m.status == "failed"]
+    done = dl.store.update_many(wanted)
+    result = {"archived": len(done), "skipped": len(candidates) - len(done)}
+    dl.services.audit.append(AuditRecord(
+        actor=actor, action="dlq.archive", target=f"dlq-group:{group}" if group else
+        f"dlq-messages:{len(ids)}", outcome="succeeded", correlation_id=group or ids[0],
+        details={**result, "messages": [m.id for m in done][:100],
+                 "retentionDays": dl.policy.retention_days}))
+    return result
+
+
+def purge(dl: DeadletterServices) -> dict[str, int]:
+    """Delete archived, replayed and superseded messages past retention (row and body)."""
+    cutoff = utcnow() - timedelta(days=dl.policy.retention_days)
+    purged: dict[str, int] = {}
+    for status in ("archived", "replayed", "superseded"):
+        for message in dl.store.with_status(status):
+            moment = (message.archived_at if status == "archived" else
+                      message.replayed_at if status == "replayed" else message.ingested_at)
+            if moment is not None and moment < cutoff:
+                dl.store.delete(message)
+                purged[status] = purged.get(status, 0) + 1
+    if purged:
+        dl.services.audit.append(AuditRecord(
+            actor=app_identity(), action="dlq.purge", target="dlq-store", outcome="succeeded",
+            correlation_id=cutoff.isoformat(),
+            details={"purged": purged, "retentionDays": dl.policy.retention_days}))
+    return purged
+
+
+def group_view(dl: DeadletterServices, group_id: str, *, limit: int = 100) -> dict[str, Any]:
+    group = dl.store.group(group_id)
+    statuses: dict[str, int] = {}
+    messages = []
+    for message in dl.store.in_group(group_id):
+        statuses[message.status] = statuses.get(message.status, 0) + 1
+        if len(messages) < limit:
+            messages.append(message.summary())
+    return {**group.to_dict(), "statuses": statuses, "messages": messages}

@@ -1,0 +1,372 @@
+"""The failed-message store: metadata in Azure Table storage, bodies in Blob storage.
+
+Messages: `<prefix>dlqmessages`, PartitionKey = group, RowKey = message id. The id is derived
+from the message's identity at its source, so ingesting the same message twice inserts once.
+Groups: `<prefix>dlqgroups`, PartitionKey "group", RowKey = group id, with counts, first and
+last seen and which notifications were sent. Every change is ETag-conditional.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pitcrew.deadletter.grouping import group_of
+from pitcrew.deadletter.model import (
+    FailedMessage,
+    decode_properties,
+    encode_properties,
+    utcnow,
+)
+from pitcrew.errors import InvalidInput, RetryLater
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+    from pitcrew.azure.blobs import BlobBodyStore
+
+log = logging.getLogger(__name__)
+GROUP_PARTITION = "group"
+_MAX_TEXT = 30_000  # a Table string property holds 32 K characters
+
+
+class NotFound(InvalidInput):
+    def __init__(self, what: str, ident: str) -> None:
+        super().__init__(what, f"{ident[:80]!r} was not found")
+
+
+class StaleMessage(RetryLater):
+    """Another writer changed the message since it was read."""
+
+
+@dataclass
+class Group:
+    id: str
+    source: str
+    entity: str
+    cause: str
+    reason: str
+    description: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    notice_level: int = 0
+    notice_sent: int = 0
+    etag: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "source": self.source, "entity": self.entity, "cause": self.cause,
+            "sampleReason": self.reason, "sampleDescription": self.description,
+            "count": self.count, "firstSeen": self.first_seen.isoformat(),
+            "lastSeen": self.last_seen.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """How one ingest changed a group: created it, or moved its count from before to after."""
+
+    group: Group
+    created: bool
+    before: int
+
+
+class FailedMessageStore:
+    def __init__(self, messages: TableClient, groups: TableClient, bodies: BlobBodyStore) -> None:
+        self._messages = messages
+        self._groups = groups
+        self.bodies = bodies
+
+    # ------------------------------------------------------------------ writes
+
+    def put_many(self, items: Sequence[tuple[FailedMessage, bytes]]) -> set[str]:
+        """Store messages (bodies first, then rows); return the ids that were new. A message
+        already stored (a second ingest) is left as it is."""
+        from azure.core.exceptions import ResourceExistsError
+        from azure.data.tables import TableTransactionError
+
+        if not items:
+            return set()
+        self.bodies.put_many((m.id, body) for m, body in items)
+        created: set[str] = set()
+        by_group: dict[str, list[FailedMessage]] = {}
+        for message, body in items:
+            message.body_size = len(body)
+            message.body_sha256 = _digest(body)
+            by_group.setdefault(message.group, []).append(message)
+        for group, messages in by_group.items():
+            for chunk in _chunks(messages, 100):
+                entities = [_entity(m) for m in chunk]
+                try:
+                    self._messages.submit_transaction([("create", e) for e in entities])
+                    created.update(m.id for m in chunk)
+                    continue
+                except TableTransactionError:
+                    pass  # some exist already: insert one by one
+                for message, entity in zip(chunk, entities, strict=True):
+                    try:
+                        self._messages.create_entity(entity)
+                        created.add(message.id)
+                    except ResourceExistsError:
+                        log.info("failed message %s in group %s is already stored", message.id,
+                                 group)
+        return created
+
+    def put(self, message: FailedMessage, body: bytes) -> bool:
+        return message.id in self.put_many([(message, body)])
+
+    def update(self, message: FailedMessage) -> FailedMessage:
+        """Replace the row if nobody changed it since it was read (StaleMessage otherwise)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+        from azure.data.tables import UpdateMode
+
+        try:
+            meta = self._messages.update_entity(
+                _entity(message), mode=UpdateMode.REPLACE, etag=message.etag,
+                match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            raise StaleMessage(f"failed message {message.id} changed under us") from None
+        message.etag = meta["etag"]
+        return message
+
+    def update_many(self, messages: Sequence[FailedMessage]) -> list[FailedMessage]:
+        """Conditional replace of messages of one group in one transaction when possible; the
+        ones that changed under us are left out of the result."""
+        from azure.core import MatchConditions
+        from azure.data.tables import TableTransactionError, UpdateMode
+
+        done: list[FailedMessage] = []
+        for chunk in _chunks(list(messages), 100):
+            groups = {m.group for m in chunk}
+            if len(groups) == 1 and len(chunk) > 1:
+                ops = [("update", _entity(m), {"mode": UpdateMode.REPLACE, "etag": m.etag,
+                                                "match_condition": MatchConditions.IfNotModified})
+                       for m in chunk]
+                try:
+                    results = self._messages.submit_transaction(ops)
+                except TableTransactionError:
+                    pass
+                else:
+                    for message, meta in zip(chunk, results, strict=True):
+                        message.etag = meta["etag"]
+                    done += chunk
+                    continue
+            for message in chunk:
+                try:
+                    done.append(self.update(message))
+                except StaleMessage:
+                    log.info("failed message %s changed under us; skipped", message.id)
+        return done
+
+    def delete(self, message: FailedMessage) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        self.bodies.delete(message.id)
+        with contextlib.suppress(ResourceNotFoundError):
+            self._messages.delete_entity(message.group, message.id)
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, message_id: str) -> FailedMessage:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            row = self._messages.get_entity(group_of(message_id), message_id)
+        except ResourceNotFoundError:
+            raise NotFound("message", message_id) from None
+        return _message(row)
+
+    def body(self, message_id: str) -> bytes:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self.bodies.get(message_id)
+        except ResourceNotFoundError:
+            raise NotFound("body", message_id) from None
+
+    def in_group(self, group: str, *, status: str | None = None,
+                 ingested_until: datetime | None = None, after: str | None = None,
+                 page_size: int = 100) -> Iterator[FailedMessage]:
+        """A group's messages in id order, streamed page by page (never all in memory)."""
+        query = "PartitionKey eq @pk"
+        params: dict[str, Any] = {"pk": group}
+        if status is not None:
+            query += " and Status eq @status"
+            params["status"] = status
+        if ingested_until is not None:
+            query += " and IngestedAt le @until"
+            params["until"] = ingested_until
+        if after is not None:
+            query += " and RowKey gt @after"
+            params["after"] = after
+        for row in self._messages.query_entities(query, parameters=params,
+                                                 results_per_page=page_size):
+            yield _message(row)
+
+    def with_status(self, status: str) -> Iterator[FailedMessage]:
+        for row in self._messages.query_entities("Status eq @s", parameters={"s": status}):
+            yield _message(row)
+
+    # ------------------------------------------------------------------ groups
+
+    def record_arrivals(self, sample: FailedMessage, new: int, seen_at: datetime,
+                        thresholds: Sequence[int]) -> Arrival:
+        """Add `new` messages to the group, creating it on its first message."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import (
+            ResourceExistsError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+        )
+        from azure.data.tables import UpdateMode
+
+        for _ in range(20):
+            try:
+                row = self._groups.get_entity(GROUP_PARTITION, sample.group)
+            except ResourceNotFoundError:
+                group = Group(id=sample.group, source=sample.source, entity=sample.entity,
+                              cause=sample.cause, reason=sample.reason[:1000],
+                              description=sample.description[:4000], count=new,
+                              first_seen=seen_at, last_seen=seen_at)
+                group.notice_level = max(1, _level(new, thresholds))
+                try:
+                    meta = self._groups.create_entity(_group_entity(group))
+                except ResourceExistsError:
+                    continue
+                group.etag = meta["etag"]
+                return Arrival(group, created=True, before=0)
+            group = _group(row)
+            before = group.count
+            group.count += new
+            group.last_seen = max(group.last_seen, seen_at)
+            group.notice_level = max(group.notice_level, _level(group.count, thresholds))
+            try:
+                meta = self._groups.update_entity(
+                    _group_entity(group), mode=UpdateMode.REPLACE, etag=group.etag,
+                    match_condition=MatchConditions.IfNotModified)
+            except ResourceModifiedError:
+                continue
+            group.etag = meta["etag"]
+            return Arrival(group, created=False, before=before)
+        raise RetryLater(f"group {sample.group} is too busy; try again")
+
+    def mark_notice_sent(self, group: Group, level: int) -> None:
+        from azure.data.tables import UpdateMode
+
+        self._groups.update_entity(
+            {"PartitionKey": GROUP_PARTITION, "RowKey": group.id, "NoticeSent": level},
+            mode=UpdateMode.MERGE)
+
+    def groups(self) -> Iterator[Group]:
+        for row in self._groups.query_entities("PartitionKey eq @pk",
+                                               parameters={"pk": GROUP_PARTITION}):
+            yield _group(row)
+
+    def group(self, group_id: str) -> Group:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return _group(self._groups.get_entity(GROUP_PARTITION, group_id))
+        except ResourceNotFoundError:
+            raise NotFound("group", group_id) from None
+
+
+def _level(count: int, thresholds: Sequence[int]) -> int:
+    """The highest threshold `count` has reached (0 below the first)."""
+    reached = [t for t in thresholds if count >= t]
+    return reached[-1] if reached else 0
+
+
+def _digest(body: bytes) -> str:
+    from hashlib import sha256
+
+    return sha256(body).hexdigest()
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _entity(m: FailedMessage) -> dict[str, Any]:
+    props = json.dumps({k: v for k, v in m.properties.items() if v is not None}, default=str)
+    app_props = json.dumps(encode_properties(m.application_properties), default=str)
+    if len(props) + len(app_props) > _MAX_TEXT:
+        raise InvalidInput("properties", f"of message {m.id} exceed {_MAX_TEXT} characters; "
+                           "it stays at its source")
+    entity: dict[str, Any] = {
+        "PartitionKey": m.group, "RowKey": m.id, "Source": m.source, "SourceKind": m.source_kind,
+        "Entity": m.entity, "SourceKey": m.source_key[:1000], "Reason": m.reason[:1000],
+        "Description": m.description[:4000], "Cause": m.cause, "Properties": props,
+        "AppProperties": app_props, "BodySize": m.body_size, "BodySha256": m.body_sha256,
+        "IngestedAt": m.ingested_at, "Status": m.status, "ReplayAttempt": m.replay_attempt,
+        "PossibleDuplicate": m.possible_duplicate,
+    }
+    optional = {
+        "DeliveryCount": m.delivery_count, "EnqueuedTime": m.enqueued_time,
+        "SequenceNumber": m.sequence_number, "ReplayJob": m.replay_job,
+        "ReplayedAt": m.replayed_at, "ReplayedTo": m.replayed_to,
+        "SentMessageId": m.sent_message_id, "EditOf": m.edit_of, "EditedAs": m.edited_as,
+        "EditedBy": m.edited_by, "ArchivedAt": m.archived_at, "ArchivedBy": m.archived_by,
+    }
+    for key, value in optional.items():
+        if value is not None:
+            if key == "SequenceNumber":
+                from azure.data.tables import EdmType, EntityProperty
+
+                value = EntityProperty(value, EdmType.INT64)
+            entity[key] = value
+    return entity
+
+
+def _message(row: Any) -> FailedMessage:
+    seq = row.get("SequenceNumber")
+    if seq is not None and not isinstance(seq, int):
+        seq = int(getattr(seq, "value", seq))
+    return FailedMessage(
+        id=row["RowKey"], group=row["PartitionKey"], source=row["Source"],
+        source_kind=row["SourceKind"], entity=row["Entity"], source_key=row["SourceKey"],
+        reason=row["Reason"], description=row.get("Description") or "", cause=row["Cause"],
+        properties=json.loads(row.get("Properties") or "{}"),
+        application_properties=decode_properties(json.loads(row.get("AppProperties") or "[]")),
+        delivery_count=row.get("DeliveryCount"), enqueued_time=row.get("EnqueuedTime"),
+        sequence_number=seq, body_size=row.get("BodySize") or 0,
+        body_sha256=row.get("BodySha256") or "", ingested_at=row["IngestedAt"],
+        status=row["Status"], replay_job=row.get("ReplayJob"),
+        replay_attempt=row.get("ReplayAttempt") or 0, replayed_at=row.get("ReplayedAt"),
+        replayed_to=row.get("ReplayedTo"), sent_message_id=row.get("SentMessageId"),
+        possible_duplicate=bool(row.get("PossibleDuplicate")), edit_of=row.get("EditOf"),
+        edited_as=row.get("EditedAs"), edited_by=row.get("EditedBy"),
+        archived_at=row.get("ArchivedAt"), archived_by=row.get("ArchivedBy"),
+        etag=row.metadata["etag"],
+    )
+
+
+def _group_entity(g: Group) -> dict[str, Any]:
+    return {
+        "PartitionKey": GROUP_PARTITION, "RowKey": g.id, "Source": g.source, "Entity": g.entity,
+        "Cause": g.cause, "Reason": g.reason, "Description": g.description, "Count": g.count,
+        "FirstSeen": g.first_seen, "LastSeen": g.last_seen, "NoticeLevel": g.notice_level,
+        "NoticeSent": g.notice_sent,
+    }
+
+
+def _group(row: Any) -> Group:
+    return Group(
+        id=row["RowKey"], source=row["Source"], entity=row["Entity"], cause=row["Cause"],
+        reason=row.get("Reason") or "", description=row.get("Description") or "",
+        count=row["Count"], first_seen=row["FirstSeen"], last_seen=row["LastSeen"],
+        notice_level=row.get("NoticeLevel") or 0, notice_sent=row.get("NoticeSent") or 0,
+        etag=row.metadata["etag"],
+    )
+
+
+def now() -> datetime:
+    return utcnow()
