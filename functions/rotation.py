@@ -1,4 +1,5 @@
-"""Key Vault events (Secret/Key/Certificate NearExpiry, Expired...) delivered by Event Grid."""
+"""Key Vault events (Secret/Key/Certificate NearExpiry, Expired...) delivered by Event Grid,
+manual rotations (POST/GET /api/rotations) and the advance_rotations timer."""
 
 import azure.functions as func
 
@@ -12,3 +13,26 @@ def on_keyvault_event(event: func.EventGridEvent) -> None:
     from pitcrew.intake import handle_delivered_event
 
     handle_delivered_event(**event_fields(event))
+
+
+@bp.route(route="rotations", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def request_rotation(req: func.HttpRequest) -> func.HttpResponse:
+    from functions._http import headers_of, to_response
+    from pitcrew.rotation.api import request_rotation as handle
+
+    return to_response(handle(headers_of(req), req.get_body()))
+
+
+@bp.route(route="rotations", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def list_rotations(req: func.HttpRequest) -> func.HttpResponse:
+    from functions._http import headers_of, to_response
+    from pitcrew.rotation.api import list_rotations as handle
+
+    return to_response(handle(headers_of(req), dict(req.params)))
+
+
+@bp.timer_trigger(schedule="0 */5 * * * *", arg_name="timer", run_on_startup=False)
+def advance_rotations(timer: func.TimerRequest) -> None:
+    from pitcrew.rotation.api import advance_rotations as advance
+
+    advance()

@@ -135,6 +135,12 @@ _EXPIRY_CONDITIONS = ("NearExpiry", "Expired")
 def handle_keyvault(kv: KeyVaultObjectEvent, services: Services) -> str:
     if kv.condition not in _EXPIRY_CONDITIONS:
         return f"no action for {kv.condition}"
+    # When a rotation strategy owns the secret, the rotation engine acts instead of a person.
+    from pitcrew.rotation.api import rotate_on_event
+
+    rotated = rotate_on_event(kv, services)
+    if rotated is not None:
+        return rotated
     notification = expiry_notification(kv, services.policy)
     dispatch = services.router.send(notification)
     services.audit.append(AuditRecord(

@@ -202,6 +202,93 @@ class Runtime:
 
         return self.cached(f"servicebus:{namespace}:{connection or ''}", build)
 
+    # ------------------------------------------------------------------ Key Vault, ARM, Event Grid
+    # In Azure these reach the real services with the managed identity. With
+    # PITCREW_LOCAL_AZURE_URL set (`pitcrew dev`, tests) they reach the local Azure endpoint:
+    # same SDK clients, its CA (PITCREW_LOCAL_AZURE_CA), its vault URLs
+    # (PITCREW_LOCAL_AZURE_VAULTS, JSON name -> URL) and its LocalCredential.
+
+    def local_azure_url(self) -> str | None:
+        return os.environ.get("PITCREW_LOCAL_AZURE_URL", "").strip().rstrip("/") or None
+
+    def azure_credential(self) -> Any:
+        """The credential for Key Vault, ARM and Event Grid."""
+        if self.local_azure_url():
+            def build() -> Any:
+                from pitcrew.local.azure_endpoint.credential import LocalCredential
+
+                return LocalCredential("pitcrew-app")
+
+            return self.cached("local_azure_credential", build)
+        return self.credential
+
+    def azure_client_kwargs(self) -> dict[str, Any]:
+        ca = os.environ.get("PITCREW_LOCAL_AZURE_CA", "").strip()
+        return {"connection_verify": ca} if self.local_azure_url() and ca else {}
+
+    def vault_url(self, vault: str) -> str:
+        if self.local_azure_url():
+            import json
+
+            vaults = json.loads(os.environ.get("PITCREW_LOCAL_AZURE_VAULTS", "") or "{}")
+            url = vaults.get(vault) or vaults.get(vault.lower())
+            if not url:
+                raise ConfigurationError(
+                    f"vault {vault!r} is not served by the local Azure endpoint "
+                    f"(PITCREW_LOCAL_AZURE_VAULTS names: {', '.join(sorted(vaults)) or 'none'})"
+                )
+            return str(url)
+        return f"https://{vault}.vault.azure.net"
+
+    def secret_client(self, vault: str) -> Any:
+        """A SecretClient for one vault, cached."""
+
+        def build() -> Any:
+            from azure.keyvault.secrets import SecretClient
+
+            kwargs = self.azure_client_kwargs()
+            if self.local_azure_url():
+                # 127.0.0.1 cannot match the challenge's *.vault.azure.net resource.
+                kwargs["verify_challenge_resource"] = False
+            return SecretClient(self.vault_url(vault), self.azure_credential(), **kwargs)
+
+        return self.cached(f"secret_client:{vault.lower()}", build)
+
+    def arm_client(self, module: str, class_name: str, subscription_id: str) -> Any:
+        """An azure-mgmt-* client (e.g. "azure.mgmt.cosmosdb", "CosmosDBManagementClient")."""
+
+        def build() -> Any:
+            import importlib
+
+            client_class = getattr(importlib.import_module(module), class_name)
+            kwargs = self.azure_client_kwargs()
+            if self.local_azure_url():
+                kwargs["base_url"] = self.local_azure_url()
+            return client_class(self.azure_credential(), subscription_id, **kwargs)
+
+        return self.cached(f"arm:{module}:{subscription_id}", build)
+
+    def eventgrid_publisher(self) -> Any | None:
+        """An EventGridPublisherClient for PITCREW_EVENTGRID_TOPIC_ENDPOINT, or None when unset.
+        Managed identity by default; an access key when PITCREW_EVENTGRID_TOPIC_KEY is set."""
+        endpoint = os.environ.get("PITCREW_EVENTGRID_TOPIC_ENDPOINT", "").strip()
+        if not endpoint:
+            return None
+
+        def build() -> Any:
+            from azure.eventgrid import EventGridPublisherClient
+
+            key = os.environ.get("PITCREW_EVENTGRID_TOPIC_KEY", "").strip()
+            if key:
+                from azure.core.credentials import AzureKeyCredential
+
+                credential: Any = AzureKeyCredential(key)
+            else:
+                credential = self.azure_credential()
+            return EventGridPublisherClient(endpoint, credential, **self.azure_client_kwargs())
+
+        return self.cached(f"eventgrid:{endpoint}", build)
+
     def policy(self) -> Policy:
         """The policy, reloaded when the file changes; PolicyInvalid when it does not validate."""
         from pitcrew.policy import load_policy

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pitcrew.notify.outbox import Outbox
     from pitcrew.notify.router import Router
     from pitcrew.policy import Policy
+    from pitcrew.rotation.ports import RotationPorts
     from pitcrew.state import TableStateStore
 
 
@@ -31,6 +32,17 @@ class Services:
     outbox: Outbox
     channels: dict[str, Channel]
     router: Router
+    runtime: Runtime | None = None
+    rotation_ports: RotationPorts | None = None
+
+    @property
+    def rotation(self) -> RotationPorts:
+        """Key Vault, the dual-key providers, Event Grid and ARM restarts, built on first use."""
+        if self.rotation_ports is None:
+            from pitcrew.rotation.wiring import build_ports
+
+            self.rotation_ports = build_ports(self.runtime or get_runtime())
+        return self.rotation_ports
 
 
 _lock = threading.Lock()
@@ -70,6 +82,7 @@ def get_services(runtime: Runtime | None = None) -> Services:
             outbox=outbox,
             channels=channels,
             router=Router(policy, channels, outbox),
+            runtime=runtime,
         )
         _built = (id(runtime), policy, services)
         return services

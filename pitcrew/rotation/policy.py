@@ -1,13 +1,163 @@
-"""The `rotation:` section of pitcrew.yaml (see docs/rotation.md)."""
+"""The `rotation:` section of pitcrew.yaml (see docs/rotation.md).
+
+Which secrets pitcrew rotates, how, and the guard rails around it:
+
+    rotation:
+      grace_period_hours: 24        # before the same secret may rotate again
+      validity_days: 90             # expiry written on each new version
+      max_attempts: 5               # failed attempts of a run before it ends in an alert
+      use_tags: false               # also pick strategies from the secret's pitcrew-* tags
+      hook_modules: [mypkg.hooks]   # modules registering generated-credential hooks
+      secrets:
+        - vault: sample-kv          # glob patterns (fnmatch), case-insensitive
+          secret: cosmos-primary-key
+          strategy: cosmos-keys
+          resource: /subscriptions/.../Microsoft.DocumentDB/databaseAccounts/demo
+          restart_sites: [/subscriptions/.../Microsoft.Web/sites/api]
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+import fnmatch
+import re
+import string
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from pitcrew.schema import StrictModel
+
+DualKeyStrategy = Literal["cosmos-keys", "storage-keys", "servicebus-keys", "eventhubs-keys"]
+StrategyName = Literal[
+    "cosmos-keys", "storage-keys", "servicebus-keys", "eventhubs-keys", "generated", "notify"
+]
+DUAL_KEY_STRATEGIES: tuple[str, ...] = (
+    "cosmos-keys", "storage-keys", "servicebus-keys", "eventhubs-keys",
+)
+
+# What each dual-key strategy's resource id must look like (checked at load time, so a typo fails
+# `pitcrew policy validate` instead of the first rotation).
+_RESOURCE_PATTERNS: dict[str, re.Pattern[str]] = {
+    "cosmos-keys": re.compile(
+        r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.DocumentDB/"
+        r"databaseAccounts/[^/]+$", re.I),
+    "storage-keys": re.compile(
+        r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Storage/"
+        r"storageAccounts/[^/]+$", re.I),
+    "servicebus-keys": re.compile(
+        r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ServiceBus/namespaces/"
+        r"[^/]+(/(queues|topics)/[^/]+)?/authorizationRules/[^/]+$", re.I),
+    "eventhubs-keys": re.compile(
+        r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.EventHub/namespaces/"
+        r"[^/]+(/eventhubs/[^/]+)?/authorizationRules/[^/]+$", re.I),
+}
+_SITE = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Web/sites/[^/]+$", re.I
+)
+_HOOK = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+
+
+def resource_pattern_ok(strategy: str, resource_id: str) -> bool:
+    pattern = _RESOURCE_PATTERNS.get(strategy)
+    return bool(pattern and pattern.match(resource_id))
+
+
+class PasswordPolicy(StrictModel):
+    """The character policy of a generated credential."""
+
+    length: int = Field(default=32, ge=12, le=256)
+    lowercase: int = Field(default=1, ge=0, description="Minimum lower-case letters.")
+    uppercase: int = Field(default=1, ge=0, description="Minimum upper-case letters.")
+    digits: int = Field(default=1, ge=0, description="Minimum digits.")
+    symbols: int = Field(default=0, ge=0, description="Minimum symbols.")
+    symbol_set: str = Field(default="-_.~!#%+=", min_length=1,
+                            description="The symbols allowed (some providers refuse quotes, @ or /).")
+
+    @model_validator(mode="after")
+    def _fits(self) -> PasswordPolicy:
+        if self.lowercase + self.uppercase + self.digits + self.symbols > self.length:
+            raise ValueError("the minimum counts add up to more than length")
+        bad = [c for c in self.symbol_set if c not in string.punctuation]
+        if bad:
+            raise ValueError(f"symbol_set may hold punctuation only, not {''.join(bad)!r}")
+        return self
+
+
+class SecretRule(StrictModel):
+    """Which strategy owns the secrets matching `vault`/`secret` (fnmatch globs)."""
+
+    vault: str = Field(min_length=1)
+    secret: str = Field(min_length=1)
+    strategy: StrategyName
+    resource: str | None = Field(
+        default=None, description="ARM id of the resource whose keys a dual-key strategy rotates."
+    )
+    hook: str | None = Field(
+        default=None, description="Name of the registered hook a generated credential uses."
+    )
+    target: str | None = Field(
+        default=None, description="What the hook applies the credential to (passed to it as is)."
+    )
+    password: PasswordPolicy = Field(default_factory=PasswordPolicy)
+    validity_days: float | None = Field(default=None, gt=0, le=3650)
+    restart_sites: list[str] = Field(default_factory=list)
+
+    @field_validator("restart_sites")
+    @classmethod
+    def _sites(cls, sites: list[str]) -> list[str]:
+        for site in sites:
+            if not _SITE.match(site):
+                raise ValueError(f"{site!r} is not an App Service / Function App site id")
+        return sites
+
+    @model_validator(mode="after")
+    def _complete(self) -> SecretRule:
+        if self.strategy in DUAL_KEY_STRATEGIES:
+            if not self.resource:
+                raise ValueError(f"strategy {self.strategy} needs 'resource' (an ARM id)")
+            if not resource_pattern_ok(self.strategy, self.resource):
+                raise ValueError(
+                    f"resource {self.resource!r} is not a valid id for strategy {self.strategy}"
+                )
+        if self.strategy == "generated" and not (self.hook and _HOOK.match(self.hook)):
+            raise ValueError("strategy generated needs 'hook': the name of a registered hook")
+        return self
+
+    def matches(self, vault: str, secret: str) -> bool:
+        return fnmatch.fnmatchcase(vault.lower(), self.vault.lower()) and fnmatch.fnmatchcase(
+            secret.lower(), self.secret.lower()
+        )
 
 
 class RotationPolicy(StrictModel):
     grace_period_hours: float = Field(
         default=24.0, ge=0, description="Time that must pass before the same secret rotates again."
     )
+    validity_days: float = Field(
+        default=90.0, gt=0, le=3650, description="Expiry written on each new secret version."
+    )
+    max_attempts: int = Field(
+        default=5, ge=1, le=100,
+        description="Failed attempts of one run before it stops with an alert.",
+    )
+    step_lease_seconds: float = Field(
+        default=300.0, gt=0, le=3600,
+        description="How long a step may run before another instance may resume the run.",
+    )
+    use_tags: bool = Field(
+        default=False,
+        description="When no rule matches, read the secret's pitcrew-strategy/pitcrew-resource "
+        "tags to choose a strategy.",
+    )
+    hook_modules: list[str] = Field(
+        default_factory=list, description="Modules imported to register generated-credential hooks."
+    )
+    pending_suffix: str = Field(
+        default="-pitcrew-pending", pattern=r"^-[a-z0-9-]{1,30}$",
+        description="Suffix of the separate secret holding a generated credential until promoted.",
+    )
+    secrets: list[SecretRule] = Field(default_factory=list)
+
+    def rule_for(self, vault: str, secret: str) -> SecretRule | None:
+        """The first rule matching the secret, or None."""
+        return next((r for r in self.secrets if r.matches(vault, secret)), None)

@@ -21,6 +21,11 @@ EXPECTED = {
     "health": ("httpTrigger", {"route": "health", "methods": {"GET"}, "authLevel": "anonymous"}),
     "list_audit": ("httpTrigger", {"route": "audit", "methods": {"GET"},
                                    "authLevel": "function"}),
+    "request_rotation": ("httpTrigger", {"route": "rotations", "methods": {"POST"},
+                                         "authLevel": "function"}),
+    "list_rotations": ("httpTrigger", {"route": "rotations", "methods": {"GET"},
+                                       "authLevel": "function"}),
+    "advance_rotations": ("timerTrigger", {"schedule": "0 */5 * * * *"}),
 }
 
 

@@ -1,0 +1,26 @@
+"""Event Grid: the EventPublisher port over azure-eventgrid's EventGridPublisherClient."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class EventGridPublisher:
+    """Publishes CloudEvents 1.0 (given as dicts) to a custom topic."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def publish(self, event: Mapping[str, Any]) -> None:
+        from azure.core.messaging import CloudEvent
+
+        cloud_event = CloudEvent(
+            source=event["source"],
+            type=event["type"],
+            data=event.get("data"),
+            subject=event.get("subject"),
+            id=event["id"],
+            datacontenttype=event.get("datacontenttype", "application/json"),
+        )
+        self._client.send([cloud_event])

@@ -1,0 +1,698 @@
+"""The rotation engine: each rotation is a persisted state machine, advanced one idempotent step
+at a time, resumable after a crash at any point.
+
+A run is keyed by (vault, secret, the version that triggered it), so a duplicate or concurrent
+delivery finds the run that exists instead of starting another one, and an event about a version
+that is no longer the latest ends as `skipped` without touching anything.
+
+Steps (dual-key strategies: Cosmos DB, Storage, Service Bus, Event Hubs):
+
+    prepare  read the current version; superseded? within the grace period? which of the two keys
+             does it hold (by value, read back from the provider; the tag is a hint)
+    store    regenerate the OTHER key at the provider; the provider now holds the pending
+             credential, which no secret version points to, so no consumer reads it
+    test     read that key back from the provider and prove it with a signed data-plane call
+    promote  write it as the new secret version, tagged, with an expiry
+    refresh  publish pitcrew.SecretRotated, restart the sites the policy lists
+    done
+
+Generated credentials (`strategy: generated`) store the generated value in a separate pending
+secret, `apply` it through the hook, `test` it, and only then promote it.
+
+Each step takes a lease on the run (an ETag-conditional write) before any side effect, so of any
+number of instances exactly one performs it; effects are re-checked on resume (the key to
+regenerate is fingerprinted before the call, the promoted version carries the run id), so a crash
+between an effect and its bookkeeping never repeats the effect. The key the current version holds
+is never regenerated: the engine checks it by value immediately before the call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pitcrew import state as state_module
+from pitcrew.audit import AuditRecord, app_identity
+from pitcrew.errors import InvalidInput, RetryLater
+from pitcrew.rotation import messages, tags
+from pitcrew.rotation.hooks import generate_password, get_hook, load_hook_modules
+from pitcrew.rotation.policy import DUAL_KEY_STRATEGIES, PasswordPolicy, resource_pattern_ok
+from pitcrew.rotation.ports import (
+    CredentialProvider,
+    CredentialRejected,
+    RotationPorts,
+    SecretVersion,
+)
+from pitcrew.state import RunRecord
+
+if TYPE_CHECKING:
+    from pitcrew.services import Services
+
+log = logging.getLogger(__name__)
+
+RUN_KIND = "rotation"
+STEPS_DUAL = ("prepare", "store", "test", "promote", "refresh", "done")
+STEPS_GENERATED = ("prepare", "store", "apply", "test", "promote", "refresh", "done")
+TERMINAL = ("succeeded", "failed", "skipped")
+EVENT_TYPE = "pitcrew.SecretRotated"
+EVENT_SOURCE = "/pitcrew/rotation"
+
+
+class RotationStopped(Exception):  # noqa: N818
+    """A step decided the run cannot go on (not a transient failure): it ends with an alert."""
+
+    def __init__(self, reason: str, *, status: str = "failed") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class RotationWaits(Exception):  # noqa: N818
+    """The run must wait (the grace period): the timer resumes it at `until`."""
+
+    def __init__(self, until: datetime, reason: str) -> None:
+        super().__init__(reason)
+        self.until = until
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Target:
+    """The strategy that owns a secret, resolved from a policy rule or the secret's tags."""
+
+    strategy: str
+    source: str  # "policy" | "tags"
+    resource: str | None = None
+    hook: str | None = None
+    hook_target: str | None = None
+    password: PasswordPolicy = field(default_factory=PasswordPolicy)
+    validity_days: float = 90.0
+    restart_sites: tuple[str, ...] = ()
+
+
+def run_id_for(vault: str, secret: str, version: str) -> str:
+    return f"{vault.lower()}/{secret.lower()}@{version.lower()}"
+
+
+def fingerprint(value: str) -> str:
+    """A one-way, short fingerprint: tells two key values apart, reveals nothing about them."""
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def _now() -> datetime:
+    return state_module.utcnow()
+
+
+def describe_error(exc: BaseException, sensitive: Iterable[str] = ()) -> str:
+    """A one-line description of a failure, with every known secret value scrubbed from it."""
+    status = getattr(exc, "status_code", None)
+    text = f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "")
+    message = str(exc).splitlines()[0][:300] if str(exc) else ""
+    for value in sensitive:
+        if value:
+            message = message.replace(value, "[redacted]")
+    return f"{text}: {message}" if message else text
+
+
+class RotationEngine:
+    """Advances rotation runs. `faults` is a test seam: it is called with `before:STEP`,
+    `effect:STEP` (the step's effect happened, nothing recorded yet) and `after:STEP`."""
+
+    def __init__(
+        self,
+        services: Services,
+        ports: RotationPorts | None = None,
+        *,
+        faults: Callable[[str], None] | None = None,
+    ) -> None:
+        self.services = services
+        self.policy = services.policy.rotation
+        self._ports = ports
+        self._faults = faults or (lambda point: None)
+        load_hook_modules(self.policy.hook_modules)
+
+    @property
+    def ports(self) -> RotationPorts:
+        if self._ports is None:
+            self._ports = self.services.rotation
+        return self._ports
+
+    # ------------------------------------------------------------------ ownership
+
+    def is_pending_secret(self, secret: str) -> bool:
+        return secret.lower().endswith(self.policy.pending_suffix)
+
+    def target_for(
+        self, vault: str, secret: str, current: SecretVersion | None = None
+    ) -> Target | None:
+        """Who owns the secret: a policy rule first, then (if `use_tags`) its tags."""
+        if self.is_pending_secret(secret):
+            return None
+        rule = self.policy.rule_for(vault, secret)
+        if rule is not None:
+            return Target(
+                strategy=rule.strategy, source="policy", resource=rule.resource, hook=rule.hook,
+                hook_target=rule.target, password=rule.password,
+                validity_days=rule.validity_days or self.policy.validity_days,
+                restart_sites=tuple(rule.restart_sites),
+            )
+        if not self.policy.use_tags:
+            return None
+        if current is None:
+            current = self.ports.secrets.latest(vault, secret)
+        if current is None:
+            return None
+        strategy = current.tags.get(tags.STRATEGY, "").strip()
+        if strategy in DUAL_KEY_STRATEGIES:
+            resource = current.tags.get(tags.RESOURCE, "").strip()
+            if not resource_pattern_ok(strategy, resource):
+                raise RotationStopped(
+                    f"tag {tags.RESOURCE} on version {current.version} is not a valid resource id "
+                    f"for strategy {strategy}"
+                )
+            return Target(strategy=strategy, source="tags", resource=resource,
+                          validity_days=self.policy.validity_days)
+        if strategy == "generated" and current.tags.get(tags.HOOK):
+            return Target(strategy="generated", source="tags", hook=current.tags[tags.HOOK],
+                          hook_target=current.tags.get(tags.TARGET),
+                          validity_days=self.policy.validity_days)
+        if strategy == "notify":
+            return Target(strategy="notify", source="tags")
+        return None
+
+    # ------------------------------------------------------------------ entry points
+
+    def start(
+        self, vault: str, secret: str, version: str | None, *, actor: str, correlation_id: str,
+        reason: str, target: Target | None = None,
+    ) -> RunRecord:
+        """Create (or find) the run for this version and advance it as far as it goes now."""
+        state = self.services.state
+        if not version:
+            current = self.ports.secrets.latest(vault, secret)
+            if current is None:
+                raise InvalidInput("secret", f"{vault}/{secret} does not exist")
+            version = current.version
+        target = target or self.target_for(vault, secret)
+        if target is None or target.strategy == "notify":
+            raise InvalidInput("secret", f"no rotation strategy owns {vault}/{secret}")
+        run_id = run_id_for(vault, secret, version)
+        run = RunRecord(
+            kind=RUN_KIND, run_id=run_id, step="prepare", status="running",
+            data={
+                "vault": vault, "secret": secret, "trigger_version": version,
+                "strategy": target.strategy, "source": target.source,
+                "resource": target.resource, "hook": target.hook,
+                "hook_target": target.hook_target,
+                "password": target.password.model_dump(),
+                "validity_days": target.validity_days,
+                "restart_sites": list(target.restart_sites),
+                "requested_by": actor, "correlation_id": correlation_id, "reason": reason,
+                "attempts": 0, "history": [],
+            },
+        )
+        created = state.create_run(run)
+        if created is None:
+            existing = state.get_run(RUN_KIND, run_id)
+            if existing is None:  # deleted in between: extremely unlikely, let the caller retry
+                raise RetryLater(f"rotation run {run_id} vanished; retry")
+            log.info("rotation %s exists (%s at %s): resuming, not restarting",
+                     run_id, existing.status, existing.step)
+            run = existing
+        else:
+            run = created
+            self._audit(run, "rotation.started", "succeeded", {"reason": reason})
+        return self.advance(run)
+
+    def advance(self, run: RunRecord) -> RunRecord:
+        """Run steps until the run ends, waits, or a step fails (which raises)."""
+        while run.status not in TERMINAL:
+            if run.status == "waiting":
+                until = datetime.fromisoformat(run.data["not_before"])
+                if _now() < until:
+                    return run
+            run = self._step(run)
+        return run
+
+    def resume_due(self) -> dict[str, int]:
+        """The timer: advance every run that waits (and is due) or stalled after a crash."""
+        counts = {"advanced": 0, "busy": 0, "failed": 0}
+        state = self.services.state
+        for status in ("waiting", "running"):
+            for run in list(state.list_runs(RUN_KIND, status=status)):
+                try:
+                    self.advance(run)
+                    counts["advanced"] += 1
+                except RetryLater:
+                    counts["busy"] += 1
+                except Exception:
+                    # Counted in the run; it ends with an alert after max_attempts.
+                    log.warning("rotation %s: step %s failed; will retry", run.run_id, run.step)
+                    counts["failed"] += 1
+        return counts
+
+    # ------------------------------------------------------------------ one step
+
+    def _step(self, run: RunRecord) -> RunRecord:
+        state = self.services.state
+        now = _now()
+        lease_until = run.data.get("lease_until")
+        if lease_until and datetime.fromisoformat(lease_until) > now:
+            raise RetryLater(f"rotation {run.run_id} step {run.step} is running elsewhere")
+        # Take the lease: an ETag-conditional write, so exactly one instance performs the step.
+        run.data["lease_until"] = _iso(now + timedelta(seconds=self.policy.step_lease_seconds))
+        run.data["lease_owner"] = uuid.uuid4().hex
+        if run.status == "waiting":
+            run.status = "running"
+        run = state.save_run(run)  # StaleRun (a RetryLater) when another instance won
+        step = run.step
+        sensitive: list[str] = []
+        self._faults(f"before:{step}")
+        try:
+            next_step = self._handler(run, step)(run, sensitive)
+        except RotationWaits as wait:
+            run.status = "waiting"
+            run.data["not_before"] = _iso(wait.until)
+            run.data.pop("lease_until", None)
+            self._history(run, step, "waiting", wait.reason)
+            self._audit(run, "rotation.wait", "skipped", {"step": step, "until": _iso(wait.until),
+                                                          "why": wait.reason})
+            return state.save_run(run)
+        except RotationStopped as stop:
+            return self._finish(run, stop.status, stop.reason, failed_step=step)
+        except CredentialRejected as rejected:
+            reason = f"the provider rejected the new credential: {describe_error(rejected, sensitive)}"
+            return self._finish(run, "failed", reason, failed_step=step)
+        except RetryLater:
+            run.data.pop("lease_until", None)
+            state.save_run(run)
+            raise
+        except Exception as exc:
+            attempts = int(run.data.get("attempts", 0)) + 1
+            run.data["attempts"] = attempts
+            error = describe_error(exc, sensitive)
+            run.data["last_error"] = error
+            if attempts >= self.policy.max_attempts:
+                return self._finish(
+                    run, "failed", f"step {step} failed {attempts} times; last error: {error}.",
+                    failed_step=step,
+                )
+            run.data.pop("lease_until", None)
+            self._history(run, step, "error", error)
+            self._audit(run, f"rotation.{step}", "failed", {"attempt": attempts, "error": error})
+            state.save_run(run)
+            log.warning("rotation %s: step %s failed (attempt %d of %d): %s",
+                        run.run_id, step, attempts, self.policy.max_attempts, error)
+            raise
+        self._faults(f"effect:{step}")
+        self._audit(run, f"rotation.{step}", "succeeded", self._step_details(run, step))
+        self._history(run, step, "done")
+        run.data.pop("lease_until", None)
+        if next_step == "done":
+            run.step = "done"
+            return self._finish(run, "succeeded", "rotated")
+        run.step = next_step
+        run = state.save_run(run)
+        log.info("rotation %s: %s done, next %s", run.run_id, step, next_step)
+        self._faults(f"after:{step}")
+        return run
+
+    def _handler(self, run: RunRecord, step: str) -> Callable[[RunRecord, list[str]], str]:
+        generated = run.data["strategy"] == "generated"
+        handlers: dict[str, Callable[[RunRecord, list[str]], str]] = {
+            "prepare": self._prepare,
+            "store": self._store_generated if generated else self._store_dual,
+            "apply": self._apply_generated,
+            "test": self._test_generated if generated else self._test_dual,
+            "promote": self._promote,
+            "refresh": self._refresh,
+        }
+        return handlers[step]
+
+    # ------------------------------------------------------------------ steps
+
+    def _current(self, run: RunRecord, sensitive: list[str]) -> SecretVersion:
+        d = run.data
+        current = self.ports.secrets.latest(d["vault"], d["secret"])
+        if current is None:
+            raise RotationStopped(f"secret {d['vault']}/{d['secret']} no longer exists.")
+        if current.value:
+            sensitive.append(current.value)
+        return current
+
+    def _provider(self, run: RunRecord) -> CredentialProvider:
+        strategy = run.data["strategy"]
+        try:
+            return self.ports.providers[strategy]
+        except KeyError:
+            raise RotationStopped(f"no credential provider for strategy {strategy}.") from None
+
+    def _prepare(self, run: RunRecord, sensitive: list[str]) -> str:
+        d = run.data
+        current = self._current(run, sensitive)
+        if current.version != d["trigger_version"]:
+            raise RotationStopped(
+                f"version {d['trigger_version']} is no longer the latest ({current.version} is); "
+                "nothing to do.", status="skipped",
+            )
+        rotated_at = current.tags.get(tags.ROTATED_AT)
+        if rotated_at:
+            try:
+                until = datetime.fromisoformat(rotated_at) + timedelta(
+                    hours=self.policy.grace_period_hours)
+            except ValueError:
+                until = None
+            if until is not None and _now() < until:
+                raise RotationWaits(until, f"the grace period after the rotation at {rotated_at} "
+                                           f"runs until {_iso(until)}")
+        if d["strategy"] == "generated":
+            get_hook(d["hook"])  # LookupError: counted, then alerted, if the hook is missing
+            return "store"
+        provider = self._provider(run)
+        keys = provider.list_keys(d["resource"])
+        sensitive.extend(keys.values())
+        held = self._held_slot(provider, keys, current)
+        other = provider.key_slots[1 - provider.key_slots.index(held)]
+        d["holds"] = tags.SLOT_NAMES[provider.key_slots.index(held)]
+        d["regenerate"] = tags.SLOT_NAMES[provider.key_slots.index(other)]
+        d["regenerate_slot"] = other
+        d["before_fingerprint"] = fingerprint(keys[other])
+        if current.tags.get(tags.KEY) and current.tags[tags.KEY] != d["holds"]:
+            log.warning("rotation %s: tag %s says %s but the value is the %s key; trusting the "
+                        "value", run.run_id, tags.KEY, current.tags[tags.KEY], d["holds"])
+        return "store"
+
+    def _held_slot(self, provider: CredentialProvider, keys: Mapping[str, str],
+                   current: SecretVersion) -> str:
+        held = [slot for slot in provider.key_slots if keys.get(slot) == current.value]
+        if len(held) != 1:
+            raise RotationStopped(
+                f"version {current.version} holds neither of the resource's keys, so pitcrew "
+                "cannot tell which key is in use and will not regenerate either (check the "
+                f"{tags.RESOURCE} tag / policy resource, or store a current key as a new version)."
+            )
+        return held[0]
+
+    def _store_dual(self, run: RunRecord, sensitive: list[str]) -> str:
+        d = run.data
+        provider = self._provider(run)
+        current = self._current(run, sensitive)
+        if current.version != d["trigger_version"]:
+            raise RotationStopped(
+                f"version {current.version} was written while rotating; stopping before "
+                "regenerating anything.", status="skipped",
+            )
+        keys = provider.list_keys(d["resource"])
+        sensitive.extend(keys.values())
+        slot = d["regenerate_slot"]
+        if self._held_slot(provider, keys, current) == slot:
+            # The guard the whole design rests on: never regenerate the key in use.
+            raise RotationStopped(f"the {d['regenerate']} key is the one in use; refusing to "
+                                  "regenerate it.")
+        if d.get("regenerated") or fingerprint(keys[slot]) != d["before_fingerprint"]:
+            d["regenerated"] = True  # done before a crash: never regenerate twice
+            return "test"
+        provider.regenerate(d["resource"], slot)
+        d["regenerated"] = True
+        return "test"
+
+    def _new_dual_value(self, run: RunRecord, sensitive: list[str]) -> str:
+        d = run.data
+        keys = self._provider(run).list_keys(d["resource"])
+        sensitive.extend(keys.values())
+        value = keys[d["regenerate_slot"]]
+        if fingerprint(value) == d["before_fingerprint"]:
+            raise RotationStopped("the provider still returns the key as it was before "
+                                  "regeneration.")
+        return value
+
+    def _test_dual(self, run: RunRecord, sensitive: list[str]) -> str:
+        d = run.data
+        value = self._new_dual_value(run, sensitive)
+        self._provider(run).test(d["resource"], d["regenerate_slot"], value)
+        return "promote"
+
+    def _pending_name(self, run: RunRecord) -> str:
+        return f"{run.data['secret']}{self.policy.pending_suffix}"
+
+    def _pending_value(self, run: RunRecord, sensitive: list[str]) -> str:
+        pending = self.ports.secrets.latest(run.data["vault"], self._pending_name(run))
+        if pending is None or pending.tags.get(tags.RUN) != run.run_id or not pending.value:
+            raise RotationStopped("the pending credential of this run is missing from the vault.")
+        sensitive.append(pending.value)
+        return pending.value
+
+    def _store_generated(self, run: RunRecord, sensitive: list[str]) -> str:
+        d = run.data
+        name = self._pending_name(run)
+        pending = self.ports.secrets.latest(d["vault"], name)
+        if pending is not None and pending.tags.get(tags.RUN) == run.run_id:
+            return "apply"  # stored before a crash: keep that value, the hook may have it
+        value = generate_password(PasswordPolicy.model_validate(d["password"]))
+        sensitive.append(value)
+        written = self.ports.secrets.set(
+            d["vault"], name, value,
+            tags={tags.RUN: run.run_id, tags.PENDING_FOR: d["secret"]},
+            expires_on=_now() + timedelta(days=float(d["validity_days"])),
+        )
+        d["pending_version"] = written.version
+        return "apply"
+
+    def _apply_generated(self, run: RunRecord, sensitive: list[str]) -> str:
+        d = run.data
+        get_hook(d["hook"]).apply(d.get("hook_target") or "", self._pending_value(run, sensitive))
+        return "test"
+
+    def _test_generated(self, run: RunRecord, sensitive: list[str]) -> str:
+        d = run.data
+        get_hook(d["hook"]).test(d.get("hook_target") or "", self._pending_value(run, sensitive))
+        return "promote"
+
+    def _promote(self, run: RunRecord, sensitive: list[str]) -> str:
+        d = run.data
+        current = self._current(run, sensitive)
+        if current.tags.get(tags.RUN) == run.run_id:
+            d["new_version"] = current.version  # promoted before a crash
+            return "refresh"
+        if current.version != d["trigger_version"]:
+            raise RotationStopped(
+                f"version {current.version} was written by someone else while rotating; the new "
+                "credential is not promoted. Check which key that version holds."
+            )
+        now = _now()
+        until = now + timedelta(days=float(d["validity_days"]))
+        new_tags = {
+            tags.STRATEGY: d["strategy"],
+            tags.VALID_FROM: _iso(now),
+            tags.VALID_UNTIL: _iso(until),
+            tags.ROTATED_AT: _iso(now),
+            tags.RUN: run.run_id,
+        }
+        if d["strategy"] == "generated":
+            value = self._pending_value(run, sensitive)
+            new_tags[tags.HOOK] = d["hook"]
+            if d.get("hook_target"):
+                new_tags[tags.TARGET] = str(d["hook_target"])[:256]
+        else:
+            value = self._new_dual_value(run, sensitive)
+            new_tags[tags.RESOURCE] = d["resource"]
+            new_tags[tags.KEY] = d["regenerate"]
+        written = self.ports.secrets.set(
+            d["vault"], d["secret"], value, tags=new_tags, expires_on=until,
+            content_type=None,
+        )
+        d["new_version"] = written.version
+        d["valid_until"] = _iso(until)
+        return "refresh"
+
+    def _refresh(self, run: RunRecord, sensitive: list[str]) -> str:
+        d = run.data
+        events = self.ports.events
+        if events is not None and not d.get("published"):
+            events.publish(self.rotated_event(run))
+            d["published"] = True
+        restarted = d.setdefault("restarted", [])
+        for site in d.get("restart_sites") or []:
+            if site in restarted:
+                continue
+            if self.ports.sites is None:
+                raise RotationStopped("the policy lists sites to restart but no ARM client is "
+                                      "configured.")
+            self.ports.sites.restart(site)
+            restarted.append(site)
+        return "done"
+
+    def rotated_event(self, run: RunRecord) -> dict[str, Any]:
+        """pitcrew.SecretRotated as a CloudEvent 1.0; the id is stable so consumers dedupe."""
+        d = run.data
+        return {
+            "specversion": "1.0",
+            "id": hashlib.sha256(f"{run.run_id}|rotated".encode()).hexdigest()[:32],
+            "source": EVENT_SOURCE,
+            "type": EVENT_TYPE,
+            "subject": f"{d['vault']}/secrets/{d['secret']}",
+            "time": _iso(_now()),
+            "datacontenttype": "application/json",
+            "data": {
+                "vault": d["vault"],
+                "secret": d["secret"],
+                "version": d.get("new_version"),
+                "previousVersion": d["trigger_version"],
+                "strategy": d["strategy"],
+                "resourceId": d.get("resource"),
+                "key": d.get("regenerate"),
+                "validUntil": d.get("valid_until"),
+                "runId": run.run_id,
+            },
+        }
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    @staticmethod
+    def _step_details(run: RunRecord, step: str) -> dict[str, Any]:
+        d = run.data
+        details: dict[str, Any] = {"step": step, "strategy": d["strategy"]}
+        for key in ("resource", "holds", "regenerate", "new_version", "pending_version",
+                    "restarted", "published"):
+            if d.get(key) not in (None, [], ""):
+                details[key] = d[key]
+        return details
+
+    @staticmethod
+    def _history(run: RunRecord, step: str, outcome: str, detail: str = "") -> None:
+        history = run.data.setdefault("history", [])
+        entry = {"step": step, "outcome": outcome, "at": _iso(_now())}
+        if detail:
+            entry["detail"] = detail[:300]
+        history.append(entry)
+        del history[:-30]
+
+    def _audit(self, run: RunRecord, action: str, outcome: str, details: Mapping[str, Any]) -> None:
+        d = run.data
+        actor = d.get("requested_by") or app_identity()
+        self.services.audit.append(AuditRecord(
+            actor=actor,
+            action=action,
+            target=f"{d['vault']}/secrets/{d['secret']}",
+            outcome=outcome,  # type: ignore[arg-type]
+            correlation_id=run.run_id,
+            details={"version": d["trigger_version"], **details},
+        ))
+
+    def _finish(self, run: RunRecord, status: str, reason: str, *, failed_step: str = "") -> RunRecord:
+        d = run.data
+        run.status = status
+        d.pop("lease_until", None)
+        d["outcome"] = reason
+        if status == "failed":
+            d["failed_step"] = failed_step
+            notification = messages.failed(
+                run.run_id, d, reason,
+                str(self.services.policy.notifications.expiry.runbook_url or "") or None,
+            )
+        elif status == "succeeded":
+            notification = messages.rotated(run.run_id, d)
+        else:
+            notification = None
+        dispatch_outcome = None
+        if notification is not None:
+            dispatch_outcome = self.services.router.send(notification).outcome
+        self._history(run, failed_step or run.step, status, reason)
+        self._audit(run, f"rotation.{status}", "succeeded" if status == "succeeded" else
+                    ("skipped" if status == "skipped" else "failed"),
+                    {"reason": reason, "step": failed_step or run.step,
+                     "new_version": d.get("new_version"), "notification": dispatch_outcome})
+        run = self.services.state.save_run(run)
+        log.log(logging.ERROR if status == "failed" else logging.INFO,
+                "rotation %s %s: %s", run.run_id, status, reason)
+        return run
+
+    # ------------------------------------------------------------------ plans
+
+    def plan(self, vault: str, secret: str, version: str | None = None) -> dict[str, Any]:
+        """What a rotation would do now, without changing anything (dry-run, mode: plan)."""
+        current = self.ports.secrets.latest(vault, secret)
+        if current is None:
+            raise InvalidInput("secret", f"{vault}/{secret} does not exist")
+        target = self.target_for(vault, secret, current)
+        plan: dict[str, Any] = {"vault": vault, "secret": secret, "version": current.version,
+                                "strategy": target.strategy if target else "notify"}
+        if version and version != current.version:
+            plan["steps"] = [f"nothing: version {version} is no longer the latest"]
+            return plan
+        if target is None or target.strategy == "notify":
+            plan["steps"] = ["notify a person: no rotation strategy owns this secret"]
+            return plan
+        steps: list[str] = []
+        rotated_at = current.tags.get(tags.ROTATED_AT)
+        if rotated_at:
+            until = datetime.fromisoformat(rotated_at) + timedelta(
+                hours=self.policy.grace_period_hours)
+            if _now() < until:
+                steps.append(f"wait for the grace period until {_iso(until)}")
+        days = target.validity_days
+        if target.strategy == "generated":
+            plan.update(hook=target.hook, target=target.hook_target)
+            steps += [
+                f"generate a {target.password.length}-character credential into secret "
+                f"{secret}{self.policy.pending_suffix}",
+                f"apply it with hook {target.hook}", f"test it with hook {target.hook}",
+                f"promote it as a new version of {secret}, expiring in {days:g} days",
+            ]
+        else:
+            provider = self.ports.providers[target.strategy]
+            keys = provider.list_keys(target.resource or "")
+            held = [s for s in provider.key_slots if keys.get(s) == (current.value or "")]
+            plan["resource"] = target.resource
+            if len(held) != 1:
+                plan["holds"] = "neither key"
+                steps.append("stop with an alert: the current version holds neither key")
+            else:
+                index = provider.key_slots.index(held[0])
+                plan["holds"] = tags.SLOT_NAMES[index]
+                plan["would_regenerate"] = tags.SLOT_NAMES[1 - index]
+                steps += [
+                    f"regenerate the {plan['would_regenerate']} key of {target.resource} "
+                    f"(never the {plan['holds']} key, which version {current.version} holds)",
+                    f"test it with a signed {target.strategy.split('-')[0]} data-plane call",
+                    f"promote it as a new version of {secret}, expiring in {days:g} days",
+                ]
+        steps.append(f"publish {EVENT_TYPE}")
+        steps += [f"restart site {site}" for site in target.restart_sites]
+        plan["steps"] = steps
+        return plan
+
+
+def run_summary(run: RunRecord) -> dict[str, Any]:
+    """What GET /api/rotations shows of a run: names, step, outcome. Never a value."""
+    d = run.data
+    return {
+        "id": run.run_id,
+        "vault": d.get("vault"),
+        "secret": d.get("secret"),
+        "version": d.get("trigger_version"),
+        "strategy": d.get("strategy"),
+        "step": run.step,
+        "status": run.status,
+        "outcome": d.get("outcome"),
+        "holds": d.get("holds"),
+        "regenerated": d.get("regenerate") if d.get("regenerated") else None,
+        "newVersion": d.get("new_version"),
+        "attempts": d.get("attempts", 0),
+        "lastError": d.get("last_error"),
+        "notBefore": d.get("not_before") if run.status == "waiting" else None,
+        "requestedBy": d.get("requested_by"),
+        "reason": d.get("reason"),
+        "history": d.get("history", []),
+        "createdAt": run.created_at.isoformat(),
+        "updatedAt": run.updated_at.isoformat(),
+    }

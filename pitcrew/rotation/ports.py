@@ -1,0 +1,89 @@
+"""The ports the rotation engine depends on. `pitcrew/azure/` implements them with the Azure SDKs;
+tests run those implementations against the local Azure endpoint.
+
+Values returned by these ports are secret: they are held in objects whose repr hides them and
+are never logged, audited, notified or put in an exception message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from pitcrew.errors import PitcrewError
+
+
+class CredentialRejected(PitcrewError):  # noqa: N818
+    """The service refused the credential under test (a wrong or stale key): the run stops."""
+
+
+class SecretNotFound(PitcrewError):  # noqa: N818
+    """The secret (or the version) does not exist in the vault."""
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    """One version of a Key Vault secret. `value` is excluded from repr and comparisons."""
+
+    name: str
+    version: str
+    value: str | None = field(repr=False, compare=False)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    expires_on: datetime | None = None
+    created_on: datetime | None = None
+    enabled: bool = True
+
+
+class SecretStore(Protocol):
+    """Key Vault secrets, as the engine uses them."""
+
+    def latest(self, vault: str, name: str) -> SecretVersion | None:
+        """The current version with its value, or None when the secret does not exist."""
+        ...
+
+    def set(
+        self, vault: str, name: str, value: str, *, tags: Mapping[str, str],
+        expires_on: datetime | None, content_type: str | None = None,
+    ) -> SecretVersion:
+        """Write a new version; returns it (without needing to read it back)."""
+        ...
+
+
+class CredentialProvider(Protocol):
+    """A dual-key resource (Cosmos DB account, Storage account, SB/EH authorization rule)."""
+
+    strategy: str
+    key_slots: tuple[str, str]
+    """The two key slots, in the provider's own names (primaryMasterKey, key1, primaryKey...)."""
+
+    def list_keys(self, resource_id: str) -> dict[str, str]:
+        """Slot name -> current key value, read from the provider."""
+        ...
+
+    def regenerate(self, resource_id: str, slot: str) -> None:
+        """Regenerate one key slot. The engine guarantees it is never the slot in use."""
+        ...
+
+    def test(self, resource_id: str, slot: str, value: str) -> None:
+        """Prove the key with a data-plane call signed with it; CredentialRejected if refused."""
+        ...
+
+
+class EventPublisher(Protocol):
+    """Publishes CloudEvents 1.0 (as plain dicts) for consumers; never with a secret value."""
+
+    def publish(self, event: Mapping[str, Any]) -> None: ...
+
+
+class SiteRestarter(Protocol):
+    def restart(self, site_id: str) -> None: ...
+
+
+@dataclass
+class RotationPorts:
+    secrets: SecretStore
+    providers: Mapping[str, CredentialProvider]
+    events: EventPublisher | None = None
+    sites: SiteRestarter | None = None
