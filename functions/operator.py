@@ -14,7 +14,9 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     return to_response(handle())
 
 
-@bp.route(route="audit", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+# Operator routes carry no Functions key: App Service Authentication (Entra ID) admits only
+# signed-in callers, and pitcrew.auth checks their role. Operators hold no shared secret.
+@bp.route(route="audit", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def list_audit(req: func.HttpRequest) -> func.HttpResponse:
     from pitcrew.api import list_audit as handle
 

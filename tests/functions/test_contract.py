@@ -20,7 +20,7 @@ EXPECTED = {
     "retry_outbox": ("timerTrigger", {"schedule": "0 */1 * * * *"}),
     "health": ("httpTrigger", {"route": "health", "methods": {"GET"}, "authLevel": "anonymous"}),
     "list_audit": ("httpTrigger", {"route": "audit", "methods": {"GET"},
-                                   "authLevel": "function"}),
+                                   "authLevel": "anonymous"}),
     "request_rotation": ("httpTrigger", {"route": "rotations", "methods": {"POST"},
                                          "authLevel": "function"}),
     "list_rotations": ("httpTrigger", {"route": "rotations", "methods": {"GET"},
