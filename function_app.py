@@ -2,8 +2,8 @@
 
 import azure.functions as func
 
-from functions import intake, notify, operator, rotation
+from functions import deadletter, intake, notify, operator, rotation
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (rotation.bp, intake.bp, notify.bp, operator.bp):
+for blueprint in (rotation.bp, intake.bp, notify.bp, operator.bp, deadletter.bp):
     app.register_functions(blueprint)

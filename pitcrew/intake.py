@@ -185,5 +185,14 @@ def process_alert(alert: AlertEvent, services: Services) -> Outcome:
         services.state.release(claim, reason=type(exc).__name__)
         raise
     detail = f"notified ({dispatch.outcome})"
+    from pitcrew.deadletter.hooks import ingest_for_alert  # a dead-letter depth alert ingests
+
+    ingested = ingest_for_alert(alert, services)
+    if ingested:
+        detail += "; ingested " + ", ".join(ingested)
     services.state.complete(claim, outcome=detail)
     return Outcome(alert.id, "handled", detail)
+
+
+# Areas register their handlers by importing their hooks (after `handles` exists).
+import pitcrew.deadletter.hooks  # noqa: E402, F401

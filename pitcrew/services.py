@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import httpx
 
     from pitcrew.audit import AuditLog
+    from pitcrew.deadletter.service import DeadletterServices
     from pitcrew.notify.channels import Channel
     from pitcrew.notify.outbox import Outbox
     from pitcrew.notify.router import Router
@@ -43,6 +44,13 @@ class Services:
 
             self.rotation_ports = build_ports(self.runtime or get_runtime())
         return self.rotation_ports
+
+    @property
+    def deadletter(self) -> DeadletterServices:
+        """The dead-letter store, sources and senders, built on first use."""
+        from pitcrew.deadletter.service import get_deadletter
+
+        return get_deadletter(self)
 
 
 _lock = threading.Lock()
