@@ -63,7 +63,7 @@ EVENT_TYPE = "pitcrew.SecretRotated"
 EVENT_SOURCE = "/pitcrew/rotation"
 
 
-class RotationStopped(Exception):  # noqa: N818
+class RotationStopped(Exception):
     """A step decided the run cannot go on (not a transient failure): it ends with an alert."""
 
     def __init__(self, reason: str, *, status: str = "failed") -> None:
@@ -72,7 +72,7 @@ class RotationStopped(Exception):  # noqa: N818
         self.status = status
 
 
-class RotationWaits(Exception):  # noqa: N818
+class RotationWaits(Exception):
     """The run must wait (the grace period): the timer resumes it at `until`."""
 
     def __init__(self, until: datetime, reason: str) -> None:
@@ -290,7 +290,8 @@ class RotationEngine:
         except RotationStopped as stop:
             return self._finish(run, stop.status, stop.reason, failed_step=step)
         except CredentialRejected as rejected:
-            reason = f"the provider rejected the new credential: {describe_error(rejected, sensitive)}"
+            error = describe_error(rejected, sensitive)
+            reason = f"the provider rejected the new credential: {error}"
             return self._finish(run, "failed", reason, failed_step=step)
         except RetryLater:
             run.data.pop("lease_until", None)
@@ -588,7 +589,9 @@ class RotationEngine:
             details={"version": d["trigger_version"], **details},
         ))
 
-    def _finish(self, run: RunRecord, status: str, reason: str, *, failed_step: str = "") -> RunRecord:
+    def _finish(
+        self, run: RunRecord, status: str, reason: str, *, failed_step: str = ""
+    ) -> RunRecord:
         d = run.data
         run.status = status
         d.pop("lease_until", None)

@@ -71,7 +71,7 @@ class PasswordPolicy(StrictModel):
     digits: int = Field(default=1, ge=0, description="Minimum digits.")
     symbols: int = Field(default=0, ge=0, description="Minimum symbols.")
     symbol_set: str = Field(default="-_.~!#%+=", min_length=1,
-                            description="The symbols allowed (some providers refuse quotes, @ or /).")
+                            description="Symbols allowed (some providers refuse quotes, @ or /).")
 
     @model_validator(mode="after")
     def _fits(self) -> PasswordPolicy:

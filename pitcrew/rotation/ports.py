@@ -15,11 +15,11 @@ from typing import Any, Protocol
 from pitcrew.errors import PitcrewError
 
 
-class CredentialRejected(PitcrewError):  # noqa: N818
+class CredentialRejected(PitcrewError):
     """The service refused the credential under test (a wrong or stale key): the run stops."""
 
 
-class SecretNotFound(PitcrewError):  # noqa: N818
+class SecretNotFound(PitcrewError):
     """The secret (or the version) does not exist in the vault."""
 
 
