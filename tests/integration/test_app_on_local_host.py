@@ -125,3 +125,20 @@ def test_alert_posted_goes_out_once(base_url: str) -> None:
         time.sleep(0.05)
     (message,) = inbox(base_url)
     assert message["kind"] == "alert" and message["status"] == "firing"
+
+
+def test_operator_route_with_dev_principal(pitcrew_env: Path) -> None:
+    host = build_host(
+        function_app.app, function_key=KEY, allow_dev_principal=True, settings=os.environ
+    )
+    with serving(host) as url:
+        audit = f"{url}/api/audit"
+        assert httpx.get(audit).status_code == 401
+        nobody = {"X-MS-CLIENT-PRINCIPAL": encode_principal("eve", ["Contributor"])}
+        forbidden = httpx.get(audit, headers=nobody)
+        assert forbidden.status_code == 403
+        assert "role Reader is required" in forbidden.json()["message"]
+        reader = {"X-MS-CLIENT-PRINCIPAL": encode_principal("alice", ["Reader"])}
+        allowed = httpx.get(audit, headers=reader)
+        assert allowed.status_code == 200
+        assert allowed.json() == {"records": []}
