@@ -113,9 +113,10 @@ class TableStateStore:
         )
 
         now = utcnow()
-        entity = {
-            "PartitionKey": table_key(scope),
-            "RowKey": table_key(key),
+        partition, row = table_key(scope), table_key(key)
+        entity: dict[str, Any] = {
+            "PartitionKey": partition,
+            "RowKey": row,
             "Key": key[:2000],
             "Status": "claimed",
             "Owner": _INSTANCE,
@@ -128,7 +129,7 @@ class TableStateStore:
             return Claim(scope=scope, key=key, etag=meta["etag"], attempt=1)
         except ResourceExistsError:
             pass
-        current = self._claims.get_entity(entity["PartitionKey"], entity["RowKey"])
+        current = self._claims.get_entity(partition, row)
         if current.get("Status") == "done":
             return None
         lease_until = current.get("LeaseUntil")

@@ -71,9 +71,10 @@ class Outbox:
         from azure.core.exceptions import ResourceExistsError
 
         now = utcnow()
-        entity = {
-            "PartitionKey": table_key(channel),
-            "RowKey": table_key(notification.id),
+        partition, row = table_key(channel), table_key(notification.id)
+        entity: dict[str, Any] = {
+            "PartitionKey": partition,
+            "RowKey": row,
             "Channel": channel,
             "Payload": json.dumps(notification.to_dict()),
             "Status": "pending",
@@ -86,7 +87,7 @@ class Outbox:
         try:
             meta = self._table.create_entity(entity)
         except ResourceExistsError:
-            existing = self._table.get_entity(entity["PartitionKey"], entity["RowKey"])
+            existing = self._table.get_entity(partition, row)
             return _entry(existing)
         entity["etag"] = meta["etag"]
         entry = _entry(entity)
