@@ -6,6 +6,7 @@ local vault, the keys and regeneration counters of the local resources, the audi
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
@@ -153,3 +154,47 @@ def test_alternates_back_after_the_grace_period(
     manual = [r for r in audit_records() if r["actor"] == "user:ops@example.com"]
     assert manual and all(r["correlationId"].endswith(latest.properties.tags["pitcrew-run"]
                                                       .rsplit("@", 1)[-1]) for r in manual)
+
+
+def test_demo_sample_rotates_the_demo_cosmos_key(
+    pitcrew_env: Path, receiver: Receiver, topic: Receiver, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What `make run` + `pitcrew send` does: the demo seed and the demo policy's rule."""
+    import yaml
+
+    from pitcrew.runtime import reset_runtime
+    from pitcrew.services import reset_services
+    from tests.conftest import SAMPLES
+
+    root = Path(__file__).resolve().parents[2]
+    demo = yaml.safe_load((root / "examples" / "pitcrew.demo.yaml").read_text())
+    demo["channels"] = {"hook": {"type": "webhook", "url": receiver.url}}
+    demo["routes"] = [{"name": "all", "channels": ["hook"]}]
+    pitcrew_env.write_text(yaml.safe_dump(demo))
+    with start_local_azure(config=root / "examples" / "local-azure.demo.json") as endpoint:
+        for name, value in endpoint.environment().items():
+            if name.startswith("PITCREW_"):
+                monkeypatch.setenv(name, value)
+        monkeypatch.setenv("PITCREW_EVENTGRID_TOPIC_ENDPOINT", topic.url)
+        monkeypatch.setenv("PITCREW_EVENTGRID_TOPIC_KEY", "local-topic-key")
+        reset_runtime()
+        reset_services()
+        seed = json.loads((root / "examples" / "local-azure.demo.json").read_text())
+        resource = seed["resources"][0]["id"]
+        before = endpoint.keys(resource)
+        body = (SAMPLES / "keyvault-secret-near-expiry.eventgrid.json").read_bytes()
+        assert outcome(deliver(body)) == "handled"
+        assert outcome(deliver(body)) == "duplicate"
+        assert endpoint.regenerations(resource) == {"secondaryMasterKey": 1}
+        after = endpoint.keys(resource)
+        assert after["primaryMasterKey"] == before["primaryMasterKey"]
+        from azure.keyvault.secrets import SecretClient
+
+        from pitcrew.local.azure_endpoint import LocalCredential
+
+        client = SecretClient(endpoint.vault_url("sample-kv"), LocalCredential("test"),
+                              **endpoint.keyvault_client_kwargs())
+        latest = client.get_secret("cosmos-primary-key")
+        assert latest.value == after["secondaryMasterKey"]
+        assert latest.properties.tags["pitcrew-key"] == "secondary"
+        assert [e["type"] for batch in topic.received for e in batch] == ["pitcrew.SecretRotated"]

@@ -29,6 +29,8 @@ class SecretSeed(BaseModel):
     content_type: str | None = Field(default=None, alias="contentType")
     tags: dict[str, str] = Field(default_factory=dict)
     expires_on: int | None = Field(default=None, alias="exp", description="unix seconds")
+    # Pins the first version's id, so a sample event naming that version matches (the demo).
+    version: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
 
 
 class ResourceSeed(BaseModel):

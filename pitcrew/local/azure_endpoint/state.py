@@ -136,7 +136,7 @@ class StateStore:
                         name=secret_name,
                         versions=[
                             SecretVersion(
-                                version=os.urandom(16).hex(),
+                                version=secret_seed.version or os.urandom(16).hex(),
                                 value=secret_seed.value,
                                 content_type=secret_seed.content_type,
                                 tags=dict(secret_seed.tags),
