@@ -72,6 +72,10 @@ class RotationStopped(Exception):
         self.status = status
 
 
+class RotationStepFailed(RuntimeError):
+    """A step failed and will be retried; the message names the run, step and error type only."""
+
+
 class RotationWaits(Exception):
     """The run must wait (the grace period): the timer resumes it at `until`."""
 
@@ -311,9 +315,12 @@ class RotationEngine:
             self._history(run, step, "error", error)
             self._audit(run, f"rotation.{step}", "failed", {"attempt": attempts, "error": error})
             state.save_run(run)
-            log.warning("rotation %s: step %s failed (attempt %d of %d): %s",
-                        run.run_id, step, attempts, self.policy.max_attempts, error)
-            raise
+            message = (f"rotation {run.run_id} step {step} failed (attempt {attempts} of "
+                       f"{self.policy.max_attempts}; the platform or the advance_rotations timer "
+                       f"retries it): {error}")
+            log.warning("%s", message)
+            # Re-raised scrubbed: the original message may quote what the provider sent back.
+            raise RotationStepFailed(message) from None
         self._faults(f"effect:{step}")
         self._audit(run, f"rotation.{step}", "succeeded", self._step_details(run, step))
         self._history(run, step, "done")
