@@ -19,7 +19,7 @@ _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
      "<guid>"),
     (re.compile(r"\b(?=[0-9a-f]*\d)[0-9a-f]{8,}\b", re.I), "<id>"),
     (re.compile(r"\b[A-Za-z]+[-_:]?\d[\w-]*\b"), "<id>"),
-    (re.compile(r"[-+]?\b\d+(?:[.,]\d+)*\b"), "<n>"),
+    (re.compile(r"(?<![\w<])[-+]?\d+(?:[.,]\d+)*"), "<n>"),
     (re.compile(r"'[^']{1,200}'|\"[^\"]{1,200}\""), "<value>"),
     (re.compile(r"\s+"), " "),
 )

@@ -41,7 +41,12 @@ def ingest_source(dl: DeadletterServices, config: SourceConfig,
                   *, max_messages: int | None = None) -> IngestReport:
     report = IngestReport(config.name)
     limit = max_messages or dl.policy.scan_max_messages
+    seen: set[str] = set()
     for batch in dl.source(config).receive(limit):
+        ids = {c.message.id for c in batch}
+        if ids <= seen:
+            break  # redelivered within this run (a lost lock): the next scan settles them
+        seen |= ids
         _ingest_batch(dl, batch, report)
     if report.received:
         log.info("dead-letter ingest %s: %s", config.name, report.to_dict())

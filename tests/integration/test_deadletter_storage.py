@@ -5,6 +5,7 @@ replayed with nothing lost or doubled."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ResourceExistsError
 
 from pitcrew.auth import encode_principal
 from pitcrew.deadletter import api
@@ -72,10 +74,8 @@ def queue(name: str) -> Any:
 
 def poison(name: str, bodies: list[str]) -> None:
     client = queue(f"{name}-poison")
-    try:
+    with contextlib.suppress(ResourceExistsError):
         client.create_queue()
-    except Exception:  # noqa: S110 - exists
-        pass
     for body in bodies:
         client.send_message(base64.b64encode(body.encode()).decode())
 

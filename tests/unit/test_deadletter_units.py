@@ -1,0 +1,120 @@
+"""Dead-letter logic that needs no storage: cause normalisation, the rate limiter's schedule
+(with a fake clock: no wall-clock timing), policy validation and replay properties."""
+
+from __future__ import annotations
+
+import pytest
+
+from pitcrew.deadletter.grouping import group_id, group_of, message_id, normalise_cause
+from pitcrew.deadletter.replay import RateLimiter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Order 12345 failed: customer 3f2504e0-4f89-11d3-9a0c-0305e82c3301 not found",
+         "Order 987 failed: customer 9a0c0305-4f89-11d3-9a0c-0305e82c3301 not found"),
+        ("timeout at 2026-11-21T10:00:00.123Z after 30s",
+         "timeout at 2026-01-02T03:04:05Z after 5s"),
+        ("sku 'A-17' unknown", "sku 'B-99' unknown"),
+        ("hash deadbeef1234 mismatch", "hash 0badcafe9876 mismatch"),
+    ],
+)
+def test_causes_that_differ_only_in_values_group_together(a: str, b: str) -> None:
+    assert normalise_cause("ProcessingFailed", a) == normalise_cause("ProcessingFailed", b)
+
+
+def test_different_causes_and_entities_stay_apart() -> None:
+    one = normalise_cause("MaxDeliveryCountExceeded", "")
+    two = normalise_cause("TTLExpiredException", "")
+    assert one != two
+    assert group_id("queue:a", one) != group_id("queue:b", one)
+    assert len(group_id("queue:a", one)) == 12
+
+
+def test_message_ids_are_stable_and_carry_their_group() -> None:
+    group = group_id("queue:a", "x")
+    first = message_id(group, "storage:acct/a-poison#1")
+    assert first == message_id(group, "storage:acct/a-poison#1")
+    assert first != message_id(group, "storage:acct/a-poison#2")
+    assert group_of(first) == group
+
+
+@pytest.mark.parametrize(("rate", "batch"), [(50.0, 32), (500.0, 32), (1000.0, 100), (7.0, 1)])
+def test_ten_thousand_messages_honour_the_rate_within_ten_percent(rate: float, batch: int) -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate, clock=clock, sleep=clock.sleep)
+    total, sent, starts = 10_000, 0, []
+    while sent < total:
+        n = min(batch, total - sent)
+        starts.append((limiter.acquire(n), n))
+        clock.now += 0.001  # the send itself takes a little time
+        sent += n
+    last_start = starts[-1][0]
+    achieved = (total - starts[-1][1]) / last_start
+    assert abs(achieved - rate) / rate <= 0.10
+    # No one-second window carries more than the rate plus one batch.
+    window_counts: dict[int, int] = {}
+    for start, n in starts:
+        window_counts[int(start)] = window_counts.get(int(start), 0) + n
+    assert max(window_counts.values()) <= rate + batch
+
+
+def test_rate_limiter_does_not_bank_idle_time() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+    limiter.acquire(10)
+    clock.now += 100  # idle for a long time
+    start = limiter.acquire(10)
+    assert start == 100
+    assert limiter.acquire(10) == pytest.approx(101)  # no burst from the idle period
+
+
+def test_policy_validation_names_the_key() -> None:
+    from pitcrew.errors import PolicyInvalid
+    from pitcrew.policy import parse_policy
+
+    base = ("version: 1\nchannels:\n  h:\n    type: webhook\n    url: http://127.0.0.1:1/\n"
+            "routes:\n  - name: all\n    channels: [h]\n")
+    ok = parse_policy(base + "deadletter:\n  sources:\n    - {name: o, type: storage-queue, "
+                             "queue: orders}\n    - {name: s, type: servicebus, namespace: "
+                             "x.servicebus.windows.net, topic: t, subscription: b}\n")
+    assert ok.deadletter.sources[1].entity == "servicebus:x/t/subscriptions/b"
+    with pytest.raises(PolicyInvalid) as bad:
+        parse_policy(base + "deadletter:\n  thresholds: [100, 10]\n  sources:\n"
+                            "    - {name: s, type: servicebus, namespace: x, topic: t}\n")
+    text = "\n".join(bad.value.problems)
+    assert "thresholds" in text and "subscription" in text
+
+
+def test_replay_properties_strip_deadletter_and_link_the_original() -> None:
+    from pitcrew.deadletter.model import FailedMessage
+    from pitcrew.deadletter.replay import outgoing
+    from pitcrew.deadletter.service import Target
+
+    message = FailedMessage(
+        id="g" * 12 + "-1", group="g" * 12, source="s", source_kind="servicebus",
+        entity="servicebus:x/q", source_key="k", reason="r", description="d", cause="c",
+        properties={"message_id": "m-1", "session_id": "s1", "dead_letter_source": "q"},
+        application_properties={"DeadLetterReason": "r", "DeadLetterErrorDescription": "d",
+                                 "tenant": "t1", "n": 3},
+        replay_attempt=2, sent_message_id="new-1", possible_duplicate=True)
+    out = outgoing(message, b"body", Target("servicebus", "topics/t", namespace="x",
+                                            subscription="b"))
+    assert out.properties == {"message_id": "new-1", "session_id": "s1"}
+    assert out.application_properties == {
+        "tenant": "t1", "n": 3, "pitcrew-replay-of": message.id, "pitcrew-replay-attempt": 2,
+        "pitcrew-original-message-id": "m-1", "pitcrew-possible-duplicate": True,
+        "pitcrew-replay-subscription": "b"}
