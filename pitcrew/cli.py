@@ -223,6 +223,14 @@ def audit(
     out.print(table)
 
 
+# ------------------------------------------------------------------ rotation
+
+from pitcrew.rotation.cli import rotate, rotations  # noqa: E402 - commands live with their area
+
+app.command("rotate")(rotate)
+app.command("rotations")(rotations)
+
+
 def main() -> None:
     from pitcrew.client import ApiError
 

@@ -1,0 +1,108 @@
+"""Rotation units: the character policy, rule matching and policy validation, the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from pitcrew.rotation.engine import describe_error, fingerprint
+from pitcrew.rotation.hooks import generate_password, meets
+from pitcrew.rotation.policy import PasswordPolicy, RotationPolicy, SecretRule
+
+COSMOS = ("/subscriptions/s/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/"
+          "acct")
+
+
+@settings(max_examples=50, deadline=None)
+@given(length=st.integers(12, 64), lower=st.integers(0, 3), upper=st.integers(0, 3),
+       digits=st.integers(0, 3), symbols=st.integers(0, 3))
+def test_generated_passwords_meet_the_policy(length: int, lower: int, upper: int, digits: int,
+                                              symbols: int) -> None:
+    policy = PasswordPolicy(length=length, lowercase=lower, uppercase=upper, digits=digits,
+                            symbols=symbols)
+    value = generate_password(policy)
+    assert meets(policy, value)
+
+
+def test_passwords_differ() -> None:
+    policy = PasswordPolicy()
+    assert len({generate_password(policy) for _ in range(100)}) == 100
+
+
+def test_password_policy_rejects_impossible_counts() -> None:
+    with pytest.raises(ValidationError, match="add up"):
+        PasswordPolicy(length=12, lowercase=5, uppercase=5, digits=5)
+    with pytest.raises(ValidationError, match="punctuation"):
+        PasswordPolicy(symbol_set="ab")
+
+
+def test_rules_match_globs_case_insensitively() -> None:
+    policy = RotationPolicy(secrets=[
+        SecretRule(vault="prod-*", secret="cosmos-*", strategy="cosmos-keys", resource=COSMOS),
+        SecretRule(vault="*", secret="*", strategy="notify"),
+    ])
+    rule = policy.rule_for("PROD-kv", "Cosmos-Primary")
+    assert rule is not None and rule.strategy == "cosmos-keys"
+    other = policy.rule_for("dev-kv", "x")
+    assert other is not None and other.strategy == "notify"
+
+
+@pytest.mark.parametrize(("rule", "problem"), [
+    ({"strategy": "cosmos-keys"}, "needs 'resource'"),
+    ({"strategy": "storage-keys", "resource": COSMOS}, "not a valid id"),
+    ({"strategy": "generated"}, "needs 'hook'"),
+    ({"strategy": "cosmos-keys", "resource": COSMOS, "restart_sites": ["/nope"]}, "site id"),
+])
+def test_invalid_rules_name_the_problem(rule: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        SecretRule(vault="v", secret="s", **rule)
+
+
+def test_errors_are_scrubbed_and_fingerprints_reveal_nothing() -> None:
+    key = "c2VjcmV0LWtleS12YWx1ZQ=="
+    text = describe_error(RuntimeError(f"bad key {key} here"), [key])
+    assert key not in text and "[redacted]" in text
+    assert key not in fingerprint(key) and len(fingerprint(key)) == 16
+
+
+class FakeClient:
+    def __init__(self, body: Any) -> None:
+        self.body = body
+        self.calls: list[tuple[str, Any]] = []
+
+    def post(self, path: str, *, json: Any = None, params: Any = None) -> Any:
+        self.calls.append((path, json))
+        return self.body
+
+    def get(self, path: str, *, params: Any = None) -> Any:
+        self.calls.append((path, params))
+        return self.body
+
+
+def test_cli_rotate_dry_run_prints_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pitcrew import cli
+
+    fake = FakeClient({"dryRun": True, "plan": {"version": "v1", "strategy": "cosmos-keys",
+                                                "steps": ["regenerate the secondary key"]}})
+    monkeypatch.setattr(cli, "api_client", lambda: fake)
+    result = CliRunner().invoke(cli.app, ["rotate", "sample-kv/cosmos-primary-key", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "regenerate the secondary key" in result.output
+    assert "nothing was changed" in result.output
+    assert fake.calls == [("/api/rotations", {"vault": "sample-kv",
+                                              "secret": "cosmos-primary-key", "dry_run": True})]
+
+
+def test_cli_rotate_reports_a_failed_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pitcrew import cli
+
+    run = {"id": "kv/s@v", "status": "failed", "step": "test", "outcome": "rejected"}
+    monkeypatch.setattr(cli, "api_client", lambda: FakeClient({"dryRun": False, "run": run}))
+    result = CliRunner().invoke(cli.app, ["rotate", "kv/s"])
+    assert result.exit_code == 1 and "failed" in result.output
+    assert CliRunner().invoke(cli.app, ["rotate", "no-slash"]).exit_code == 2
