@@ -114,7 +114,7 @@ class Runtime:
         with self._lock:
             if key not in self._cache:
                 self._cache[key] = build()
-            return self._cache[key]  # type: ignore[no-any-return]
+            return self._cache[key]  # type: ignore[no-any-return,unused-ignore]
 
     @cached_property
     def credential(self) -> TokenCredential:
