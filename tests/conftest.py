@@ -15,7 +15,14 @@ from pitcrew.local.azurite import Azurite, ensure_azurite
 if TYPE_CHECKING:
     from tests.receiver import Receiver
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+# The samples shaped exactly as Azure sends them live in ../shared/samples beside the clone;
+# examples/samples is the repo's copy, for a clone on its own (a GitHub runner).
+_SHARED_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+SAMPLES = (
+    _SHARED_SAMPLES
+    if _SHARED_SAMPLES.is_dir()
+    else Path(__file__).resolve().parents[1] / "examples" / "samples"
+)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -23,8 +22,8 @@ from pitcrew.events import (
     parse_delivery,
     validation_response,
 )
+from tests.conftest import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 EXPIRES = datetime(2025, 12, 21, 1, 20, tzinfo=UTC)
 
 
@@ -229,3 +228,12 @@ def test_keyvault_data_is_tolerant(data: dict[str, object]) -> None:
     kv = keyvault_event(event)
     assert kv.vault_name.strip() == kv.vault_name
     assert kv.object_type in ("Secret", "Key", "Certificate")
+
+
+def test_repo_copy_of_samples_matches_shared() -> None:
+    shared = Path(__file__).resolve().parents[3] / "shared" / "samples"
+    copy = Path(__file__).resolve().parents[2] / "examples" / "samples"
+    if not shared.is_dir():
+        pytest.skip("../shared/samples is not beside this clone")
+    for path in shared.glob("*.json"):
+        assert (copy / path.name).read_bytes() == path.read_bytes(), path.name
