@@ -23,6 +23,9 @@ app = typer.Typer(
 )
 policy_app = typer.Typer(help="Policy as code: pitcrew.yaml.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+from pitcrew.deadletter.cli import app as dlq_app  # noqa: E402
+
+app.add_typer(dlq_app, name="dlq")
 
 out = Console()
 err = Console(stderr=True)
