@@ -41,6 +41,7 @@ typecheck: install
 bench: install
 	$(PY) bench/cold_start.py
 	$(PY) bench/intake.py
+	$(PY) bench/rotation.py
 
 clean:
 	rm -rf $(VENV) node_modules .azurite .pitcrew
