@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 app = typer.Typer(help="Dead letters: groups, messages, replay, edit, archive.",
                   no_args_is_help=True)
@@ -38,7 +38,8 @@ def groups(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     if as_json:
         out.print_json(json.dumps(body["groups"]))
         return
-    table = Table("group", "entity", "cause", "count", "first seen", "last seen")
+    table = Table(Column("group", no_wrap=True, min_width=12), "entity", "cause", "count",
+                  Column("first seen", no_wrap=True), Column("last seen", no_wrap=True))
     for g in body["groups"]:
         table.add_row(g["id"], g["entity"], g["cause"], str(g["count"]), g["firstSeen"][:19],
                       g["lastSeen"][:19])
@@ -61,7 +62,8 @@ def show(
         out.print(f"[bold]{view['entity']}[/bold]  group {view['id']}  ({view['count']} in all)")
         out.print(f"cause: {view['cause']}", markup=False)
         out.print("statuses: " + ", ".join(f"{k} {v}" for k, v in view["statuses"].items()))
-        table = Table("message", "status", "message id", "delivery", "enqueued", "size")
+        table = Table(Column("message", no_wrap=True), "status", "message id", "delivery",
+                      "enqueued", "size")
         for m in view["messages"]:
             table.add_row(m["id"], m["status"], str(m["properties"].get("message_id", "")),
                           str(m["deliveryCount"] or ""), (m["enqueuedTime"] or "")[:19],
