@@ -107,7 +107,7 @@ def request_rotation(headers: Mapping[str, str], body: bytes) -> HttpResult:
     try:
         run = engine.start(vault, secret, None, actor=principal.actor,
                            correlation_id=f"manual:{principal.actor}", reason="manual",
-                           target=target)
+                           target=target, retry_failed=True)
     except (InvalidInput, RetryLater):
         raise
     except Exception as exc:

@@ -197,9 +197,10 @@ class RotationEngine:
 
     def start(
         self, vault: str, secret: str, version: str | None, *, actor: str, correlation_id: str,
-        reason: str, target: Target | None = None,
+        reason: str, target: Target | None = None, retry_failed: bool = False,
     ) -> RunRecord:
-        """Create (or find) the run for this version and advance it as far as it goes now."""
+        """Create (or find) the run for this version and advance it as far as it goes now.
+        `retry_failed` (an operator's explicit request) restarts a failed run from `prepare`."""
         state = self.services.state
         if not version:
             current = self.ports.secrets.latest(vault, secret)
@@ -232,6 +233,16 @@ class RotationEngine:
             log.info("rotation %s exists (%s at %s): resuming, not restarting",
                      run_id, existing.status, existing.step)
             run = existing
+            if retry_failed and run.status == "failed":
+                # Everything is re-derived from the vault and the provider in prepare.
+                for key in ("regenerated", "before_fingerprint", "lease_until", "failed_step",
+                            "outcome", "last_error", "pending_version"):
+                    run.data.pop(key, None)
+                run.data.update(attempts=0, requested_by=actor, correlation_id=correlation_id,
+                                reason=reason, retries=int(run.data.get("retries", 0)) + 1)
+                run.status, run.step = "running", "prepare"
+                run = state.save_run(run)
+                self._audit(run, "rotation.retried", "succeeded", {"reason": reason})
         else:
             run = created
             self._audit(run, "rotation.started", "succeeded", {"reason": reason})

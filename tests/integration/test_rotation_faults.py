@@ -337,3 +337,25 @@ def test_plan_mode_and_dry_run_change_nothing(
     assert run["step"] == "done" and run["outcome"] == "rotated"
     assert run["requestedBy"] == "user:ops@example.com"
     assert run["regenerated"] == "secondary"
+
+
+def test_an_operator_retries_a_failed_run_once_the_cause_is_fixed(
+    world: RotationWorld, login: tuple[FakeLogin, str, str], receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake, secret, version = login
+    real_apply = fake.apply
+    fake.apply = lambda target, value: None  # type: ignore[method-assign] # broken provider
+    body = event_body(VAULT, secret, version)
+    assert outcome(deliver(body)) == "handled"
+    assert world.latest(secret).properties.version == version
+    fake.apply = real_apply  # type: ignore[method-assign] # fixed
+    assert outcome(deliver(event_body(VAULT, secret, version))) == "handled"  # events: no change
+    assert world.latest(secret).properties.version == version
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+    rotator = {"X-MS-CLIENT-PRINCIPAL": encode_principal("ops@example.com", ["Rotator"])}
+    result = rotation_api.request_rotation(
+        rotator, f'{{"vault": "{VAULT}", "secret": "{secret}"}}'.encode())
+    assert result.status == 200 and result.body["run"]["status"] == "succeeded", result.body
+    assert world.latest(secret).value == fake.password
+    assert "rotation.retried" in [r["action"] for r in audit_records()]
