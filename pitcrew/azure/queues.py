@@ -27,6 +27,8 @@ class PoisonQueueSource:
     failed attempts. A storage queue message has no properties: its text is the whole message,
     kept byte for byte."""
 
+    concurrent_settle = True  # deletes are independent HTTP calls
+
     def __init__(self, service: Any, *, name: str, queue: str, entity: str) -> None:
         self._name = name
         self._queue = queue

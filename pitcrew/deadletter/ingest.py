@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,12 +43,14 @@ def ingest_source(dl: DeadletterServices, config: SourceConfig,
     report = IngestReport(config.name)
     limit = max_messages or dl.policy.scan_max_messages
     seen: set[str] = set()
-    for batch in dl.source(config).receive(limit):
+    source = dl.source(config)
+    parallel = bool(getattr(source, "concurrent_settle", False))
+    for batch in source.receive(limit):
         ids = {c.message.id for c in batch}
         if ids <= seen:
             break  # redelivered within this run (a lost lock): the next scan settles them
         seen |= ids
-        _ingest_batch(dl, batch, report)
+        _ingest_batch(dl, batch, report, parallel=parallel)
     if report.received:
         log.info("dead-letter ingest %s: %s", config.name, report.to_dict())
         dl.services.audit.append(AuditRecord(
@@ -56,16 +59,17 @@ def ingest_source(dl: DeadletterServices, config: SourceConfig,
     return report
 
 
-def _ingest_batch(dl: DeadletterServices, batch: list[Captured], report: IngestReport) -> None:
+def _ingest_batch(dl: DeadletterServices, batch: list[Captured], report: IngestReport,
+                  *, parallel: bool = False) -> None:
     store = dl.store
     report.received += len(batch)
     created = store.put_many([(c.message, c.body) for c in batch])  # raises: nothing settled
     report.stored += len(created)
     report.already_stored += len(batch) - len(created)
-    for captured in batch:
-        try:
-            captured.settle()
-        except Exception as exc:  # still at the source: the next ingest recognises it
+    settled = (list(_SETTLE_POOL.map(_settle, batch)) if parallel
+               else [_settle(c) for c in batch])
+    for captured, exc in zip(batch, settled, strict=True):
+        if exc is not None:  # still at the source: the next ingest recognises it
             report.unsettled += 1
             log.warning("could not settle failed message %s at %s (%s); it stays there and the "
                         "next ingest recognises it", captured.message.id,
@@ -83,6 +87,17 @@ def _ingest_batch(dl: DeadletterServices, batch: list[Captured], report: IngestR
         arrival = store.record_arrivals(members[0].message, new or len(members), utcnow(),
                                         thresholds)
         report.notified += notify_due(dl, arrival.group, arrival)
+
+
+_SETTLE_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dlq-settle")
+
+
+def _settle(captured: Captured) -> Exception | None:
+    try:
+        captured.settle()
+    except Exception as exc:
+        return exc
+    return None
 
 
 def _group_exists(dl: DeadletterServices, group_id: str) -> bool:
