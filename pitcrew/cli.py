@@ -141,6 +141,8 @@ def _start_local_azure(seed: Path | None) -> Any:
         config=seed,
     )
     os.environ.update(endpoint.environment())
+    # Consumers' topic for pitcrew.SecretRotated: the endpoint's, unless one is configured.
+    os.environ.setdefault("PITCREW_EVENTGRID_TOPIC_ENDPOINT", endpoint.topic_endpoint())
     out.print(
         f"local Azure endpoint: {endpoint.url} (vaults: "
         f"{', '.join(sorted(endpoint.vault_urls)) or 'none'})",

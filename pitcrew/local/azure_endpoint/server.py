@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ from pitcrew.local.azure_endpoint.state import StateStore, UnknownResourceKind, 
 log = logging.getLogger("pitcrew.local.azure_endpoint")
 
 HOST = "127.0.0.1"
+DEFAULT_TOPIC = "pitcrew-events"
+MAX_PUBLISHED_EVENTS = 10_000
 STARTUP_TIMEOUT_SECONDS = 15.0
 SHUTDOWN_GRACE_SECONDS = 0.5
 
@@ -124,6 +127,8 @@ class EndpointRuntime:
         self.vault_urls: dict[str, str] = {}
         self.url = ""
         self._vault_lock = asyncio.Lock()
+        # Events published to local Event Grid topics, newest last; in memory only, bounded.
+        self.published: deque[dict[str, Any]] = deque(maxlen=MAX_PUBLISHED_EVENTS)
 
     async def _serve(self, app: ASGIApp, sock: socket.socket) -> None:
         config = uvicorn.Config(
@@ -205,6 +210,8 @@ class EndpointRuntime:
             Route("/servicebus/{namespace}/{rest:path}", data_plane.servicebus, methods=["GET"]),
             Route("/eventhubs/{namespace}", data_plane.eventhubs, methods=["GET"]),
             Route("/eventhubs/{namespace}/{rest:path}", data_plane.eventhubs, methods=["GET"]),
+            Route("/eventgrid/{topic}/api/events", self._publish, methods=["POST"]),
+            Route("/_local/events", self._events, methods=["GET", "DELETE"]),
             Route("/_local/health", self._health, methods=["GET"]),
             Route("/_local/vaults", self._vaults, methods=["GET", "POST"]),
             Route("/_local/resources", self._resources, methods=["GET", "POST"]),
@@ -213,6 +220,46 @@ class EndpointRuntime:
         ]
         # Starlette's redirect_slashes would bounce /cosmos/{a} to /cosmos/{a}/ - harmless.
         return Starlette(routes=routes)
+
+    async def _publish(self, request: Request) -> Response:
+        """An Event Grid custom topic, as EventGridPublisherClient posts to it: a JSON array of
+        events (CloudEvents or Event Grid schema), authenticated with a bearer token (managed
+        identity) or an access key (`aeg-sas-key`)."""
+        auth = request.headers.get("authorization", "")
+        if not auth.lower().startswith("bearer ") and not request.headers.get("aeg-sas-key"):
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "Unauthorized",
+                        "message": "bearer token or aeg-sas-key required",
+                    }
+                },
+                status_code=401,
+            )
+        try:
+            events = json.loads(await request.body())
+        except ValueError:
+            return JSONResponse(
+                {"error": {"code": "BadRequest", "message": "body is not JSON"}}, status_code=400
+            )
+        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+            return JSONResponse(
+                {"error": {"code": "BadRequest", "message": "body must be an array of events"}},
+                status_code=400,
+            )
+        topic = request.path_params["topic"]
+        for event in events:
+            self.published.append({"topic": topic, "event": event})
+        return Response(status_code=200)
+
+    async def _events(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.published.clear()
+            return Response(status_code=204)
+        topic = request.query_params.get("topic")
+        return JSONResponse(
+            [p["event"] for p in self.published if topic is None or p["topic"] == topic]
+        )
 
     async def _health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "url": self.url})
@@ -313,6 +360,17 @@ class LocalAzure:
     def operations(self) -> list[dict[str, Any]]:
         with self.store.read() as data:
             return [op.model_dump() for op in data.operations]
+
+    # --- Event Grid topics -------------------------------------------------------------------
+
+    def topic_endpoint(self, topic: str = DEFAULT_TOPIC) -> str:
+        """The topic endpoint as Azure shows it (`https://<topic>.<region>.eventgrid.azure.net/
+        api/events`): EventGridPublisherClient posts to exactly this URL."""
+        return f"{self.url}/eventgrid/{topic}/api/events"
+
+    def published_events(self, topic: str = DEFAULT_TOPIC) -> list[dict[str, Any]]:
+        """Events published to `topic`, oldest first (no secret values ever belong in them)."""
+        return [p["event"] for p in list(self._runtime.published) if p["topic"] == topic]
 
     # --- how to point real SDK clients here --------------------------------------------------
 
