@@ -78,6 +78,13 @@ def dev(
             "Authentication). Development only: anyone who can reach the port can claim any role.",
         ),
     ] = False,
+    dev_principal: Annotated[
+        str,
+        typer.Option(
+            help="With --allow-dev-principal: the principal the CLI presents to this host, "
+            "NAME:ROLE,ROLE (other clients send their own X-MS-CLIENT-PRINCIPAL).",
+        ),
+    ] = "developer@localhost:Reader,Operator,Rotator",
     module: Annotated[str, typer.Option(help="Module holding the FunctionApp.")] = "function_app",
     local_azure: Annotated[
         bool,
@@ -95,7 +102,10 @@ def dev(
     def remember(_: Any, base_url: str) -> None:
         # `pitcrew send` and the operator commands find the running host and its key here.
         DEV_STATE.parent.mkdir(exist_ok=True)
-        DEV_STATE.write_text(json.dumps({"url": base_url, "key": key}))
+        state = {"url": base_url, "key": key}
+        if allow_dev_principal:
+            state["devPrincipal"] = dev_principal
+        DEV_STATE.write_text(json.dumps(state))
         DEV_STATE.chmod(0o600)
 
     import secrets
@@ -201,7 +211,11 @@ def api_client() -> Any:
     from pitcrew.client import ApiClient
 
     running = _dev_host()
-    return ApiClient.from_env(default_url=running.get("url"), default_key=running.get("key"))
+    return ApiClient.from_env(
+        default_url=running.get("url"),
+        default_key=running.get("key"),
+        dev_principal=running.get("devPrincipal"),
+    )
 
 
 @app.command()

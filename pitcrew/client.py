@@ -28,12 +28,20 @@ class ApiClient:
 
     @classmethod
     def from_env(
-        cls, *, default_url: str | None = None, default_key: str | None = None
+        cls,
+        *,
+        default_url: str | None = None,
+        default_key: str | None = None,
+        dev_principal: str | None = None,
     ) -> ApiClient:
+        """`default_*` and `dev_principal` describe the running `pitcrew dev` host; the
+        development principal is only ever sent to that host."""
         url = os.environ.get("PITCREW_URL") or default_url or "http://127.0.0.1:7071"
         key = os.environ.get("PITCREW_FUNCTION_KEY") or default_key
         headers: dict[str, str] = {}
-        dev_principal = os.environ.get("PITCREW_DEV_PRINCIPAL", "").strip()
+        if url != default_url:
+            dev_principal = None
+        dev_principal = os.environ.get("PITCREW_DEV_PRINCIPAL", "").strip() or dev_principal
         if dev_principal:
             from pitcrew.auth import encode_principal
 
