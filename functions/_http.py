@@ -7,6 +7,11 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
+# Operator routes carry no Functions key: App Service Authentication (Entra ID) admits only
+# signed-in callers (see infra/), and pitcrew.auth.require checks their role in the app. Operators
+# hold no shared secret; webhooks that machines call (alerts, events) keep the function key.
+OPERATOR_AUTH = func.AuthLevel.ANONYMOUS
+
 if TYPE_CHECKING:
     from pitcrew.api import HttpResult
 

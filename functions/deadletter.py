@@ -3,7 +3,7 @@ operator routes under /api/dlq (Reader to view, Operator to act)."""
 
 import azure.functions as func
 
-from functions._http import headers_of, to_response
+from functions._http import OPERATOR_AUTH, headers_of, to_response
 
 bp = func.Blueprint()
 
@@ -52,21 +52,21 @@ def resume_replay_jobs(timer: func.TimerRequest) -> None:
     resume()
 
 
-@bp.route(route="dlq/groups", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="dlq/groups", methods=["GET"], auth_level=OPERATOR_AUTH)
 def dlq_list_groups(req: func.HttpRequest) -> func.HttpResponse:
     from pitcrew.deadletter.api import list_groups
 
     return to_response(list_groups(headers_of(req), dict(req.params)))
 
 
-@bp.route(route="dlq/groups/{group}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="dlq/groups/{group}", methods=["GET"], auth_level=OPERATOR_AUTH)
 def dlq_show_group(req: func.HttpRequest) -> func.HttpResponse:
     from pitcrew.deadletter.api import show_group
 
     return to_response(show_group(headers_of(req), req.route_params["group"], dict(req.params)))
 
 
-@bp.route(route="dlq/messages/{message}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="dlq/messages/{message}", methods=["GET"], auth_level=OPERATOR_AUTH)
 def dlq_show_message(req: func.HttpRequest) -> func.HttpResponse:
     from pitcrew.deadletter.api import show_message
 
@@ -75,7 +75,7 @@ def dlq_show_message(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="dlq/messages/{message}/edit", methods=["POST"],
-          auth_level=func.AuthLevel.FUNCTION)
+          auth_level=OPERATOR_AUTH)
 def dlq_edit_message(req: func.HttpRequest) -> func.HttpResponse:
     from pitcrew.deadletter.api import edit_message
 
@@ -83,21 +83,21 @@ def dlq_edit_message(req: func.HttpRequest) -> func.HttpResponse:
                                     req.get_body()))
 
 
-@bp.route(route="dlq/archive", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="dlq/archive", methods=["POST"], auth_level=OPERATOR_AUTH)
 def dlq_archive(req: func.HttpRequest) -> func.HttpResponse:
     from pitcrew.deadletter.api import archive
 
     return to_response(archive(headers_of(req), req.get_body()))
 
 
-@bp.route(route="dlq/scan", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="dlq/scan", methods=["POST"], auth_level=OPERATOR_AUTH)
 def dlq_scan(req: func.HttpRequest) -> func.HttpResponse:
     from pitcrew.deadletter.api import scan_now
 
     return to_response(scan_now(headers_of(req), req.get_body()))
 
 
-@bp.route(route="dlq/replays", methods=["GET", "POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="dlq/replays", methods=["GET", "POST"], auth_level=OPERATOR_AUTH)
 def dlq_replays(req: func.HttpRequest) -> func.HttpResponse:
     from pitcrew.deadletter.api import list_replays, request_replay
 
@@ -106,7 +106,7 @@ def dlq_replays(req: func.HttpRequest) -> func.HttpResponse:
     return to_response(list_replays(headers_of(req)))
 
 
-@bp.route(route="dlq/replays/{job}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="dlq/replays/{job}", methods=["GET"], auth_level=OPERATOR_AUTH)
 def dlq_show_replay(req: func.HttpRequest) -> func.HttpResponse:
     from pitcrew.deadletter.api import show_replay
 
@@ -114,7 +114,7 @@ def dlq_show_replay(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="dlq/replays/{job}/{action}", methods=["POST"],
-          auth_level=func.AuthLevel.FUNCTION)
+          auth_level=OPERATOR_AUTH)
 def dlq_control_replay(req: func.HttpRequest) -> func.HttpResponse:
     from pitcrew.deadletter.api import control_replay
 

@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions._http import headers_of, to_response
+from functions._http import OPERATOR_AUTH, headers_of, to_response
 
 bp = func.Blueprint()
 
@@ -14,9 +14,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     return to_response(handle())
 
 
-# Operator routes carry no Functions key: App Service Authentication (Entra ID) admits only
-# signed-in callers, and pitcrew.auth checks their role. Operators hold no shared secret.
-@bp.route(route="audit", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="audit", methods=["GET"], auth_level=OPERATOR_AUTH)
 def list_audit(req: func.HttpRequest) -> func.HttpResponse:
     from pitcrew.api import list_audit as handle
 

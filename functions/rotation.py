@@ -4,6 +4,7 @@ manual rotations (POST/GET /api/rotations) and the advance_rotations timer."""
 import azure.functions as func
 
 from functions._eventgrid import event_fields
+from functions._http import OPERATOR_AUTH, headers_of, to_response
 
 bp = func.Blueprint()
 
@@ -15,17 +16,15 @@ def on_keyvault_event(event: func.EventGridEvent) -> None:
     handle_delivered_event(**event_fields(event))
 
 
-@bp.route(route="rotations", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="rotations", methods=["POST"], auth_level=OPERATOR_AUTH)
 def request_rotation(req: func.HttpRequest) -> func.HttpResponse:
-    from functions._http import headers_of, to_response
     from pitcrew.rotation.api import request_rotation as handle
 
     return to_response(handle(headers_of(req), req.get_body()))
 
 
-@bp.route(route="rotations", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="rotations", methods=["GET"], auth_level=OPERATOR_AUTH)
 def list_rotations(req: func.HttpRequest) -> func.HttpResponse:
-    from functions._http import headers_of, to_response
     from pitcrew.rotation.api import list_rotations as handle
 
     return to_response(handle(headers_of(req), dict(req.params)))
