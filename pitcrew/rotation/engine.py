@@ -633,8 +633,11 @@ class RotationEngine:
                     {"reason": reason, "step": failed_step or run.step,
                      "new_version": d.get("new_version"), "notification": dispatch_outcome})
         run = self.services.state.save_run(run)
+        # The "pitcrew.rotation.<status>" prefix is what the failed-rotation alert rule in
+        # infra/modules/alerts.bicep searches for: keep them in step.
         log.log(logging.ERROR if status == "failed" else logging.INFO,
-                "rotation %s %s: %s", run.run_id, status, reason)
+                "pitcrew.rotation.%s run=%s step=%s: %s",
+                status, run.run_id, failed_step or run.step, reason)
         return run
 
     # ------------------------------------------------------------------ plans
