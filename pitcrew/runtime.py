@@ -159,10 +159,15 @@ class Runtime:
             raise ValueError(f"unknown storage service {kind!r}")
 
         def build() -> Any:
+            client: Any
             if kind == "blob":
-                from azure.storage.blob import BlobServiceClient as Client
+                from azure.storage.blob import BlobServiceClient
+
+                client = BlobServiceClient
             else:
-                from azure.storage.queue import QueueServiceClient as Client
+                from azure.storage.queue import QueueServiceClient
+
+                client = QueueServiceClient
             env = os.environ
             if connection == "AzureWebJobsStorage" and self.settings.storage_connection_string:
                 conn: str | None = self.settings.storage_connection_string
@@ -171,7 +176,7 @@ class Runtime:
                 if conn == DEVELOPMENT_STORAGE:
                     conn = azurite_connection_string()
             if conn:
-                return Client.from_connection_string(conn)
+                return client.from_connection_string(conn)
             uri = env.get(f"{connection}__{kind}ServiceUri", "").strip()
             account = env.get(f"{connection}__accountName", "").strip()
             if not uri and account:
@@ -181,7 +186,7 @@ class Runtime:
                     f"storage connection {connection!r} is not configured: set {connection} "
                     f"or {connection}__accountName"
                 )
-            return Client(account_url=uri, credential=self.credential)
+            return client(account_url=uri, credential=self.credential)
 
         return self.cached(f"storage:{kind}:{connection}", build)
 

@@ -4,6 +4,7 @@ Event Grid event, and a dead-letter depth alert (metric DeadletteredMessages by 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pitcrew.errors import InvalidInput
 from pitcrew.events import AlertEvent, Event
@@ -64,8 +65,10 @@ def deadletter_alert_entities(alert: AlertEvent) -> list[tuple[str, str]]:
     if alert.condition != "Fired":
         return []
     context = alert.alert_context if isinstance(alert.alert_context, dict) else {}
-    condition = context.get("condition") if isinstance(context.get("condition"), dict) else {}
-    criteria = condition.get("allOf") if isinstance(condition.get("allOf"), list) else []
+    raw_condition = context.get("condition")
+    condition: dict[str, Any] = raw_condition if isinstance(raw_condition, dict) else {}
+    raw_criteria = condition.get("allOf")
+    criteria: list[Any] = raw_criteria if isinstance(raw_criteria, list) else []
     namespaces = [t.rstrip("/").rsplit("/", 1)[-1] for t in alert.target_ids
                   if "/microsoft.servicebus/namespaces/" in t.lower()]
     found: list[tuple[str, str]] = []

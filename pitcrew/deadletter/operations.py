@@ -136,7 +136,7 @@ def purge(dl: DeadletterServices) -> dict[str, int]:
 def group_view(dl: DeadletterServices, group_id: str, *, limit: int = 100) -> dict[str, Any]:
     group = dl.store.group(group_id)
     statuses: dict[str, int] = {}
-    messages = []
+    messages: list[dict[str, Any]] = []
     for message in dl.store.in_group(group_id):
         statuses[message.status] = statuses.get(message.status, 0) + 1
         if len(messages) < limit:

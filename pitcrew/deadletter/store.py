@@ -321,7 +321,8 @@ def _entity(m: FailedMessage) -> dict[str, Any]:
             if key == "SequenceNumber":
                 from azure.data.tables import EdmType, EntityProperty
 
-                value = EntityProperty(value, EdmType.INT64)
+                entity[key] = EntityProperty(value, EdmType.INT64)
+                continue
             entity[key] = value
     return entity
 

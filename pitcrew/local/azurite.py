@@ -98,7 +98,9 @@ def ensure_azurite(*, location: Path | None = None, timeout_seconds: float = 30.
     while time.monotonic() < deadline:
         if process.poll() is not None:
             err = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise AzuriteUnavailable(f"Azurite exited with code {process.returncode}: {err.strip()}")
+            raise AzuriteUnavailable(
+                f"Azurite exited with code {process.returncode}: {err.strip()}"
+            )
         if all(_port_answers(p) for p in AZURITE_PORTS):
             return handle
         time.sleep(0.1)
