@@ -42,6 +42,7 @@ bench: install
 	$(PY) bench/cold_start.py
 	$(PY) bench/intake.py
 	$(PY) bench/rotation.py
+	$(PY) bench/replay.py --messages 2000 --memory-messages 20000
 
 clean:
 	rm -rf $(VENV) node_modules .azurite .pitcrew
