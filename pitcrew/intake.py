@@ -181,15 +181,17 @@ def process_alert(alert: AlertEvent, services: Services) -> Outcome:
                      "severity": alert.severity, "notification": notification.id,
                      **dispatch.to_dict()},
         ))
+        detail = f"notified ({dispatch.outcome})"
+        from pitcrew.deadletter.hooks import ingest_for_alert  # a dead-letter depth alert ingests
+
+        ingested = ingest_for_alert(alert, services)
+        if ingested:
+            detail += "; ingested " + ", ".join(ingested)
     except Exception as exc:
+        # Released, so the sender's retry repeats only what did not finish (the outbox and the
+        # ingest are idempotent).
         services.state.release(claim, reason=type(exc).__name__)
         raise
-    detail = f"notified ({dispatch.outcome})"
-    from pitcrew.deadletter.hooks import ingest_for_alert  # a dead-letter depth alert ingests
-
-    ingested = ingest_for_alert(alert, services)
-    if ingested:
-        detail += "; ingested " + ", ".join(ingested)
     services.state.complete(claim, outcome=detail)
     return Outcome(alert.id, "handled", detail)
 
