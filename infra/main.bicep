@@ -59,6 +59,9 @@ param alertEmailReceivers array = []
 @description('Extra alert webhook receivers: [{ name, uri }].')
 param alertWebhookReceivers array = []
 
+@description('App settings whose values are secrets, as Key Vault references resolved by the app identity: [{ name, secretUri }], e.g. [{ name: \'PITCREW_OPS_WEBHOOK_URL\', secretUri: \'https://kv-ops.vault.azure.net/secrets/ops-webhook-url\' }] for the url_setting of a webhook channel in pitcrew.yaml. The vault must be in watchedKeyVaults (or grant the identity Key Vault Secrets User on it).')
+param keyVaultReferenceSettings array = []
+
 @description('Connect Event Grid subscriptions and the alert webhook to the functions. False on the very first provision (no code yet); the postdeploy hook turns it on.')
 param wireFunctionEndpoints bool = false
 
@@ -194,6 +197,7 @@ module functionApp 'modules/functionapp.bicep' = {
     operatorTenantId: operatorTenantId
     eventGridTopicEndpoint: eventGridTopicEnabled ? eventGridTopic.outputs.endpoint : ''
     quotaAutoIncrease: quotaAutoIncrease
+    keyVaultReferenceSettings: keyVaultReferenceSettings
   }
 }
 

@@ -76,6 +76,9 @@ param eventGridTopicEndpoint string = ''
 @description('Whether pitcrew may request quota increases on its own (mirrors the role assignment).')
 param quotaAutoIncrease bool = false
 
+@description('Settings whose values are secrets (e.g. a webhook URL with a token): [{ name, secretUri }]. Each becomes a Key Vault reference resolved by the app identity; the value never enters the template.')
+param keyVaultReferenceSettings array = []
+
 // Built-in role definition ids (identical in every tenant; see docs/security.md).
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
@@ -155,6 +158,11 @@ var baseSettings = [
     value: quotaAutoIncrease ? 'true' : 'false'
   }
 ]
+// References only: App Service resolves them with the app identity (keyVaultReferenceIdentity).
+var keyVaultSettings = [for s in keyVaultReferenceSettings: {
+  name: s.name
+  value: '@Microsoft.KeyVault(SecretUri=${s.secretUri})'
+}]
 var topicSettings = empty(eventGridTopicEndpoint) ? [] : [
   {
     name: 'PITCREW_EVENTGRID_TOPIC_ENDPOINT'
@@ -182,6 +190,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    keyVaultReferenceIdentity: appIdentityId
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
     siteConfig: {
@@ -189,7 +198,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      appSettings: concat(baseSettings, topicSettings)
+      appSettings: concat(baseSettings, topicSettings, keyVaultSettings)
     }
     functionAppConfig: {
       deployment: {

@@ -149,6 +149,8 @@ def setting_items(value: Any) -> list[dict[str, Any]]:
             else:
                 found.extend(setting_items(item))
     elif isinstance(value, dict):
+        if "name" in value and "value" in value:  # the body of a `[for ...]` loop
+            return [value]
         for item in value.values():
             found.extend(setting_items(item))
     return found
@@ -199,6 +201,7 @@ def test_functions_host_reaches_storage_through_the_identity() -> None:
         for s in setting_items(
             expand(get(site.body, "properties.siteConfig.appSettings"), t.variables)
         )
+        if isinstance(s["name"], str)  # loop bodies (Key Vault references) have computed names
     }
     assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
     assert settings["AzureWebJobsStorage__accountName"]
@@ -219,23 +222,34 @@ def test_function_app_settings_reference_no_secret_values() -> None:
         if any(d.get("type") == "secure" for d in p.get("decorators", []))
     }
     for item in items:
-        name, value = item["name"], text_of(item["value"])
+        raw_name = item["name"]
+        name = raw_name if isinstance(raw_name, str) else text_of(raw_name)
+        value = text_of(item["value"])
         assert not re.search(r"list\w*\(|list_\w+|\"type\": \"list", value), f"{name} lists keys"
-        for marker in (
-            "AccountKey=",
-            "SharedAccessKey",
-            "SharedAccessSignature",
-            "sig=",
-            "@Microsoft.KeyVault",
-        ):
+        for marker in ("AccountKey=", "SharedAccessKey", "SharedAccessSignature", "sig="):
             assert marker not in value, f"{name} holds a secret ({marker})"
+        if "@Microsoft.KeyVault" in value:
+            # A secret setting may only be a reference the platform resolves with the identity.
+            assert re.fullmatch(
+                r"[\"']?@Microsoft\.KeyVault\(SecretUri=\$\{\w+\.secretUri\}\)[\"']?",
+                value.strip(),
+            ), f"{name} must be a bare Key Vault reference"
+            continue
         assert not any(p in value for p in secure_params), f"{name} carries a @secure() parameter"
         if re.search(r"(KEY|SECRET|PASSWORD|CONNECTION_?STRING)$", name, re.I):
             # The one exception: the Application Insights connection string only locates the
             # ingestion endpoint, because local (key) authentication is disabled on it.
             assert name == "APPLICATIONINSIGHTS_CONNECTION_STRING", f"{name} looks like a secret"
-    names = {i["name"] for i in items}
+    names = {i["name"] for i in items if isinstance(i["name"], str)}
     assert "APPLICATIONINSIGHTS_AUTHENTICATION_STRING" in names
+
+
+def test_secret_settings_are_key_vault_references_resolved_by_the_app_identity() -> None:
+    t, site = function_app()
+    items = setting_items(expand(get(site.body, "properties.siteConfig.appSettings"), t.variables))
+    references = [i for i in items if "@Microsoft.KeyVault" in text_of(i["value"])]
+    assert references, "webhook URLs with tokens need a Key Vault reference setting"
+    assert get(site.body, "properties.keyVaultReferenceIdentity") == "appIdentityId"
 
 
 def test_telemetry_accepts_entra_only() -> None:
