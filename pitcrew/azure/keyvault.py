@@ -45,3 +45,6 @@ class KeyVaultSecretStore:
             name, value, tags=dict(tags), expires_on=expires_on, content_type=content_type
         )
         return _version(secret, with_value=False)
+
+    def disable(self, vault: str, name: str, version: str) -> None:
+        self._client_for(vault).update_secret_properties(name, version, enabled=False)

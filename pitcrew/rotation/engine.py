@@ -475,7 +475,9 @@ class RotationEngine:
         name = self._pending_name(run)
         pending = self.ports.secrets.latest(d["vault"], name)
         if pending is not None and pending.tags.get(tags.RUN) == run.run_id:
-            return "apply"  # stored before a crash: keep that value, the hook may have it
+            # Stored before a crash: keep that value (the hook may have it) and its version.
+            d["pending_version"] = pending.version
+            return "apply"
         value = generate_password(PasswordPolicy.model_validate(d["password"]))
         sensitive.append(value)
         written = self.ports.secrets.set(
@@ -535,6 +537,10 @@ class RotationEngine:
 
     def _refresh(self, run: RunRecord, sensitive: list[str]) -> str:
         d = run.data
+        if d.get("pending_version") and not d.get("pending_disabled"):
+            # The promoted version now holds the value: leave no second readable copy of it.
+            self.ports.secrets.disable(d["vault"], self._pending_name(run), d["pending_version"])
+            d["pending_disabled"] = True
         events = self.ports.events
         if events is not None and not d.get("published"):
             events.publish(self.rotated_event(run))

@@ -50,6 +50,10 @@ class SecretStore(Protocol):
         """Write a new version; returns it (without needing to read it back)."""
         ...
 
+    def disable(self, vault: str, name: str, version: str) -> None:
+        """Disable one version (its value can no longer be read); idempotent."""
+        ...
+
 
 class CredentialProvider(Protocol):
     """A dual-key resource (Cosmos DB account, Storage account, SB/EH authorization rule)."""

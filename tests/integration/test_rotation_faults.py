@@ -281,9 +281,11 @@ def test_generated_credential(
     assert latest.value == fake.password
     assert meets(PasswordPolicy(length=40, symbols=2), latest.value)
     assert len(set(fake.applied)) == 1, "one generated value, applied (maybe again), no other"
-    pending = world.latest(f"{secret}-pitcrew-pending")
-    assert pending.value == latest.value
-    assert pending.properties.tags["pitcrew-pending-for"] == secret
+    pending = world.versions(f"{secret}-pitcrew-pending")
+    assert pending, "the value waited in the pending secret before promotion"
+    assert all(p.tags["pitcrew-pending-for"] == secret for p in pending)
+    # Once promoted, no second readable copy of the value is left behind.
+    assert not any(p.enabled for p in pending)
     assert latest.properties.tags["pitcrew-strategy"] == "generated"
     assert_no_secret_values({latest.value, "Initial-Password-0123456789-abcdef"}, caplog.text,
                             audit_records(), receiver.received, runs())
