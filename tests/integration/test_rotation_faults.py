@@ -8,13 +8,11 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pitcrew.auth import encode_principal
-from pitcrew.local.azure_endpoint import LocalAzure, start_local_azure
 from pitcrew.rotation import api as rotation_api
 from pitcrew.rotation.engine import RotationEngine
 from pitcrew.rotation.hooks import meets, register_hook, unregister_hook
@@ -34,32 +32,6 @@ from tests.integration.rotation_support import (
 )
 from tests.integration.test_rotation import assert_rotated_once
 from tests.receiver import Receiver
-
-
-@pytest.fixture(scope="module")
-def local_azure() -> Iterator[LocalAzure]:
-    with start_local_azure(config={"vaults": [VAULT]}) as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def topic() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def world(pitcrew_env: Path, local_azure: LocalAzure, receiver: Receiver, topic: Receiver,
-          monkeypatch: pytest.MonkeyPatch) -> RotationWorld:
-    env = local_azure.environment()
-    for name in ("PITCREW_LOCAL_AZURE_URL", "PITCREW_LOCAL_AZURE_CA", "PITCREW_LOCAL_AZURE_VAULTS"):
-        monkeypatch.setenv(name, env[name])
-    monkeypatch.setenv("PITCREW_EVENTGRID_TOPIC_ENDPOINT", topic.url)
-    monkeypatch.setenv("PITCREW_EVENTGRID_TOPIC_KEY", "local-topic-key")
-    w = RotationWorld(local_azure, pitcrew_env, receiver.url)
-    w.write_policy()
-    return w
 
 
 class Crash(BaseException):
