@@ -168,3 +168,24 @@ def test_demo_sample_rotates_the_demo_cosmos_key(
         assert latest.value == after["secondaryMasterKey"]
         assert latest.properties.tags["pitcrew-key"] == "secondary"
         assert [e["type"] for batch in topic.received for e in batch] == ["pitcrew.SecretRotated"]
+
+
+def test_consumer_sites_restart_once_after_promotion(
+    world: RotationWorld, unique_name: str, topic: Receiver
+) -> None:
+    """Sites that read the secret as a Key Vault reference restart through ARM, once, after the
+    new version is promoted (consumers never restart onto a credential that is not live)."""
+    site = (
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rot-rg/providers/"
+        f"Microsoft.Web/sites/{unique_name}-api"
+    )
+    world.local.add_resource(site)
+    seeded = world.seed_dual("cosmos-keys", unique_name, restart_sites=[site])
+    world.write_policy()
+    body = event_body(VAULT, seeded.secret, seeded.version)
+    assert outcome(deliver(body)) == "handled"
+    assert_rotated_once(world, seeded)
+    assert world.local.restarts(site) == 1
+    assert len(topic.received) == 1
+    assert outcome(deliver(body)) == "duplicate"
+    assert world.local.restarts(site) == 1
