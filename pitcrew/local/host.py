@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -573,15 +574,25 @@ def serve(
             uvicorn.Config(local_host, lifespan="on", log_level="warning", access_log=False),
             on_started=lambda: _announce(local_host, base_url, azurite, on_ready),
         )
+        # uvicorn shuts down gracefully on SIGTERM and then re-raises it to the handler it found;
+        # the default one would end the process on the spot and leave Azurite (and the local
+        # Azure endpoint) running. Turn it into an orderly exit instead, as Ctrl+C is.
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             server.run(sockets=[sock])
         except KeyboardInterrupt:
             # uvicorn re-raises Ctrl+C after its graceful shutdown; the workers are stopped.
             log.info("local host stopped")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     finally:
         sock.close()
         if azurite is not None and azurite.started:
             azurite.stop()
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _announce(

@@ -468,7 +468,15 @@ serve("app", port=0, on_ready=ready)
 """
 
 
-def test_serve_loads_local_settings_and_announces(tmp_path: Path, azurite: Azurite) -> None:
+@pytest.mark.parametrize(
+    ("stop_signal", "exit_code"),
+    # SIGTERM (a service manager, `timeout`) must end as orderly as Ctrl+C: an exit through
+    # serve()'s cleanup (which stops the Azurite it started), not death by the signal (-15).
+    [(signal.SIGINT, 0), (signal.SIGTERM, 128 + signal.SIGTERM)],
+)
+def test_serve_loads_local_settings_and_announces(
+    tmp_path: Path, azurite: Azurite, stop_signal: int, exit_code: int
+) -> None:
     for name in ("app.py", "host.json"):
         (tmp_path / name).write_text((HOSTAPP / name).read_text())
     settings = {
@@ -498,10 +506,10 @@ def test_serve_loads_local_settings_and_announces(tmp_path: Path, azurite: Azuri
         assert httpx.get(f"{base}/api/hello/ada", headers=key).status_code == 200
         assert httpx.get(f"{base}/api/hello/ada").status_code == 401
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         output, _ = process.communicate(timeout=20)
     text = output.decode(errors="replace")
-    assert process.returncode == 0, text
+    assert process.returncode == exit_code, text
     assert "key-from-local-settings" in text  # the banner prints the key
     assert "not available locally" in text  # the Service Bus trigger
     assert "/runtime/webhooks/eventgrid?functionName=on_event" in text.replace("\n", "")
