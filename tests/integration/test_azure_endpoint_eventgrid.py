@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 
 import httpx
@@ -11,6 +12,10 @@ from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridPublisherClient
 
 from pitcrew.local.azure_endpoint import LocalAzure, LocalCredential, start_local_azure
+
+
+def _tls(local_azure: LocalAzure) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(local_azure.ca_path))
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +49,7 @@ def test_publish_with_identity_and_with_key(
     assert events[0]["specversion"] == "1.0" and events[0]["data"] == {"secret": "s1"}
     assert local_azure.published_events("elsewhere") == []
     listed = httpx.get(
-        f"{local_azure.url}/_local/events",
-        params={"topic": "consumers"},
-        verify=str(local_azure.ca_path),
+        f"{local_azure.url}/_local/events", params={"topic": "consumers"}, verify=_tls(local_azure)
     ).json()
     assert [e["id"] for e in listed] == [e["id"] for e in events]
 
@@ -55,13 +58,13 @@ def test_publish_without_credentials_is_refused(local_azure: LocalAzure) -> None
     response = httpx.post(
         local_azure.topic_endpoint(),
         json=[{"id": "1"}],
-        verify=str(local_azure.ca_path),
+        verify=_tls(local_azure),
     )
     assert response.status_code == 401
     bad = httpx.post(
         local_azure.topic_endpoint(),
         content=b"{}",
         headers={"aeg-sas-key": "k"},
-        verify=str(local_azure.ca_path),
+        verify=_tls(local_azure),
     )
     assert bad.status_code == 400
