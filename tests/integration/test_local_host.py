@@ -28,11 +28,12 @@ from pitcrew.local.azurite import Azurite
 from pitcrew.local.host import LocalHost, build_host, serving
 from pitcrew.local.hostconfig import HostConfig, HostConfigError
 from pitcrew.local.send import SendError, send_sample
+from tests.conftest import SAMPLES
 
 pytestmark = pytest.mark.azurite
 
 HOSTAPP = Path(__file__).parent / "hostapp"
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+
 KEY = "local-test-key-" + uuid.uuid4().hex
 WEBHOOK = "/runtime/webhooks/eventgrid"
 
