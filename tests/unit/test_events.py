@@ -28,6 +28,22 @@ from tests.conftest import SAMPLES
 EXPIRES = datetime(2025, 12, 21, 1, 20, tzinfo=UTC)
 
 
+def near_expiry_with(data: object) -> Event:
+    """A SecretNearExpiry delivery carrying `data`, parsed to its envelope."""
+    raw = [
+        {
+            "id": "1",
+            "eventType": "Microsoft.KeyVault.SecretNearExpiry",
+            "eventTime": "2026-01-01T00:00:00Z",
+            "subject": "x",
+            "data": data,
+        }
+    ]
+    (event,) = parse_delivery(json.dumps(raw))
+    assert isinstance(event, Event)
+    return event
+
+
 def sample(name: str) -> bytes:
     return (SAMPLES / name).read_bytes()
 
@@ -149,17 +165,7 @@ def test_oversize_body_is_refused() -> None:
     ],
 )
 def test_malformed_keyvault_data(data: object, field: str) -> None:
-    raw = [
-        {
-            "id": "1",
-            "eventType": "Microsoft.KeyVault.SecretNearExpiry",
-            "eventTime": "2026-01-01T00:00:00Z",
-            "subject": "x",
-            "data": data,
-        }
-    ]
-    (event,) = parse_delivery(json.dumps(raw))
-    assert isinstance(event, Event)
+    event = near_expiry_with(data)
     with pytest.raises(InvalidInput) as caught:
         keyvault_event(event)
     assert caught.value.field == field
@@ -215,17 +221,7 @@ keyvault_data = st.fixed_dictionaries(
 @settings(max_examples=200, deadline=None)
 @given(keyvault_data)
 def test_keyvault_data_is_tolerant(data: dict[str, object]) -> None:
-    raw = [
-        {
-            "id": "1",
-            "eventType": "Microsoft.KeyVault.SecretNearExpiry",
-            "eventTime": "2026-01-01T00:00:00Z",
-            "subject": "x",
-            "data": data,
-        }
-    ]
-    (event,) = parse_delivery(json.dumps(raw))
-    assert isinstance(event, Event)
+    event = near_expiry_with(data)
     kv = keyvault_event(event)
     assert kv.vault_name.strip() == kv.vault_name
     assert kv.object_type in ("Secret", "Key", "Certificate")

@@ -289,14 +289,21 @@ class VaultApp:
             record.versions.append(version)
             return JSONResponse(_bundle(self._base(request), record, version, with_value=True))
 
+    def _find(
+        self, data: Any, name: str, version_id: str | None
+    ) -> tuple[SecretRecord, SecretVersion]:
+        """The secret and the version asked for (the latest without one), or a 404."""
+        record = self._vault(data).secrets.get(name.lower())
+        if record is None:
+            raise _not_found(name)
+        version = record.version(version_id) if version_id else record.latest
+        if version is None:
+            raise _not_found(name, version_id)
+        return record, version
+
     def _get(self, request: Request, name: str, version_id: str | None) -> Response:
         with self.store.read() as data:
-            record = self._vault(data).secrets.get(name.lower())
-            if record is None:
-                raise _not_found(name)
-            version = record.version(version_id) if version_id else record.latest
-            if version is None:
-                raise _not_found(name, version_id)
+            record, version = self._find(data, name, version_id)
             if not version.enabled:
                 raise KeyVaultError(
                     403, "Forbidden", "Operation get is not allowed on a disabled secret."
@@ -307,12 +314,7 @@ class VaultApp:
         body: UpdateSecretBody = _parse(UpdateSecretBody, raw)
         _check_tags(body.tags)
         with self.store.change() as data:
-            record = self._vault(data).secrets.get(name.lower())
-            if record is None:
-                raise _not_found(name)
-            version = record.version(version_id) if version_id else record.latest
-            if version is None:
-                raise _not_found(name, version_id)
+            record, version = self._find(data, name, version_id)
             # PATCH semantics as Key Vault has them: what is sent replaces, what is absent stays;
             # tags are replaced as a whole map, not merged.
             if body.tags is not None:
