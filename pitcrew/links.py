@@ -1,0 +1,54 @@
+"""Links that reach a person: absolute, https, built from the app's public base URL.
+
+`PITCREW_PUBLIC_BASE_URL` (e.g. `https://pitcrew-prod.azurewebsites.net`) is where operators
+open pitcrew; every link pitcrew puts in a notification or an API answer is built from it, and
+a link from outside (an alert's custom properties) is kept only when it is https.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import quote, urlsplit
+
+PUBLIC_BASE_URL_SETTING = "PITCREW_PUBLIC_BASE_URL"
+
+
+def public_base_url() -> str | None:
+    """The configured base URL without a trailing slash, or None when unset or not https
+    (loopback http is accepted for the local host)."""
+    raw = os.environ.get(PUBLIC_BASE_URL_SETTING, "").strip().rstrip("/")
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme == "https" or (parts.scheme == "http" and loopback):
+        return raw
+    return None
+
+
+def public_url(path: str, **query: str) -> str | None:
+    """`<base>/<path>?k=v` or None when no public base URL is configured."""
+    base = public_base_url()
+    if base is None:
+        return None
+    url = f"{base}/{path.lstrip('/')}"
+    if query:
+        url += "?" + "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in query.items())
+    return url
+
+
+def safe_link(candidate: object) -> str | None:
+    """`candidate` when it is an absolute https URL with a host and no credentials or control
+    characters, else None: links from outside never carry `javascript:`, `data:` or `http:`."""
+    if not isinstance(candidate, str):
+        return None
+    value = candidate.strip()
+    if not value or len(value) > 2048 or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if parts.scheme.lower() != "https" or not parts.hostname or "@" in parts.netloc:
+        return None
+    return value
