@@ -23,6 +23,32 @@ class SecretNotFound(PitcrewError):
     """The secret (or the version) does not exist in the vault."""
 
 
+class VaultUnavailable(PitcrewError):
+    """pitcrew cannot use the vault: it does not exist (`kind="unknown"`) or pitcrew's identity
+    may not do what rotation needs there (`kind="forbidden"`, `role` names what is missing).
+    Not transient: a person must act (create the vault / grant the role), so the run stops."""
+
+    def __init__(self, vault: str, kind: str, role: str, detail: str = "") -> None:
+        self.vault = vault
+        self.kind = kind
+        self.role = role
+        self.detail = detail
+        if kind == "unknown":
+            text = f"vault {vault} does not exist or is not reachable by pitcrew"
+        else:
+            text = f"pitcrew's identity lacks {role} on vault {vault}"
+        super().__init__(text + (f" ({detail})" if detail else ""))
+
+    @property
+    def action(self) -> str:
+        """What a person does about it."""
+        if self.kind == "unknown":
+            return (f"check the vault name {self.vault!r} (the event or request names a vault "
+                    "pitcrew does not know)")
+        return (f"grant pitcrew's managed identity the {self.role} role on vault {self.vault} "
+                "(infra/: the rotated vaults' role assignments)")
+
+
 @dataclass(frozen=True)
 class SecretVersion:
     """One version of a Key Vault secret. `value` is excluded from repr and comparisons."""
@@ -40,7 +66,9 @@ class SecretStore(Protocol):
     """Key Vault secrets, as the engine uses them."""
 
     def latest(self, vault: str, name: str) -> SecretVersion | None:
-        """The current version with its value, or None when the secret does not exist."""
+        """The current version with its value, or None when the secret does not exist. A
+        disabled current version comes back with `enabled=False` and no value. Raises
+        VaultUnavailable when the vault is unknown or pitcrew may not read it."""
         ...
 
     def set(
@@ -52,6 +80,14 @@ class SecretStore(Protocol):
 
     def disable(self, vault: str, name: str, version: str) -> None:
         """Disable one version (its value can no longer be read); idempotent."""
+        ...
+
+    def versions(self, vault: str, name: str) -> list[SecretVersion]:
+        """Every version's properties, without values ([] when the secret does not exist)."""
+        ...
+
+    def get(self, vault: str, name: str, version: str) -> SecretVersion | None:
+        """One version with its value; None when it does not exist or is disabled."""
         ...
 
 

@@ -15,6 +15,7 @@ Secret values never reach a log line or an error message: errors name the secret
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -26,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from pitcrew.local.azure_endpoint.credential import principal_from_token
 from pitcrew.local.azure_endpoint.state import SecretRecord, SecretVersion, StateStore, VaultRecord
 
 SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
@@ -39,11 +41,12 @@ RECOVERABLE_DAYS = 90
 class KeyVaultError(Exception):
     """An error answered in Key Vault's `{"error": {"code", "message"}}` shape."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, inner: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.inner = inner  # Key Vault's `innererror.code`, e.g. SecretDisabled, ForbiddenByRbac
 
 
 class AttributesIn(BaseModel):
@@ -187,6 +190,9 @@ class VaultApp:
         self.store = store
         self.vault_key = vault_name.lower()
         self.vault_name = vault_name
+        # Principals (LocalCredential names) without a data-plane role on this vault: their
+        # requests get Key Vault's 403 ForbiddenByRbac. Set through PUT /_local/access.
+        self.denied: set[str] = set()
         self.challenge = (
             f'Bearer authorization="https://login.microsoftonline.com/{tenant_id}", '
             'resource="https://vault.azure.net"'
@@ -224,7 +230,16 @@ class VaultApp:
                 await inner(scope, receive, send)
                 return
             request = Request(scope, receive)
-            if not _bearer(request):
+            if request.url.path == "/_local/access":
+                response_: Response = await self.access(request)
+                await response_(scope, receive, send)
+                return
+            token = _bearer(request)
+            if token and principal_from_token(token) in self.denied:
+                await _rbac_denied(request, self.vault_name, principal_from_token(token))(
+                    scope, receive, send)
+                return
+            if not token:
                 response: Response = JSONResponse(
                     {
                         "error": {
@@ -240,6 +255,21 @@ class VaultApp:
             await inner(scope, receive, send)
 
         return asgi
+
+    async def access(self, request: Request) -> Response:
+        """GET/PUT /_local/access {"deny": [principal, ...]} (inspection port, no auth): which
+        identities hold no role on this vault, to rehearse a missing role assignment."""
+        if request.method == "PUT":
+            try:
+                body = json.loads(await request.body() or b"{}")
+                deny = body.get("deny", [])
+                if not isinstance(deny, list) or not all(isinstance(d, str) for d in deny):
+                    raise ValueError
+            except ValueError:
+                return JSONResponse({"error": "body must be {\"deny\": [principal, ...]}"},
+                                    status_code=400)
+            self.denied = set(deny)
+        return JSONResponse({"deny": sorted(self.denied)})
 
     # --- handlers ----------------------------------------------------------------------------
 
@@ -305,8 +335,10 @@ class VaultApp:
         with self.store.read() as data:
             record, version = self._find(data, name, version_id)
             if not version.enabled:
+                # Exactly Key Vault's answer to a GET of a disabled version (latest or named).
                 raise KeyVaultError(
-                    403, "Forbidden", "Operation get is not allowed on a disabled secret."
+                    403, "Forbidden", "Operation get is not allowed on a disabled secret.",
+                    inner="SecretDisabled",
                 )
             return JSONResponse(_bundle(self._base(request), record, version, with_value=True))
 
@@ -415,9 +447,31 @@ def _bearer(request: Request) -> str | None:
 
 
 def _error(error: KeyVaultError) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": error.code, "message": error.message}}, status_code=error.status
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.inner:
+        body["innererror"] = {"code": error.inner}
+    return JSONResponse({"error": body}, status_code=error.status)
+
+
+_ACTIONS = {"GET": "getSecret", "PUT": "setSecret", "PATCH": "update", "DELETE": "delete"}
+
+
+def _rbac_denied(request: Request, vault: str, principal: str) -> JSONResponse:
+    """Key Vault's answer when the caller holds no role assignment allowing the data action."""
+    parts = request.url.path.strip("/").split("/")
+    secret = parts[1] if len(parts) > 1 else ""
+    action = _ACTIONS.get(request.method, "readMetadata")
+    if request.method == "GET" and (len(parts) < 2 or parts[-1] == "versions"):
+        action = "readMetadata"
+    message = (
+        "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny "
+        "assignments or role definitions were changed recently, please observe propagation "
+        f"time.\r\nCaller: oid={principal}\r\nAction: 'Microsoft.KeyVault/vaults/secrets/"
+        f"{action}/action'\r\nResource: '/vaults/{vault.lower()}/secrets/{secret.lower()}'"
+        "\r\nAssignment: (not found)\r\nDenyAssignmentId: null\r\nDecisionReason: null"
+        f" \r\nVault: {vault.lower()};location=local\r\n"
     )
+    return _error(KeyVaultError(403, "Forbidden", message, inner="ForbiddenByRbac"))
 
 
 def vault_asgi(store: StateStore, vault_name: str, tenant_id: str) -> Any:
