@@ -50,6 +50,14 @@ def policy_validate(
         for problem in exc.problems:
             err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    from pitcrew.policy import hook_problems
+
+    problems = hook_problems(policy, search_path=[str(Path.cwd()), str(file.resolve().parent)])
+    if problems:
+        err.print(f"[red]✗ {file} is invalid[/red] ({len(problems)} problem(s)):")
+        for problem in problems:
+            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     out.print(
         f"[green]✓ {file} is valid[/green]: mode {policy.mode}, "
         f"{len(policy.channels)} channel(s), {len(policy.routes)} route(s)"

@@ -214,3 +214,32 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     except OSError as exc:
         raise PolicyInvalid(str(file), [f"cannot be read: {exc.strerror}"]) from None
     return parse_policy(text, source=str(file))
+
+
+def hook_problems(policy: Policy, *, search_path: list[str] | None = None) -> list[str]:
+    """What `pitcrew policy validate` checks beyond the schema: every `rotation.hook_modules`
+    entry imports, and every `hook:` a rule names is registered by them. (At run time a broken
+    module only fails the rules that use its hooks; here it fails validation.)"""
+    import sys
+
+    from pitcrew.rotation.hooks import hook_names, import_problem
+
+    added = [p for p in (search_path or []) if p not in sys.path]
+    sys.path[:0] = added
+    try:
+        problems = [
+            f"rotation.hook_modules[{i}]: cannot import {module!r} ({problem})"
+            for i, module in enumerate(policy.rotation.hook_modules)
+            if (problem := import_problem(module)) is not None
+        ]
+    finally:
+        for path in added:
+            sys.path.remove(path)
+    known = hook_names()
+    for i, rule in enumerate(policy.rotation.secrets):
+        if rule.strategy == "generated" and rule.hook not in known:
+            problems.append(
+                f"rotation.secrets[{i}].hook: no hook named {rule.hook!r} is registered by "
+                f"rotation.hook_modules (registered: {', '.join(known) or 'none'})"
+            )
+    return problems

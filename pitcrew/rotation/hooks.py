@@ -14,6 +14,16 @@ raise with the value in the message.
         def test(self, target: str, value: str) -> None: ...
 
 List the module in `rotation.hook_modules` so the app imports it.
+
+Optional methods (detected with getattr, so hooks written before them keep working):
+
+    def rollback(self, target: str, value: str) -> None: ...
+        # The run failed after `apply` was called and the value was never promoted: make the
+        # provider forget `value` (idempotent; may be called for a value it never took).
+        # Absent: the rollback is skipped and audited as such.
+
+A module in `rotation.hook_modules` that fails to import breaks only the rules whose hook it
+would have registered: the failure is remembered and named when such a rule runs.
 """
 
 from __future__ import annotations
@@ -33,7 +43,14 @@ class CredentialHook(Protocol):
     def test(self, target: str, value: str) -> None: ...
 
 
+class RollbackHook(Protocol):
+    """A hook that can also undo an applied value (the optional `rollback` method)."""
+
+    def rollback(self, target: str, value: str) -> None: ...
+
+
 _HOOKS: dict[str, CredentialHook] = {}
+_IMPORT_ERRORS: dict[str, str] = {}  # module -> why it failed to import (no value, a type+text)
 T = TypeVar("T")
 
 
@@ -55,9 +72,31 @@ def unregister_hook(name: str) -> None:
     _HOOKS.pop(name, None)
 
 
-def load_hook_modules(modules: Iterable[str]) -> None:
-    for module in modules:
+def import_problem(module: str) -> str | None:
+    """Why `module` cannot be imported (None when it imports)."""
+    try:
         importlib.import_module(module)
+    except Exception as exc:  # anything a user's module raises at import
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return None
+
+
+def load_hook_modules(modules: Iterable[str]) -> dict[str, str]:
+    """Import every module; never raises. Returns (and remembers) module -> import error, so a
+    broken module only fails the rules that use a hook it would have registered."""
+    failed: dict[str, str] = {}
+    for module in modules:
+        problem = import_problem(module)
+        if problem is None:
+            _IMPORT_ERRORS.pop(module, None)
+        else:
+            failed[module] = _IMPORT_ERRORS[module] = problem
+    return failed
+
+
+def hook_names() -> list[str]:
+    return sorted(_HOOKS)
 
 
 def get_hook(name: str) -> CredentialHook:
@@ -65,10 +104,16 @@ def get_hook(name: str) -> CredentialHook:
         return _HOOKS[name]
     except KeyError:
         known = ", ".join(sorted(_HOOKS)) or "none"
+        broken = "; ".join(f"{m} failed to import ({e})" for m, e in sorted(_IMPORT_ERRORS.items()))
         raise LookupError(
             f"no credential hook named {name!r} is registered (registered: {known}); list its "
-            "module in rotation.hook_modules"
+            "module in rotation.hook_modules" + (f". Note: {broken}" if broken else "")
         ) from None
+
+
+def rollback_of(hook: CredentialHook) -> RollbackHook | None:
+    """The hook's optional rollback, or None when it has none."""
+    return hook if callable(getattr(hook, "rollback", None)) else None  # type: ignore[return-value]
 
 
 def generate_password(policy: PasswordPolicy) -> str:
