@@ -5,13 +5,24 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+LOCK := requirements.lock.txt
+APP_PINS := $(VENV)/app-pins.txt
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test lint typecheck bench install clean checkov
+.PHONY: run test lint typecheck bench install clean checkov lock
 
-$(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# The deployed app's dependencies come from the hash-pinned lock only (every file checked against
+# its sha256; scripts/lock.sh regenerates it). The dev tools then install under constraints equal
+# to the lock's pins, so they can never move an app package to another version. (The constraints
+# are the pins without hashes: a hash in a constraints file would demand hashes for the dev tools.)
+$(PY_STAMP): requirements.txt $(LOCK) requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e .
+	$(PIP) --require-hashes -r $(LOCK)
+	sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*==[^ ;\\]*\).*/\1/p' $(LOCK) > $(APP_PINS)
+	$(PIP) -r requirements-dev.txt -c $(APP_PINS)
+	$(PIP) --no-deps -e .
+	$(PY) -m pip check
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -31,6 +42,11 @@ test: install
 
 checkov:
 	scripts/checkov.sh
+
+# Regenerate requirements.lock.txt after a change to requirements.txt (`make lock`), or move every
+# pin to the newest allowed version (`scripts/lock.sh --upgrade`).
+lock:
+	scripts/lock.sh
 
 lint: install
 	$(VENV)/bin/ruff check .
