@@ -26,7 +26,10 @@ STAMP = ROOT / ".python_packages" / ".lock-sha256"
 # The Flex Consumption Python 3.11 runtime: CPython on Linux x86_64 (glibc 2.28 or newer). pip does
 # not widen a `manylinux_2_28` platform to older glibc tags by itself, so each is named; the legacy
 # manylinux2014 tag brings manylinux2010 and manylinux1 with it.
-PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(28, 16, -1)] + ["manylinux2014_x86_64"]
+PLATFORMS = [
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(28, 16, -1)),
+    "manylinux2014_x86_64",
+]
 PLATFORM = [*(arg for p in PLATFORMS for arg in ("--platform", p)), "--implementation", "cp"]
 PYTHON_VERSION = "3.11"
 
@@ -57,7 +60,9 @@ def lock_digest() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--force", action="store_true", help="rebuild even if the lock is unchanged")
+    parser.add_argument(
+        "--force", action="store_true", help="rebuild even if the lock is unchanged"
+    )
     args = parser.parse_args(argv)
     digest = lock_digest()
     if not args.force and STAMP.is_file() and STAMP.read_text().strip() == digest:
