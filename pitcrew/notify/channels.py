@@ -1,8 +1,10 @@
-"""Channels deliver a notification somewhere. A failure raises DeliveryFailed, whose reason
-names what went wrong without the URL (webhook URLs often embed a token)."""
+"""Channels deliver a notification somewhere. Any failure raises DeliveryFailed, whose reason
+names what went wrong without the URL or a header value (webhook URLs and auth headers often
+embed a token)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import TYPE_CHECKING, Protocol
@@ -20,6 +22,13 @@ class DeliveryFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+
+
+def idempotency_key(notification_id: str) -> str:
+    """The `Idempotency-Key` header of a notification: the SHA-256 of its id, in hex. Ids come
+    from event and alert ids, which may hold any character (a bidi override, an emoji, a NUL,
+    CR/LF); a header must be visible ASCII, and a digest is that while staying unique per id."""
+    return hashlib.sha256(notification_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Channel(Protocol):
@@ -45,7 +54,7 @@ class WebhookSender:
             raise DeliveryFailed(str(exc)) from None
         headers = {
             "Content-Type": "application/json",
-            "Idempotency-Key": notification.id,
+            "Idempotency-Key": idempotency_key(notification.id),
             "User-Agent": "pitcrew",
         }
         if self._config.headers_setting:
@@ -58,7 +67,16 @@ class WebhookSender:
         except httpx.TimeoutException:
             raise DeliveryFailed(f"timed out after {self._config.timeout_seconds}s") from None
         except httpx.HTTPError as exc:
-            raise DeliveryFailed(f"{type(exc).__name__}: {_without_url(exc)}") from None
+            raise DeliveryFailed(f"{type(exc).__name__}: {_without_url(exc, url)}") from None
+        except UnicodeError as exc:
+            # The message would quote part of the value (a URL or header from a setting).
+            raise DeliveryFailed(
+                f"{type(exc).__name__}: the URL or a header of channel {self.name!r} is not ASCII"
+            ) from None
+        except Exception as exc:
+            # Anything else (an invalid URL, a bug) is a failed attempt too, never a crash: the
+            # outbox records it, backs off and escalates like any other failure.
+            raise DeliveryFailed(f"{type(exc).__name__}: {_without_url(exc, url)}") from None
         if response.is_success:
             return
         # 4xx other than 408/429 will not heal by itself, but a fixed config should still
@@ -67,11 +85,13 @@ class WebhookSender:
         raise DeliveryFailed(f"HTTP {response.status_code}", retryable=retryable)
 
 
-def _without_url(exc: Exception) -> str:
+def _without_url(exc: Exception, url: str) -> str:
     text = str(exc)
     request = getattr(exc, "_request", None)
     if request is not None:
         text = text.replace(str(request.url), "<url>")
+    if url:
+        text = text.replace(url, "<url>")
     return text[:200]
 
 
@@ -84,6 +104,7 @@ def _headers_from_setting(name: str) -> dict[str, str]:
     if not isinstance(headers, dict):
         raise DeliveryFailed(f"app setting {name} is not a JSON object of headers")
     return {str(k): str(v) for k, v in headers.items()}
+
 
 
 def build_channels(policy: Policy, client: httpx.Client) -> dict[str, Channel]:

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote
 
 from pitcrew.audit import AuditLog, AuditRecord, app_identity
 from pitcrew.notify.channels import Channel, DeliveryFailed
@@ -39,6 +40,7 @@ class OutboxEntry:
     next_attempt_at: datetime
     etag: str
     last_error: str = ""
+    lease_until: datetime | None = None
     created: bool = False
     """True when `enqueue` wrote this row just now (and so holds its lease)."""
 
@@ -98,7 +100,10 @@ class Outbox:
         self, entry: OutboxEntry, channel: Channel | None, *, leased: bool = False
     ) -> AttemptResult:
         """Deliver one entry now. `leased` says the caller already holds its lease (it just
-        enqueued it); otherwise the lease is taken first and a lost race returns "busy"."""
+        enqueued it); otherwise the lease is taken first and a lost race returns "busy".
+
+        Every exception a delivery raises is a failed attempt, recorded with its reason, backed
+        off and escalated like any other: nothing a channel does ends the caller's run."""
         if entry.status == "delivered":
             return "already"
         if not leased and not self._take_lease(entry):
@@ -109,6 +114,11 @@ class Outbox:
             channel.deliver(entry.notification)
         except DeliveryFailed as failure:
             self._record_failure(entry, failure.reason)
+            return "failed"
+        except Exception as exc:
+            # A channel that does not wrap its errors: its type names it, its message may not be
+            # safe to keep (it could quote a URL with a token).
+            self._record_failure(entry, f"{type(exc).__name__} raised by channel {entry.channel!r}")
             return "failed"
         self._update(
             entry,
@@ -122,7 +132,22 @@ class Outbox:
         entry.status = "delivered"
         return "delivered"
 
-    def due(self, *, now: datetime | None = None, limit: int = 500) -> Iterator[OutboxEntry]:
+    def attempt_existing(self, entry: OutboxEntry, channel: Channel | None) -> AttemptResult:
+        """An entry an earlier run recorded: delivered ("already"), leased by someone else
+        ("busy": that attempt, or the retry timer once its lease lapses, owns it), or pending
+        and free, so delivered now like any due entry."""
+        if entry.status == "delivered":
+            return "already"
+        if entry.lease_until is not None and entry.lease_until > utcnow():
+            return "busy"
+        return self.attempt(entry, channel)
+
+    def due(
+        self, *, now: datetime | None = None, limit: int = 500, unreadable: list[str] | None = None
+    ) -> Iterator[OutboxEntry]:
+        """Pending entries whose next attempt is due and whose lease has lapsed. A row that
+        cannot be read is logged, pushed back like a failed attempt, added to `unreadable`
+        (by row key) and skipped."""
         now = now or utcnow()
         rows = self._table.query_entities(
             "Status eq 'pending' and NextAttemptAt le @now and LeaseUntil le @now",
@@ -131,13 +156,31 @@ class Outbox:
         for count, row in enumerate(rows):
             if count >= limit:
                 return
-            yield _entry(row)
+            try:
+                entry = _entry(row)
+            except Exception as exc:
+                key = self._unreadable(row, exc)
+                if unreadable is not None:
+                    unreadable.append(key)
+                continue
+            yield entry
 
     def drain(self, channels: Mapping[str, Channel], *, now: datetime | None = None) -> DrainReport:
-        """Retry every entry that is due; the timer calls this."""
+        """Retry every entry that is due; the timer calls this. One entry never holds up the
+        others: whatever goes wrong with it is logged, and the next one is tried."""
         report = DrainReport()
-        for entry in self.due(now=now):
-            result = self.attempt(entry, channels.get(entry.channel))
+        for entry in self.due(now=now, unreadable=report.failed):
+            try:
+                result = self.attempt(entry, channels.get(entry.channel))
+            except Exception:
+                # Storage trouble recording the attempt: the row stays pending and its lease
+                # lapses, so a later run retries it.
+                log.exception(
+                    "outbox: could not record the attempt of notification %r to channel %s",
+                    entry.notification.id,
+                    entry.channel,
+                )
+                result = "failed"
             if result == "delivered":
                 report.delivered.append(entry.notification.id)
             elif result == "failed":
@@ -161,14 +204,50 @@ class Outbox:
             return False
         return True
 
-    def _record_failure(self, entry: OutboxEntry, reason: str) -> None:
-        attempts = entry.attempts + 1
+    def _delay(self, attempts: int) -> float:
         delay = min(
             self._settings.max_delay_seconds,
             self._settings.base_delay_seconds * 2 ** (attempts - 1),
         )
         # Jitter spreads retries of many notifications so a recovering receiver isn't stampeded.
-        delay *= random.uniform(0.8, 1.2)
+        return delay * random.uniform(0.8, 1.2)
+
+    def _unreadable(self, row: Any, exc: Exception) -> str:
+        """A row `_entry` cannot read (a payload an older or newer version wrote, a hand edit):
+        logged as an error, its attempt counted and its next one backed off, so it neither
+        blocks the rows after it nor floods the log every minute."""
+        from azure.core import MatchConditions
+        from azure.data.tables import UpdateMode
+
+        partition, row_key = str(row.get("PartitionKey", "")), str(row.get("RowKey", ""))
+        try:
+            attempts = int(row.get("Attempts") or 0) + 1
+        except (TypeError, ValueError):
+            attempts = 1
+        reason = f"unreadable outbox row: {type(exc).__name__}"
+        log.error("outbox row %s/%s is unreadable (%s); skipped", partition, row_key, reason)
+        now = utcnow()
+        try:
+            self._table.update_entity(
+                {
+                    "PartitionKey": partition,
+                    "RowKey": row_key,
+                    "Attempts": attempts,
+                    "LastError": reason,
+                    "NextAttemptAt": now + timedelta(seconds=self._delay(attempts)),
+                    "LeaseUntil": now,
+                },
+                mode=UpdateMode.MERGE,
+                etag=row.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except Exception:
+            log.exception("outbox row %s/%s: could not record it as unreadable", partition, row_key)
+        return unquote(row_key)
+
+    def _record_failure(self, entry: OutboxEntry, reason: str) -> None:
+        attempts = entry.attempts + 1
+        delay = self._delay(attempts)
         now = utcnow()
         self._update(
             entry,
@@ -180,7 +259,7 @@ class Outbox:
             },
         )
         log.warning(
-            "notification %s to channel %s failed (attempt %d): %s; next try in %.0fs",
+            "notification %r to channel %s failed (attempt %d): %s; next try in %.0fs",
             entry.notification.id,
             entry.channel,
             attempts,
@@ -189,7 +268,7 @@ class Outbox:
         )
         if attempts == self._settings.escalate_after_attempts:
             log.error(
-                "notification %s to channel %s has failed %d times and is still retried",
+                "notification %r to channel %s has failed %d times and is still retried",
                 entry.notification.id,
                 entry.channel,
                 attempts,
@@ -238,4 +317,5 @@ def _entry(row: Any) -> OutboxEntry:
         next_attempt_at=row["NextAttemptAt"],
         etag=etag,
         last_error=row.get("LastError", ""),
+        lease_until=row.get("LeaseUntil"),
     )
