@@ -3,6 +3,7 @@ operator routes under /api/dlq (Reader to view, Operator to act)."""
 
 import azure.functions as func
 
+from functions._eventgrid import event_fields
 from functions._http import OPERATOR_AUTH, headers_of, to_response
 
 bp = func.Blueprint()
@@ -12,15 +13,7 @@ bp = func.Blueprint()
 def on_servicebus_deadletter(event: func.EventGridEvent) -> None:
     from pitcrew.intake import handle_delivered_event
 
-    handle_delivered_event(
-        id=event.id,
-        event_type=event.event_type,
-        subject=event.subject,
-        topic=event.topic,
-        event_time=event.event_time,
-        data=event.get_json(),
-        data_version=event.data_version,
-    )
+    handle_delivered_event(**event_fields(event), function="on_servicebus_deadletter")
 
 
 @bp.timer_trigger(schedule="0 */1 * * * *", arg_name="timer", run_on_startup=False)

@@ -3,7 +3,7 @@ Azure Monitor action groups (Common Alert Schema)."""
 
 import azure.functions as func
 
-from functions._http import headers_of, to_response
+from functions._http import OPERATOR_AUTH, headers_of, to_response
 
 bp = func.Blueprint()
 
@@ -20,3 +20,10 @@ def receive_alert(req: func.HttpRequest) -> func.HttpResponse:
     from pitcrew.api import receive_alert as handle
 
     return to_response(handle(headers_of(req), req.get_body()))
+
+
+@bp.route(route="events/rejected", methods=["GET"], auth_level=OPERATOR_AUTH)
+def list_rejected_events(req: func.HttpRequest) -> func.HttpResponse:
+    from pitcrew.rejected import list_rejected
+
+    return to_response(list_rejected(headers_of(req), dict(req.params)))

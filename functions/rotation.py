@@ -13,7 +13,7 @@ bp = func.Blueprint()
 def on_keyvault_event(event: func.EventGridEvent) -> None:
     from pitcrew.intake import handle_delivered_event
 
-    handle_delivered_event(**event_fields(event))
+    handle_delivered_event(**event_fields(event), function="on_keyvault_event")
 
 
 @bp.route(route="rotations", methods=["POST"], auth_level=OPERATOR_AUTH)

@@ -64,27 +64,48 @@ def http_errors(fn: Callable[P, HttpResult]) -> Callable[P, HttpResult]:
 
 @http_errors
 def receive_events(method: str, headers: Mapping[str, str], body: bytes) -> HttpResult:
-    """POST/OPTIONS /api/events: Event Grid schema or CloudEvents, with both handshakes."""
+    """POST/OPTIONS /api/events: Event Grid schema or CloudEvents (structured or binary mode),
+    with both handshakes. The OPTIONS handshake grants only the origins in
+    PITCREW_WEBHOOK_ALLOWED_ORIGINS (default eventgrid.azure.net)."""
+    import os
+
     from pitcrew.events import (
+        SubscriptionValidation,
+        WebhookPolicy,
         abuse_protection_headers,
         only_events,
-        parse_delivery,
+        parse_request,
         validation_response,
     )
 
     if method.upper() == "OPTIONS":
-        return HttpResult(200, None, abuse_protection_headers(headers))
-    content_type = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
-    items = parse_delivery(body, content_type)
+        policy = WebhookPolicy.from_env(os.environ)
+        return HttpResult(200, None, abuse_protection_headers(headers, policy))
+    items = parse_request(body, headers)
     handshake = validation_response(items)
     if handshake is not None:
+        if len(items) > 1:
+            # Event Grid sends its validation event alone; answering it would skip the rest.
+            where = next(
+                i for i, item in enumerate(items) if isinstance(item, SubscriptionValidation)
+            )
+            raise InvalidInput(
+                f"[{where}].eventType",
+                f"a SubscriptionValidationEvent must be delivered alone; this delivery holds "
+                f"{len(items) - 1} other event(s), none of which was handled",
+            )
         return HttpResult(200, handshake)
     events = only_events(items)
     from pitcrew.intake import process_event, validate_event
     from pitcrew.services import get_services
 
-    for event in events:  # all or nothing: reject the delivery before acting on any of it
-        validate_event(event)
+    for index, event in enumerate(events):  # all or nothing: reject before acting on any
+        try:
+            validate_event(event)
+        except InvalidInput as exc:
+            if len(events) == 1:
+                raise
+            raise InvalidInput(f"[{index}].{exc.field}", exc.problem) from None
     services = get_services()
     if len(events) == 1:
         return HttpResult(200, {"events": [process_event(events[0], services).to_dict()]})
@@ -112,20 +133,39 @@ def receive_alert(headers: Mapping[str, str], body: bytes) -> HttpResult:
 
 @http_errors
 def list_audit(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpResult:
-    """GET /api/audit?since=&until=&target=&limit= (role Reader)."""
+    """GET /api/audit?since=&until=&target=&actor=&action=&limit=&continuation= (role Reader).
+
+    The range may be at most 31 days (default: the last day); the answer is one page,
+    `{"records": [...], "continuation": token | null, "since": ..., "until": ...}`. A token
+    carries its range, so `?continuation=` alone fetches the next page; filters must repeat.
+    """
+    from pitcrew.audit import AuditQuery, window_of
     from pitcrew.auth import Role, require
+    from pitcrew.paging import limit_param, token_param
     from pitcrew.services import get_services
 
     require(headers, Role.READER)
-    now = datetime.now(UTC)
-    until = _time_param(query, "until", now)
-    since = _time_param(query, "since", until - timedelta(days=1))
-    if since >= until:
-        raise InvalidInput("since", "must be earlier than until")
-    limit = _int_param(query, "limit", 200, 1, 5000)
-    target = query.get("target") or None
-    records = get_services().audit.query(since=since, until=until, target=target, limit=limit)
-    return HttpResult(200, {"records": [r.to_dict() for r in records]})
+    limit = limit_param(query)
+    continuation = token_param(query)
+    token_since, token_until = window_of(continuation)
+    until = _time_param(query, "until", token_until or datetime.now(UTC))
+    try:
+        default_since = token_since or until - timedelta(days=1)
+    except OverflowError:
+        raise InvalidInput("until", "is too early") from None
+    since = _time_param(query, "since", default_since)
+    wanted = AuditQuery(
+        since=since,
+        until=until,
+        target=query.get("target") or None,
+        actor=query.get("actor") or None,
+        action=query.get("action") or None,
+    )
+    page = get_services().audit.page(wanted, limit=limit, continuation=continuation)
+    body = page.map(lambda record: record.to_dict()).body(
+        "records", since=wanted.since.isoformat(), until=wanted.until.isoformat()
+    )
+    return HttpResult(200, body)
 
 
 def health() -> HttpResult:
@@ -142,14 +182,17 @@ def health() -> HttpResult:
 
 
 def _time_param(query: Mapping[str, str], name: str, default: datetime) -> datetime:
+    """An ISO 8601 time (UTC when it names no offset), in UTC."""
     raw = query.get(name)
     if not raw:
-        return default
+        return default.astimezone(UTC)
     try:
         value = datetime.fromisoformat(raw)
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
         raise InvalidInput(name, f"is not an ISO 8601 time: {raw[:40]!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise InvalidInput(name, f"is out of range: {raw[:40]!r}") from None
 
 
 def _int_param(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -13,12 +13,17 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from hashlib import sha256
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from pitcrew.errors import InvalidInput
 
 MAX_BODY_BYTES = 1024 * 1024
 """Event Grid caps a delivery at 1 MB; anything larger is not from Event Grid or Azure Monitor."""
+MAX_JSON_DEPTH = 64
+"""How deep arrays and objects may nest: the .NET JSON readers' default (the Functions host's
+too). Azure's payloads nest under 10 deep; deeper input is refused before it is parsed."""
 
 VALIDATION_EVENT_TYPE = "Microsoft.EventGrid.SubscriptionValidationEvent"
 COMMON_ALERT_SCHEMA_ID = "azureMonitorCommonAlertSchema"
@@ -44,6 +49,18 @@ class Event:
     data: Any
     schema: Literal["eventgrid", "cloudevents"]
     data_version: str = ""
+
+    @property
+    def identity(self) -> str:
+        """Who the event is, per its schema: CloudEvents `source` + `id`, Event Grid `topic` +
+        `id` (both kept in `source`). Another publisher's event with that id is another event."""
+        return f"{self.source} {self.id}" if self.source else self.id
+
+    @property
+    def claim_key(self) -> str:
+        """A fixed-length, table-safe digest of (source, id): what deduplication claims."""
+        pair = json.dumps([self.source, self.id], ensure_ascii=True)
+        return sha256(pair.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,20 +142,49 @@ class AlertEvent:
 
 
 def load_json(body: bytes | str) -> Any:
-    """Decode a request body, refusing oversize and non-JSON input with a precise message."""
-    size = len(body.encode() if isinstance(body, str) else body)
+    """Decode a request body, refusing oversize, over-nested and non-JSON input with a precise
+    message. Every HTTP body pitcrew reads goes through here."""
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+    size = len(raw)
     if size > MAX_BODY_BYTES:
         raise InvalidInput("body", f"is {size} bytes; the limit is {MAX_BODY_BYTES} (1 MB)")
-    if not body.strip():
+    if not raw.strip():
         raise InvalidInput("body", "is empty; expected JSON")
+    depth = json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidInput(
+            "body", f"nests arrays and objects deeper than {MAX_JSON_DEPTH} levels (the limit)"
+        )
     try:
-        return json.loads(body)
+        return json.loads(raw)
     except UnicodeDecodeError as exc:
         raise InvalidInput("body", f"is not UTF-8 text ({exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise InvalidInput(
             "body", f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:  # the depth scan bounds this; kept so no input can ever be a 500
+        raise InvalidInput("body", f"nests deeper than {MAX_JSON_DEPTH} levels") from None
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_depth(raw: bytes) -> int:
+    """How deep arrays and objects nest in `raw`, counted without parsing (brackets inside
+    strings do not count). Linear, recursion-free and it stops one past the limit, so it is
+    cheap on hostile input."""
+    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", raw))
+    depth = deepest = 0
+    for char in brackets:
+        depth += _DEPTH_STEP[char]
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_JSON_DEPTH:
+                break
+    return deepest
 
 
 # --------------------------------------------------------------------------- field helpers
@@ -175,7 +221,16 @@ def _string(obj: Mapping[str, Any], key: str, where: str, *, required: bool = Tr
         return ""
     if not isinstance(value, str):
         raise InvalidInput(f"{where}.{key}", f"must be a string, got {_json_type(value)}")
+    _check_unicode(value, f"{where}.{key}")
     return value.strip()
+
+
+def _check_unicode(value: str, where: str) -> None:
+    """JSON may escape an unpaired surrogate (`"\\ud800"`): not text, so not an id or a name."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(where, "is not valid Unicode text (an unpaired surrogate)") from None
 
 
 def _timestamp(obj: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> datetime:
@@ -314,23 +369,102 @@ def parse_delivery(
     return parse_event_grid_batch(payload)
 
 
+def parse_request(
+    body: bytes | str, headers: Mapping[str, str]
+) -> list[Event | SubscriptionValidation]:
+    """An HTTP delivery with its headers: CloudEvents in binary content mode (`ce-*` headers,
+    the body is the data) or anything `parse_delivery` takes."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    content_type = lowered.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if "ce-specversion" in lowered and media not in (
+        CLOUDEVENTS_CONTENT_TYPE,
+        CLOUDEVENTS_BATCH_CONTENT_TYPE,
+    ):
+        return [binary_cloud_event(body, lowered)]
+    return parse_delivery(body, content_type)
+
+
+_CE_HEADER_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time", "dataschema")
+
+
+def binary_cloud_event(body: bytes | str, headers: Mapping[str, str]) -> Event:
+    """CloudEvents 1.0 HTTP binary content mode: attributes in `ce-` headers (percent-encoded),
+    `Content-Type` is `datacontenttype`, the body is the data. JSON data is parsed (with
+    `load_json`'s limits), text is kept as a string; other media types are refused."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    raw: dict[str, Any] = {}
+    for name in _CE_HEADER_ATTRIBUTES:
+        value = lowered.get(f"ce-{name}")
+        if value is not None:
+            try:
+                raw[name] = unquote(value, errors="strict")
+            except UnicodeDecodeError:
+                raise InvalidInput(f"ce-{name}", "is not percent-encoded UTF-8") from None
+    media = lowered.get("content-type", "").split(";", 1)[0].strip().lower()
+    raw["data"] = _binary_data(body, media)
+    try:
+        return _cloud_event(raw, "ce")
+    except InvalidInput as exc:
+        header = "ce-" + exc.field.removeprefix("ce.") if exc.field.startswith("ce.") else exc.field
+        raise InvalidInput(header, exc.problem + " (CloudEvents binary mode header)") from None
+
+
+def _binary_data(body: bytes | str, media: str) -> Any:
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidInput("body", f"is {len(raw)} bytes; the limit is {MAX_BODY_BYTES} (1 MB)")
+    if not raw.strip():
+        return None
+    if not media or media in ("application/json", "text/json") or media.endswith("+json"):
+        return load_json(raw)
+    if media.startswith("text/"):
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput("body", f"is not UTF-8 text ({exc.reason})") from None
+    raise InvalidInput(
+        "content-type",
+        f"binary-mode CloudEvents data of type {media[:64]!r} is not supported; "
+        "send JSON or text (or use structured mode, application/cloudevents+json)",
+    )
+
+
 def event_from_binding(
     *,
-    id: str,
-    event_type: str,
+    id: str | None,
+    event_type: str | None,
     subject: str | None,
-    topic: str | None,
+    topic: str | None = None,
+    source: str | None = None,
     event_time: datetime | str | None,
     data: Any,
     data_version: str | None = None,
+    schema: Literal["eventgrid", "cloudevents"] = "eventgrid",
 ) -> Event:
-    """The Functions Event Grid binding hands over a parsed event; give it the same shape."""
+    """The Functions Event Grid binding hands over a parsed event (func.EventGridEvent with a
+    topic, or func.CloudEvent with a source); give it the same shape, in its own schema."""
+    when = event_time.isoformat() if isinstance(event_time, datetime) else event_time
+    if schema == "cloudevents":
+        return _cloud_event(
+            {
+                "specversion": "1.0",
+                "id": id,
+                "type": event_type,
+                "source": source if source is not None else topic,
+                "subject": subject,
+                "time": when,
+                "data": data,
+                "dataschema": data_version,
+            },
+            "event",
+        )
     raw = {
         "id": id,
         "eventType": event_type,
         "subject": subject,
-        "topic": topic,
-        "eventTime": event_time.isoformat() if isinstance(event_time, datetime) else event_time,
+        "topic": topic if topic is not None else source,
+        "eventTime": when,
         "data": data,
         "dataVersion": data_version,
     }
@@ -350,7 +484,10 @@ _KEYVAULT_TYPES: dict[str, KeyVaultObjectType] = {
 
 
 def is_keyvault_event(event: Event) -> bool:
-    return event.type.startswith(KEYVAULT_EVENT_PREFIX)
+    """A secret, key or certificate event. Vault-level ones (VaultAccessPolicyChanged) carry no
+    object and are not taken here."""
+    kind = event.type.removeprefix(KEYVAULT_EVENT_PREFIX)
+    return kind != event.type and kind.startswith(("Secret", "Key", "Certificate"))
 
 
 def keyvault_event(event: Event) -> KeyVaultObjectEvent:
@@ -381,9 +518,15 @@ def keyvault_event(event: Event) -> KeyVaultObjectEvent:
     object_id = text("Id", required=False)
     version = text("Version", required=False)
     if not version and object_id:
-        version = object_id.rstrip("/").rsplit("/", 1)[-1]
-    if not _VAULT_NAME.fullmatch(vault_name):
-        raise InvalidInput("data.VaultName", f"is not a Key Vault name: {vault_name[:64]!r}")
+        # The Id is https://<vault>.vault.azure.net/<type>s/<name>[/<version>].
+        last = object_id.rstrip("/").rsplit("/", 1)[-1]
+        version = last if _VERSION.fullmatch(last) else ""
+    check_vault_name(vault_name, "data.VaultName")
+    check_object_name(object_name, "data.ObjectName")
+    if version and not _VERSION.fullmatch(version):
+        raise InvalidInput(
+            "data.Version", f"is not a Key Vault version (32 hex digits): {version[:64]!r}"
+        )
     return KeyVaultObjectEvent(
         event=event,
         vault_name=vault_name,
@@ -396,7 +539,30 @@ def keyvault_event(event: Event) -> KeyVaultObjectEvent:
     )
 
 
-_VAULT_NAME = re.compile(r"[A-Za-z0-9-]{3,24}")
+# Key Vault's naming rules: these names reach notifications, suggested `az` commands and URLs.
+_VAULT_NAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9]|-(?!-)){1,22}[A-Za-z0-9]")
+_OBJECT_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
+_VERSION = re.compile(r"[0-9A-Fa-f]{32}")
+
+
+def check_vault_name(name: str, where: str) -> None:
+    """3-24 letters, digits and hyphens; starts with a letter, ends with a letter or digit, no
+    two hyphens in a row."""
+    if not _VAULT_NAME.fullmatch(name) or "--" in name:
+        raise InvalidInput(
+            where,
+            f"is not a Key Vault name (3-24 letters, digits and single hyphens, starting with a "
+            f"letter, ending with a letter or digit): {name[:64]!r}",
+        )
+
+
+def check_object_name(name: str, where: str) -> None:
+    """Secret, key and certificate names: 1-127 letters, digits and hyphens."""
+    if not _OBJECT_NAME.fullmatch(name):
+        raise InvalidInput(
+            where,
+            f"is not a Key Vault object name (1-127 letters, digits and hyphens): {name[:64]!r}",
+        )
 
 
 # --------------------------------------------------------------------------- Common Alert Schema
@@ -457,13 +623,62 @@ def validation_response(events: Sequence[Event | SubscriptionValidation]) -> dic
     return None
 
 
-def abuse_protection_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The CloudEvents webhook abuse-protection answer to `OPTIONS` with WebHook-Request-Origin."""
+DEFAULT_WEBHOOK_ORIGINS = ("eventgrid.azure.net",)
+DEFAULT_WEBHOOK_RATE = 120
+ORIGINS_SETTING = "PITCREW_WEBHOOK_ALLOWED_ORIGINS"
+RATE_SETTING = "PITCREW_WEBHOOK_ALLOWED_RATE"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookPolicy:
+    """Who may subscribe /api/events as a CloudEvents webhook, and how fast they may send."""
+
+    origins: tuple[str, ...] = DEFAULT_WEBHOOK_ORIGINS
+    rate_per_minute: int = DEFAULT_WEBHOOK_RATE
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebhookPolicy:
+        """`PITCREW_WEBHOOK_ALLOWED_ORIGINS` (comma list of host names, default
+        eventgrid.azure.net) and `PITCREW_WEBHOOK_ALLOWED_RATE` (requests a minute, default 120).
+        A malformed setting raises ValueError naming it."""
+        raw_origins = env.get(ORIGINS_SETTING, "").strip()
+        origins = tuple(o.strip().lower() for o in raw_origins.split(",") if o.strip())
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{ORIGINS_SETTING}: {origin!r} is not a host name")
+        raw_rate = env.get(RATE_SETTING, "").strip()
+        if raw_rate and (not raw_rate.isascii() or not raw_rate.isdigit() or int(raw_rate) < 1):
+            raise ValueError(f"{RATE_SETTING}: {raw_rate!r} is not a whole number above 0")
+        return cls(
+            origins=origins or DEFAULT_WEBHOOK_ORIGINS,
+            rate_per_minute=int(raw_rate) if raw_rate else DEFAULT_WEBHOOK_RATE,
+        )
+
+
+_ORIGIN = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?::[0-9]{1,5})?")
+
+
+def abuse_protection_headers(
+    headers: Mapping[str, str], policy: WebhookPolicy | None = None
+) -> dict[str, str]:
+    """The CloudEvents webhook abuse-protection answer to `OPTIONS` with WebHook-Request-Origin:
+    the origin is granted only when the policy lists it, at the policy's stated rate."""
+    policy = policy or WebhookPolicy()
     lowered = {k.lower(): v for k, v in headers.items()}
     origin = lowered.get("webhook-request-origin", "").strip()
     if not origin:
         raise InvalidInput("WebHook-Request-Origin", "header is required for the OPTIONS handshake")
-    return {"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*", "Allow": "POST, OPTIONS"}
+    if origin.lower() not in policy.origins:
+        raise InvalidInput(
+            "WebHook-Request-Origin",
+            f"{origin[:100]!r} is not an allowed origin; allowed: {', '.join(policy.origins)} "
+            f"(app setting {ORIGINS_SETTING})",
+        )
+    return {
+        "WebHook-Allowed-Origin": origin,
+        "WebHook-Allowed-Rate": str(policy.rate_per_minute),
+        "Allow": "POST, OPTIONS",
+    }
 
 
 def only_events(items: Iterable[Event | SubscriptionValidation]) -> list[Event]:

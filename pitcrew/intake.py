@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pitcrew.audit import AuditRecord, app_identity
+from pitcrew.errors import InvalidInput
 from pitcrew.events import (
     AlertEvent,
     Event,
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, Services], str]
 Parser = Callable[[Event], Any]
-OutcomeKind = Literal["handled", "duplicate", "ignored"]
+OutcomeKind = Literal["handled", "duplicate", "ignored", "rejected"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,11 @@ def process_event(event: Event, services: Services) -> Outcome:
         return Outcome(event.id, "ignored", f"no handler for {event.type}")
     parse, handler = found
     typed = parse(event)
-    claim = services.state.claim("event", event.id)
+    # Keyed on the event's identity (source + id), so a sender cannot pre-claim the ids of
+    # another source; the readable id and source stay in the claim row.
+    claim = services.state.claim(
+        "event", event.claim_key, label={"EventId": event.id, "Source": event.source}
+    )
     if claim is None:
         log.info("event %s is a duplicate: already handled", event.id)
         return Outcome(event.id, "duplicate", "already handled")
@@ -95,25 +100,41 @@ def process_event(event: Event, services: Services) -> Outcome:
 
 def handle_delivered_event(
     *,
-    id: str,
-    event_type: str,
+    id: str | None,
+    event_type: str | None,
     subject: str | None,
-    topic: str | None,
-    event_time: Any,
-    data: Any,
+    topic: str | None = None,
+    source: str | None = None,
+    event_time: Any = None,
+    data: Any = None,
     data_version: str | None = None,
+    schema: Literal["eventgrid", "cloudevents"] = "eventgrid",
+    function: str = "",
 ) -> Outcome:
-    """An event the Functions Event Grid binding delivered. Raises so the platform retries
-    (and, past its retries, dead-letters): nothing is dropped silently."""
+    """An event the Functions Event Grid binding delivered.
+
+    A permanently malformed event (InvalidInput: bad envelope, bad data, a validation event
+    sent as a notification) is recorded (GET /api/events/rejected, audit `intake.rejected`) and
+    acknowledged, so Event Grid stops retrying at once. Anything else raises so the platform
+    retries (and, past its retries, dead-letters): nothing is dropped silently."""
     from pitcrew.events import event_from_binding
 
-    event = event_from_binding(
-        id=id, event_type=event_type, subject=subject, topic=topic,
-        event_time=event_time, data=data, data_version=data_version,
-    )
-    validate_event(event)
-    outcome = process_event(event, get_services())
-    log.info("event %s (%s): %s, %s", event.id, event.type, outcome.kind, outcome.detail)
+    fields: dict[str, Any] = {
+        "id": id, "event_type": event_type, "subject": subject, "topic": topic,
+        "source": source, "event_time": event_time, "data": data,
+        "data_version": data_version, "schema": schema,
+    }
+    services = get_services()
+    try:
+        event = event_from_binding(**fields)
+        validate_event(event)
+        outcome = process_event(event, services)
+    except InvalidInput as exc:
+        from pitcrew.rejected import reject
+
+        rejected = reject(fields, exc, services, function=function)
+        return Outcome(rejected.id, "rejected", str(exc))
+    log.info("event %r (%s): %s, %s", event.id, event.type, outcome.kind, outcome.detail)
     return outcome
 
 

@@ -31,12 +31,22 @@ _INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def table_key(value: str) -> str:
-    """A PartitionKey/RowKey for any string: Table keys forbid / \\ # ? and control characters."""
-    encoded = quote(value, safe="-_.~:@!$&'()*+,;=")
+    """A PartitionKey/RowKey for any string: Table keys forbid / \\ # ? and control characters.
+
+    Every character outside a safe ASCII set is percent-encoded (UTF-8; an unpaired surrogate,
+    which JSON can carry, is encoded as its code unit rather than failing), so any Python
+    string maps to a valid key and distinct strings to distinct keys."""
+    encoded = quote(value, safe="-_.~:@!$&'()*+,;=", errors="surrogatepass")
     if len(encoded) > 400:
         # Long keys keep a readable head and a digest that keeps them distinct.
-        return f"{encoded[:300]}~{sha256(value.encode()).hexdigest()}"
+        digest = sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{encoded[:300]}~{digest}"
     return encoded
+
+
+def _printable(value: str) -> str:
+    """A string a Table property can hold: unpaired surrogates escaped, nothing dropped."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def utcnow() -> datetime:
@@ -71,7 +81,14 @@ class RunRecord:
 class StateStore(Protocol):
     """The port the engine uses for idempotency and run records."""
 
-    def claim(self, scope: str, key: str, *, lease_seconds: float = ...) -> Claim | None: ...
+    def claim(
+        self,
+        scope: str,
+        key: str,
+        *,
+        lease_seconds: float = ...,
+        label: Mapping[str, str] | None = None,
+    ) -> Claim | None: ...
 
     def complete(self, claim: Claim, *, outcome: str) -> None: ...
 
@@ -99,8 +116,18 @@ class TableStateStore:
 
     # ------------------------------------------------------------------ claims
 
-    def claim(self, scope: str, key: str, *, lease_seconds: float = 300.0) -> Claim | None:
+    def claim(
+        self,
+        scope: str,
+        key: str,
+        *,
+        lease_seconds: float = 300.0,
+        label: Mapping[str, str] | None = None,
+    ) -> Claim | None:
         """Win the right to act on `key` once, or return None when it is already done.
+
+        `label` adds readable columns to the claim row (an event's id and source when `key` is
+        a digest of them); each value is cut to 1,000 characters.
 
         Raises RetryLater while another instance holds a live lease: the platform retries and
         nothing is lost if that instance dies.
@@ -117,13 +144,15 @@ class TableStateStore:
         entity: dict[str, Any] = {
             "PartitionKey": partition,
             "RowKey": row,
-            "Key": key[:2000],
+            "Key": _printable(key)[:2000],
             "Status": "claimed",
             "Owner": _INSTANCE,
             "ClaimedAt": now,
             "LeaseUntil": now + timedelta(seconds=lease_seconds),
             "Attempt": 1,
         }
+        for column, value in (label or {}).items():
+            entity[column] = _printable(value)[:1000]
         try:
             meta = self._claims.create_entity(entity)
             return Claim(scope=scope, key=key, etag=meta["etag"], attempt=1)

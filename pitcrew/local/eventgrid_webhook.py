@@ -31,12 +31,14 @@ class WebhookInputError(ValueError):
 
 
 def _load_json(body: bytes) -> Any:
-    if not body.strip():
-        raise WebhookInputError("request body is empty; expected JSON")
+    """pitcrew's one body decoder (size, nesting depth, UTF-8, JSON), as a 400 here too."""
+    from pitcrew.errors import InvalidInput
+    from pitcrew.events import load_json
+
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WebhookInputError(f"request body is not valid JSON: {exc}") from exc
+        return load_json(body)
+    except InvalidInput as exc:
+        raise WebhookInputError(f"request {exc}") from None
 
 
 def validation_code(body: bytes) -> str:

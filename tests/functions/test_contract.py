@@ -17,6 +17,8 @@ EXPECTED = {
                                        "authLevel": "function"}),
     "receive_alert": ("httpTrigger", {"route": "alerts", "methods": {"POST"},
                                       "authLevel": "function"}),
+    "list_rejected_events": ("httpTrigger", {"route": "events/rejected", "methods": {"GET"},
+                                             "authLevel": "anonymous"}),
     "retry_outbox": ("timerTrigger", {"schedule": "0 */1 * * * *"}),
     "health": ("httpTrigger", {"route": "health", "methods": {"GET"}, "authLevel": "anonymous"}),
     "list_audit": ("httpTrigger", {"route": "audit", "methods": {"GET"},
