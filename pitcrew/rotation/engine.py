@@ -17,7 +17,16 @@ Steps (dual-key strategies: Cosmos DB, Storage, Service Bus, Event Hubs):
     done
 
 Generated credentials (`strategy: generated`) store the generated value in a separate pending
-secret, `apply` it through the hook, `test` it, and only then promote it.
+secret, `apply` it through the hook, `test` it, and only then promote it. A generated run that
+fails disables its pending version and, when the hook took the value (`apply` was called) but the
+vault never promoted it, calls the hook's optional `rollback(target, value)`.
+
+Emergency rotation (`force`, an operator's request with a reason) skips the grace period. With
+`both` (dual-key only) the run goes on after `refresh`:
+
+    settle   wait the grace period, so consumers move to the new version
+    first    regenerate the key the triggering version held (never the one the latest holds)
+    retire   disable every version holding a key that was regenerated (it cannot authenticate)
 
 Each step takes a lease on the run (an ETag-conditional write) before any side effect, so of any
 number of instances exactly one performs it; effects are re-checked on resume (the key to
@@ -28,8 +37,11 @@ is never regenerated: the engine checks it by value immediately before the call.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,15 +52,22 @@ from pitcrew import state as state_module
 from pitcrew.audit import AuditRecord, app_identity
 from pitcrew.errors import InvalidInput, RetryLater
 from pitcrew.rotation import messages, tags
-from pitcrew.rotation.hooks import generate_password, get_hook, load_hook_modules
+from pitcrew.rotation.hooks import (
+    CredentialHook,
+    generate_password,
+    get_hook,
+    load_hook_modules,
+    rollback_of,
+)
 from pitcrew.rotation.policy import DUAL_KEY_STRATEGIES, PasswordPolicy, resource_pattern_ok
 from pitcrew.rotation.ports import (
     CredentialProvider,
     CredentialRejected,
     RotationPorts,
     SecretVersion,
+    VaultUnavailable,
 )
-from pitcrew.state import RunRecord
+from pitcrew.state import RunRecord, StaleRun
 
 if TYPE_CHECKING:
     from pitcrew.services import Services
@@ -57,6 +76,7 @@ log = logging.getLogger(__name__)
 
 RUN_KIND = "rotation"
 STEPS_DUAL = ("prepare", "store", "test", "promote", "refresh", "done")
+STEPS_BOTH = ("prepare", "store", "test", "promote", "refresh", "settle", "first", "retire", "done")
 STEPS_GENERATED = ("prepare", "store", "apply", "test", "promote", "refresh", "done")
 TERMINAL = ("succeeded", "failed", "skipped")
 EVENT_TYPE = "pitcrew.SecretRotated"
@@ -77,12 +97,16 @@ class RotationStepFailed(RuntimeError):
 
 
 class RotationWaits(Exception):
-    """The run must wait (the grace period): the timer resumes it at `until`."""
+    """The run must wait (the grace period): the timer resumes it at `until`. `kind` and `since`
+    let the wait be recomputed from the policy in force: `until = since + grace period`."""
 
-    def __init__(self, until: datetime, reason: str) -> None:
+    def __init__(self, until: datetime, reason: str, *, kind: str = "grace",
+                 since: str | None = None) -> None:
         super().__init__(reason)
         self.until = until
         self.reason = reason
+        self.kind = kind
+        self.since = since
 
 
 @dataclass(frozen=True)
@@ -142,7 +166,8 @@ class RotationEngine:
         self.policy = services.policy.rotation
         self._ports = ports
         self._faults = faults or (lambda point: None)
-        load_hook_modules(self.policy.hook_modules)
+        # Never raises: a module that fails to import only fails the rules that use its hooks.
+        self.hook_import_errors = load_hook_modules(self.policy.hook_modules)
 
     @property
     def ports(self) -> RotationPorts:
@@ -198,9 +223,12 @@ class RotationEngine:
     def start(
         self, vault: str, secret: str, version: str | None, *, actor: str, correlation_id: str,
         reason: str, target: Target | None = None, retry_failed: bool = False,
+        force: bool = False, both: bool = False,
     ) -> RunRecord:
         """Create (or find) the run for this version and advance it as far as it goes now.
-        `retry_failed` (an operator's explicit request) restarts a failed run from `prepare`."""
+        `retry_failed` (an operator's explicit request) restarts a failed run from `prepare`.
+        `force` (an emergency, with a reason) skips the grace period; `both` (dual-key) also
+        regenerates the key the triggering version holds, a grace period after promotion."""
         state = self.services.state
         if not version:
             current = self.ports.secrets.latest(vault, secret)
@@ -222,7 +250,7 @@ class RotationEngine:
                 "validity_days": target.validity_days,
                 "restart_sites": list(target.restart_sites),
                 "requested_by": actor, "correlation_id": correlation_id, "reason": reason,
-                "attempts": 0, "history": [],
+                "attempts": 0, "history": [], "force": force, "both": both,
             },
         )
         created = state.create_run(run)
@@ -236,27 +264,77 @@ class RotationEngine:
             if retry_failed and run.status == "failed":
                 # Everything is re-derived from the vault and the provider in prepare.
                 for key in ("regenerated", "before_fingerprint", "lease_until", "failed_step",
-                            "outcome", "last_error", "pending_version"):
+                            "outcome", "last_error", "pending_version", "pending_disabled",
+                            "apply_called", "rolled_back", "wait", "not_before", "wait_reason",
+                            "first_fingerprint", "first_regenerated", "retired"):
                     run.data.pop(key, None)
                 run.data.update(attempts=0, requested_by=actor, correlation_id=correlation_id,
-                                reason=reason, retries=int(run.data.get("retries", 0)) + 1)
+                                reason=reason, retries=int(run.data.get("retries", 0)) + 1,
+                                force=force or bool(run.data.get("force")),
+                                both=both or bool(run.data.get("both")))
                 run.status, run.step = "running", "prepare"
                 run = state.save_run(run)
                 self._audit(run, "rotation.retried", "succeeded", {"reason": reason})
+            elif (force or both) and run.status in ("running", "waiting"):
+                # An emergency request about a run that exists: it takes over the request.
+                run.data.update(force=force or bool(run.data.get("force")),
+                                both=both or bool(run.data.get("both")),
+                                requested_by=actor, correlation_id=correlation_id, reason=reason)
+                run = state.save_run(run)
+            if force and run.status not in TERMINAL:
+                self._audit(run, "rotation.forced", "succeeded",
+                            {"reason": reason, "both": bool(run.data.get("both"))})
         else:
             run = created
-            self._audit(run, "rotation.started", "succeeded", {"reason": reason})
+            self._audit(run, "rotation.started", "succeeded",
+                        {"reason": reason, "force": force, "both": both})
+            if force:
+                self._audit(run, "rotation.forced", "succeeded", {"reason": reason, "both": both})
         return self.advance(run)
 
     def advance(self, run: RunRecord) -> RunRecord:
         """Run steps until the run ends, waits, or a step fails (which raises)."""
         while run.status not in TERMINAL:
             if run.status == "waiting":
-                until = datetime.fromisoformat(run.data["not_before"])
+                until = self._wait_until(run)
                 if _now() < until:
+                    if run.data.get("not_before") != _iso(until):
+                        # The policy changed since the run began waiting: say the new time.
+                        run.data["not_before"] = _iso(until)
+                        run.data["wait_reason"] = self._wait_reason(run, until)
+                        # StaleRun: another instance has it; it recomputes the same.
+                        with contextlib.suppress(StaleRun):
+                            run = self.services.state.save_run(run)
                     return run
             run = self._step(run)
         return run
+
+    def _wait_until(self, run: RunRecord) -> datetime:
+        """When a waiting run may go on, by the policy in force now (not when it began waiting):
+        the grace period counts from the promotion it follows; `force` skips the first wait."""
+        d = run.data
+        wait = d.get("wait") or {}
+        since = wait.get("since")
+        if wait.get("kind") == "grace" and d.get("force"):
+            return _now()
+        if since:
+            try:
+                return datetime.fromisoformat(since) + timedelta(
+                    hours=self.policy.grace_period_hours)
+            except ValueError:
+                pass
+        return datetime.fromisoformat(d["not_before"])
+
+    def _wait_reason(self, run: RunRecord, until: datetime) -> str:
+        d = run.data
+        wait = d.get("wait") or {}
+        hours = f"{self.policy.grace_period_hours:g} h"
+        if wait.get("kind") == "settle":
+            return (f"consumers move to version {d.get('new_version')} for the grace period "
+                    f"({hours}, until {_iso(until)}) before the key version "
+                    f"{d['trigger_version']} held is regenerated")
+        return (f"the grace period ({hours}) after the rotation at {wait.get('since') or '?'} "
+                f"runs until {_iso(until)}")
 
     def resume_due(self) -> dict[str, int]:
         """The timer: advance every run that waits (and is due) or stalled after a crash."""
@@ -293,10 +371,13 @@ class RotationEngine:
         sensitive: list[str] = []
         self._faults(f"before:{step}")
         try:
-            next_step = self._handler(run, step)(run, sensitive)
+            with _Heartbeat(self, run):
+                next_step = self._handler(run, step)(run, sensitive)
         except RotationWaits as wait:
             run.status = "waiting"
             run.data["not_before"] = _iso(wait.until)
+            run.data["wait_reason"] = wait.reason
+            run.data["wait"] = {"kind": wait.kind, "since": wait.since}
             run.data.pop("lease_until", None)
             self._history(run, step, "waiting", wait.reason)
             self._audit(run, "rotation.wait", "skipped", {"step": step, "until": _iso(wait.until),
@@ -304,6 +385,10 @@ class RotationEngine:
             return state.save_run(run)
         except RotationStopped as stop:
             return self._finish(run, stop.status, stop.reason, failed_step=step)
+        except VaultUnavailable as unavailable:
+            # Not transient: the vault is unknown or pitcrew lacks a role on it. A person acts.
+            return self._finish(run, "failed", f"{unavailable}; {unavailable.action}.",
+                                failed_step=step)
         except CredentialRejected as rejected:
             error = describe_error(rejected, sensitive)
             reason = f"the provider rejected the new credential: {error}"
@@ -354,6 +439,9 @@ class RotationEngine:
             "test": self._test_generated if generated else self._test_dual,
             "promote": self._promote,
             "refresh": self._refresh,
+            "settle": self._settle,
+            "first": self._regenerate_first,
+            "retire": self._retire_step,
         }
         return handlers[step]
 
@@ -364,6 +452,11 @@ class RotationEngine:
         current = self.ports.secrets.latest(d["vault"], d["secret"])
         if current is None:
             raise RotationStopped(f"secret {d['vault']}/{d['secret']} no longer exists.")
+        if not current.enabled:
+            raise RotationStopped(
+                f"the current version {current.version} of {d['vault']}/{d['secret']} is "
+                "disabled, so pitcrew cannot read which credential is in use; enable it or write "
+                "a current version, then retry.")
         if current.value:
             sensitive.append(current.value)
         return current
@@ -384,17 +477,19 @@ class RotationEngine:
                 "nothing to do.", status="skipped",
             )
         rotated_at = current.tags.get(tags.ROTATED_AT)
-        if rotated_at:
+        if rotated_at and not d.get("force"):
             try:
                 until = datetime.fromisoformat(rotated_at) + timedelta(
                     hours=self.policy.grace_period_hours)
             except ValueError:
                 until = None
             if until is not None and _now() < until:
-                raise RotationWaits(until, f"the grace period after the rotation at {rotated_at} "
-                                           f"runs until {_iso(until)}")
+                raise RotationWaits(
+                    until, f"the grace period ({self.policy.grace_period_hours:g} h) after the "
+                    f"rotation at {rotated_at} runs until {_iso(until)}; `pitcrew rotate --force "
+                    "--reason ...` rotates now", kind="grace", since=rotated_at)
         if d["strategy"] == "generated":
-            get_hook(d["hook"])  # LookupError: counted, then alerted, if the hook is missing
+            self._hook(run)  # a missing hook (or a module that failed to import) stops the run
             return "store"
         provider = self._provider(run)
         keys = provider.list_keys(d["resource"])
@@ -465,16 +560,26 @@ class RotationEngine:
 
     def _pending_value(self, run: RunRecord, sensitive: list[str]) -> str:
         pending = self.ports.secrets.latest(run.data["vault"], self._pending_name(run))
-        if pending is None or pending.tags.get(tags.RUN) != run.run_id or not pending.value:
+        if (pending is None or not pending.enabled or pending.tags.get(tags.RUN) != run.run_id
+                or not pending.value):
             raise RotationStopped("the pending credential of this run is missing from the vault.")
         sensitive.append(pending.value)
         return pending.value
+
+    def _hook(self, run: RunRecord) -> CredentialHook:
+        try:
+            return get_hook(run.data["hook"])
+        except LookupError as missing:
+            # Not transient (the module is what it is until the next deployment): alert now.
+            raise RotationStopped(f"{missing}.") from None
 
     def _store_generated(self, run: RunRecord, sensitive: list[str]) -> str:
         d = run.data
         name = self._pending_name(run)
         pending = self.ports.secrets.latest(d["vault"], name)
-        if pending is not None and pending.tags.get(tags.RUN) == run.run_id:
+        # A disabled pending version (promoted or discarded by an earlier run) holds no value
+        # anyone may use: this run writes its own.
+        if pending is not None and pending.enabled and pending.tags.get(tags.RUN) == run.run_id:
             # Stored before a crash: keep that value (the hook may have it) and its version.
             d["pending_version"] = pending.version
             return "apply"
@@ -490,12 +595,15 @@ class RotationEngine:
 
     def _apply_generated(self, run: RunRecord, sensitive: list[str]) -> str:
         d = run.data
-        get_hook(d["hook"]).apply(d.get("hook_target") or "", self._pending_value(run, sensitive))
+        hook = self._hook(run)
+        value = self._pending_value(run, sensitive)
+        d["apply_called"] = True  # from here on the provider may hold the value: roll back
+        hook.apply(d.get("hook_target") or "", value)
         return "test"
 
     def _test_generated(self, run: RunRecord, sensitive: list[str]) -> str:
         d = run.data
-        get_hook(d["hook"]).test(d.get("hook_target") or "", self._pending_value(run, sensitive))
+        self._hook(run).test(d.get("hook_target") or "", self._pending_value(run, sensitive))
         return "promote"
 
     def _promote(self, run: RunRecord, sensitive: list[str]) -> str:
@@ -533,6 +641,7 @@ class RotationEngine:
         )
         d["new_version"] = written.version
         d["valid_until"] = _iso(until)
+        d["promoted_at"] = _iso(now)
         return "refresh"
 
     def _refresh(self, run: RunRecord, sensitive: list[str]) -> str:
@@ -554,7 +663,71 @@ class RotationEngine:
                                       "configured.")
             self.ports.sites.restart(site)
             restarted.append(site)
+        if d["strategy"] in DUAL_KEY_STRATEGIES and d.get("before_fingerprint"):
+            # The regenerated key's old value no longer authenticates: retire what holds it.
+            self._retire(run, {d["before_fingerprint"]}, sensitive)
+        return "settle" if d.get("both") and d["strategy"] in DUAL_KEY_STRATEGIES else "done"
+
+    # ---------------------------------------------------------- both keys (emergency)
+
+    def _settle(self, run: RunRecord, sensitive: list[str]) -> str:
+        """Wait the grace period after promotion, so consumers move to the new version before
+        the key the triggering version holds is regenerated."""
+        d = run.data
+        since = d.get("promoted_at") or _iso(_now())
+        until = datetime.fromisoformat(since) + timedelta(hours=self.policy.grace_period_hours)
+        if _now() < until:
+            wait = {"kind": "settle", "since": since}
+            run.data["wait"] = wait
+            raise RotationWaits(until, self._wait_reason(run, until), kind="settle", since=since)
+        if not d.get("first_fingerprint"):
+            provider = self._provider(run)
+            keys = provider.list_keys(d["resource"])
+            sensitive.extend(keys.values())
+            first = provider.key_slots[1 - provider.key_slots.index(d["regenerate_slot"])]
+            d["first_slot"] = first
+            d["first_fingerprint"] = fingerprint(keys[first])
+        return "first"
+
+    def _regenerate_first(self, run: RunRecord, sensitive: list[str]) -> str:
+        d = run.data
+        provider = self._provider(run)
+        current = self._current(run, sensitive)
+        keys = provider.list_keys(d["resource"])
+        sensitive.extend(keys.values())
+        slot = d["first_slot"]
+        if d.get("first_regenerated") or fingerprint(keys[slot]) != d["first_fingerprint"]:
+            d["first_regenerated"] = True  # done before a crash: never regenerate twice
+            return "retire"
+        if keys.get(slot) == current.value:
+            # The same guard as the first regeneration: never the key the latest version holds.
+            raise RotationStopped(f"version {current.version}, the latest, holds the key that "
+                                  "was to be regenerated second; refusing to regenerate it.")
+        provider.regenerate(d["resource"], slot)
+        d["first_regenerated"] = True
+        return "retire"
+
+    def _retire_step(self, run: RunRecord, sensitive: list[str]) -> str:
+        d = run.data
+        self._retire(run, {d["before_fingerprint"], d["first_fingerprint"]}, sensitive)
         return "done"
+
+    def _retire(self, run: RunRecord, dead: set[str], sensitive: list[str]) -> None:
+        """Disable every enabled version of the secret holding a key that was regenerated: it can
+        no longer authenticate, and nobody should read it as if it could. Idempotent."""
+        d = run.data
+        retired = d.setdefault("retired", [])
+        secrets_port = self.ports.secrets
+        for version in secrets_port.versions(d["vault"], d["secret"]):
+            if not version.enabled or version.version in retired:
+                continue
+            held = secrets_port.get(d["vault"], d["secret"], version.version)
+            if held is None or not held.value:
+                continue
+            sensitive.append(held.value)
+            if fingerprint(held.value) in dead:
+                secrets_port.disable(d["vault"], d["secret"], version.version)
+                retired.append(version.version)
 
     def rotated_event(self, run: RunRecord) -> dict[str, Any]:
         """pitcrew.SecretRotated as a CloudEvent 1.0; the id is stable so consumers dedupe."""
@@ -619,6 +792,10 @@ class RotationEngine:
         d = run.data
         run.status = status
         d.pop("lease_until", None)
+        if status != "succeeded":
+            cleanup = self._discard_pending(run)
+            if cleanup:
+                reason = f"{reason} {cleanup}"
         d["outcome"] = reason
         if status == "failed":
             d["failed_step"] = failed_step
@@ -646,9 +823,59 @@ class RotationEngine:
                 status, run.run_id, failed_step or run.step, reason)
         return run
 
+    def _discard_pending(self, run: RunRecord) -> str:
+        """A generated run that ends without success: the provider forgets the value (hook
+        `rollback`, when `apply` was called and the value was never promoted) and the pending
+        version is disabled. Returns what happened, for the outcome and the notification."""
+        d = run.data
+        if d.get("strategy") != "generated" or not d.get("pending_version") or d.get(
+                "pending_disabled"):
+            return ""
+        notes: list[str] = []
+        sensitive: list[str] = []
+        if d.get("apply_called") and not d.get("new_version") and not d.get("rolled_back"):
+            notes.append(self._rollback(run, sensitive))
+        try:
+            self.ports.secrets.disable(d["vault"], self._pending_name(run), d["pending_version"])
+            d["pending_disabled"] = True
+            notes.append(f"Pending version {d['pending_version']} was disabled.")
+        except Exception as exc:
+            notes.append(f"Disabling pending version {d['pending_version']} failed "
+                         f"({describe_error(exc, sensitive)}): disable it by hand.")
+        return " ".join(n for n in notes if n)
+
+    def _rollback(self, run: RunRecord, sensitive: list[str]) -> str:
+        d = run.data
+        try:
+            hook = get_hook(d["hook"])
+        except LookupError:
+            self._audit(run, "rotation.rollback", "skipped", {"why": "hook not registered"})
+            return "The hook is not registered, so the provider was not told to drop the value."
+        rollback = rollback_of(hook)
+        if rollback is None:
+            self._audit(run, "rotation.rollback", "skipped", {"why": "the hook has no rollback"})
+            return (f"Hook {d['hook']} has no rollback, so the provider may still accept the "
+                    "unpromoted value: remove it there by hand.")
+        pending = self.ports.secrets.get(d["vault"], self._pending_name(run),
+                                         d["pending_version"])
+        if pending is None or not pending.value:
+            self._audit(run, "rotation.rollback", "skipped", {"why": "pending value unreadable"})
+            return "The pending value could not be read, so it was not rolled back."
+        sensitive.append(pending.value)
+        try:
+            rollback.rollback(d.get("hook_target") or "", pending.value)
+        except Exception as exc:
+            error = describe_error(exc, sensitive)
+            self._audit(run, "rotation.rollback", "failed", {"error": error})
+            return f"Rolling the value back with hook {d['hook']} failed ({error})."
+        d["rolled_back"] = True
+        self._audit(run, "rotation.rollback", "succeeded", {"hook": d["hook"]})
+        return f"Hook {d['hook']} rolled the unpromoted value back."
+
     # ------------------------------------------------------------------ plans
 
-    def plan(self, vault: str, secret: str, version: str | None = None) -> dict[str, Any]:
+    def plan(self, vault: str, secret: str, version: str | None = None, *,
+             force: bool = False, both: bool = False) -> dict[str, Any]:
         """What a rotation would do now, without changing anything (dry-run, mode: plan)."""
         current = self.ports.secrets.latest(vault, secret)
         if current is None:
@@ -664,11 +891,13 @@ class RotationEngine:
             return plan
         steps: list[str] = []
         rotated_at = current.tags.get(tags.ROTATED_AT)
-        if rotated_at:
+        if rotated_at and not force:
             until = datetime.fromisoformat(rotated_at) + timedelta(
                 hours=self.policy.grace_period_hours)
             if _now() < until:
                 steps.append(f"wait for the grace period until {_iso(until)}")
+        elif force:
+            steps.append("skip the grace period (forced)")
         days = target.validity_days
         if target.strategy == "generated":
             plan.update(hook=target.hook, target=target.hook_target)
@@ -698,6 +927,13 @@ class RotationEngine:
                 ]
         steps.append(f"publish {EVENT_TYPE}")
         steps += [f"restart site {site}" for site in target.restart_sites]
+        if both and target.strategy != "generated" and plan.get("holds") in tags.SLOT_NAMES:
+            steps += [
+                f"wait the grace period ({self.policy.grace_period_hours:g} h)",
+                f"regenerate the {plan['holds']} key too (the one version {current.version} "
+                "holds)",
+                "disable every version holding a regenerated key",
+            ]
         plan["steps"] = steps
         return plan
 
@@ -720,9 +956,61 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
         "attempts": d.get("attempts", 0),
         "lastError": d.get("last_error"),
         "notBefore": d.get("not_before") if run.status == "waiting" else None,
+        "waitReason": d.get("wait_reason") if run.status == "waiting" else None,
+        "force": bool(d.get("force")),
+        "both": bool(d.get("both")),
+        "retired": d.get("retired") or [],
         "requestedBy": d.get("requested_by"),
         "reason": d.get("reason"),
         "history": d.get("history", []),
         "createdAt": run.created_at.isoformat(),
         "updatedAt": run.updated_at.isoformat(),
     }
+
+
+class _Heartbeat:
+    """Renews a step's lease while the step runs (every third of `step_lease_seconds`), so a
+    short lease (quick recovery after a crash) never lets a second instance into a long step.
+    It saves a snapshot of the run with the new lease and hands the ETag back; it stops (and the
+    step's own save then fails as stale) if another instance took the run over."""
+
+    def __init__(self, engine: RotationEngine, run: RunRecord) -> None:
+        self.engine = engine
+        self.run = run
+        self.interval = max(float(engine.policy.step_lease_seconds) / 3, 0.05)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease:{run.run_id}",
+                                        daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        run = self.run
+        lease = float(self.engine.policy.step_lease_seconds)
+        while not self._stop.wait(self.interval):
+            try:
+                data = json.loads(json.dumps(run.data, default=str))
+            except RuntimeError:  # the step changed the data mid-copy: next beat
+                continue
+            until = _iso(_now() + timedelta(seconds=lease))
+            data["lease_until"] = until
+            snapshot = RunRecord(kind=run.kind, run_id=run.run_id, step=run.step,
+                                 status=run.status, data=data, created_at=run.created_at,
+                                 updated_at=run.updated_at, etag=run.etag)
+            try:
+                saved = self.engine.services.state.save_run(snapshot)
+            except StaleRun:
+                log.warning("rotation %s: lease lost during step %s", run.run_id, run.step)
+                return
+            except Exception as exc:
+                log.warning("rotation %s: lease renewal failed (%s)", run.run_id,
+                            type(exc).__name__)
+                continue
+            run.etag = saved.etag
+            run.data["lease_until"] = until
