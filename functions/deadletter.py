@@ -38,6 +38,14 @@ def run_replay_job(msg: func.QueueMessage) -> None:
     run(msg.get_body().decode("utf-8"))
 
 
+@bp.queue_trigger(arg_name="msg", queue_name="pitcrew-scan-jobs",
+                  connection="AzureWebJobsStorage")
+def run_scan_job(msg: func.QueueMessage) -> None:
+    from pitcrew.deadletter.api import run_scan_job as run
+
+    run(msg.get_body().decode("utf-8"))
+
+
 @bp.timer_trigger(schedule="30 */1 * * * *", arg_name="timer", run_on_startup=False)
 def resume_replay_jobs(timer: func.TimerRequest) -> None:
     from pitcrew.deadletter.api import resume_replay_jobs as resume
@@ -90,13 +98,27 @@ def dlq_scan(req: func.HttpRequest) -> func.HttpResponse:
     return to_response(scan_now(headers_of(req), req.get_body()))
 
 
+@bp.route(route="dlq/scans/{scan}", methods=["GET"], auth_level=OPERATOR_AUTH)
+def dlq_show_scan(req: func.HttpRequest) -> func.HttpResponse:
+    from pitcrew.deadletter.api import show_scan
+
+    return to_response(show_scan(headers_of(req), req.route_params["scan"]))
+
+
+@bp.route(route="dlq/purge", methods=["POST"], auth_level=OPERATOR_AUTH)
+def dlq_purge(req: func.HttpRequest) -> func.HttpResponse:
+    from pitcrew.deadletter.api import purge
+
+    return to_response(purge(headers_of(req), req.get_body()))
+
+
 @bp.route(route="dlq/replays", methods=["GET", "POST"], auth_level=OPERATOR_AUTH)
 def dlq_replays(req: func.HttpRequest) -> func.HttpResponse:
     from pitcrew.deadletter.api import list_replays, request_replay
 
     if req.method.upper() == "POST":
         return to_response(request_replay(headers_of(req), req.get_body()))
-    return to_response(list_replays(headers_of(req)))
+    return to_response(list_replays(headers_of(req), dict(req.params)))
 
 
 @bp.route(route="dlq/replays/{job}", methods=["GET"], auth_level=OPERATOR_AUTH)

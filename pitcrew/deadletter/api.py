@@ -9,9 +9,13 @@ from typing import Any
 
 from pitcrew.api import HttpResult, http_errors
 from pitcrew.auth import Role, require
+from pitcrew.deadletter import queries as q
 from pitcrew.errors import InvalidInput
+from pitcrew.paging import limit_param
 
 log = logging.getLogger(__name__)
+MAX_JSON_DEPTH = 32
+MAX_IDS = 500
 
 
 def _dl() -> Any:
@@ -21,9 +25,18 @@ def _dl() -> Any:
 
 
 def _json(body: bytes) -> Any:
-    from pitcrew.events import load_json
+    """The request body as JSON; `{}` when empty. Oversize, non-JSON and deeply nested bodies
+    are a 400 before any parsing recursion (a 100,000-deep array must not reach json.loads)."""
+    from pitcrew.deadletter.bodies import json_depth
+    from pitcrew.events import MAX_BODY_BYTES, load_json
 
-    return load_json(body) if body and body.strip() else {}
+    if not body or not body.strip():
+        return {}
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidInput("body", f"is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise InvalidInput("body", f"nests deeper than {MAX_JSON_DEPTH} levels")
+    return load_json(body)
 
 
 def _flag(query: Mapping[str, str], name: str) -> bool:
@@ -32,20 +45,26 @@ def _flag(query: Mapping[str, str], name: str) -> bool:
 
 @http_errors
 def list_groups(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpResult:
+    """GET /api/dlq/groups?limit=&continuation=&since=&until= (last seen within the range)."""
     require(headers, Role.READER)
-    groups = sorted(_dl().store.groups(), key=lambda g: g.last_seen, reverse=True)
-    return HttpResult(200, {"groups": [g.to_dict() for g in groups]})
+    limit = limit_param(query)
+    after = q.after_param(query, q.GROUP_ID)
+    since, until = q.time_range(query)
+    page = _dl().store.groups_page(limit=limit, after=after, since=since, until=until)
+    return HttpResult(200, page.map(lambda g: g.to_dict()).body("groups"))
 
 
 @http_errors
 def show_group(headers: Mapping[str, str], group: str, query: Mapping[str, str]) -> HttpResult:
+    """GET /api/dlq/groups/{group}?limit=&continuation=&status=&since=&until=&text=&prop.K=V"""
     from pitcrew.deadletter.operations import group_view
 
     require(headers, Role.READER)
-    limit = query.get("limit", "100")
-    if not limit.isdigit() or not 0 <= int(limit) <= 1000:
-        raise InvalidInput("limit", "must be a whole number from 0 to 1000")
-    return HttpResult(200, group_view(_dl(), group, limit=int(limit)))
+    q.group_id(group)
+    limit = limit_param(query)
+    after = q.after_param(query, q.MESSAGE_ID)
+    flt = q.message_filter(query)
+    return HttpResult(200, group_view(_dl(), group, flt, limit=limit, after=after))
 
 
 @http_errors
@@ -54,6 +73,7 @@ def show_message(headers: Mapping[str, str], message: str,
     from pitcrew.deadletter.operations import view_message
 
     principal = require(headers, Role.READER)
+    q.message_id(message)
     return HttpResult(200, view_message(_dl(), message, actor=principal.actor,
                                         with_body=_flag(query, "body")))
 
@@ -63,6 +83,7 @@ def edit_message(headers: Mapping[str, str], message: str, body: bytes) -> HttpR
     from pitcrew.deadletter.operations import decode_body, edit_message
 
     principal = require(headers, Role.OPERATOR)
+    q.message_id(message)
     request = _json(body)
     if not isinstance(request, dict):
         raise InvalidInput("body", "must be a JSON object")
@@ -86,6 +107,12 @@ def archive(headers: Mapping[str, str], body: bytes) -> HttpResult:
     ids = request.get("messages") or []
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise InvalidInput("messages", "must be an array of message ids")
+    if len(ids) > MAX_IDS:
+        raise InvalidInput("messages", f"at most {MAX_IDS} ids; archive a group for more")
+    for ident in ids:
+        q.message_id(ident, "messages")
+    if request.get("group") is not None:
+        q.group_id(request["group"])
     result = do_archive(_dl(), actor=principal.actor, group=request.get("group"), ids=ids)
     return HttpResult(200, result)
 
@@ -102,12 +129,17 @@ def request_replay(headers: Mapping[str, str], body: bytes) -> HttpResult:
 
 
 @http_errors
-def list_replays(headers: Mapping[str, str]) -> HttpResult:
+def list_replays(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpResult:
+    """GET /api/dlq/replays?limit=&continuation=&since=&until=&status= (requested within the
+    range, default the last 30 days; oldest first)."""
     from pitcrew.deadletter.replay import KIND, job_view
 
     require(headers, Role.READER)
-    runs = sorted(_dl().services.state.list_runs(KIND), key=lambda r: r.created_at, reverse=True)
-    return HttpResult(200, {"jobs": [job_view(r) for r in runs[:100]]})
+    limit = limit_param(query)
+    page = q.jobs_page(_dl().runtime.table("runs"), KIND, query, limit=limit,
+                       statuses=("queued", "running", "paused", "succeeded", "cancelled",
+                                 "failed"))
+    return HttpResult(200, page.map(job_view).body("jobs"))
 
 
 @http_errors
@@ -115,6 +147,7 @@ def show_replay(headers: Mapping[str, str], job: str) -> HttpResult:
     from pitcrew.deadletter.replay import get_job, job_view
 
     require(headers, Role.READER)
+    q.job_id(job)
     return HttpResult(200, job_view(get_job(_dl(), job)))
 
 
@@ -123,21 +156,44 @@ def control_replay(headers: Mapping[str, str], job: str, action: str) -> HttpRes
     from pitcrew.deadletter.replay import control_job, job_view
 
     principal = require(headers, Role.OPERATOR)
-    return HttpResult(200, job_view(control_job(_dl(), job, action, principal.actor)))
+    q.job_id(job)
+    return HttpResult(200, job_view(control_job(_dl(), job, action[:20], principal.actor)))
 
 
 @http_errors
 def scan_now(headers: Mapping[str, str], body: bytes) -> HttpResult:
-    from pitcrew.deadletter.ingest import scan
+    """POST /api/dlq/scan {"sources": [...]}: 202 with a scan job to follow."""
+    from pitcrew.deadletter.scans import request_scan, scan_view
 
-    require(headers, Role.OPERATOR)
+    principal = require(headers, Role.OPERATOR)
     request = _json(body)
-    names = request.get("sources") if isinstance(request, dict) else None
+    if not isinstance(request, dict):
+        raise InvalidInput("body", "must be a JSON object")
+    names = request.get("sources")
     if names is not None and (not isinstance(names, list) or
                               not all(isinstance(n, str) for n in names)):
         raise InvalidInput("sources", "must be an array of source names")
-    reports = scan(_dl(), names)
-    return HttpResult(200, {"sources": [r.to_dict() for r in reports]})
+    run = request_scan(_dl(), names, principal.actor)
+    return HttpResult(202, scan_view(run), {"Location": f"/api/dlq/scans/{run.run_id}"})
+
+
+@http_errors
+def show_scan(headers: Mapping[str, str], scan: str) -> HttpResult:
+    from pitcrew.deadletter.scans import get_scan, scan_view
+
+    require(headers, Role.READER)
+    q.job_id(scan, "scan")
+    return HttpResult(200, scan_view(get_scan(_dl(), scan)))
+
+
+@http_errors
+def purge(headers: Mapping[str, str], body: bytes) -> HttpResult:
+    """POST /api/dlq/purge {"group": G | "before": T, "dryRun": bool} (Operator, audited)."""
+    from pitcrew.deadletter.purging import PurgeRequest, purge_now
+
+    principal = require(headers, Role.OPERATOR)
+    request = PurgeRequest.parse(_json(body))
+    return HttpResult(200, purge_now(_dl(), request, principal.actor))
 
 
 # ------------------------------------------------------------------ trigger entry points
@@ -154,6 +210,18 @@ def run_purge() -> dict[str, int]:
     from pitcrew.deadletter.operations import purge
 
     return purge(_dl())
+
+
+def run_scan_job(job_id: str) -> str:
+    """Queue trigger: advance one scan job for up to its time budget, then hand back."""
+    from pitcrew.deadletter.scans import ScanWorker, enqueue
+
+    dl = _dl()
+    outcome = ScanWorker(dl, job_id.strip()).run()
+    log.info("scan job %s: %s", job_id.strip()[:40], outcome)
+    if outcome == "continue":
+        enqueue(dl, job_id.strip())
+    return outcome
 
 
 def run_replay_job(job_id: str) -> str:

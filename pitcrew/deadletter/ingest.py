@@ -9,7 +9,7 @@ the outbox sends it once per channel however many instances race).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +39,10 @@ class IngestReport:
 
 
 def ingest_source(dl: DeadletterServices, config: SourceConfig,
-                  *, max_messages: int | None = None) -> IngestReport:
+                  *, max_messages: int | None = None,
+                  on_batch: Callable[[IngestReport], None] | None = None) -> IngestReport:
+    """Ingest up to `max_messages` (policy `scan_max_messages`); `on_batch` sees the report
+    after each stored batch (a scan job's progress)."""
     report = IngestReport(config.name)
     limit = max_messages or dl.policy.scan_max_messages
     seen: set[str] = set()
@@ -51,6 +54,8 @@ def ingest_source(dl: DeadletterServices, config: SourceConfig,
             break  # redelivered within this run (a lost lock): the next scan settles them
         seen |= ids
         _ingest_batch(dl, batch, report, parallel=parallel)
+        if on_batch is not None:
+            on_batch(report)
     if report.received:
         log.info("dead-letter ingest %s: %s", config.name, report.to_dict())
         dl.services.audit.append(AuditRecord(
@@ -142,12 +147,17 @@ def scan(dl: DeadletterServices, names: Iterable[str] | None = None) -> list[Ing
         except Exception as exc:
             log.error("dead-letter scan of %s failed: %s", config.name, type(exc).__name__)
             first_error = first_error or exc
-    for group in dl.store.groups():  # a notification an earlier crash left unsent
-        if group.notice_level > group.notice_sent:
-            notify_due(dl, group)
+    notify_pending(dl)
     if first_error is not None:
         raise first_error
     return reports
+
+
+def notify_pending(dl: DeadletterServices) -> None:
+    """Send the notifications an earlier crash left unsent."""
+    for group in dl.store.groups():
+        if group.notice_level > group.notice_sent:
+            notify_due(dl, group)
 
 
 def sources_for_entity(dl: DeadletterServices, namespace: str, entity: str) -> list[SourceConfig]:

@@ -66,6 +66,7 @@ class FailedMessage:
     edited_by: str | None = None
     archived_at: datetime | None = None
     archived_by: str | None = None
+    preview: str | None = None  # the decoded body's first characters, escaped (bodies.py)
     etag: str | None = None
 
     def summary(self) -> dict[str, Any]:
@@ -84,6 +85,7 @@ class FailedMessage:
             "ingestedAt": _iso(self.ingested_at),
             "bodySize": self.body_size,
             "bodySha256": self.body_sha256,
+            "preview": self.preview,
             "properties": {k: v for k, v in self.properties.items() if v is not None},
             "applicationProperties": {k: show_value(v) for k, v in
                                       self.application_properties.items()},

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from pitcrew.deadletter.policy import DeadletterPolicy
 from pitcrew.deadletter.store import Group
+from pitcrew.links import public_url, safe_link
 from pitcrew.notify.model import Action, Notification
+
+
+def group_link(group_id: str, policy: DeadletterPolicy) -> str | None:
+    """The group's operator route (Entra sign-in, role Reader; no function key) as an absolute
+    link: from PITCREW_PUBLIC_BASE_URL, else the policy's https `console_url`; else no link."""
+    path = f"api/dlq/groups/{group_id}"
+    link = public_url(path)
+    if link is None and policy.console_url:
+        link = safe_link(f"{str(policy.console_url).rstrip('/')}/{path}")
+    return link
 
 
 def group_notification(group: Group, level: int, policy: DeadletterPolicy) -> Notification:
@@ -26,11 +37,10 @@ def group_notification(group: Group, level: int, policy: DeadletterPolicy) -> No
         Action(label="Replay the group once the cause is fixed",
                command=f"pitcrew dlq replay --group {group.id} --rate "
                        f"{policy.replay.default_rate:g} --dry-run"),
-        Action(label="Follow the runbook", url="docs/deadletter.md"),
     ]
-    if policy.console_url:
-        base = str(policy.console_url).rstrip("/")
-        actions.insert(0, Action(label="Open the group", url=f"{base}/api/dlq/groups/{group.id}"))
+    link = group_link(group.id, policy)
+    if link is not None:  # never a relative link: nobody can open one from a chat message
+        actions.insert(0, Action(label="Open the group", url=link))
     return Notification(
         id=f"deadletter:{group.id}:{level}",
         dedup_key=f"deadletter:{group.id}",

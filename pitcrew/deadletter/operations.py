@@ -9,9 +9,11 @@ from datetime import timedelta
 from typing import Any
 
 from pitcrew.audit import AuditRecord, app_identity
+from pitcrew.deadletter.bodies import view as body_view
 from pitcrew.deadletter.grouping import message_id as new_message_id
 from pitcrew.deadletter.model import FailedMessage, plain_properties, utcnow
 from pitcrew.deadletter.service import DeadletterServices
+from pitcrew.deadletter.store import MessageFilter
 from pitcrew.errors import Forbidden, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -29,15 +31,8 @@ def view_message(dl: DeadletterServices, message_id: str, *, actor: str,
             actor=actor, action="dlq.view-body", target=f"dlq-message:{message_id}",
             outcome="succeeded", correlation_id=message.group,
             details={"entity": message.entity, "bodySize": len(body)}))
-        view["body"] = encode_body(body)
+        view["body"] = body_view(body, message.source_kind)  # decoded, as the consumer saw it
     return view
-
-
-def encode_body(body: bytes) -> dict[str, Any]:
-    try:
-        return {"text": body.decode("utf-8"), "size": len(body)}
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(body).decode(), "size": len(body)}
 
 
 def decode_body(raw: Any) -> bytes:
@@ -133,12 +128,12 @@ def purge(dl: DeadletterServices) -> dict[str, int]:
     return purged
 
 
-def group_view(dl: DeadletterServices, group_id: str, *, limit: int = 100) -> dict[str, Any]:
+def group_view(dl: DeadletterServices, group_id: str, flt: MessageFilter | None = None, *,
+               limit: int = 100, after: str | None = None) -> dict[str, Any]:
+    """One page of a group's messages (filtered), with the counts by status on the first."""
     group = dl.store.group(group_id)
-    statuses: dict[str, int] = {}
-    messages: list[dict[str, Any]] = []
-    for message in dl.store.in_group(group_id):
-        statuses[message.status] = statuses.get(message.status, 0) + 1
-        if len(messages) < limit:
-            messages.append(message.summary())
-    return {**group.to_dict(), "statuses": statuses, "messages": messages}
+    page = dl.store.messages_page(group_id, flt, limit=limit, after=after)
+    extra: dict[str, Any] = group.to_dict()
+    if after is None:
+        extra["statuses"] = dl.store.status_counts(group_id)
+    return page.map(lambda m: m.summary()).body("messages", **extra)

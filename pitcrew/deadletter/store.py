@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pitcrew.deadletter.bodies import preview, searchable
 from pitcrew.deadletter.grouping import group_of
 from pitcrew.deadletter.model import (
     FailedMessage,
@@ -24,6 +25,7 @@ from pitcrew.deadletter.model import (
     utcnow,
 )
 from pitcrew.errors import InvalidInput, RetryLater
+from pitcrew.paging import Page, encode_token, query_page
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -32,6 +34,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 GROUP_PARTITION = "group"
+STATUSES = ("failed", "replaying", "replayed", "archived", "superseded")
+# Rows one filtered page examines at most when the filter reads what Table storage cannot
+# (text in a body or description, an application property): the page may then come back short,
+# with a continuation to go on from where it stopped.
+SCAN_BUDGET = 5000
+_CHUNK = 250
 _MAX_TEXT = 30_000  # a Table string property holds 32 K characters
 
 
@@ -69,6 +77,60 @@ class Group:
 
 
 @dataclass(frozen=True)
+class MessageFilter:
+    """Which of a group's messages a listing wants. Status and ingest time are asked of Table
+    storage; text (in the reason, description or decoded body, case-insensitive) and
+    application properties are checked here, within SCAN_BUDGET rows per page."""
+
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str | None = None
+    properties: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def reads_rows(self) -> bool:
+        return bool(self.text or self.properties)
+
+    def table_filter(self, params: dict[str, Any]) -> str:
+        query = ""
+        if self.status is not None:
+            query += " and Status eq @status"
+            params["status"] = self.status
+        if self.since is not None:
+            query += " and IngestedAt ge @since"
+            params["since"] = self.since
+        if self.until is not None:
+            query += " and IngestedAt lt @until"
+            params["until"] = self.until
+        return query
+
+    def metadata_match(self, m: FailedMessage) -> bool | None:
+        """False: excluded; True: included; None: only the body can tell (text search)."""
+        for key, wanted in self.properties:
+            if key not in m.application_properties or \
+                    property_text(m.application_properties[key]) != wanted:
+                return False
+        if not self.text:
+            return True
+        needle = self.text.casefold()
+        if needle in m.reason.casefold() or needle in m.description.casefold():
+            return True
+        return None
+
+
+def property_text(value: Any) -> str:
+    """An application property as an operator types it: `true`, `3`, `0.5`, `contoso`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        import base64
+
+        return base64.b64encode(value).decode()
+    return str(value)
+
+
+@dataclass(frozen=True)
 class Arrival:
     """How one ingest changed a group: created it, or moved its count from before to after."""
 
@@ -99,6 +161,7 @@ class FailedMessageStore:
         for message, body in items:
             message.body_size = len(body)
             message.body_sha256 = _digest(body)
+            message.preview = preview(body, message.source_kind)
             by_group.setdefault(message.group, []).append(message)
         for group, messages in by_group.items():
             for chunk in _chunks(messages, 100):
@@ -210,6 +273,81 @@ class FailedMessageStore:
                                                  results_per_page=page_size):
             yield _message(row)
 
+    def messages_page(self, group: str, flt: MessageFilter | None = None, *, limit: int,
+                      after: str | None = None) -> Page[FailedMessage]:
+        """One page of a group's messages in id order; the continuation is the last id looked
+        at, so a page resumes exactly there whatever the filter skipped."""
+        flt = flt or MessageFilter()
+        params: dict[str, Any] = {"pk": group}
+        base = "PartitionKey eq @pk" + flt.table_filter(params)
+        if not flt.reads_rows:
+            query = base
+            if after is not None:
+                query += " and RowKey gt @after"
+                params["after"] = after
+            page = query_page(self._messages, query, limit=limit, parameters=params)
+            items = [_message(r) for r in page.items]
+            more = page.continuation is not None and bool(items)
+            return Page(items, encode_token({"after": items[-1].id}) if more else None)
+        found: list[FailedMessage] = []
+        examined = 0
+        last = after
+        while examined < SCAN_BUDGET:
+            query = base
+            if last is not None:
+                query += " and RowKey gt @after"
+                params["after"] = last
+            chunk = query_page(self._messages, query, parameters=params,
+                               limit=min(_CHUNK, SCAN_BUDGET - examined))
+            rows = [_message(r) for r in chunk.items]
+            verdicts = [flt.metadata_match(m) for m in rows]
+            unsure = [m.id for m, v in zip(rows, verdicts, strict=True) if v is None]
+            texts = dict(zip(unsure, self._bodies_text(rows, unsure), strict=True))
+            for message, verdict in zip(rows, verdicts, strict=True):
+                examined += 1
+                last = message.id
+                if verdict is None:
+                    verdict = (flt.text or "").casefold() in texts[message.id]
+                if verdict:
+                    found.append(message)
+                    if len(found) >= limit:
+                        return Page(found, encode_token({"after": last}))
+            if chunk.continuation is None:
+                return Page(found, None)
+        return Page(found, encode_token({"after": last}) if last else None)
+
+    def _bodies_text(self, rows: Sequence[FailedMessage], ids: Sequence[str]) -> list[str]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        kinds = {m.id: m.source_kind for m in rows}
+
+        def one(message_id: str) -> str:
+            try:
+                return searchable(self.bodies.get(message_id), kinds[message_id])
+            except ResourceNotFoundError:
+                return ""
+
+        if not ids:
+            return []
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(16, len(ids))) as pool:
+            return list(pool.map(one, ids))
+
+    def status_counts(self, group: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self._messages.query_entities("PartitionKey eq @pk", parameters={"pk": group},
+                                                 select=["Status"], results_per_page=1000):
+            counts[row["Status"]] = counts.get(row["Status"], 0) + 1
+        return counts
+
+    def ingested_before(self, before: datetime) -> Iterator[FailedMessage]:
+        """Every message ingested before `before`, whatever its group (a table scan)."""
+        for row in self._messages.query_entities("IngestedAt lt @before",
+                                                 parameters={"before": before},
+                                                 results_per_page=1000):
+            yield _message(row)
+
     def with_status(self, status: str) -> Iterator[FailedMessage]:
         for row in self._messages.query_entities("Status eq @s", parameters={"s": status}):
             yield _message(row)
@@ -264,6 +402,31 @@ class FailedMessageStore:
             {"PartitionKey": GROUP_PARTITION, "RowKey": group.id, "NoticeSent": level},
             mode=UpdateMode.MERGE)
 
+    def groups_page(self, *, limit: int, after: str | None = None,
+                    since: datetime | None = None, until: datetime | None = None) -> Page[Group]:
+        """Groups in id order, optionally only those last seen within [since, until)."""
+        query = "PartitionKey eq @pk"
+        params: dict[str, Any] = {"pk": GROUP_PARTITION}
+        if after is not None:
+            query += " and RowKey gt @after"
+            params["after"] = after
+        if since is not None:
+            query += " and LastSeen ge @since"
+            params["since"] = since
+        if until is not None:
+            query += " and LastSeen lt @until"
+            params["until"] = until
+        page = query_page(self._groups, query, limit=limit, parameters=params)
+        items = [_group(r) for r in page.items]
+        more = page.continuation is not None and bool(items)
+        return Page(items, encode_token({"after": items[-1].id}) if more else None)
+
+    def delete_group(self, group_id: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with contextlib.suppress(ResourceNotFoundError):
+            self._groups.delete_entity(GROUP_PARTITION, group_id)
+
     def groups(self) -> Iterator[Group]:
         for row in self._groups.query_entities("PartitionKey eq @pk",
                                                parameters={"pk": GROUP_PARTITION}):
@@ -309,6 +472,8 @@ def _entity(m: FailedMessage) -> dict[str, Any]:
         "IngestedAt": m.ingested_at, "Status": m.status, "ReplayAttempt": m.replay_attempt,
         "PossibleDuplicate": m.possible_duplicate,
     }
+    if m.preview is not None:
+        entity["Preview"] = m.preview
     optional = {
         "DeliveryCount": m.delivery_count, "EnqueuedTime": m.enqueued_time,
         "SequenceNumber": m.sequence_number, "ReplayJob": m.replay_job,
@@ -346,7 +511,7 @@ def _message(row: Any) -> FailedMessage:
         possible_duplicate=bool(row.get("PossibleDuplicate")), edit_of=row.get("EditOf"),
         edited_as=row.get("EditedAs"), edited_by=row.get("EditedBy"),
         archived_at=row.get("ArchivedAt"), archived_by=row.get("ArchivedBy"),
-        etag=row.metadata["etag"],
+        preview=row.get("Preview"), etag=row_etag(row),
     )
 
 
@@ -365,9 +530,16 @@ def _group(row: Any) -> Group:
         reason=row.get("Reason") or "", description=row.get("Description") or "",
         count=row["Count"], first_seen=row["FirstSeen"], last_seen=row["LastSeen"],
         notice_level=row.get("NoticeLevel") or 0, notice_sent=row.get("NoticeSent") or 0,
-        etag=row.metadata["etag"],
+        etag=row_etag(row),
     )
 
 
 def now() -> datetime:
     return utcnow()
+
+
+def row_etag(row: Any) -> str | None:
+    """The entity's ETag; None for a row read through paging (a plain dict, listed only)."""
+    meta = getattr(row, "metadata", None) or {}
+    etag: str | None = meta.get("etag")
+    return etag

@@ -1,0 +1,171 @@
+"""Query parameters of the dead-letter list routes, checked before any storage round trip, and
+the paged listing of replay and scan jobs.
+
+Every list answers `{"<items>": [...], "continuation": token | null}` (pitcrew.paging). Ids,
+times, text and property filters are bounded and refused with a 400 naming the parameter:
+a caller never gets a 500 or a slow answer out of a hostile query.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pitcrew.deadletter.store import STATUSES, MessageFilter, row_etag
+from pitcrew.errors import InvalidInput
+from pitcrew.paging import Page, encode_token, query_page, token_param
+from pitcrew.state import RunRecord, table_key
+
+GROUP_ID = re.compile(r"^[0-9a-f]{12}$")
+MESSAGE_ID = re.compile(r"^[0-9a-f]{12}-[0-9a-f]{20}$")
+JOB_ID = re.compile(r"^\d{14}-[0-9a-f]{8}$")
+MAX_SPAN = timedelta(days=366)
+JOBS_DEFAULT_SPAN = timedelta(days=30)
+MAX_TEXT = 200
+MAX_PROPERTIES = 10
+PROPERTY_PREFIX = "prop."
+_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]*$")
+
+
+def check_id(pattern: re.Pattern[str], value: str, field: str, what: str) -> str:
+    if not isinstance(value, str) or len(value) > 64 or not pattern.fullmatch(value):
+        raise InvalidInput(field, f"is not a {what} id")
+    return value
+
+
+def group_id(value: str, field: str = "group") -> str:
+    return check_id(GROUP_ID, value, field, "dead-letter group (12 hex)")
+
+
+def message_id(value: str, field: str = "message") -> str:
+    return check_id(MESSAGE_ID, value, field, "failed-message")
+
+
+def job_id(value: str, field: str = "job") -> str:
+    return check_id(JOB_ID, value, field, "job")
+
+
+def after_param(query: Mapping[str, str], pattern: re.Pattern[str]) -> str | None:
+    """The position inside a continuation token issued by a dead-letter list route."""
+    state = token_param(query)
+    if state is None:
+        return None
+    after = state.get("after")
+    if set(state) != {"after"} or not isinstance(after, str) or len(after) > 64 or \
+            not pattern.fullmatch(after):
+        raise InvalidInput("continuation", "is not a continuation token pitcrew issued")
+    return after
+
+
+def time_param(query: Mapping[str, str], name: str) -> datetime | None:
+    raw = (query.get(name) or "").strip()
+    if not raw:
+        return None
+    if len(raw) > 40 or not raw.isascii():
+        raise InvalidInput(name, "is not an ISO 8601 time")
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+    except ValueError:
+        raise InvalidInput(name, f"is not an ISO 8601 time: {raw!r}") from None
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not 2000 <= value.year <= 2999:
+        raise InvalidInput(name, "must be a time between the years 2000 and 2999")
+    return value.astimezone(UTC)
+
+
+def time_range(query: Mapping[str, str], *, default_span: timedelta | None = None
+               ) -> tuple[datetime | None, datetime | None]:
+    """`since` (inclusive) and `until` (exclusive), at most MAX_SPAN apart. With
+    `default_span`, a missing end is filled in so the range is always bounded."""
+    since, until = time_param(query, "since"), time_param(query, "until")
+    if default_span is not None:
+        if until is None:
+            until = (since + default_span) if since else datetime.now(UTC) + timedelta(minutes=1)
+        if since is None:
+            since = until - default_span
+    if since is not None and until is not None:
+        if since >= until:
+            raise InvalidInput("since", "must be earlier than until")
+        if until - since > MAX_SPAN:
+            raise InvalidInput("until", f"a time range spans at most {MAX_SPAN.days} days")
+    return since, until
+
+
+def text_param(query: Mapping[str, str], name: str = "text") -> str | None:
+    raw = query.get(name)
+    if raw is None or not raw.strip():
+        return None
+    if len(raw) > MAX_TEXT or not _PRINTABLE.match(raw):
+        raise InvalidInput(name, f"must be at most {MAX_TEXT} printable characters")
+    return raw
+
+
+def status_param(query: Mapping[str, str]) -> str | None:
+    raw = (query.get("status") or "").strip()
+    if not raw:
+        return None
+    if raw not in STATUSES:
+        raise InvalidInput("status", f"must be one of {', '.join(STATUSES)}")
+    return raw
+
+
+def property_params(query: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """`prop.<key>=<value>`: application property `key` equals `value` (as text; booleans
+    `true`/`false`)."""
+    pairs = []
+    for name, value in query.items():
+        if not name.startswith(PROPERTY_PREFIX):
+            continue
+        key = name[len(PROPERTY_PREFIX):]
+        if not key or len(key) > 128 or not _PRINTABLE.match(key):
+            raise InvalidInput(name, "property names are 1 to 128 printable characters")
+        if len(value) > MAX_TEXT or not _PRINTABLE.match(value):
+            raise InvalidInput(name, f"must be at most {MAX_TEXT} printable characters")
+        pairs.append((key, value))
+    if len(pairs) > MAX_PROPERTIES:
+        raise InvalidInput("prop", f"at most {MAX_PROPERTIES} property filters")
+    return tuple(sorted(pairs))
+
+
+def message_filter(query: Mapping[str, str]) -> MessageFilter:
+    since, until = time_range(query)
+    return MessageFilter(status=status_param(query), since=since, until=until,
+                         text=text_param(query), properties=property_params(query))
+
+
+# ------------------------------------------------------------------ job listings
+
+
+def jobs_page(runs: Any, kind: str, query: Mapping[str, str], *, limit: int,
+              statuses: tuple[str, ...]) -> Page[RunRecord]:
+    """Jobs of `kind` requested within [since, until) (default: the last 30 days), oldest
+    first: a job id starts with its request time, so the range is a RowKey range."""
+    since, until = time_range(query, default_span=JOBS_DEFAULT_SPAN)
+    assert since is not None and until is not None
+    status = (query.get("status") or "").strip() or None
+    if status is not None and status not in statuses:
+        raise InvalidInput("status", f"must be one of {', '.join(statuses)}")
+    after = after_param(query, JOB_ID)
+    params: dict[str, Any] = {"pk": table_key(kind), "from": f"{since:%Y%m%d%H%M%S}",
+                              "to": f"{until:%Y%m%d%H%M%S}"}
+    filt = "PartitionKey eq @pk and RowKey ge @from and RowKey lt @to"
+    if after is not None:
+        filt += " and RowKey gt @after"
+        params["after"] = after
+    if status is not None:
+        filt += " and Status eq @status"
+        params["status"] = status
+    page = query_page(runs, filt, limit=limit, parameters=params)
+    items = [_run(row) for row in page.items]
+    more = page.continuation is not None and bool(items)
+    return Page(items, encode_token({"after": items[-1].run_id}) if more else None)
+
+
+def _run(row: Any) -> RunRecord:
+    return RunRecord(kind=row["PartitionKey"], run_id=row.get("RunId") or row["RowKey"],
+                     step=row["Step"], status=row["Status"],
+                     data=json.loads(row.get("Data") or "{}"), created_at=row["CreatedAt"],
+                     updated_at=row["UpdatedAt"], etag=row_etag(row))
