@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 from pitcrew import state as state_module
 from pitcrew.audit import AuditRecord, app_identity
 from pitcrew.errors import InvalidInput, RetryLater
-from pitcrew.rotation import messages, tags
+from pitcrew.rotation import consumers, messages, tags
 from pitcrew.rotation.hooks import (
     CredentialHook,
     generate_password,
@@ -59,7 +59,7 @@ from pitcrew.rotation.hooks import (
     load_hook_modules,
     rollback_of,
 )
-from pitcrew.rotation.policy import DUAL_KEY_STRATEGIES, PasswordPolicy, resource_pattern_ok
+from pitcrew.rotation.policy import DUAL_KEY_STRATEGIES, PasswordPolicy
 from pitcrew.rotation.ports import (
     CredentialProvider,
     CredentialRejected,
@@ -121,6 +121,7 @@ class Target:
     password: PasswordPolicy = field(default_factory=PasswordPolicy)
     validity_days: float = 90.0
     restart_sites: tuple[str, ...] = ()
+    consumers: tuple[tuple[str, bool], ...] = ()  # (site, restart) pairs: refreshed after promote
 
 
 def run_id_for(vault: str, secret: str, version: str) -> str:
@@ -187,36 +188,10 @@ class RotationEngine:
         if self.is_pending_secret(secret):
             return None
         rule = self.policy.rule_for(vault, secret)
-        if rule is not None:
-            return Target(
-                strategy=rule.strategy, source="policy", resource=rule.resource, hook=rule.hook,
-                hook_target=rule.target, password=rule.password,
-                validity_days=rule.validity_days or self.policy.validity_days,
-                restart_sites=tuple(rule.restart_sites),
-            )
-        if not self.policy.use_tags:
-            return None
-        if current is None:
+        if current is None and tags.needs_current(self.policy, rule):
             current = self.ports.secrets.latest(vault, secret)
-        if current is None:
-            return None
-        strategy = current.tags.get(tags.STRATEGY, "").strip()
-        if strategy in DUAL_KEY_STRATEGIES:
-            resource = current.tags.get(tags.RESOURCE, "").strip()
-            if not resource_pattern_ok(strategy, resource):
-                raise RotationStopped(
-                    f"tag {tags.RESOURCE} on version {current.version} is not a valid resource id "
-                    f"for strategy {strategy}"
-                )
-            return Target(strategy=strategy, source="tags", resource=resource,
-                          validity_days=self.policy.validity_days)
-        if strategy == "generated" and current.tags.get(tags.HOOK):
-            return Target(strategy="generated", source="tags", hook=current.tags[tags.HOOK],
-                          hook_target=current.tags.get(tags.TARGET),
-                          validity_days=self.policy.validity_days)
-        if strategy == "notify":
-            return Target(strategy="notify", source="tags")
-        return None
+        owner = tags.owner_for(self.policy, rule, current)  # InvalidInput names a bad tag
+        return Target(**owner) if owner is not None else None
 
     # ------------------------------------------------------------------ entry points
 
@@ -249,6 +224,7 @@ class RotationEngine:
                 "password": target.password.model_dump(),
                 "validity_days": target.validity_days,
                 "restart_sites": list(target.restart_sites),
+                "consumers": [list(c) for c in target.consumers],
                 "requested_by": actor, "correlation_id": correlation_id, "reason": reason,
                 "attempts": 0, "history": [], "force": force, "both": both,
             },
@@ -266,7 +242,8 @@ class RotationEngine:
                 for key in ("regenerated", "before_fingerprint", "lease_until", "failed_step",
                             "outcome", "last_error", "pending_version", "pending_disabled",
                             "apply_called", "rolled_back", "wait", "not_before", "wait_reason",
-                            "first_fingerprint", "first_regenerated", "retired"):
+                            "first_fingerprint", "first_regenerated", "retired",
+                            "vault_unavailable"):
                     run.data.pop(key, None)
                 run.data.update(attempts=0, requested_by=actor, correlation_id=correlation_id,
                                 reason=reason, retries=int(run.data.get("retries", 0)) + 1,
@@ -387,6 +364,8 @@ class RotationEngine:
             return self._finish(run, stop.status, stop.reason, failed_step=step)
         except VaultUnavailable as unavailable:
             # Not transient: the vault is unknown or pitcrew lacks a role on it. A person acts.
+            run.data["vault_unavailable"] = {"kind": unavailable.kind, "role": unavailable.role,
+                                             "detail": unavailable.detail}
             return self._finish(run, "failed", f"{unavailable}; {unavailable.action}.",
                                 failed_step=step)
         except CredentialRejected as rejected:
@@ -635,6 +614,7 @@ class RotationEngine:
             value = self._new_dual_value(run, sensitive)
             new_tags[tags.RESOURCE] = d["resource"]
             new_tags[tags.KEY] = d["regenerate"]
+            new_tags.update(tags.carried_forward(current.tags, d))  # Azure samples' tags
         written = self.ports.secrets.set(
             d["vault"], d["secret"], value, tags=new_tags, expires_on=until,
             content_type=None,
@@ -654,15 +634,10 @@ class RotationEngine:
         if events is not None and not d.get("published"):
             events.publish(self.rotated_event(run))
             d["published"] = True
-        restarted = d.setdefault("restarted", [])
-        for site in d.get("restart_sites") or []:
-            if site in restarted:
-                continue
-            if self.ports.sites is None:
-                raise RotationStopped("the policy lists sites to restart but no ARM client is "
-                                      "configured.")
-            self.ports.sites.restart(site)
-            restarted.append(site)
+        try:  # refresh each consumer's Key Vault references; restart where the policy asks
+            consumers.refresh(self.ports.sites, d)
+        except consumers.ConsumersUnconfigured as exc:
+            raise RotationStopped(str(exc)) from None
         if d["strategy"] in DUAL_KEY_STRATEGIES and d.get("before_fingerprint"):
             # The regenerated key's old value no longer authenticates: retire what holds it.
             self._retire(run, {d["before_fingerprint"]}, sensitive)
@@ -926,7 +901,8 @@ class RotationEngine:
                     f"promote it as a new version of {secret}, expiring in {days:g} days",
                 ]
         steps.append(f"publish {EVENT_TYPE}")
-        steps += [f"restart site {site}" for site in target.restart_sites]
+        steps += [f"refresh the Key Vault references of site {site}" + (
+            " and restart it" if restart else "") for site, restart in target.consumers]
         if both and target.strategy != "generated" and plan.get("holds") in tags.SLOT_NAMES:
             steps += [
                 f"wait the grace period ({self.policy.grace_period_hours:g} h)",

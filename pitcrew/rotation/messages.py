@@ -95,3 +95,23 @@ def planned(run_id: str, plan: dict[str, Any]) -> Notification:
                                                            "would_regenerate")},
         actions=(Action(label="Rotate now", command=f"pitcrew rotate {name}"),),
     )
+
+
+def vault_unavailable(vault: str, secret: str, problem: str, action: str, *, kind: str,
+                      correlation_id: str, event_type: str | None = None) -> Notification:
+    """pitcrew was told about a secret in a vault it cannot use (unknown, or a role missing)."""
+    about = f" ({event_type})" if event_type else ""
+    return Notification(
+        id=f"rotation:vault:{vault.lower()}:{kind}:{correlation_id}",
+        dedup_key=f"rotation:vault:{vault.lower()}",
+        kind="rotation",
+        severity="critical",
+        status="firing",
+        title=(f"pitcrew cannot use vault {vault}" if kind == "unknown" else
+               f"pitcrew lacks access to vault {vault}"),
+        summary=(f"pitcrew was asked about secret {secret} in vault {vault}{about} but {problem}. "
+                 f"Nothing was rotated. To fix: {action}."),
+        correlation_id=correlation_id,
+        facts={"Vault": vault, "Secret": secret, "Problem": problem},
+        actions=(Action(label="Rotate once fixed", command=f"pitcrew rotate {vault}/{secret}"),),
+    )
