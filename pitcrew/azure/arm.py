@@ -10,14 +10,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
 from pitcrew.rotation.ports import CredentialRejected
+
+if TYPE_CHECKING:
+    from azure.core.credentials import AzureNamedKeyCredential
 
 ClientFactory = Callable[[str, str, str], Any]  # (module, class name, subscription) -> client
 
@@ -137,7 +139,7 @@ class DataPlane:
                 raise _rejected("Storage", exc.status_code) from None
             raise RuntimeError(f"Storage answered HTTP {exc.status_code} to the key test") from None
 
-    # --- Service Bus / Event Hubs: SAS ---------------------------------------------------------
+    # --- Service Bus / Event Hubs: SAS, with the least right the rule has ---------------------
 
     def namespace_url(self, service: str, namespace: str) -> str:
         if self.local_base:
@@ -145,27 +147,140 @@ class DataPlane:
         return f"https://{namespace}.servicebus.windows.net"
 
     def test_sas(self, service: str, namespace: str, entity: str | None, rule: str,
-                 key: str) -> None:
-        """Read the entity's description (or, for a namespace rule, the namespace's entity
-        list) with a SAS token signed by the key. In Azure this needs a rule with Manage rights."""
-        base = self.namespace_url(service, namespace)
-        if entity:
-            url = f"{base}/{entity}"
-        else:
-            url = f"{base}/$Resources/{'eventhubs' if service == 'eventhubs' else 'queues'}"
-        resource = quote_plus(f"{base}/{entity}" if entity else base)
-        expiry = int(time.time()) + 300
-        signature = base64.b64encode(
-            hmac.new(key.encode(), f"{resource}\n{expiry}".encode(), hashlib.sha256).digest()
-        ).decode()
-        token = (f"SharedAccessSignature sr={resource}&sig={quote_plus(signature)}"
-                 f"&se={expiry}&skn={quote_plus(rule)}")
-        status = self._get(url, {"Authorization": token})
+                 key: str, rights: Sequence[str] = ("Listen", "Send", "Manage"),
+                 entity_kind: str | None = None) -> str:
+        """Prove a Service Bus / Event Hubs rule's key with the least right the rule has, without
+        a side effect; returns the right used. See `sas_test_right` and docs/rotation.md.
+
+        In Azure the Listen and Send tests run over AMQP through the SDKs with an
+        AzureNamedKeyCredential (Listen: peek one message, which neither locks nor removes it;
+        Send: open a sender link, which authenticates and attaches, and send nothing). The local
+        endpoint speaks HTTPS only, so against it the same rights are checked through Service
+        Bus REST calls that need the same claim: peek-lock with timeout=0 on a queue that is
+        always empty there (Listen) and an empty batch, refused after the claim check (Send).
+        Those REST forms are never used against Azure: there a peek-lock would lock a message and
+        a REST send would send."""
+        from azure.core.credentials import AzureNamedKeyCredential
+
         label = "Event Hubs" if service == "eventhubs" else "Service Bus"
+        right = sas_test_right(service, entity, entity_kind, rights)
+        credential = AzureNamedKeyCredential(rule, key)
+        if right == "Manage" or self.local_base:
+            self._sas_over_https(service, namespace, entity, credential, right, label)
+        elif service == "servicebus":
+            self._servicebus_amqp(namespace, entity or "", entity_kind, credential, right)
+        else:
+            self._eventhubs_amqp(namespace, entity or "", credential, right)
+        return right
+
+    def _sas_header(self, audience: str, credential: AzureNamedKeyCredential) -> str:
+        # The SDK's own SAS generation from an AzureNamedKeyCredential (what ServiceBusClient and
+        # ServiceBusAdministrationClient send), not a hand-built token.
+        from azure.servicebus._base_handler import ServiceBusAzureNamedKeyTokenCredential
+
+        return str(ServiceBusAzureNamedKeyTokenCredential(credential).get_token(audience).token)
+
+    def _sas_over_https(self, service: str, namespace: str, entity: str | None,
+                        credential: AzureNamedKeyCredential, right: str, label: str) -> None:
+        import ssl
+
+        import httpx
+
+        base = self.namespace_url(service, namespace)
+        audience = f"{base}/{entity}" if entity else base
+        headers = {"Authorization": self._sas_header(audience, credential)}
+        if right == "Manage":  # a management read: the entity's (or the namespace's) description
+            kind = "eventhubs" if service == "eventhubs" else "queues"
+            url = f"{base}/{entity}" if entity else f"{base}/$Resources/{kind}"
+            method, content = "GET", None
+        elif right == "Listen":
+            url, method, content = f"{audience}/messages/head?timeout=0", "POST", None
+        else:
+            url, method, content = f"{audience}/messages", "POST", b"[]"
+            headers["Content-Type"] = "application/vnd.microsoft.servicebus.json"
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=self.verify) if isinstance(self.verify, str)
+            else self.verify
+        )
+        with httpx.Client(verify=verify, timeout=self.timeout) as client:
+            status = client.request(method, url, headers=headers, content=content).status_code
         if status in (401, 403):
             raise _rejected(label, status)
-        if not 200 <= status < 300:
+        # The Send check's empty batch is refused (400) only after the Send claim was accepted.
+        if not (200 <= status < 300 or (right == "Send" and status == 400)):
             raise RuntimeError(f"{label} answered HTTP {status} to the key test")
+
+    def _servicebus_amqp(self, namespace: str, entity: str, entity_kind: str | None,
+                         credential: AzureNamedKeyCredential, right: str) -> None:
+        from azure.servicebus import ServiceBusClient
+        from azure.servicebus.exceptions import (
+            ServiceBusAuthenticationError,
+            ServiceBusAuthorizationError,
+        )
+
+        client = ServiceBusClient(f"{namespace}.servicebus.windows.net", credential,
+                                  retry_total=0)
+        try:
+            with client:
+                if right == "Listen":  # queues only (a topic's Listen needs a subscription)
+                    with client.get_queue_receiver(entity) as receiver:
+                        receiver.peek_messages(max_message_count=1)
+                else:
+                    sender = (client.get_topic_sender(entity) if entity_kind == "topics"
+                              else client.get_queue_sender(entity))
+                    with sender:
+                        sender.create_message_batch()  # opens the link; sends nothing
+        except (ServiceBusAuthenticationError, ServiceBusAuthorizationError) as exc:
+            raise CredentialRejected(f"Service Bus refused the new key ({right} test: "
+                                     f"{type(exc).__name__})") from None
+
+    def _eventhubs_amqp(self, namespace: str, eventhub: str,
+                        credential: AzureNamedKeyCredential, right: str) -> None:
+        try:
+            from azure.eventhub import EventHubConsumerClient, EventHubProducerClient
+            from azure.eventhub.exceptions import AuthenticationError, ConnectError
+        except ImportError:
+            raise RuntimeError(
+                "the Event Hubs key test of a rule without Manage needs the azure-eventhub "
+                "package (AMQP); install it, or rotate a rule with Manage"
+            ) from None
+        host = f"{namespace}.servicebus.windows.net"
+        try:
+            if right == "Listen":
+                with EventHubConsumerClient(host, "$Default", credential,
+                                            eventhub_name=eventhub, retry_total=0) as consumer:
+                    consumer.get_eventhub_properties()
+            else:
+                with EventHubProducerClient(host, eventhub, credential,
+                                            retry_total=0) as producer:
+                    producer.create_batch()  # opens the sender link; sends nothing
+        except (AuthenticationError, ConnectError) as exc:
+            if isinstance(exc, ConnectError) and "nauthori" not in str(exc):
+                raise RuntimeError(f"Event Hubs key test could not connect "
+                                   f"({type(exc).__name__})") from None
+            raise CredentialRejected(f"Event Hubs refused the new key ({right} test: "
+                                     f"{type(exc).__name__})") from None
+
+
+def sas_test_right(service: str, entity: str | None, entity_kind: str | None,
+                   rights: Sequence[str]) -> str:
+    """The right a Service Bus / Event Hubs key test uses: Listen (a peek reads nothing away),
+    else Send (a sender link sends nothing); Manage only for a namespace-level rule, whose
+    Listen/Send tests would need an entity. Raises ValueError when the rule cannot be tested."""
+    have = {str(getattr(r, "value", r)).lower() for r in rights}
+    where = f"entity {entity}" if entity else "the namespace"
+    if entity is None:
+        if "manage" in have:
+            return "Manage"
+        raise ValueError(
+            "a namespace-level rule without Manage cannot be tested without an entity: rotate an "
+            "entity-level rule (queue, topic or event hub) or give the rule Manage")
+    if "listen" in have and not (service == "servicebus" and entity_kind == "topics"):
+        return "Listen"
+    if "send" in have:
+        return "Send"
+    raise ValueError(f"the rule has no right pitcrew can test on {where} without a side effect "
+                     f"(rights: {sorted(have) or 'none'}); a topic's Listen needs a subscription")
 
 
 class _ArmProvider:
@@ -252,6 +367,15 @@ class _RuleKeys(_ArmProvider):
     def _entity(self, rid: ResourceId) -> str | None:
         return next((rid.names[s] for s, _ in self.entity_segments if s in rid.names), None)
 
+    def _entity_kind(self, rid: ResourceId) -> str | None:
+        return next((s for s, _ in self.entity_segments if s in rid.names), None)
+
+    def rights(self, resource_id: str) -> list[str]:
+        """The rule's rights (Listen / Send / Manage), read through ARM."""
+        operations, args = self._operations(ResourceId.parse(resource_id))
+        rule = operations.get_authorization_rule(*args)
+        return [str(getattr(r, "value", r)) for r in (rule.rights or [])]
+
     def list_keys(self, resource_id: str) -> dict[str, str]:
         operations, args = self._operations(ResourceId.parse(resource_id))
         keys = operations.list_keys(*args)
@@ -268,7 +392,8 @@ class _RuleKeys(_ArmProvider):
     def test(self, resource_id: str, slot: str, value: str) -> None:
         rid = ResourceId.parse(resource_id)
         self._data_plane.test_sas(self.service, rid.names["namespaces"], self._entity(rid),
-                                  rid.rule, value)
+                                  rid.rule, value, rights=self.rights(resource_id),
+                                  entity_kind=self._entity_kind(rid))
 
 
 class ServiceBusKeys(_RuleKeys):
@@ -285,16 +410,40 @@ class EventHubsKeys(_RuleKeys):
     entity_segments = (("eventhubs", "event_hubs"),)
 
 
+# The refresh action is not in azure-mgmt-web (11.x has only the GETs of configreferences), so it
+# goes through the management client's own pipeline (its credential, retries and base_url). The
+# API version is the one App Service documents for this call.
+KV_REFERENCE_REFRESH_API_VERSION = "2022-03-01"
+
+
 class SiteRestarts:
-    """Restart App Service / Function App sites so they re-read Key Vault references."""
+    """Consumer sites (App Service / Function App) that read a rotated secret as a Key Vault
+    reference: re-read their references, and restart them where the policy asks."""
 
     def __init__(self, client_for: ClientFactory) -> None:
         self._client_for = client_for
 
+    def _web(self, rid: ResourceId) -> Any:
+        return self._client_for("azure.mgmt.web", "WebSiteManagementClient", rid.subscription)
+
     def restart(self, site_id: str) -> None:
         rid = ResourceId.parse(site_id)
-        client = self._client_for("azure.mgmt.web", "WebSiteManagementClient", rid.subscription)
-        client.web_apps.restart(rid.resource_group, rid.names["sites"])
+        self._web(rid).web_apps.restart(rid.resource_group, rid.names["sites"])
+
+    def refresh_references(self, site_id: str) -> None:
+        """POST {site}/config/configreferences/appsettings/refresh: App Service re-resolves the
+        site's Key Vault references now (a restart alone does not reliably do it)."""
+        from azure.core.exceptions import HttpResponseError
+        from azure.core.rest import HttpRequest
+
+        rid = ResourceId.parse(site_id)
+        url = (f"/subscriptions/{rid.subscription}/resourceGroups/{rid.resource_group}/providers/"
+               f"Microsoft.Web/sites/{rid.names['sites']}/config/configreferences/appsettings/"
+               "refresh")
+        request = HttpRequest("POST", url, params={"api-version": KV_REFERENCE_REFRESH_API_VERSION})
+        response = self._web(rid).send_request(request)
+        if not 200 <= response.status_code < 300:
+            raise HttpResponseError(response=response)
 
 
 def providers(client_for: ClientFactory, data_plane: DataPlane) -> dict[str, Any]:

@@ -13,7 +13,12 @@ Which secrets pitcrew rotates, how, and the guard rails around it:
           secret: cosmos-primary-key
           strategy: cosmos-keys
           resource: /subscriptions/.../Microsoft.DocumentDB/databaseAccounts/demo
-          restart_sites: [/subscriptions/.../Microsoft.Web/sites/api]
+          consumers:                # sites reading it as a Key Vault reference: refreshed
+            - site: /subscriptions/.../Microsoft.Web/sites/api
+              restart: false        # also restart it (default: refresh only)
+        - vault: sample-kv          # migrated from Azure's rotation samples: the secret's
+          secret: "*-key"           # ProviderAddress / CredentialId / ValidityPeriodDays tags
+          use_tags: true            # name the resource, the key and the validity
 """
 
 from __future__ import annotations
@@ -83,12 +88,38 @@ class PasswordPolicy(StrictModel):
         return self
 
 
+class Consumer(StrictModel):
+    """A site that reads the secret as a Key Vault reference."""
+
+    site: str = Field(description="ARM id of the App Service / Function App site.")
+    restart: bool = Field(
+        default=False,
+        description="Restart the site after refreshing its Key Vault references (most apps "
+        "re-read settings on the refresh alone).",
+    )
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, site: str) -> str:
+        if not _SITE.match(site):
+            raise ValueError(f"{site!r} is not an App Service / Function App site id")
+        return site
+
+
 class SecretRule(StrictModel):
     """Which strategy owns the secrets matching `vault`/`secret` (fnmatch globs)."""
 
     vault: str = Field(min_length=1)
     secret: str = Field(min_length=1)
-    strategy: StrategyName
+    strategy: StrategyName | None = Field(
+        default=None,
+        description="Required unless use_tags is true (then the ProviderAddress tag decides).",
+    )
+    use_tags: bool = Field(
+        default=False,
+        description="Read the resource, key and validity from the secret's tags as Azure's "
+        "rotation samples write them (ProviderAddress, CredentialId, ValidityPeriodDays).",
+    )
     resource: str | None = Field(
         default=None, description="ARM id of the resource whose keys a dual-key strategy rotates."
     )
@@ -100,7 +131,11 @@ class SecretRule(StrictModel):
     )
     password: PasswordPolicy = Field(default_factory=PasswordPolicy)
     validity_days: float | None = Field(default=None, gt=0, le=3650)
-    restart_sites: list[str] = Field(default_factory=list)
+    restart_sites: list[str] = Field(
+        default_factory=list,
+        description="Sites to refresh and restart (the same as consumers with restart: true).",
+    )
+    consumers: list[Consumer] = Field(default_factory=list)
 
     @field_validator("restart_sites")
     @classmethod
@@ -110,9 +145,26 @@ class SecretRule(StrictModel):
                 raise ValueError(f"{site!r} is not an App Service / Function App site id")
         return sites
 
+    def all_consumers(self) -> list[Consumer]:
+        """`consumers`, then `restart_sites` (refreshed and restarted), each site once."""
+        listed = list(self.consumers)
+        seen = {c.site.lower() for c in listed}
+        listed += [Consumer(site=s, restart=True) for s in self.restart_sites
+                   if s.lower() not in seen]
+        return listed
+
     @model_validator(mode="after")
     def _complete(self) -> SecretRule:
-        if self.strategy in DUAL_KEY_STRATEGIES:
+        if self.strategy is None and not self.use_tags:
+            raise ValueError("a rule needs 'strategy' (or use_tags: true to read it from tags)")
+        if self.use_tags and self.strategy not in (None, *DUAL_KEY_STRATEGIES):
+            raise ValueError("use_tags rules are for dual-key strategies (ProviderAddress names "
+                             "the resource)")
+        if self.use_tags and self.strategy and self.resource and not resource_pattern_ok(
+                self.strategy, self.resource):
+            raise ValueError(
+                f"resource {self.resource!r} is not a valid id for strategy {self.strategy}")
+        if self.strategy in DUAL_KEY_STRATEGIES and not self.use_tags:
             if not self.resource:
                 raise ValueError(f"strategy {self.strategy} needs 'resource' (an ARM id)")
             if not resource_pattern_ok(self.strategy, self.resource):

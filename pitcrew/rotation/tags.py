@@ -1,10 +1,28 @@
-"""The tags pitcrew reads and writes on secret versions (documented in docs/rotation.md).
+"""The tags pitcrew reads and writes on secret versions (documented in docs/rotation.md), and who
+owns a secret according to the policy and those tags.
 
 Tags carry names, ids and times only, never a value: Key Vault shows tags to anyone who may
 list secrets, including principals that may not read values.
+
+Besides its own `pitcrew-*` tags, pitcrew understands the tags Azure's Key Vault rotation samples
+(KeyVault-Rotation-StorageAccountKey-PowerShell and its siblings) put on the secrets they manage,
+so those secrets can move to pitcrew without re-tagging:
+
+    ProviderAddress     the ARM id of the Storage / Cosmos DB account (or SB / EH rule)
+    CredentialId        which key the version holds: key1 / key2, Primary / Secondary, ...
+    ValidityPeriodDays  how long each new version is valid (its expiry)
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pitcrew.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from pitcrew.rotation.policy import RotationPolicy, SecretRule
+    from pitcrew.rotation.ports import SecretVersion
 
 STRATEGY = "pitcrew-strategy"  # cosmos-keys | storage-keys | servicebus-keys | eventhubs-keys ...
 RESOURCE = "pitcrew-resource"  # the ARM id of the resource whose key the version holds
@@ -18,3 +36,174 @@ HOOK = "pitcrew-hook"  # generated credentials: the hook that applies them
 TARGET = "pitcrew-target"  # generated credentials: what the hook applies them to
 
 SLOT_NAMES = ("primary", "secondary")
+
+# Azure's rotation samples.
+PROVIDER_ADDRESS = "ProviderAddress"
+CREDENTIAL_ID = "CredentialId"
+VALIDITY_PERIOD_DAYS = "ValidityPeriodDays"
+SAMPLE_TAGS = (PROVIDER_ADDRESS, CREDENTIAL_ID, VALIDITY_PERIOD_DAYS)
+
+# CredentialId spellings, as pairs (first key, second key); the samples use key1/key2 for
+# Storage and the provider's own names elsewhere. Matched case-insensitively.
+_CREDENTIAL_PAIRS = (
+    ("key1", "key2"),
+    ("Primary", "Secondary"),
+    ("primaryKey", "secondaryKey"),
+    ("primaryMasterKey", "secondaryMasterKey"),
+)
+MAX_VALIDITY_DAYS = 3650
+
+# (provider namespace, top-level type, final type) -> strategy
+_STRATEGY_BY_TYPE = {
+    ("microsoft.documentdb", "databaseaccounts", "databaseaccounts"): "cosmos-keys",
+    ("microsoft.storage", "storageaccounts", "storageaccounts"): "storage-keys",
+    ("microsoft.servicebus", "namespaces", "authorizationrules"): "servicebus-keys",
+    ("microsoft.eventhub", "namespaces", "authorizationrules"): "eventhubs-keys",
+}
+
+
+def strategy_for_resource(resource_id: str, tag: str = PROVIDER_ADDRESS) -> str:
+    """The dual-key strategy for an ARM id; InvalidInput naming `tag` when it is not one."""
+    from azure.mgmt.core.tools import is_valid_resource_id, parse_resource_id
+
+    from pitcrew.rotation.policy import resource_pattern_ok
+
+    shown = resource_id[:200]
+    if not resource_id or not is_valid_resource_id(resource_id):
+        raise InvalidInput(tag, f"{shown!r} is not an ARM resource id (/subscriptions/…/"
+                                "resourceGroups/…/providers/…)")
+    parts = parse_resource_id(resource_id)
+    key = (str(parts.get("namespace", "")).lower(), str(parts.get("type", "")).lower(),
+           str(parts.get("resource_type", "")).lower())
+    strategy = _STRATEGY_BY_TYPE.get(key)
+    if strategy is None or not resource_pattern_ok(strategy, resource_id):
+        raise InvalidInput(tag, f"{shown!r} is not the id of a Cosmos DB account, a Storage "
+                                "account or a Service Bus / Event Hubs authorization rule")
+    return strategy
+
+
+def validity_days(version_tags: Mapping[str, str]) -> float | None:
+    """ValidityPeriodDays as a number of days, None when absent; InvalidInput when malformed."""
+    raw = version_tags.get(VALIDITY_PERIOD_DAYS)
+    if raw is None or not str(raw).strip():
+        return None
+    try:
+        days = float(str(raw).strip())
+    except ValueError:
+        raise InvalidInput(VALIDITY_PERIOD_DAYS, f"{str(raw)[:40]!r} is not a number of "
+                                                 "days") from None
+    if not 0 < days <= MAX_VALIDITY_DAYS:
+        raise InvalidInput(VALIDITY_PERIOD_DAYS, f"must be more than 0 and at most "
+                                                 f"{MAX_VALIDITY_DAYS} days, not {days:g}")
+    return days
+
+
+def credential_slot(version_tags: Mapping[str, str]) -> int | None:
+    """Which key (0 or 1) CredentialId says the version holds; a hint, the value decides."""
+    raw = str(version_tags.get(CREDENTIAL_ID, "")).strip()
+    if not raw:
+        return None
+    for pair in _CREDENTIAL_PAIRS:
+        for index, name in enumerate(pair):
+            if raw.lower() == name.lower():
+                return index
+    known = ", ".join(n for pair in _CREDENTIAL_PAIRS for n in pair)
+    raise InvalidInput(CREDENTIAL_ID, f"{raw[:40]!r} names no key; expected one of {known}")
+
+
+def _credential_name(previous: str, index: int) -> str:
+    """The CredentialId for key `index`, in the spelling the previous tag used."""
+    for pair in _CREDENTIAL_PAIRS:
+        lowered = [n.lower() for n in pair]
+        if previous.lower() in lowered:
+            name = pair[index]
+            return name if previous[:1].isupper() == name[:1].isupper() else (
+                name[:1].swapcase() + name[1:])
+    return ("key1", "key2")[index]
+
+
+def carried_forward(previous: Mapping[str, str], data: Mapping[str, Any]) -> dict[str, str]:
+    """The sample tags for a new version pitcrew promotes, when the previous version had them:
+    ProviderAddress and ValidityPeriodDays as they were, CredentialId naming the new key. So the
+    next rotation (by pitcrew, or by the sample during a migration) reads the same facts."""
+    if not any(tag in previous for tag in SAMPLE_TAGS) or not data.get("regenerate"):
+        return {}
+    carried: dict[str, str] = {}
+    if VALIDITY_PERIOD_DAYS in previous:
+        carried[VALIDITY_PERIOD_DAYS] = str(previous[VALIDITY_PERIOD_DAYS])
+    if data.get("resource"):
+        carried[PROVIDER_ADDRESS] = str(data["resource"])
+    index = SLOT_NAMES.index(str(data["regenerate"]))
+    carried[CREDENTIAL_ID] = _credential_name(str(previous.get(CREDENTIAL_ID, "")), index)
+    return carried
+
+
+def needs_current(policy: RotationPolicy, rule: SecretRule | None) -> bool:
+    """Whether deciding the owner reads the secret's current version (its tags)."""
+    if rule is None:
+        return policy.use_tags
+    return rule.use_tags or policy.use_tags
+
+
+def owner_for(
+    policy: RotationPolicy, rule: SecretRule | None, current: SecretVersion | None
+) -> dict[str, Any] | None:
+    """Who owns the secret, as the engine's Target fields; None when nobody does.
+
+    A policy rule first (with `use_tags: true`, its resource, strategy and validity come from the
+    sample tags); then, when `rotation.use_tags` is on, the version's pitcrew-* tags or, failing
+    those, the sample tags. Validity: ValidityPeriodDays (when tags are consulted), else the
+    rule's validity_days, else rotation.validity_days. A malformed tag is an InvalidInput naming
+    the tag (HTTP 400), never a crash."""
+    version_tags: Mapping[str, str] = current.tags if current is not None else {}
+    consult_tags = current is not None and needs_current(policy, rule)
+    tag_days = validity_days(version_tags) if consult_tags else None
+    if rule is not None:
+        strategy: str | None = rule.strategy
+        resource = rule.resource
+        if rule.use_tags:
+            if current is None:
+                return None
+            address = str(version_tags.get(PROVIDER_ADDRESS, "")).strip()
+            if address:
+                derived = strategy_for_resource(address)
+                if strategy and derived != strategy:
+                    raise InvalidInput(PROVIDER_ADDRESS, f"names a {derived} resource but the "
+                                                         f"rule's strategy is {strategy}")
+                strategy, resource = derived, address
+            elif resource:
+                strategy = strategy or strategy_for_resource(resource, "resource")
+            else:
+                raise InvalidInput(PROVIDER_ADDRESS, f"is missing on version {current.version} "
+                                                     "and the rule names no resource")
+            credential_slot(version_tags)  # validated; the value decides which key is held
+        consumers = tuple((c.site, c.restart) for c in rule.all_consumers())
+        return {
+            "strategy": strategy, "source": "tags" if rule.use_tags else "policy",
+            "resource": resource, "hook": rule.hook, "hook_target": rule.target,
+            "password": rule.password,
+            "validity_days": tag_days or rule.validity_days or policy.validity_days,
+            "restart_sites": tuple(site for site, restart in consumers if restart),
+            "consumers": consumers,
+        }
+    if not policy.use_tags or current is None:
+        return None
+    days = tag_days or policy.validity_days
+    strategy = str(version_tags.get(STRATEGY, "")).strip()
+    if strategy in _STRATEGY_BY_TYPE.values():
+        resource = str(version_tags.get(RESOURCE, "")).strip()
+        if strategy_for_resource(resource, RESOURCE) != strategy:
+            raise InvalidInput(RESOURCE, f"is not a valid resource id for strategy {strategy}")
+        return {"strategy": strategy, "source": "tags", "resource": resource,
+                "validity_days": days}
+    if strategy == "generated" and version_tags.get(HOOK):
+        return {"strategy": "generated", "source": "tags", "hook": version_tags[HOOK],
+                "hook_target": version_tags.get(TARGET), "validity_days": days}
+    if strategy == "notify":
+        return {"strategy": "notify", "source": "tags"}
+    address = str(version_tags.get(PROVIDER_ADDRESS, "")).strip()
+    if not strategy and address:
+        credential_slot(version_tags)
+        return {"strategy": strategy_for_resource(address), "source": "tags",
+                "resource": address, "validity_days": days}
+    return None

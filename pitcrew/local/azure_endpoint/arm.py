@@ -11,7 +11,9 @@ Paths are ARM's, under the endpoint's root, so a management client built with
     POST {id}/listKeys | /regenerateKeys      Microsoft.EventHub/namespaces/{n}[/eventhubs/{e}]
                                               /authorizationRules/{r}
     POST {id}/restart                         Microsoft.Web/sites/{s}
-    GET  {id}                                 a minimal resource document
+    POST {id}/config/configreferences/appsettings/refresh
+                                              Microsoft.Web/sites/{s}: re-read Key Vault references
+    GET  {id}                                 a minimal resource document (rules: their rights)
 
 Cosmos DB's regenerateKey is long-running in Azure, so it answers 202 with Azure-AsyncOperation
 and Location like the real service; the key is already regenerated when the 202 leaves, and the
@@ -123,7 +125,11 @@ class ArmApp:
             return JSONResponse(self._document(request, self._resource(path)))
         if request.method != "POST":
             raise ArmError(405, "MethodNotAllowed", f"{request.method} is not supported here.")
-        resource_id, action = path.rsplit("/", 1)
+        if lowered[-4:] == ["config", "configreferences", "appsettings", "refresh"]:
+            # App Service's "refresh Key Vault references" action lives under the site's config.
+            resource_id, action = "/".join(segments[:-4]), "refreshkeyvaultreferences"
+        else:
+            resource_id, action = path.rsplit("/", 1)
         record = self._resource(resource_id)
         body = await self._json(request)
         return self._action(request, record, action.lower(), body, principal)
@@ -205,6 +211,9 @@ class ArmApp:
                 return JSONResponse(self._access_keys(self._resource(record.id)))
         elif kind is ResourceKind.WEB_SITE and action == "restart":
             self.store.restart(record.id, principal)
+            return Response(status_code=200)
+        elif kind is ResourceKind.WEB_SITE and action == "refreshkeyvaultreferences":
+            self.store.refresh_references(record.id, principal)
             return Response(status_code=200)
         raise ArmError(
             404,
@@ -333,7 +342,7 @@ class ArmApp:
         elif record.kind is ResourceKind.STORAGE_ACCOUNT:
             properties["primaryEndpoints"] = {"blob": f"{base}/storage/{name}/blob/"}
         elif record.kind in (ResourceKind.SERVICEBUS_RULE, ResourceKind.EVENTHUB_RULE):
-            properties["rights"] = ["Listen", "Send", "Manage"]
+            properties["rights"] = list(record.rights)
         return {
             "id": record.id,
             "name": name,

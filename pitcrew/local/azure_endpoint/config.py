@@ -40,6 +40,9 @@ class ResourceSeed(BaseModel):
 
     id: str
     keys: dict[str, str] = Field(default_factory=dict, repr=False)
+    # Service Bus / Event Hubs rules only: any of Listen, Send, Manage (default: all three). The
+    # SAS data-plane routes refuse an operation the rule has no right for, as Azure does.
+    rights: list[str] | None = None
 
 
 class EndpointConfig(BaseModel):

@@ -6,8 +6,14 @@ real service would verify, against the keys the endpoint currently holds:
     GET /storage/{account}/blob/?restype=service&comp=properties   (SharedKey)
     GET /storage/{account}/blob/?comp=list                         list containers (empty)
     GET /storage/{account}/blob/?restype=account&comp=properties   account info
-    GET /servicebus/{namespace}[/{entity}...]   SAS (namespace rule, or the entity's rule)
-    GET /eventhubs/{namespace}[/{eventhub}...]  SAS
+    GET /servicebus/{namespace}[/{entity}...]   SAS (namespace rule, or the entity's rule);
+                                                a management read: the rule needs Manage
+    POST /servicebus/{namespace}/{entity}/messages/head   peek-lock, always empty: Listen (204)
+    POST /servicebus/{namespace}/{entity}/messages        send: Send (an empty batch: 400)
+    /eventhubs/{namespace}/...                  the same, for Event Hubs rules
+
+The SAS routes model the rule's rights as Azure does: a valid signature from a rule without the
+right gets 401 "Unauthorized access. '<claims>' claim(s) are required to perform this operation".
 
 A wrong or previous key gets the service's answer: 401 for Cosmos DB, Service Bus and Event Hubs,
 403 `AuthenticationFailed` for Storage (what Azure Storage returns; the storage SDK raises
@@ -148,37 +154,81 @@ class DataPlaneApp:
     # --- Service Bus / Event Hubs ------------------------------------------------------------
 
     async def servicebus(self, request: Request) -> Response:
-        return self._sas(request, ResourceKind.SERVICEBUS_RULE)
+        return await self._sas(request, ResourceKind.SERVICEBUS_RULE)
 
     async def eventhubs(self, request: Request) -> Response:
-        return self._sas(request, ResourceKind.EVENTHUB_RULE)
+        return await self._sas(request, ResourceKind.EVENTHUB_RULE)
 
-    def _sas(self, request: Request, kind: ResourceKind) -> Response:
+    async def _sas(self, request: Request, kind: ResourceKind) -> Response:
         namespace = request.path_params["namespace"]
-        entity = (request.path_params.get("rest") or "").strip("/").split("/")[0] or None
+        rest = (request.path_params.get("rest") or "").strip("/")
+        entity = rest.split("/")[0] or None
         records = self._find(kind, namespace)
         if not records:
             return _json_error(404, "NotFound", f"Namespace {namespace!r} is not seeded.")
         # A namespace rule covers every entity; an entity rule only its own entity.
         rules: dict[str, dict[str, str]] = {}
+        rights: dict[tuple[str, str], list[str]] = {}
         for record in records:
             rule_entity = entity_of(record.id)
             if rule_entity is None or (entity and rule_entity.lower() == entity.lower()):
-                rules.setdefault(resource_name(record.id), {}).update(
-                    {
-                        f"{rule_entity or ''}:{name}".lstrip(":"): v
-                        for name, v in record.keys.items()
-                    }
-                )
+                rule = resource_name(record.id)
+                for name, value in record.keys.items():
+                    key_name = f"{rule_entity or ''}:{name}".lstrip(":")
+                    rules.setdefault(rule, {})[key_name] = value
+                    rights[(rule, key_name)] = list(record.rights)
         url = f"{request.url.scheme}://{request.url.netloc}{request.url.path}"
         try:
             rule, matched = verify_sas(request.headers.get("authorization"), url, rules)
         except SignatureError as error:
             return _json_error(401, "Unauthorized", str(error))
+        needed, claims = _claim_for(request.method, rest)
+        if needed not in rights.get((rule, matched), []):
+            # Azure checks the rule's rights after the signature: the same 401 and wording.
+            host = f"{namespace}.servicebus.windows.net"
+            return _servicebus_error(
+                401,
+                f"Unauthorized access. '{claims}' claim(s) are required to perform this "
+                f"operation. Resource: 'sb://{host}/{rest}'.",
+            )
+        headers = {"x-ms-local-key": matched, "x-ms-local-right": needed}
+        if needed == "Listen":
+            # Peek-lock with timeout=0 on a queue that is always empty: nothing is locked.
+            return Response(status_code=204, headers=headers)
+        if needed == "Send":
+            body = (await request.body()).strip()
+            if body in (b"", b"[]"):
+                # Rejected after the Send claim was checked, before anything is enqueued.
+                return _servicebus_error(400, "The message batch is empty.", headers)
+            return Response(status_code=201, headers=headers)  # accepted and discarded locally
         return JSONResponse(
             {"namespace": namespace, "entity": entity, "rule": rule, "matchedKey": matched},
-            headers={"x-ms-local-key": matched},
+            headers=headers,
         )
+
+
+def _claim_for(method: str, rest: str) -> tuple[str, str]:
+    """(the right an operation needs, the claims Azure's refusal names) for a SAS request.
+
+    POST {entity}/messages/head   peek-lock (receive)         Listen
+    POST {entity}/messages        send                        Send
+    GET  anything                 entity / namespace reads    Manage (Azure: 'Manage,EntityRead')
+    """
+    path = rest.lower().rstrip("/")
+    if method == "POST" and path.endswith("/messages/head"):
+        return "Listen", "Listen"
+    if method == "POST" and path.endswith("/messages"):
+        return "Send", "Send"
+    return "Manage", "Manage,EntityRead"
+
+
+def _servicebus_error(
+    status: int, detail: str, headers: dict[str, str] | None = None
+) -> Response:
+    """Service Bus REST errors: <Error><Code>status</Code><Detail>...</Detail></Error>."""
+    escaped = detail.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    body = f"<Error><Code>{status}</Code><Detail>{escaped}</Detail></Error>"
+    return Response(body, status_code=status, media_type=XML, headers=headers)
 
 
 def _json_error(status: int, code: str, message: str) -> JSONResponse:

@@ -80,6 +80,30 @@ SPECS: tuple[KindSpec, ...] = (
 )
 
 
+# Service Bus / Event Hubs authorization rule rights. Azure requires Manage to come with Listen and
+# Send; a rule without a `rights` seed gets all three (as RootManageSharedAccessKey has).
+RULE_RIGHTS: tuple[str, ...] = ("Listen", "Send", "Manage")
+RULE_KINDS = (ResourceKind.SERVICEBUS_RULE, ResourceKind.EVENTHUB_RULE)
+
+
+def check_rights(kind: ResourceKind, rights: list[str] | None) -> list[str]:
+    """The rights a resource gets: validated for rules (as ARM validates them), none otherwise."""
+    if kind not in RULE_KINDS:
+        if rights:
+            raise ValueError(f"{kind.value} resources have no rights; only authorization rules do")
+        return []
+    if rights is None:
+        return list(RULE_RIGHTS)
+    by_lower = {r.lower(): r for r in RULE_RIGHTS}
+    unknown = [r for r in rights if str(r).lower() not in by_lower]
+    if unknown or not rights:
+        raise ValueError(f"rights must be a non-empty subset of {list(RULE_RIGHTS)}")
+    chosen = [r for r in RULE_RIGHTS if r.lower() in {str(x).lower() for x in rights}]
+    if "Manage" in chosen and len(chosen) != 3:
+        raise ValueError("a rule with Manage must also have Listen and Send (as in Azure)")
+    return chosen
+
+
 def canonical_id(resource_id: str) -> str:
     return "/" + resource_id.strip().strip("/").lower()
 

@@ -207,9 +207,15 @@ class EndpointRuntime:
             Route("/storage/{account}/blob", data_plane.storage, methods=["GET", "HEAD"]),
             Route("/storage/{account}/blob/", data_plane.storage, methods=["GET", "HEAD"]),
             Route("/servicebus/{namespace}", data_plane.servicebus, methods=["GET"]),
-            Route("/servicebus/{namespace}/{rest:path}", data_plane.servicebus, methods=["GET"]),
+            Route(
+                "/servicebus/{namespace}/{rest:path}",
+                data_plane.servicebus,
+                methods=["GET", "POST"],
+            ),
             Route("/eventhubs/{namespace}", data_plane.eventhubs, methods=["GET"]),
-            Route("/eventhubs/{namespace}/{rest:path}", data_plane.eventhubs, methods=["GET"]),
+            Route(
+                "/eventhubs/{namespace}/{rest:path}", data_plane.eventhubs, methods=["GET", "POST"]
+            ),
             Route("/eventgrid/{topic}/api/events", self._publish, methods=["POST"]),
             Route("/_local/events", self._events, methods=["GET", "DELETE"]),
             Route("/_local/health", self._health, methods=["GET"]),
@@ -278,7 +284,9 @@ class EndpointRuntime:
         if request.method == "POST":
             try:
                 body = json.loads(await request.body() or b"{}")
-                record = self.store.ensure_resource(str(body["id"]), body.get("keys") or {})
+                record = self.store.ensure_resource(
+                    str(body["id"]), body.get("keys") or {}, body.get("rights")
+                )
             except (UnknownResourceKind, ValueError, KeyError, TypeError) as exc:
                 # Key values come from the body; the messages above name key *names* only.
                 return JSONResponse({"error": f"bad resource request: {exc}"}, status_code=400)
@@ -291,6 +299,8 @@ class EndpointRuntime:
                     "keys": {name: _fingerprint(value) for name, value in r.keys.items()},
                     "regenerations": dict(r.regenerations),
                     "restarts": r.restarts,
+                    "referenceRefreshes": r.reference_refreshes,
+                    "rights": list(r.rights),
                 }
                 for r in data.resources.values()
             ]
@@ -338,9 +348,15 @@ class LocalAzure:
 
     # --- ARM resources -----------------------------------------------------------------------
 
-    def add_resource(self, resource_id: str, keys: dict[str, str] | None = None) -> None:
-        """Seed a resource (random keys unless given). Existing resources are left as they are."""
-        self.store.ensure_resource(resource_id, keys)
+    def add_resource(
+        self,
+        resource_id: str,
+        keys: dict[str, str] | None = None,
+        rights: list[str] | None = None,
+    ) -> None:
+        """Seed a resource (random keys unless given; `rights` for Service Bus / Event Hubs rules,
+        default Listen, Send, Manage). Existing resources are left as they are."""
+        self.store.ensure_resource(resource_id, keys, rights)
 
     def keys(self, resource_id: str) -> dict[str, str]:
         """Current key values, for tests that must sign with them. Never log the result."""
@@ -356,6 +372,12 @@ class LocalAzure:
         with self.store.read() as data:
             record = data.resources.get(canonical_id(resource_id))
             return record.restarts if record else 0
+
+    def reference_refreshes(self, site_id: str) -> int:
+        """How often the site was asked to re-read its Key Vault references."""
+        with self.store.read() as data:
+            record = data.resources.get(canonical_id(site_id))
+            return record.reference_refreshes if record else 0
 
     def operations(self) -> list[dict[str, Any]]:
         with self.store.read() as data:

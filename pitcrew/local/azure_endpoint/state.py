@@ -22,6 +22,7 @@ from pitcrew.local.azure_endpoint.config import EndpointConfig
 from pitcrew.local.azure_endpoint.resources import (
     ResourceKind,
     canonical_id,
+    check_rights,
     new_key,
     spec_for,
     spec_of,
@@ -65,6 +66,10 @@ class ResourceRecord(BaseModel):
     keys: dict[str, str] = Field(default_factory=dict, repr=False)
     regenerations: dict[str, int] = Field(default_factory=dict)
     restarts: int = 0
+    # Key Vault reference refreshes (POST {site}/config/configreferences/appsettings/refresh).
+    reference_refreshes: int = 0
+    # Authorization rules: Listen / Send / Manage, checked by the SAS data-plane routes.
+    rights: list[str] = Field(default_factory=list)
     created: int
 
 
@@ -126,7 +131,7 @@ class StateStore:
                 if port:
                     vault.port = port
             for seed in config.resources:
-                self._ensure_resource(data, seed.id, seed.keys, now)
+                self._ensure_resource(data, seed.id, seed.keys, now, seed.rights)
             for vault_name, seeds in config.secrets.items():
                 vault = data.vaults.setdefault(vault_name.lower(), VaultRecord())
                 for secret_name, secret_seed in seeds.items():
@@ -148,14 +153,21 @@ class StateStore:
                     )
 
     def ensure_resource(
-        self, resource_id: str, keys: dict[str, str] | None = None
+        self,
+        resource_id: str,
+        keys: dict[str, str] | None = None,
+        rights: list[str] | None = None,
     ) -> ResourceRecord:
         with self.change() as data:
-            return self._ensure_resource(data, resource_id, keys or {}, int(time.time()))
+            return self._ensure_resource(data, resource_id, keys or {}, int(time.time()), rights)
 
     @staticmethod
     def _ensure_resource(
-        data: StateData, resource_id: str, keys: dict[str, str], now: int
+        data: StateData,
+        resource_id: str,
+        keys: dict[str, str],
+        now: int,
+        rights: list[str] | None = None,
     ) -> ResourceRecord:
         spec = spec_for(resource_id)
         if spec is None:
@@ -176,6 +188,7 @@ class StateStore:
             id="/" + resource_id.strip().strip("/"),
             kind=spec.kind,
             keys={name: keys.get(name) or new_key(spec) for name in spec.key_names},
+            rights=check_rights(spec.kind, rights),
             created=now,
         )
         data.resources[canonical_id(resource_id)] = record
@@ -207,6 +220,21 @@ class StateStore:
             data.operations.append(
                 Operation(
                     at=time.time(), principal=principal, resource_id=record.id, action="restart"
+                )
+            )
+            del data.operations[:-MAX_OPERATIONS]
+
+    def refresh_references(self, resource_id: str, principal: str) -> None:
+        """A site re-read its Key Vault references: counted, so tests can assert exactly once."""
+        with self.change() as data:
+            record = data.resources[canonical_id(resource_id)]
+            record.reference_refreshes += 1
+            data.operations.append(
+                Operation(
+                    at=time.time(),
+                    principal=principal,
+                    resource_id=record.id,
+                    action="refreshKeyVaultReferences",
                 )
             )
             del data.operations[:-MAX_OPERATIONS]
