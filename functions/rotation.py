@@ -30,7 +30,8 @@ def list_rotations(req: func.HttpRequest) -> func.HttpResponse:
     return to_response(handle(headers_of(req), dict(req.params)))
 
 
-@bp.timer_trigger(schedule="0 */5 * * * *", arg_name="timer", run_on_startup=False)
+# Every minute: a run whose instance crashed resumes once its step lease (30 s) lapses.
+@bp.timer_trigger(schedule="0 * * * * *", arg_name="timer", run_on_startup=False)
 def advance_rotations(timer: func.TimerRequest) -> None:
     from pitcrew.rotation.api import advance_rotations as advance
 

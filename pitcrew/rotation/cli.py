@@ -1,13 +1,15 @@
-"""`pitcrew rotate VAULT/SECRET [--dry-run]` and `pitcrew rotations`: through the app's API, so
-the app rotates with its own identity and audits who asked."""
+"""`pitcrew rotate VAULT/SECRET [--dry-run] [--force --reason TEXT] [--both]` and `pitcrew
+rotations`: through the app's API, so the app rotates with its own identity and audits who asked."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 out = Console()
 err = Console(stderr=True)
@@ -24,6 +26,17 @@ def rotate(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Emergency: rotate inside the grace period "
+                                           "(needs --reason; audited).")
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (required with --force/--both; audited).")
+    ] = None,
+    both: Annotated[
+        bool, typer.Option("--both", help="Dual-key strategies: also regenerate the key in use, "
+                                          "a grace period after promotion (after a leak).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Rotate a secret now through the rotation engine (role Rotator)."""
@@ -31,8 +44,17 @@ def rotate(
     if not vault or not secret or "/" in secret:
         err.print("[red]✗ give the secret as VAULT/SECRET[/red]")
         raise typer.Exit(2)
-    body = _client().post("/api/rotations",
-                          json={"vault": vault, "secret": secret, "dry_run": dry_run})
+    if (force or both) and not (reason or "").strip():
+        err.print("[red]✗ --force and --both need --reason TEXT (it is audited)[/red]")
+        raise typer.Exit(2)
+    request: dict[str, Any] = {"vault": vault, "secret": secret, "dry_run": dry_run}
+    if force:
+        request["force"] = True
+    if both:
+        request["both"] = True
+    if reason:
+        request["reason"] = reason
+    body = _client().post("/api/rotations", json=request)
     if as_json:
         out.print_json(json.dumps(body))
         return
@@ -46,8 +68,9 @@ def rotate(
     run = body["run"]
     colour = {"succeeded": "green", "waiting": "yellow", "skipped": "yellow"}.get(
         run["status"], "red")
-    out.print(f"[{colour}]{run['status']}[/{colour}] {run['id']} at step {run['step']}: "
-              f"{run.get('outcome') or ''}", highlight=False)
+    out.print(f"[{colour}]{run['status']}[/{colour}] {run['id']} at step {run['step']}: ",
+              end="", highlight=False)
+    out.print(describe(run), highlight=False, markup=False)
     if run.get("newVersion"):
         out.print(f"  new version {run['newVersion']}"
                   + (f" (holds the {run['regenerated']} key)" if run.get("regenerated") else ""),
@@ -56,22 +79,65 @@ def rotate(
         raise typer.Exit(1)
 
 
+def describe(run: Mapping[str, Any]) -> str:
+    """One line saying where a run stands: until when and why it waits, else its outcome."""
+    if run.get("status") == "waiting":
+        until = run.get("notBefore") or "the grace period ends"
+        why = run.get("waitReason") or "grace period"
+        return f"waiting until {until}: {why}"
+    text = str(run.get("outcome") or "")
+    if not text and run.get("lastError"):
+        text = f"attempt {run.get('attempts', 0)} failed: {run['lastError']}"
+    return text or "in progress"
+
+
+def runs_table(runs: Iterable[Mapping[str, Any]]) -> Table:
+    """The rotations as a table that fits 80 columns: long names fold, outcomes wrap."""
+    table = Table(show_lines=False, pad_edge=False, expand=False)
+    table.add_column("secret", overflow="fold", ratio=3, min_width=12)
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("updated", no_wrap=True, min_width=11)
+    table.add_column("outcome", overflow="fold", ratio=4, min_width=16)
+    for r in runs:
+        version = str(r.get("version") or "")[:8]
+        status = f"{r.get('status')}\n{r.get('step')}"
+        updated = str(r.get("updatedAt") or "")
+        updated = f"{updated[5:10]}\n{updated[11:16]}" if len(updated) >= 16 else updated
+        outcome = describe(r)
+        if len(outcome) > 240:
+            outcome = outcome[:239] + "…"
+        table.add_row(f"{r.get('vault')}/{r.get('secret')}\n@{version}", status, updated,
+                      outcome)
+    return table
+
+
 def rotations(
     status: Annotated[str | None, typer.Option(help="running, waiting, succeeded, failed, "
                                                     "skipped")] = None,
     secret: Annotated[str | None, typer.Option(help="Only VAULT/SECRET (or SECRET).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Runs per page.")] = 50,
+    all_pages: Annotated[bool, typer.Option("--all", help="Every page, not just the first.")
+                         ] = False,
+    continuation: Annotated[str | None, typer.Option(help="Token of the page to show (printed "
+                                                          "under the previous page).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List rotation runs with their step and outcome (role Reader)."""
-    from rich.table import Table
-
-    params = {k: v for k, v in {"status": status, "secret": secret}.items() if v}
-    runs = _client().get("/api/rotations", params=params).get("rotations", [])
+    client = _client()
+    runs: list[dict[str, Any]] = []
+    token = continuation
+    while True:
+        params = {k: v for k, v in {"status": status, "secret": secret, "limit": str(limit),
+                                    "continuation": token}.items() if v}
+        body = client.get("/api/rotations", params=params)
+        runs += body.get("rotations", [])
+        token = body.get("continuation")
+        if not all_pages or not token:
+            break
     if as_json:
-        out.print_json(json.dumps(runs))
+        out.print_json(json.dumps({"rotations": runs, "continuation": token}))
         return
-    table = Table("updated", "secret", "version", "strategy", "step", "status", "outcome")
-    for r in runs:
-        table.add_row(r["updatedAt"][:19], f"{r['vault']}/{r['secret']}", str(r["version"])[:12],
-                      str(r["strategy"]), r["step"], r["status"], str(r.get("outcome") or ""))
-    out.print(table)
+    out.print(runs_table(runs))
+    if token:
+        out.print(f"more: --continuation {token} (or --all)", highlight=False, markup=False,
+                  soft_wrap=True)

@@ -193,8 +193,9 @@ class RotationPolicy(StrictModel):
         description="Failed attempts of one run before it stops with an alert.",
     )
     step_lease_seconds: float = Field(
-        default=300.0, gt=0, le=3600,
-        description="How long a step may run before another instance may resume the run.",
+        default=30.0, gt=0, le=3600,
+        description="How long a crashed instance holds a step before another may resume the "
+        "run; renewed every third of it while the step runs.",
     )
     use_tags: bool = Field(
         default=False,

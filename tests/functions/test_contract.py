@@ -56,7 +56,7 @@ EXPECTED = {
                                          "authLevel": "anonymous"}),
     "list_rotations": ("httpTrigger", {"route": "rotations", "methods": {"GET"},
                                        "authLevel": "anonymous"}),
-    "advance_rotations": ("timerTrigger", {"schedule": "0 */5 * * * *"}),
+    "advance_rotations": ("timerTrigger", {"schedule": "0 * * * * *"}),
 }
 
 
