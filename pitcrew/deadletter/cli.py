@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Column, Table
+from rich.text import Text
 
 app = typer.Typer(help="Dead letters: groups, messages, replay, edit, archive.",
                   no_args_is_help=True)
@@ -31,47 +33,144 @@ def _client() -> Any:
     return api_client()
 
 
+Limit = Annotated[int, typer.Option("--limit", min=1, max=1000, help="Items per page.")]
+Continuation = Annotated[str | None, typer.Option(
+    "--continuation", help="Go on from the token the previous page printed.")]
+AllPages = Annotated[bool, typer.Option("--all", help="Follow continuations to the end.")]
+Since = Annotated[str | None, typer.Option(help="ISO 8601 start (inclusive).")]
+Until = Annotated[str | None, typer.Option(help="ISO 8601 end (exclusive).")]
+
+
+def pages(path: str, params: dict[str, str], key: str, *, every: bool,
+          continuation: str | None = None) -> Iterator[dict[str, Any]]:
+    """Each page of a list route (`{key: [...], "continuation": ...}`): one, or all."""
+    client = _client()
+    token = continuation
+    while True:
+        query = dict(params) | ({"continuation": token} if token else {})
+        body = client.get(path, params=query)
+        if not isinstance(body.get(key), list):
+            raise typer.BadParameter(f"the app answered no {key!r} list")
+        yield body
+        token = body.get("continuation")
+        if not every or not token:
+            return
+
+
+def _more(body: dict[str, Any], every: bool) -> None:
+    if not every and body.get("continuation"):
+        err.print(f"more: --continuation {body['continuation']}  (or --all)")
+
+
+def _params(**values: str | int | None) -> dict[str, str]:
+    return {k: str(v) for k, v in values.items() if v not in (None, "")}
+
+
 @app.command("groups")
-def groups(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def groups(
+    limit: Limit = 100,
+    continuation: Continuation = None,
+    every: AllPages = False,
+    since: Since = None,
+    until: Until = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """Failure groups: source entity and normalised cause, with counts (role Reader)."""
-    body = _client().get("/api/dlq/groups")
-    if as_json:
-        out.print_json(json.dumps(body["groups"]))
-        return
+    params = _params(limit=limit, since=since, until=until)
     table = Table(Column("group", no_wrap=True, min_width=12), "entity", "cause", "count",
                   Column("first seen", no_wrap=True), Column("last seen", no_wrap=True))
-    for g in body["groups"]:
-        table.add_row(g["id"], g["entity"], g["cause"], str(g["count"]), g["firstSeen"][:19],
-                      g["lastSeen"][:19])
+    found: list[Any] = []
+    body: dict[str, Any] = {}
+    for body in pages("/api/dlq/groups", params, "groups", every=every,
+                      continuation=continuation):
+        found += body["groups"]
+        for g in body["groups"]:
+            table.add_row(g["id"], Text(g["entity"]), Text(g["cause"]), str(g["count"]),
+                          g["firstSeen"][:19], g["lastSeen"][:19])
+    if as_json:
+        out.print_json(json.dumps({"groups": found,
+                                   "continuation": body.get("continuation")}))
+        return
     out.print(table)
+    _more(body, every)
+
+
+def _filters(status: str | None, since: str | None, until: str | None, text: str | None,
+             properties: list[str] | None) -> dict[str, str]:
+    params = _params(status=status, since=since, until=until, text=text)
+    for item in properties or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not key=value", param_hint="--property")
+        params[f"prop.{key}"] = value
+    return params
 
 
 @app.command("show")
 def show(
     ident: Annotated[str, typer.Argument(help="A group id (12 hex) or a failed-message id.")],
     body: Annotated[bool, typer.Option("--body", help="Include the body (audited).")] = False,
+    limit: Limit = 100,
+    status: Annotated[str | None, typer.Option(
+        help="failed, replaying, replayed, archived or superseded.")] = None,
+    since: Since = None,
+    until: Until = None,
+    text: Annotated[str | None, typer.Option(
+        help="Text in the body, reason or description (case-insensitive).")] = None,
+    prop: Annotated[list[str] | None, typer.Option(
+        "--property", help="Application property key=value (repeatable).")] = None,
+    continuation: Continuation = None,
+    every: AllPages = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """A group and its messages, or one message (with --body: its body, and an audit record)."""
-    client = _client()
-    if _GROUP.match(ident):
-        view = client.get(f"/api/dlq/groups/{ident}")
-        if as_json:
-            out.print_json(json.dumps(view))
-            return
-        out.print(f"[bold]{view['entity']}[/bold]  group {view['id']}  ({view['count']} in all)")
-        out.print(f"cause: {view['cause']}", markup=False)
-        out.print("statuses: " + ", ".join(f"{k} {v}" for k, v in view["statuses"].items()))
-        table = Table(Column("message", no_wrap=True), "status", "message id", "delivery",
-                      "enqueued", "size")
-        for m in view["messages"]:
-            table.add_row(m["id"], m["status"], str(m["properties"].get("message_id", "")),
-                          str(m["deliveryCount"] or ""), (m["enqueuedTime"] or "")[:19],
-                          str(m["bodySize"]))
-        out.print(table)
+    """A group and its messages (filtered, paged), or one message (with --body: its decoded
+    body, and an audit record)."""
+    if not _GROUP.match(ident):
+        _show_message(ident, body, as_json)
         return
+    params = _params(limit=limit) | _filters(status, since, until, text, prop)
+    table = Table(Column("message", no_wrap=True), "status", "message id", "delivery",
+                  Column("ingested", no_wrap=True), "size", Column("preview", overflow="fold"))
+    view: dict[str, Any] = {}
+    found: list[Any] = []
+    for index, view in enumerate(pages(f"/api/dlq/groups/{ident}", params, "messages",
+                                       every=every, continuation=continuation)):
+        items = view["messages"]
+        if index == 0 and not as_json:
+            out.print(f"[bold]{view['entity']}[/bold]  group {view['id']}  "
+                      f"({view['count']} in all)", highlight=False)
+            out.print(f"cause: {view['cause']}", markup=False)
+            if view.get("statuses"):
+                out.print("statuses: " + ", ".join(f"{k} {v}"
+                                                   for k, v in view["statuses"].items()))
+        found += items
+        for m in items:
+            table.add_row(m["id"], m["status"], str(m["properties"].get("message_id", "")),
+                          str(m["deliveryCount"] or ""), (m["ingestedAt"] or "")[:19],
+                          str(m["bodySize"]), Text(m.get("preview") or ""))
+    if as_json:
+        out.print_json(json.dumps(view | {"messages": found}))
+        return
+    out.print(table)
+    _more(view, every)
+
+
+def _show_message(ident: str, body: bool, as_json: bool) -> None:
     params = {"body": "true"} if body else None
-    out.print_json(json.dumps(client.get(f"/api/dlq/messages/{ident}", params=params)))
+    view = _client().get(f"/api/dlq/messages/{ident}", params=params)
+    if as_json or not body:
+        out.print_json(json.dumps(view))
+        return
+    content = view.pop("body")
+    out.print_json(json.dumps(view))
+    out.rule(f"body: {content['format']}, {content['decodedSize']} bytes"
+             + (" (decoded from base64)" if content.get("encoding") == "base64" else ""))
+    if content["format"] == "json":
+        out.print_json(json.dumps(content["json"]))
+    elif content["format"] == "text":
+        out.print(content["text"], markup=False, highlight=False)
+    else:
+        out.print(content["hex"], markup=False, highlight=False)
 
 
 @app.command("replay")
@@ -145,13 +244,27 @@ def follow(job_id: str, *, interval: float = 0.5) -> dict[str, Any]:
 
 
 @app.command("jobs")
-def jobs() -> None:
-    """Recent replay jobs."""
+def jobs(
+    limit: Limit = 100,
+    continuation: Continuation = None,
+    every: AllPages = False,
+    since: Annotated[str | None, typer.Option(
+        help="ISO 8601 start (default: 30 days before --until).")] = None,
+    until: Until = None,
+    status: Annotated[str | None, typer.Option(help="Only jobs with this status.")] = None,
+) -> None:
+    """Replay jobs requested in a time range (default the last 30 days), oldest first."""
     table = Table("job", "status", "selection", "target", "rate", "sent", "total", "by")
-    for j in _client().get("/api/dlq/replays")["jobs"]:
-        table.add_row(j["id"], j["status"], json.dumps(j["selection"]), j["target"],
-                      f"{j['rate']:g}", str(j["counts"]["sent"]), str(j["total"]), j["actor"])
+    body: dict[str, Any] = {}
+    for body in pages("/api/dlq/replays",
+                      _params(limit=limit, since=since, until=until, status=status),
+                      "jobs", every=every, continuation=continuation):
+        for j in body["jobs"]:
+            table.add_row(j["id"], j["status"], Text(json.dumps(j["selection"])),
+                          Text(j["target"]), f"{j['rate']:g}", str(j["counts"]["sent"]),
+                          str(j["total"]), Text(j["actor"]))
     out.print(table)
+    _more(body, every)
 
 
 @app.command("job")
@@ -235,12 +348,109 @@ def archive(
 
 
 @app.command("scan")
-def scan(source: Annotated[list[str] | None, typer.Option("--source")] = None) -> None:
-    """Ingest now instead of waiting for the scan timer (role Operator)."""
-    body = _client().post("/api/dlq/scan", json={"sources": source} if source else {})
-    for report in body["sources"]:
+def scan(
+    source: Annotated[list[str] | None, typer.Option("--source")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow progress.")] = True,
+) -> None:
+    """Ingest now instead of waiting for the scan timer (role Operator). The app answers at
+    once with a scan job and ingests in the background; this command shows its progress."""
+    job = _client().post("/api/dlq/scan", json={"sources": source} if source else {})
+    out.print(f"scan job [bold]{job['id']}[/bold] queued: {', '.join(job['sources']) or '-'}")
+    if wait:
+        follow_scan(job["id"])
+
+
+def follow_scan(job_id: str, *, interval: float = 0.5) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    client = _client()
+    view = client.get(f"/api/dlq/scans/{job_id}")
+    try:
+        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                      MofNCompleteColumn(), console=out) as progress:
+            task = progress.add_task("scanning", total=view.get("total"))
+            while True:
+                progress.update(task, completed=view["received"], total=view.get("total"),
+                                description=view["status"])
+                if view["status"] in ("succeeded", "failed"):
+                    break
+                time.sleep(interval)
+                view = client.get(f"/api/dlq/scans/{job_id}")
+    except KeyboardInterrupt:
+        err.print(f"stopped following; the scan goes on (pitcrew dlq scan-status {job_id})")
+        raise typer.Exit(130) from None
+    for report in view["reports"]:
         out.print(f"{report['source']}: received {report['received']}, new {report['stored']}, "
-                  f"groups {', '.join(report['groups']) or '-'}")
+                  f"groups {', '.join(report['groups']) or '-'}", highlight=False)
+    for name, problem in view["errors"].items():
+        err.print(f"[red]{name}: {problem}[/red]", highlight=False)
+    colour = "green" if view["status"] == "succeeded" else "red"
+    out.print(f"[{colour}]{view['status']}[/{colour}]: received {view['received']}, "
+              f"new {view['stored']}")
+    if view["status"] == "failed":
+        raise typer.Exit(1)
+    return view
+
+
+@app.command("scan-status")
+def scan_status(job_id: str,
+                watch: Annotated[bool, typer.Option("--watch")] = False) -> None:
+    """One scan job's progress."""
+    if watch:
+        follow_scan(job_id)
+        return
+    out.print_json(json.dumps(_client().get(f"/api/dlq/scans/{job_id}")))
+
+
+@app.command("purge")
+def purge(
+    group: Annotated[str | None, typer.Option("--group", "-g", help="Purge this group.")]
+    = None,
+    before: Annotated[str | None, typer.Option(
+        help="Purge every message ingested before this ISO 8601 time.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+    = False,
+) -> None:
+    """Delete failed messages now (role Operator, audited): stored bodies and rows, and
+    Service Bus copies still in a dead-letter queue. Messages a replay holds are kept."""
+    if (group is None) == (before is None):
+        raise typer.BadParameter("give exactly one of --group or --before")
+    request: dict[str, Any] = {"group": group} if group else {"before": before}
+    client = _client()
+    plan = client.post("/api/dlq/purge", json=request | {"dryRun": True})
+    _print_purge_plan(plan)
+    if dry_run or plan["count"] == 0:
+        return
+    if not yes and not typer.confirm(f"Delete {plan['count']}"
+                                     f"{'+' if plan['more'] else ''} message(s) for good?"):
+        err.print("nothing purged")
+        raise typer.Exit(1)
+    purged = broker = 0
+    while True:
+        done = client.post("/api/dlq/purge", json=request)
+        purged += done["purged"]
+        broker += done["brokerDeleted"]
+        if not done["more"] or done["purged"] == 0:
+            break
+    out.print(f"purged {purged} message(s)"
+              + (f", {broker} still at a Service Bus dead-letter queue" if broker else "")
+              + (f"; kept {done['skipped']} held by a replay" if done["skipped"] else ""))
+
+
+def _print_purge_plan(plan: dict[str, Any]) -> None:
+    table = Table(Column("message", no_wrap=True), "status", "entity",
+                  Column("ingested", no_wrap=True), Column("preview", overflow="fold"))
+    for m in plan["messages"]:
+        table.add_row(m["id"], m["status"], Text(m["entity"]), m["ingestedAt"][:19],
+                      Text(m.get("preview") or ""))
+    if plan["messages"]:
+        out.print(table)
+    shown = len(plan["messages"])
+    out.print(f"would purge {plan['count']}{'+ (more after these)' if plan['more'] else ''} "
+              f"message(s) in {len(plan['groups'])} group(s)"
+              + (f" (first {shown} listed)" if shown < plan["count"] else "")
+              + (f"; {plan['skipped']} held by a replay stay" if plan["skipped"] else ""))
 
 
 @app.command("demo-poison")
@@ -278,9 +488,9 @@ def demo_poison(
     out.print(f"put {count} message(s) into {queue}-poison (as the queue trigger would after "
               "maxDequeueCount failures)")
     try:
-        body = _client().post("/api/dlq/scan", json={})
-        for report in body["sources"]:
-            out.print(f"ingested {report['source']}: {report['stored']} new, groups "
-                      f"{', '.join(report['groups']) or '-'}")
+        job = _client().post("/api/dlq/scan", json={})
+        follow_scan(job["id"])
+    except typer.Exit:
+        raise
     except Exception as exc:  # no host, or no Operator principal: the scan timer takes them
         err.print(f"not scanned now ({exc}); the scan timer ingests them within a minute")
