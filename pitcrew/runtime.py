@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,6 +43,12 @@ def azurite_connection_string(host: str = "127.0.0.1") -> str:
 
 T = TypeVar("T")
 
+DEFAULT_SERVICEBUS_SUFFIX = "servicebus.windows.net"
+_DNS_SUFFIX = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}"
+                         r"[a-z0-9])?)+$")
+_NAMESPACE_NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,48}[a-z0-9])?$")
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
 
 class ConfigurationError(RuntimeError):
     """A required app setting is missing or malformed; the message names it."""
@@ -58,6 +65,9 @@ class Settings:
     table_prefix: str
     policy_path: Path
     managed_identity_client_id: str | None
+    # The cloud's Service Bus DNS suffix (servicebus.chinacloudapi.cn, servicebus.usgovcloudapi.net
+    # in sovereign clouds): every namespace pitcrew connects to is a name under it.
+    servicebus_suffix: str = DEFAULT_SERVICEBUS_SUFFIX
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +79,13 @@ class Settings:
         if not prefix.isalnum() or not prefix[0].isalpha() or len(prefix) > 40:
             raise ConfigurationError(
                 f"PITCREW_TABLE_PREFIX={prefix!r}: use letters and digits, starting with a letter"
+            )
+        suffix = (env.get("PITCREW_SERVICEBUS_SUFFIX", "").strip().strip(".").lower()
+                  or DEFAULT_SERVICEBUS_SUFFIX)
+        if not _DNS_SUFFIX.match(suffix):
+            raise ConfigurationError(
+                f"PITCREW_SERVICEBUS_SUFFIX={suffix[:100]!r}: give a DNS suffix such as "
+                f"{DEFAULT_SERVICEBUS_SUFFIX}"
             )
         policy = env.get("PITCREW_POLICY_PATH", "").strip() or "pitcrew.yaml"
         policy_path = Path(policy)
@@ -83,6 +100,7 @@ class Settings:
             table_prefix=prefix,
             policy_path=policy_path,
             managed_identity_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
+            servicebus_suffix=suffix,
         )
 
     @property
@@ -190,9 +208,19 @@ class Runtime:
 
         return self.cached(f"storage:{kind}:{connection}", build)
 
+    def servicebus_namespace(self, namespace: str) -> str:
+        """The fully qualified namespace: `<name>.<PITCREW_SERVICEBUS_SUFFIX>`. A short name is
+        completed; anything else (another suffix, an IP address, a host of the caller's choosing)
+        is refused, so pitcrew's token is only ever presented to Service Bus itself."""
+        return servicebus_fqdn(namespace, self.settings.servicebus_suffix)
+
     def servicebus(self, namespace: str, connection: str | None = None) -> Any:
-        """A ServiceBusClient for a namespace: managed identity, or a connection string from
-        the app setting `connection` (local runs)."""
+        """A ServiceBusClient for a namespace under the cloud's Service Bus suffix: managed
+        identity, or a connection string from the app setting `connection` (named by the
+        policy, never by a caller; local runs)."""
+        fqdn = self.servicebus_namespace(namespace)
+        if connection is not None and not _SETTING_NAME.match(connection):
+            raise ConfigurationError(f"{connection[:100]!r} is not an app setting name")
 
         def build() -> Any:
             from azure.servicebus import ServiceBusClient
@@ -202,10 +230,9 @@ class Runtime:
                 if not value:
                     raise ConfigurationError(f"app setting {connection} is not set")
                 return ServiceBusClient.from_connection_string(value)
-            fqdn = namespace if "." in namespace else f"{namespace}.servicebus.windows.net"
             return ServiceBusClient(fqdn, credential=self.credential)
 
-        return self.cached(f"servicebus:{namespace}:{connection or ''}", build)
+        return self.cached(f"servicebus:{fqdn}:{connection or ''}", build)
 
     # ------------------------------------------------------------------ Key Vault, ARM, Event Grid
     # In Azure these reach the real services with the managed identity. With
@@ -307,6 +334,20 @@ class Runtime:
             if self._policy is None or self._policy[0] != mtime:
                 self._policy = (mtime, load_policy(path))
             return self._policy[1]
+
+
+def servicebus_fqdn(namespace: str, suffix: str = DEFAULT_SERVICEBUS_SUFFIX) -> str:
+    """`sb-prod` or `sb-prod.<suffix>` -> `sb-prod.<suffix>`; ConfigurationError otherwise."""
+    name = namespace.strip().lower()
+    suffix = suffix.strip(".").lower()
+    if name.endswith("." + suffix):
+        name = name[: -len(suffix) - 1]
+    if not _NAMESPACE_NAME.match(name):
+        raise ConfigurationError(
+            f"Service Bus namespace {namespace[:100]!r} is not a namespace name or a name under "
+            f"{suffix} (PITCREW_SERVICEBUS_SUFFIX)"
+        )
+    return f"{name}.{suffix}"
 
 
 _runtime: Runtime | None = None

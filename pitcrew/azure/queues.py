@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -125,11 +126,14 @@ def _text(body: bytes) -> str:
         return base64.b64encode(body).decode()  # the Functions trigger decodes base64
 
 
-def enqueue_replay_job(service: Any, job_id: str) -> None:
-    """Wake the `run_replay_job` trigger (base64, the queue trigger's default encoding)."""
+def enqueue_replay_job(service: Any, job_id: str, *, delay: float = 0) -> None:
+    """Wake the `run_replay_job` trigger (base64, the queue trigger's default encoding), now or
+    after `delay` seconds (the message stays invisible until then)."""
     from azure.core.exceptions import ResourceExistsError
 
     client = service.get_queue_client(REPLAY_JOBS_QUEUE)
     with contextlib.suppress(ResourceExistsError):
         client.create_queue()
-    client.send_message(base64.b64encode(job_id.encode()).decode())
+    wait = max(0, math.ceil(delay))
+    client.send_message(base64.b64encode(job_id.encode()).decode(),
+                        visibility_timeout=wait or None)

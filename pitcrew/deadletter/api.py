@@ -238,11 +238,6 @@ def run_replay_job(job_id: str) -> str:
 
 def resume_replay_jobs() -> list[str]:
     """Timer: jobs a crashed worker left behind are put back on the queue."""
-    from pitcrew.deadletter.replay import stale_jobs
+    from pitcrew.deadletter.replay import resume_jobs
 
-    dl = _dl()
-    stale = stale_jobs(dl)
-    for job_id in stale:
-        log.warning("replay job %s has no live worker; resuming it", job_id)
-        dl.enqueue_job(job_id)
-    return stale
+    return resume_jobs(_dl())

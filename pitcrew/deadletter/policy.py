@@ -14,7 +14,45 @@ _SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUEUE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
 _ENTITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,259}$")
 _CONTAINER = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
+# A Service Bus namespace name (letters, digits, hyphens; starts with a letter), alone or
+# followed by the cloud's DNS suffix. The suffix itself is checked against the app's
+# PITCREW_SERVICEBUS_SUFFIX where a client is built (pitcrew.runtime).
+_NAMESPACE = re.compile(
+    r"^[A-Za-z](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63}){0,6}$")
 MessageIdPolicy = Literal["keep", "new"]
+DEFAULT_SERVICEBUS_SUFFIX = "servicebus.windows.net"
+
+
+def _check_namespace(value: str) -> None:
+    if not _NAMESPACE.match(value):
+        raise ValueError(f"{value[:100]!r} is not a Service Bus namespace (a name of "
+                         "letters, digits and hyphens, alone or with the cloud's suffix, e.g. "
+                         "sb-prod.servicebus.windows.net)")
+
+
+def check_target_spec(text: str) -> str:
+    """A replay target as the policy writes it: 'queue:<name>[@<SETTING>]',
+    'servicebus:<namespace>/<queue>[@<SETTING>]' or
+    'servicebus:<namespace>/topics/<topic>[@<SETTING>]'. Only the policy names connections."""
+    raw, at, connection = text.strip().partition("@")
+    kind, _, rest = raw.partition(":")
+    if at:
+        _check_setting(connection)
+    if kind == "queue":
+        if not _QUEUE.match(rest):
+            raise ValueError(f"{text[:100]!r}: {rest[:64]!r} is not a storage queue name")
+        return text.strip()
+    if kind == "servicebus":
+        namespace, _, entity = rest.partition("/")
+        _check_namespace(namespace)
+        topic = entity.removeprefix("topics/")
+        if not entity or not _ENTITY.match(topic) or (entity.startswith("topics/")
+                                                      and "/" in topic):
+            raise ValueError(f"{text[:100]!r}: give 'servicebus:<namespace>/<queue>' or "
+                             "'servicebus:<namespace>/topics/<topic>'")
+        return text.strip()
+    raise ValueError(f"{text[:100]!r} must be 'queue:<name>', 'servicebus:<namespace>/<queue>' "
+                     "or 'servicebus:<namespace>/topics/<topic>' (optionally '@<APP_SETTING>')")
 
 
 def _check_setting(name: str | None) -> None:
@@ -27,8 +65,14 @@ class _Source(StrictModel):
     replay_to: str | None = Field(
         default=None,
         description="Default replay target when not the original entity: 'queue:<name>', "
-        "'servicebus:<namespace>/<queue>' or 'servicebus:<namespace>/topics/<topic>'.",
+        "'servicebus:<namespace>/<queue>' or 'servicebus:<namespace>/topics/<topic>', "
+        "optionally '@<APP_SETTING>' naming the connection.",
     )
+
+    @field_validator("replay_to")
+    @classmethod
+    def _replay_to(cls, value: str | None) -> str | None:
+        return None if value is None else check_target_spec(value)
 
 
 class StorageQueueSource(_Source):
@@ -88,6 +132,7 @@ class ServiceBusSource(_Source):
         for value in (self.queue, self.topic, self.subscription):
             if value is not None and not _ENTITY.match(value):
                 raise ValueError(f"{value!r} is not a Service Bus entity name")
+        _check_namespace(self.namespace)
         _check_setting(self.connection)
         return self
 
@@ -147,7 +192,19 @@ class ReplayPolicy(StrictModel):
         description="'keep': resend with the original message id, so broker duplicate detection "
         "protects against a double send; 'new': a new id, recorded and linked to the original.",
     )
-    allow_redirect: bool = Field(default=True, description="Allow replaying to another entity.")
+    allow_redirect: bool = Field(
+        default=False,
+        description="Let operators replay to a target other than the message's own: only to one "
+        "listed in `targets` or named by a source's `replay_to`, never a free-form one.")
+    targets: list[str] = Field(
+        default_factory=list,
+        description="The redirect targets operators may pick (with allow_redirect), as "
+        "'queue:<name>[@SETTING]' or 'servicebus:<namespace>/<queue>|topics/<topic>[@SETTING]'.")
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, values: list[str]) -> list[str]:
+        return [check_target_spec(v) for v in values]
 
     @model_validator(mode="after")
     def _rates(self) -> ReplayPolicy:

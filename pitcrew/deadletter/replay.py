@@ -2,24 +2,35 @@
 
 A job is a run record (kind `dlq-replay`). Its selection is frozen when it is requested: either
 explicit message ids, or a group plus the request instant (messages ingested later, edits made
-later, are not part of it). The worker walks the selection in batches:
+later, are not part of it). Its target is checked then, against the policy only
+(pitcrew.deadletter.targets). The worker walks the selection in batches, and each batch in
+chunks the token bucket lets through:
 
 1. claim: each still-`failed` message becomes `replaying` for this job (ETag-conditional, so
    two jobs can never both own a message);
-2. send the batch to the target at the job's rate;
-3. settle: the messages become `replayed`, then the job's cursor and counts are saved.
+2. send the chunk to its target;
+3. settle: the messages become `replayed`; after the batch the job's cursor and counts are saved.
 
 A crash between 1 and 3 leaves messages `replaying` for this job. On resume they are sent again
 carrying `pitcrew-possible-duplicate: true` and stored with possibleDuplicate set: nothing is
 lost, and the only duplicates are marked ones (with message-id policy `keep`, Service Bus
 duplicate detection drops them outright).
+
+Every member of the selection ends in exactly one count: sent, skipped (with why), failed (with
+why) or, until the walk reaches it, remaining; `total` is the selection's size.
+
+A running job holds a short lease renewed by its heartbeat (every batch, and during the rate
+limiter's waits); `resume_jobs` (every minute) hands a job whose heartbeat stopped to a new
+worker as soon as its lease lapses.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,7 +47,8 @@ from pitcrew.deadletter.model import (
     FailedMessage,
     utcnow,
 )
-from pitcrew.deadletter.service import DeadletterServices, Target, parse_target
+from pitcrew.deadletter.service import DeadletterServices, Target
+from pitcrew.deadletter.targets import MAX_TARGET_TEXT, ReplayTargets
 from pitcrew.errors import InvalidInput, RetryLater
 from pitcrew.state import RunRecord, StaleRun
 
@@ -44,39 +56,58 @@ log = logging.getLogger(__name__)
 
 KIND = "dlq-replay"
 MAX_IDS = 500
-LEASE = timedelta(minutes=2)
+LEASE = timedelta(seconds=30)  # a running job's lease; its heartbeat renews it
+HEARTBEAT = 10.0  # seconds between renewals while a job runs
+QUEUED_STALE = timedelta(seconds=60)  # a queued job nobody picked up this long is re-enqueued
 TERMINAL = ("succeeded", "cancelled", "failed")
 SUBSCRIPTION_PROPERTY = "pitcrew-replay-subscription"
+UNREADABLE_BLOB = "UnreadableDeadLetterBlob"  # what Event Grid ingest calls a blob it can't read
 _MAX_SEND_FAILURES = 5
+_MAX_FAILURE_SAMPLES = 20
 
 
 # --------------------------------------------------------------------------- rate limiting
 
 
-class RateLimiter:
-    """Virtual scheduling: batch k may start no earlier than (messages before it) / rate after
-    the first. Over N messages the job takes (N - last batch) / rate; no window of any length
-    sees more than rate x window + one batch. The clock and sleep are injectable (tests)."""
+def burst_for(rate: float, batch_size: int) -> int:
+    """How many messages may leave together: a tenth of a second's worth, at least one, never
+    more than a batch. At --rate 2 that is one message every half second."""
+    return max(1, min(batch_size, int(rate // 10)))
 
-    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic,
+
+class TokenBucket:
+    """`rate` tokens a second, at most `burst` held. Each message takes one token, whatever the
+    batch size: over any window of w seconds at most rate x w + burst messages leave. The clock
+    and sleep are injectable (tests, and the worker's heartbeat during waits)."""
+
+    def __init__(self, rate: float, *, burst: int = 1,
+                 clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
+        self.burst = max(1, burst)
         self._clock = clock
         self._sleep = sleep
-        self._next: float | None = None
+        self._tokens = float(self.burst)
+        self._at = clock()
 
-    def acquire(self, n: int) -> float:
-        """Wait until `n` messages may go; returns the moment they may."""
+    def _refill(self) -> None:
         now = self._clock()
-        if self._next is None or self._next < now:
-            self._next = now
-        start = self._next
-        if start > now:
-            self._sleep(start - now)
-        self._next = start + n / self.rate
-        return start
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
+        self._at = now
+
+    def take(self, wanted: int) -> int:
+        """Wait until min(wanted, burst) messages may go, take their tokens, return how many."""
+        if wanted < 1:
+            return 0
+        n = min(wanted, self.burst)
+        self._refill()
+        if self._tokens < n:
+            self._sleep((n - self._tokens) / self.rate)
+            self._refill()
+        self._tokens -= n  # a hair below zero after float rounding: the next wait absorbs it
+        return n
 
 
 # --------------------------------------------------------------------------- requests
@@ -114,8 +145,10 @@ class ReplayRequest:
         if message_id not in (None, "keep", "new"):
             raise InvalidInput("messageId", "must be 'keep' or 'new'")
         target = body.get("target")
-        if target is not None:
-            parse_target(str(target))
+        if target is not None and (not isinstance(target, str) or not target.strip()
+                                   or len(target) > MAX_TARGET_TEXT):
+            raise InvalidInput("target", f"must be a non-empty string of at most "
+                               f"{MAX_TARGET_TEXT} characters")
         return cls(actor=actor, group=group, ids=tuple(dict.fromkeys(ids)), target=target,
                    rate=body.get("rate"), batch_size=body.get("batchSize"),
                    message_id=message_id, dry_run=bool(body.get("dryRun")))
@@ -130,24 +163,25 @@ def request_replay(dl: DeadletterServices, request: ReplayRequest) -> RunRecord:
     batch = int(request.batch_size or policy.batch_size)
     if not 1 <= batch <= 100:
         raise InvalidInput("batchSize", "must be from 1 to 100")
-    if request.target and not policy.allow_redirect:
-        raise InvalidInput("target", "redirecting replays is not allowed by policy")
+    sources: set[str] = set()
     if request.group:
-        dl.store.group(request.group)  # NotFound -> 400 naming it
+        sources.add(dl.store.group(request.group).source)  # NotFound -> 400 naming it
     for message_id in request.ids:
-        dl.store.get(message_id)
+        sources.add(dl.store.get(message_id).source)
+    target = check_targets(dl, request.target, sources)
     now = utcnow()
     job_id = f"{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}"
     selection: dict[str, Any] = (
         {"group": request.group, "until": now.isoformat()} if request.group
         else {"ids": list(request.ids)})
     run = RunRecord(kind=KIND, run_id=job_id, step="queued", status="queued", data={
-        "actor": request.actor, "selection": selection, "target": request.target,
+        "actor": request.actor, "selection": selection, "target": target,
         "rate": rate, "batchSize": batch,
         "messageId": request.message_id or policy.message_id, "dryRun": request.dry_run,
         "requestedAt": now.isoformat(), "cursor": None, "total": None,
-        "counts": {"sent": 0, "skipped": 0, "possibleDuplicates": 0, "planned": 0},
-        "requested": None, "leaseUntil": None, "error": None, "sendFailures": 0,
+        "counts": _zero_counts(), "skippedBy": {}, "failures": [],
+        "requested": None, "leaseUntil": None, "leaseOwner": None, "heartbeatAt": None,
+        "error": None, "sendFailures": 0,
     })
     created = dl.services.state.create_run(run)
     if created is None:
@@ -155,7 +189,7 @@ def request_replay(dl: DeadletterServices, request: ReplayRequest) -> RunRecord:
     dl.services.audit.append(AuditRecord(
         actor=request.actor, action="dlq.replay.request", target=_selection_label(selection),
         outcome="planned" if request.dry_run else "queued", correlation_id=job_id,
-        details={"target": request.target or "original", "rate": rate, "batchSize": batch,
+        details={"target": target or "original", "rate": rate, "batchSize": batch,
                  "messageId": run.data["messageId"], "dryRun": request.dry_run,
                  "messages": len(request.ids) or None, "group": request.group}))
     dl.enqueue_job(job_id)
@@ -168,15 +202,69 @@ def _selection_label(selection: dict[str, Any]) -> str:
     return f"dlq-messages:{len(selection.get('ids') or [])}"
 
 
+def check_targets(dl: DeadletterServices, requested: str | None, sources: set[str]) -> str | None:
+    """The job's target label (None: each message's own), refused unless the policy allows it
+    for every source in the selection; and each target's connection must be configured. A
+    refusal is a 400 that names the allowed targets."""
+    from pitcrew.runtime import ConfigurationError
+
+    targets = ReplayTargets(dl)
+    label = targets.label_of(requested, sources) if requested else None
+    for source in sorted(sources):
+        target = targets.resolve(source, label)
+        try:
+            dl.sender(target)  # builds the client from the policy's setting; no I/O yet
+        except ConfigurationError as exc:
+            raise InvalidInput("target", f"{target.label} cannot be reached: {exc}") from None
+    return label
+
+
+def _zero_counts() -> dict[str, int]:
+    return {"sent": 0, "skipped": 0, "failed": 0, "possibleDuplicates": 0, "planned": 0}
+
+
+def _done(counts: dict[str, int]) -> int:
+    return sum(counts.get(k, 0) for k in ("sent", "skipped", "failed", "planned"))
+
+
+def _when(text: Any) -> datetime | None:
+    return datetime.fromisoformat(text) if isinstance(text, str) and text else None
+
+
+def _lease_live(run: RunRecord, now: datetime) -> bool:
+    lease = _when(run.data.get("leaseUntil"))
+    return lease is not None and lease > now
+
+
+def is_stale(run: RunRecord, now: datetime | None = None) -> bool:
+    """Running without a live lease (its worker died), or queued with nobody picking it up."""
+    now = now or utcnow()
+    if run.status == "running":
+        return not _lease_live(run, now)
+    if run.status == "queued":
+        return now - run.updated_at.astimezone(UTC) > QUEUED_STALE
+    return False
+
+
 def job_view(run: RunRecord) -> dict[str, Any]:
     data = run.data
+    now = utcnow()
+    counts = {**_zero_counts(), **data["counts"]}
+    total = data.get("total")
+    beat = _when(data.get("heartbeatAt"))
     return {"id": run.run_id, "status": run.status, "step": run.step,
             "selection": {k: v for k, v in data["selection"].items() if k != "ids"}
             | ({"messages": len(data["selection"]["ids"])} if "ids" in data["selection"] else {}),
             "target": data.get("target") or "original", "rate": data["rate"],
             "batchSize": data["batchSize"], "messageId": data["messageId"],
-            "dryRun": data["dryRun"], "total": data.get("total"), "counts": data["counts"],
+            "dryRun": data["dryRun"], "total": total, "counts": counts,
+            "remaining": None if total is None else max(0, total - _done(counts)),
+            "skippedBy": data.get("skippedBy") or {}, "failures": data.get("failures") or [],
             "requested": data.get("requested"), "error": data.get("error"),
+            "heartbeatAt": beat.isoformat() if beat else None,
+            "heartbeatAgeSeconds": (round((now - beat).total_seconds(), 1)
+                                    if beat and run.status == "running" else None),
+            "leaseUntil": data.get("leaseUntil"), "stale": is_stale(run, now),
             "actor": data["actor"], "requestedAt": data["requestedAt"],
             "updatedAt": run.updated_at.isoformat()}
 
@@ -241,8 +329,13 @@ class ReplayWorker:
         self.budget = budget
         self.clock = clock
         self.sleep = sleep
+        self.owner = uuid.uuid4().hex  # this worker's lease
+        self._run: RunRecord | None = None
+        self._beat = 0.0
+        self._targets: ReplayTargets | None = None
 
-    # The outcome: "done", "paused", "cancelled", "continue" (budget spent), "busy", "failed".
+    # The outcome: "done", "paused", "cancelled", "continue" (budget spent), "busy", "failed",
+    # "succeeded", "retry" is never returned: a retryable send failure raises RetryLater.
     def run(self) -> str:
         state = self.dl.services.state
         run = state.get_run(KIND, self.job_id)
@@ -251,49 +344,51 @@ class ReplayWorker:
             return "done"
         if run.status in TERMINAL or run.status == "paused":
             return run.status
-        lease = run.data.get("leaseUntil")
-        now = utcnow()
-        if run.status == "running" and lease and datetime.fromisoformat(lease) > now:
-            return "busy"  # another worker holds it; it renews the lease every batch
+        if run.status == "running" and _lease_live(run, utcnow()):
+            return "busy"  # another worker holds it; its heartbeat renews the lease
+        if run.status == "running":
+            log.warning("replay job %s: its worker's heartbeat stopped at %s; taking over",
+                        self.job_id, run.data.get("heartbeatAt"))
         run.status, run.step = "running", "replaying"
-        run.data["leaseUntil"] = (now + LEASE).isoformat()
+        run.data["leaseOwner"] = self.owner
+        self._stamp(run)
         try:
             run = state.save_run(run)
         except StaleRun:
             return "busy"
+        self._run, self._beat = run, self.clock()
+        self._targets = ReplayTargets(self.dl)
+        try:
+            return self._work(run)
+        except _LostLease:
+            log.warning("replay job %s was taken over by another worker; stopping", self.job_id)
+            return "busy"
+
+    def _work(self, run: RunRecord) -> str:
         started = self.clock()
-        limiter = RateLimiter(run.data["rate"], clock=self.clock, sleep=self.sleep)
-        if run.data.get("total") is None:
-            run.data["total"] = self._count(run)
-            run = self._save(run)
+        data = run.data
+        bucket = TokenBucket(data["rate"], burst=burst_for(data["rate"], data["batchSize"]),
+                             clock=self.clock, sleep=self._pause)
+        if data.get("total") is None:
+            data["total"] = self._count(run)
+            self._save(run)
             if run.status != "running":
                 return run.status
-        batches = self._batches(run)
-        while True:
+        for batch in self._batches(run):
             if self.clock() - started > self.budget:
-                return "continue"
-            batch = next(batches, None)
-            if batch is None:
-                return self._finish(run, "succeeded")
-            if run.data["dryRun"]:
+                return self._hand_back(run)
+            if data["dryRun"]:
                 self._plan(run, batch)
             else:
                 try:
-                    self._replay(run, batch, limiter)
+                    self._replay(run, batch, bucket)
                 except _SendFailed as failure:
-                    run.data["sendFailures"] = run.data.get("sendFailures", 0) + 1
-                    run.data["error"] = failure.reason
-                    if run.data["sendFailures"] >= _MAX_SEND_FAILURES:
-                        self._release(failure.messages, run)
-                        run = self._save(run)
-                        return self._finish(run, "failed")
-                    self._save(run)
-                    raise RetryLater(f"replay job {self.job_id}: send failed "
-                                     f"({failure.reason}); the retry resumes") from None
-            run.data["cursor"] = batch[-1][0]
-            run = self._save(run)
+                    return self._send_failed(run, failure)
+            data["cursor"] = batch[-1][0]
+            self._save(run, apply_requests=True)
             if run.status != "running":
                 return run.status
+        return self._finish(run, "succeeded")
 
     # ------------------------------------------------------------------ selection
 
@@ -317,8 +412,12 @@ class ReplayWorker:
                 yield index, None
 
     def _count(self, run: RunRecord) -> int:
-        return sum(1 for _, m in self._selection(run, None) if m is not None and
-                   (m.status == "failed" or m.replay_job == self.job_id))
+        """Every member of the frozen selection, whatever its status: each one ends up sent,
+        skipped or failed."""
+        selection = run.data["selection"]
+        if not selection.get("group"):
+            return len(selection["ids"])
+        return sum(1 for _ in self._selection(run, None))
 
     def _batches(self, run: RunRecord) -> Iterator[list[tuple[Any, FailedMessage | None]]]:
         size = run.data["batchSize"]
@@ -333,42 +432,76 @@ class ReplayWorker:
 
     # ------------------------------------------------------------------ one batch
 
-    def _plan(self, run: RunRecord, batch: list[tuple[Any, FailedMessage | None]]) -> None:
-        counts = run.data["counts"]
-        for _, message in batch:
-            if message is not None and message.status == "failed":
-                counts["planned"] += 1
-            else:
-                counts["skipped"] += 1
-
-    def _replay(self, run: RunRecord, batch: list[tuple[Any, FailedMessage | None]],
-                limiter: RateLimiter) -> None:
-        store = self.dl.store
-        counts = run.data["counts"]
-        fresh: list[FailedMessage] = []
-        in_doubt: list[FailedMessage] = []
+    def _sort(self, batch: list[tuple[Any, FailedMessage | None]], tally: _Tally
+              ) -> list[FailedMessage]:
+        """What this batch must send (fresh and in-doubt, in order); the rest is tallied."""
+        work: list[FailedMessage] = []
         for _, message in batch:
             if message is None:
-                counts["skipped"] += 1
+                tally.skip("missing")
             elif message.status == "failed":
-                fresh.append(message)
+                refusal = _refusal(message)
+                if refusal:
+                    tally.fail(message, refusal)
+                else:
+                    work.append(message)
             elif message.replay_job == self.job_id and message.status == "replaying":
-                in_doubt.append(message)  # a crash came between claim and settle
+                message.possible_duplicate = True  # a crash came between claim and settle
+                work.append(message)
             elif message.replay_job == self.job_id and message.status == "replayed":
-                counts["sent"] += 1  # settled, but the cursor was not saved after it
-                counts["possibleDuplicates"] += int(message.possible_duplicate)
+                tally.sent(message)  # settled, but the cursor was not saved after it
+            elif message.status in ("replaying", "replayed") and message.replay_job:
+                tally.skip("replayed" if message.status == "replayed" else "another job")
             else:
-                counts["skipped"] += 1  # archived, edited, or another job's
-        targets = {m.id: self._target(run, m) for m in fresh + in_doubt}
+                tally.skip(message.status)
+        return work
+
+    def _plan(self, run: RunRecord, batch: list[tuple[Any, FailedMessage | None]]) -> None:
+        tally = _Tally()
+        for message in self._sort(batch, tally):
+            if message.status == "failed":
+                try:
+                    self._target(run, message)
+                except InvalidInput as exc:
+                    tally.fail(message, exc.problem)
+                    continue
+                tally.counts["planned"] += 1
+            else:
+                tally.skip("replaying")
+        tally.apply(run)
+
+    def _replay(self, run: RunRecord, batch: list[tuple[Any, FailedMessage | None]],
+                limiter: TokenBucket) -> None:
+        """Send the batch in the chunks the bucket allows; claim, send and settle each chunk.
+        The tally reaches the job only when the whole batch went (a retry walks it again)."""
+        tally = _Tally()
+        work = self._sort(batch, tally)
+        try:
+            targets = {m.id: self._target(run, m) for m in work}
+        except InvalidInput as exc:
+            raise _SendFailed(exc.problem, [m for m in work if m.status == "replaying"],
+                              tally, permanent=True) from None
+        done = 0
+        while done < len(work):
+            chunk = work[done:done + limiter.take(len(work) - done)]
+            done += len(chunk)
+            self._send_chunk(run, chunk, targets, tally)
+            self._heartbeat()
+        tally.apply(run)
+
+    def _send_chunk(self, run: RunRecord, chunk: list[FailedMessage],
+                    targets: dict[str, Target], tally: _Tally) -> None:
+        from pitcrew.runtime import ConfigurationError
+
+        store = self.dl.store
         claims = [m.copy(status="replaying", replay_job=self.job_id,
                          replay_attempt=m.replay_attempt + 1,
                          sent_message_id=self._sent_id(run, m), replayed_to=targets[m.id].label)
-                  for m in fresh]
+                  for m in chunk if m.status == "failed"]
         claimed = store.update_many(claims) if claims else []
-        counts["skipped"] += len(claims) - len(claimed)
-        for message in in_doubt:
-            message.possible_duplicate = True
-        sending = claimed + in_doubt
+        for _ in range(len(claims) - len(claimed)):
+            tally.skip("claimed elsewhere")
+        sending = claimed + [m for m in chunk if m.status == "replaying"]
         if not sending:
             return
         bodies = dict(zip((m.id for m in sending),
@@ -376,26 +509,28 @@ class ReplayWorker:
         by_target: dict[str, list[FailedMessage]] = {}
         for message in sending:
             by_target.setdefault(targets[message.id].label, []).append(message)
-        limiter.acquire(len(sending))
         for messages in by_target.values():
             target = targets[messages[0].id]
-            sender = self.dl.sender(target)
-            items = [outgoing(m, bodies[m.id], target) for m in messages]
             try:
-                sender.send_batch(items)
+                # Building the sender is part of sending: a missing setting or an unreachable
+                # namespace is a send failure like any other, never a job stuck `running`.
+                sender = self.dl.sender(target)
+                sender.send_batch([outgoing(m, bodies[m.id], target) for m in messages])
             except Exception as exc:
-                raise _SendFailed(f"{type(exc).__name__} sending to {target.label}",
-                                  sending) from exc
-        now = utcnow()
-        settled = store.update_many([m.copy(status="replayed", replayed_at=now)
-                                     for m in sending])
-        counts["sent"] += len(settled)
-        counts["possibleDuplicates"] += sum(1 for m in settled if m.possible_duplicate)
+                reason = f"{type(exc).__name__} sending to {target.label}"
+                if isinstance(exc, ConfigurationError):
+                    reason = f"{target.label}: {exc}"
+                raise _SendFailed(reason, messages, tally,
+                                  permanent=isinstance(exc, ConfigurationError)) from exc
+            now = utcnow()
+            store.update_many([m.copy(status="replayed", replayed_at=now) for m in messages])
+            for message in messages:
+                tally.sent(message)
 
     def _target(self, run: RunRecord, message: FailedMessage) -> Target:
-        if run.data.get("target"):
-            return parse_target(run.data["target"])
-        return self.dl.original_target(message)
+        """The policy's target for this message now (TargetRefused if the policy changed)."""
+        targets = self._targets or ReplayTargets(self.dl)
+        return targets.resolve(message.source, run.data.get("target"))
 
     def _sent_id(self, run: RunRecord, message: FailedMessage) -> str | None:
         original = message.properties.get("message_id")
@@ -404,49 +539,110 @@ class ReplayWorker:
             return uuid.uuid4().hex
         return original
 
-    def _release(self, messages: list[FailedMessage], run: RunRecord) -> None:
-        """A job that gives up hands its in-doubt messages back as failed, marked."""
+    # ------------------------------------------------------------------ failures
+
+    def _send_failed(self, run: RunRecord, failure: _SendFailed) -> str:
+        data = run.data
+        data["sendFailures"] = data.get("sendFailures", 0) + 1
+        data["error"] = failure.reason
+        if failure.permanent or data["sendFailures"] >= _MAX_SEND_FAILURES:
+            released = self._release(failure.messages)
+            for message in released:
+                failure.tally.fail(message, failure.reason)
+            failure.tally.apply(run)
+            return self._finish(run, "failed")
+        # Retryable: hand the job back (no lease) so the platform's retry resumes it at once,
+        # walking this batch again; what was claimed and not settled goes out marked.
+        run.status, run.step = "queued", "retry"
+        self._save(run, lease=False)
+        raise RetryLater(f"replay job {self.job_id}: send failed ({failure.reason}); "
+                         f"attempt {data['sendFailures']} of {_MAX_SEND_FAILURES}, the retry "
+                         "resumes") from None
+
+    def _release(self, messages: list[FailedMessage]) -> list[FailedMessage]:
+        """A job that gives up hands its in-doubt messages back as failed, marked (the failed
+        send may have reached the broker)."""
+        from pitcrew.deadletter.store import NotFound
+
         fresh = []
         for message in messages:
             try:
                 current = self.dl.store.get(message.id)
-            except InvalidInput:
+            except NotFound:
                 continue
             if current.status == "replaying" and current.replay_job == self.job_id:
                 fresh.append(current.copy(status="failed", possible_duplicate=True))
-        self.dl.store.update_many(fresh)
+        return self.dl.store.update_many(fresh)
 
-    # ------------------------------------------------------------------ persistence
+    # ------------------------------------------------------------------ lease and persistence
 
-    def _save(self, run: RunRecord) -> RunRecord:
-        """Save progress; if an operator asked to pause or cancel meanwhile, honour it."""
+    def _stamp(self, run: RunRecord) -> None:
+        now = utcnow()
+        run.data["leaseUntil"] = (now + LEASE).isoformat()
+        run.data["heartbeatAt"] = now.isoformat()
+
+    def _pause(self, seconds: float) -> None:
+        """The rate limiter's wait, cut in heartbeats so the lease never lapses meanwhile."""
+        while seconds > 0:
+            step = min(seconds, HEARTBEAT)
+            self.sleep(step)
+            seconds -= step
+            self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        if self._run is not None and self.clock() - self._beat >= HEARTBEAT:
+            self._save(self._run)
+
+    def _save(self, run: RunRecord, *, lease: bool = True, apply_requests: bool = False) -> None:
+        """Save the job in place, renewing the lease while it runs. A pause or cancel an
+        operator asked for is honoured between batches (`apply_requests`). If another worker
+        took the job over, stop (_LostLease)."""
         state = self.dl.services.state
         for _ in range(10):
-            run.data["leaseUntil"] = (utcnow() + LEASE).isoformat()
-            requested = run.data.get("requested")
-            if requested in ("pause", "cancel") and run.status == "running":
-                run.status = "paused" if requested == "pause" else "cancelled"
-                run.data["requested"] = None
+            if apply_requests and run.status == "running":
+                requested = run.data.get("requested")
+                if requested in ("pause", "cancel"):
+                    run.status = "paused" if requested == "pause" else "cancelled"
+                    run.data["requested"] = None
+                    if run.status == "cancelled":
+                        run.step = "done"
+            if lease and run.status == "running":
+                self._stamp(run)
+            else:
                 run.data["leaseUntil"] = None
-                if run.status == "cancelled":
-                    run.step = "done"
             try:
-                return state.save_run(run)
+                state.save_run(run)
+                self._beat = self.clock()
+                return
             except StaleRun:
                 latest = state.get_run(KIND, self.job_id)
-                assert latest is not None
-                # Our progress, their request.
-                for key in ("cursor", "counts", "total", "error", "sendFailures"):
-                    latest.data[key] = run.data[key]
-                latest.status = run.status if latest.status == "running" else latest.status
-                run = latest
+                if latest is None or latest.data.get("leaseOwner") != self.owner:
+                    raise _LostLease from None
+                # Ours is the progress; theirs the operator's request (or a status set while
+                # nothing ran it).
+                run.etag = latest.etag
+                run.data["requested"] = latest.data.get("requested")
+                if latest.status not in ("running", "queued"):
+                    run.status, run.step = latest.status, latest.step
         raise RetryLater(f"replay job {self.job_id} is contended; retry")
 
+    def _hand_back(self, run: RunRecord) -> str:
+        """The time budget is spent: queue the job without a lease so the next message (the
+        trigger re-enqueues it) resumes it at once."""
+        run.status, run.step = "queued", "continue"
+        self._save(run, lease=False)
+        return "continue" if run.status == "queued" else run.status
+
     def _finish(self, run: RunRecord, status: str) -> str:
-        run.status, run.step = status, "done"
-        run.data["leaseUntil"] = None
-        run = self._save(run)
         data = run.data
+        counts = {**_zero_counts(), **data["counts"]}
+        if status == "succeeded" and data.get("total") != _done(counts):
+            # Members purged while the job walked: the walk is the truth.
+            log.info("replay job %s: %s members when counted, %s walked", self.job_id,
+                     data.get("total"), _done(counts))
+            data["total"] = _done(counts)
+        run.status, run.step = status, "done"
+        self._save(run, lease=False)
         self.dl.services.audit.append(AuditRecord(
             actor=data["actor"], action="dlq.replay", target=_selection_label(data["selection"]),
             outcome=("planned" if data["dryRun"] else
@@ -454,15 +650,64 @@ class ReplayWorker:
             correlation_id=self.job_id,
             details={"status": run.status, "target": data.get("target") or "original",
                      "counts": data["counts"], "total": data.get("total"),
-                     "performedBy": "app", "error": data.get("error")}))
+                     "skippedBy": data.get("skippedBy"), "performedBy": "app",
+                     "error": data.get("error")}))
         return run.status
 
 
+def _refusal(message: FailedMessage) -> str | None:
+    """Why a message cannot be replayed as stored, if it cannot."""
+    if (message.source_kind == "eventgrid-blob" and message.reason == UNREADABLE_BLOB
+            and not message.edit_of):
+        return ("the dead-letter blob held no Event Grid events, so there is no event to "
+                "publish again; view it, and edit it into one to replay it")
+    return None
+
+
+class _Tally:
+    """One batch's counts, applied to the job only once the batch is through."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.skipped_by: Counter[str] = Counter()
+        self.failures: list[dict[str, str]] = []
+
+    def skip(self, why: str) -> None:
+        self.counts["skipped"] += 1
+        self.skipped_by[why] += 1
+
+    def sent(self, message: FailedMessage) -> None:
+        self.counts["sent"] += 1
+        self.counts["possibleDuplicates"] += int(message.possible_duplicate)
+
+    def fail(self, message: FailedMessage, why: str) -> None:
+        self.counts["failed"] += 1
+        self.failures.append({"message": message.id, "reason": why[:300]})
+
+    def apply(self, run: RunRecord) -> None:
+        data = run.data
+        counts = data["counts"]
+        for key, n in self.counts.items():
+            counts[key] = counts.get(key, 0) + n
+        skipped_by = data.setdefault("skippedBy", {})
+        for key, n in self.skipped_by.items():
+            skipped_by[key] = skipped_by.get(key, 0) + n
+        failures = data.setdefault("failures", [])
+        failures.extend(self.failures[:max(0, _MAX_FAILURE_SAMPLES - len(failures))])
+
+
 class _SendFailed(Exception):
-    def __init__(self, reason: str, messages: list[FailedMessage]) -> None:
+    def __init__(self, reason: str, messages: list[FailedMessage], tally: _Tally, *,
+                 permanent: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.messages = messages
+        self.tally = tally
+        self.permanent = permanent
+
+
+class _LostLease(Exception):
+    """Another worker took the job over (this one's heartbeat had lapsed)."""
 
 
 def outgoing(message: FailedMessage, body: bytes, target: Target) -> Outgoing:
@@ -496,12 +741,29 @@ def outgoing(message: FailedMessage, body: bytes, target: Target) -> Outgoing:
 def stale_jobs(dl: DeadletterServices) -> list[str]:
     """Jobs a crashed worker left running (lease lapsed) or queued without a worker."""
     now = utcnow()
-    found = []
+    return [run.run_id for status in ("running", "queued")
+            for run in dl.services.state.list_runs(KIND, status=status) if is_stale(run, now)]
+
+
+def resume_jobs(dl: DeadletterServices) -> list[str]:
+    """The timer (every minute): a stale job is re-enqueued now; a running one gets a check
+    delivered just after its lease ends, so a worker that dies between two ticks is replaced
+    within a minute, not at the tick after next. A live worker renews its lease first, and the
+    check finds it busy. Returns the jobs resumed now."""
+    from pitcrew.azure.queues import enqueue_replay_job
+
+    now = utcnow()
+    resumed: list[str] = []
+    queue = dl.runtime.storage_service("queue")
     for status in ("running", "queued"):
         for run in dl.services.state.list_runs(KIND, status=status):
-            lease = run.data.get("leaseUntil")
-            lapsed = lease is None or datetime.fromisoformat(lease) < now
-            idle = now - run.updated_at.astimezone(UTC) > LEASE
-            if lapsed and (status == "running" or idle):
-                found.append(run.run_id)
-    return found
+            if is_stale(run, now):
+                log.warning("replay job %s has no live worker; resuming it", run.run_id)
+                dl.enqueue_job(run.run_id)
+                resumed.append(run.run_id)
+            elif run.status == "running":
+                lease = _when(run.data.get("leaseUntil"))
+                if lease is not None:
+                    delay = math.ceil((lease - now).total_seconds()) + 1
+                    enqueue_replay_job(queue, run.run_id, delay=min(delay, 120))
+    return resumed

@@ -1,24 +1,11 @@
-"""Dead-letter logic that needs no storage: cause normalisation, the rate limiter's schedule
-(with a fake clock: no wall-clock timing), policy validation and replay properties."""
+"""Dead-letter logic that needs no storage: cause normalisation, policy validation and replay
+properties (the replay rate limiter: tests/unit/test_replay_rate.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from pitcrew.deadletter.grouping import group_id, group_of, message_id, normalise_cause
-from pitcrew.deadletter.replay import RateLimiter
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.now += seconds
 
 
 @pytest.mark.parametrize(
@@ -50,36 +37,6 @@ def test_message_ids_are_stable_and_carry_their_group() -> None:
     assert first == message_id(group, "storage:acct/a-poison#1")
     assert first != message_id(group, "storage:acct/a-poison#2")
     assert group_of(first) == group
-
-
-@pytest.mark.parametrize(("rate", "batch"), [(50.0, 32), (500.0, 32), (1000.0, 100), (7.0, 1)])
-def test_ten_thousand_messages_honour_the_rate_within_ten_percent(rate: float, batch: int) -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(rate, clock=clock, sleep=clock.sleep)
-    total, sent, starts = 10_000, 0, []
-    while sent < total:
-        n = min(batch, total - sent)
-        starts.append((limiter.acquire(n), n))
-        clock.now += 0.001  # the send itself takes a little time
-        sent += n
-    last_start = starts[-1][0]
-    achieved = (total - starts[-1][1]) / last_start
-    assert abs(achieved - rate) / rate <= 0.10
-    # No one-second window carries more than the rate plus one batch.
-    window_counts: dict[int, int] = {}
-    for start, n in starts:
-        window_counts[int(start)] = window_counts.get(int(start), 0) + n
-    assert max(window_counts.values()) <= rate + batch
-
-
-def test_rate_limiter_does_not_bank_idle_time() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
-    limiter.acquire(10)
-    clock.now += 100  # idle for a long time
-    start = limiter.acquire(10)
-    assert start == 100
-    assert limiter.acquire(10) == pytest.approx(101)  # no burst from the idle period
 
 
 def test_policy_validation_names_the_key() -> None:
