@@ -52,9 +52,9 @@ def rotate_on_event(kv: KeyVaultObjectEvent, services: Services) -> str | None:
         tell_vault_unavailable(unavailable, kv.object_name, services, correlation_id=kv.id,
                                event_type=kv.event.type)
         return None
-    except RotationStopped as bad_tags:
+    except (RotationStopped, InvalidInput) as bad_tags:  # e.g. a malformed ProviderAddress tag
         log.warning("%s/%s: %s; notifying a person instead", kv.vault_name, kv.object_name,
-                    bad_tags.reason)
+                    bad_tags)
         return None
     if target is None or target.strategy == "notify":
         return None
