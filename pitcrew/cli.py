@@ -69,8 +69,14 @@ def policy_validate(
 
 @app.command()
 def dev(
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 7071,
-    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 7071,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to bind (loopback by default; must be loopback with "
+            "--allow-dev-principal)."
+        ),
+    ] = "127.0.0.1",
     policy: Annotated[
         Path | None, typer.Option(help="Policy file (sets PITCREW_POLICY_PATH).")
     ] = None,
@@ -82,8 +88,9 @@ def dev(
         bool,
         typer.Option(
             "--allow-dev-principal",
-            help="Trust a client-sent X-MS-CLIENT-PRINCIPAL (simulates App Service "
-            "Authentication). Development only: anyone who can reach the port can claim any role.",
+            help="Trust a client-sent X-MS-CLIENT-PRINCIPAL from loopback peers (simulates "
+            "App Service Authentication). Development only: any local process can claim any "
+            "role. Refused unless --host is a loopback address.",
         ),
     ] = False,
     dev_principal: Annotated[
@@ -102,10 +109,25 @@ def dev(
         Path | None,
         typer.Option(help="Seed for the local Azure endpoint (vaults, secrets, resources)."),
     ] = None,
+    azurite_port: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=65533,
+            help="First of Azurite's three ports (blob, queue, table = PORT, PORT+1, PORT+2).",
+        ),
+    ] = 10000,
 ) -> None:
     """Run the function app locally the way Core Tools does, with Azurite for storage and the
     local Azure endpoint for Key Vault and ARM."""
-    from pitcrew.local.host import serve
+    from pitcrew.local.azurite import ports_from
+    from pitcrew.local.host import check_dev_principal_binding, serve
+
+    try:
+        check_dev_principal_binding(host, allow_dev_principal)
+    except ValueError as exc:
+        _fail(f"pitcrew dev: {exc}")
+        raise typer.Exit(2) from None
 
     def remember(_: Any, base_url: str) -> None:
         # `pitcrew send` and the operator commands find the running host and its key here.
@@ -128,13 +150,14 @@ def dev(
             function_key=key,
             allow_dev_principal=allow_dev_principal,
             azurite_location=Path(".azurite"),
+            azurite_ports=ports_from(azurite_port),
             policy_path=policy.resolve() if policy else None,
             on_ready=remember,
         )
     except (OSError, RuntimeError, ValueError) as exc:
         # Start-up problems (busy port, Azurite missing, a bad schedule) are the user's to fix:
         # say what is wrong, without a traceback.
-        err.print(f"[red]✗ pitcrew dev could not start: {exc}[/red]", highlight=False)
+        _fail(f"pitcrew dev could not start: {exc}")
         raise typer.Exit(1) from None
     finally:
         DEV_STATE.unlink(missing_ok=True)
@@ -169,6 +192,13 @@ def _start_local_azure(seed: Path | None) -> Any:
     return endpoint
 
 
+def _fail(message: str) -> None:
+    """One red line on stderr, never wrapped, the message shown as is (no markup)."""
+    from rich.markup import escape
+
+    err.print(f"[red]✗ {escape(message)}[/red]", highlight=False, soft_wrap=True)
+
+
 def _dev_host() -> dict[str, str]:
     try:
         return dict(json.loads(DEV_STATE.read_text()))
@@ -188,7 +218,7 @@ def send(
     ] = None,
 ) -> None:
     """Post a sample with the headers Event Grid (or an action group) would send."""
-    from pitcrew.local.send import SendError, send_sample
+    from pitcrew.local.send import HostUnreachable, SendError, send_sample
 
     running = _dev_host()
     try:
@@ -198,8 +228,11 @@ def send(
             function=function,
             function_key=key or running.get("key"),
         )
+    except HostUnreachable as exc:
+        _fail(str(exc))
+        raise typer.Exit(1) from None
     except SendError as exc:
-        err.print(f"[red]✗ {exc}[/red]")
+        _fail(str(exc))
         raise typer.Exit(2) from None
     colour = "green" if response.is_success else "red"
     out.print(f"[{colour}]{response.status_code} {response.reason_phrase}[/{colour}]")
@@ -229,25 +262,59 @@ def api_client() -> Any:
 @app.command()
 def audit(
     since: Annotated[str | None, typer.Option(help="ISO 8601 start (default: a day ago).")] = None,
-    until: Annotated[str | None, typer.Option(help="ISO 8601 end (default: now).")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="ISO 8601 end (default: now); at most 31 days after --since.")
+    ] = None,
     target: Annotated[str | None, typer.Option(help="Only records for this target.")] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Only records by this actor (e.g. user:alice@contoso.com).")
+    ] = None,
+    action: Annotated[str | None, typer.Option(help="Only records of this action.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, max=1000, help="Records per page (server default 100).")
+    ] = None,
+    continuation: Annotated[
+        str | None, typer.Option(help="Token printed by the previous page: fetch the next one.")
+    ] = None,
+    follow_all: Annotated[
+        bool, typer.Option("--all", help="Follow continuation tokens: every record in the range.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Read the audit trail through the app's API (role Reader)."""
+    """Read the audit trail through the app's API (role Reader), a page at a time."""
     from rich.table import Table
 
-    params = {k: v for k, v in {"since": since, "until": until, "target": target}.items() if v}
-    body = api_client().get("/api/audit", params=params)
-    records = body.get("records", [])
+    given = {"since": since, "until": until, "target": target, "actor": actor, "action": action}
+    params = {k: v for k, v in given.items() if v}
+    if limit is not None:
+        params["limit"] = str(limit)
+    elif follow_all:
+        params["limit"] = "1000"
+    client = api_client()
+    records: list[dict[str, Any]] = []
+    token = continuation
+    while True:
+        page_params = {**params, "continuation": token} if token else params
+        body = client.get("/api/audit", params=page_params)
+        records += body.get("records", [])
+        token = body.get("continuation")
+        if not token or not follow_all:
+            break
     if as_json:
         out.print_json(json.dumps(records))
-        return
-    table = Table("time", "actor", "action", "target", "outcome", "correlation id")
-    for r in records:
-        table.add_row(
-            r["time"], r["actor"], r["action"], r["target"], r["outcome"], r["correlationId"]
+    else:
+        table = Table("time", "actor", "action", "target", "outcome", "correlation id")
+        for r in records:
+            table.add_row(
+                r["time"], r["actor"], r["action"], r["target"], r["outcome"], r["correlationId"]
+            )
+        out.print(table)
+    if token:
+        # On stderr, so --json output stays one JSON document.
+        err.print(
+            f"more records: repeat with --continuation {token} (same filters), or use --all",
+            highlight=False, soft_wrap=True, markup=False,
         )
-    out.print(table)
 
 
 # ------------------------------------------------------------------ rotation
@@ -264,7 +331,7 @@ def main() -> None:
     try:
         app()
     except ApiError as exc:
-        err.print(f"[red]✗ {exc}[/red]", highlight=False)
+        _fail(str(exc))
         sys.exit(1)
 
 

@@ -14,9 +14,26 @@ from typing import Any
 
 import httpx
 
+DEFAULT_TIMEOUT = 30.0
+
 
 class ApiError(RuntimeError):
-    """The API refused or failed; the message says what it answered."""
+    """The API refused or failed; the message says what it answered, in one line."""
+
+
+def describe_http_error(exc: httpx.HTTPError, timeout: float | None = None) -> str:
+    """What went wrong talking to a host, in a few words (no traceback, no URL query)."""
+    detail = " ".join(str(exc).split())[:200]
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"could not connect within {timeout}s" if timeout else "connect timed out"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within {timeout}s" if timeout else "timed out waiting for an answer"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({detail or type(exc).__name__}); is the host running?"
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return f"the connection closed before an answer ({detail or type(exc).__name__}); " \
+            "did the host stop?"
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
 @dataclass
@@ -24,7 +41,7 @@ class ApiClient:
     base_url: str
     function_key: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    timeout: float = 30.0
+    timeout: float = DEFAULT_TIMEOUT
 
     @classmethod
     def from_env(
@@ -51,9 +68,16 @@ class ApiClient:
             )
         app_id_uri = os.environ.get("PITCREW_APP_ID_URI", "").strip()
         if app_id_uri:
+            from azure.core.exceptions import ClientAuthenticationError
             from azure.identity import DefaultAzureCredential
 
-            token = DefaultAzureCredential().get_token(f"{app_id_uri}/.default").token
+            try:
+                token = DefaultAzureCredential().get_token(f"{app_id_uri}/.default").token
+            except ClientAuthenticationError as exc:
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise ApiError(
+                    f"cannot get a token for {app_id_uri}: {first_line[:200]} (az login?)"
+                ) from None
             headers["Authorization"] = f"Bearer {token}"
         return cls(base_url=url.rstrip("/"), function_key=key, headers=headers)
 
@@ -73,7 +97,11 @@ class ApiClient:
                 timeout=self.timeout,
             )
         except httpx.HTTPError as exc:
-            raise ApiError(f"{self.base_url} did not answer: {type(exc).__name__}") from None
+            raise ApiError(
+                f"{method} {self.base_url}{path} failed: {describe_http_error(exc, self.timeout)}"
+            ) from None
+        except httpx.InvalidURL as exc:
+            raise ApiError(f"{self.base_url}{path} is not a usable URL: {exc}") from None
         body: Any = None
         if response.content:
             try:
@@ -82,6 +110,7 @@ class ApiClient:
                 body = response.text
         if not response.is_success:
             message = body.get("message") if isinstance(body, dict) else str(body or "")
+            message = " ".join(str(message).split())[:500]
             raise ApiError(f"{method} {path}: HTTP {response.status_code}: {message}")
         return body
 

@@ -16,6 +16,7 @@ Service Bus triggers are listed as not available locally and never called.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hmac
 import importlib
@@ -68,18 +69,55 @@ _HOST_PATH_PREFIXES = ("/admin/", "/runtime/", "/_pitcrew/")
 # App Service Authentication sets these after signing a user in, and removes any a client sent.
 _PRINCIPAL_HEADER_PREFIX = "x-ms-client-principal"
 _MAX_INBOX_BODY = 256 * 1024
+# After SIGTERM or Ctrl+C, requests still running get this long before they are cancelled.
+SHUTDOWN_GRACE_SECONDS = 3
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
+def is_loopback_address(host: str) -> bool:
+    """127.0.0.0/8, ::1 or `localhost`: an address only this machine can reach."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
+
+
 def _is_loopback(request: Request) -> bool:
     host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host in ("localhost", "testclient")
+    return host == "testclient" or is_loopback_address(host)  # starlette's TestClient peer
+
+
+class _DaemonThreads(concurrent.futures.ThreadPoolExecutor):
+    """The event loop's default executor here: one daemon thread per call, never joined.
+
+    Sync functions run in it (asyncio.to_thread). A standard pool's threads are joined when the
+    loop closes and again at interpreter exit, so one stuck invocation (a slow Table query, a
+    hung socket) would keep the host from ever exiting on SIGTERM or Ctrl+C. A development host
+    may abandon an invocation on shutdown; the real host does the same after its timeout.
+    (A ThreadPoolExecutor only because asyncio accepts nothing else as the default executor.)
+    """
+
+    def submit(  # type: ignore[override]
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # handed to the awaiting task, as a pool would
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="pitcrew-invocation", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        return None  # nothing to join: the threads are daemons
 
 
 @dataclass
@@ -140,6 +178,7 @@ class LocalHost:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        asyncio.get_running_loop().set_default_executor(_DaemonThreads())
         workers: list[Callable[[], Awaitable[None]]] = [t.run for t in self.timers]
         workers += [q.run for q in self.queues]
         for run in workers:
@@ -256,14 +295,25 @@ class LocalHost:
     async def _to_http_request(self, request: Request, route_params: dict[str, str]) -> Any:
         import azure.functions as func
 
+        # --allow-dev-principal trusts the header from this machine only: a peer elsewhere on
+        # the network is treated as unauthenticated even if the host were reachable.
+        trusted = self.allow_dev_principal and _is_loopback(request)
         headers: dict[str, str] = {}
         for name, value in request.headers.items():
-            if name.startswith(_PRINCIPAL_HEADER_PREFIX) and not self.allow_dev_principal:
-                log.info(
-                    "dropped client-sent %s header (start with --allow-dev-principal "
-                    "to simulate App Service Authentication)",
-                    name,
-                )
+            if name.startswith(_PRINCIPAL_HEADER_PREFIX) and not trusted:
+                if self.allow_dev_principal:
+                    log.warning(
+                        "dropped %s header from non-loopback peer %s: the development "
+                        "principal is honoured from loopback only",
+                        name,
+                        request.client.host if request.client else "unknown",
+                    )
+                else:
+                    log.info(
+                        "dropped client-sent %s header (start with --allow-dev-principal "
+                        "to simulate App Service Authentication)",
+                        name,
+                    )
                 continue
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         return func.HttpRequest(
@@ -535,16 +585,19 @@ def serve(
     function_key: str | None = None,
     allow_dev_principal: bool = False,
     azurite_location: Path | None = None,
+    azurite_ports: tuple[int, int, int] | None = None,
     policy_path: Path | None = None,
     on_ready: Callable[[LocalHost, str], None] | None = None,
 ) -> None:
-    """Run the function app in `module` until interrupted (Ctrl+C), like `func start`.
+    """Run the function app in `module` until interrupted (Ctrl+C or SIGTERM), like `func start`.
 
-    `on_ready(local_host, base_url)` is called once the server listens.
+    `on_ready(local_host, base_url)` is called once the server listens. With
+    `allow_dev_principal` the host must bind a loopback address (ValueError otherwise).
     """
     from pitcrew.local import console
-    from pitcrew.local.azurite import ensure_azurite
+    from pitcrew.local.azurite import AZURITE_PORTS, describe_ports, ensure_azurite
 
+    check_dev_principal_binding(host, allow_dev_principal)
     console.configure_logging()
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
@@ -559,7 +612,17 @@ def serve(
         # The Functions setting name is mixed-case; environment names are case-sensitive here.
         storage = os.environ.get("AzureWebJobsStorage", "")  # noqa: SIM112
         if not storage or storage.strip().lower() == "usedevelopmentstorage=true":
-            azurite = ensure_azurite(location=azurite_location)
+            azurite = ensure_azurite(
+                location=azurite_location, ports=azurite_ports or AZURITE_PORTS
+            )
+            if not azurite.started:
+                # Say so: it may be an orphan of a host that was killed, with other data.
+                print(
+                    f"reusing Azurite already listening on {describe_ports(azurite.ports)} "
+                    "(not started by this host)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112
         local_host = build_host(
             load_function_app(module),
@@ -571,7 +634,7 @@ def serve(
         bound_port = sock.getsockname()[1]
         base_url = f"http://{f'[{host}]' if ':' in host else host}:{bound_port}"
         server = _Server(
-            uvicorn.Config(local_host, lifespan="on", log_level="warning", access_log=False),
+            _uvicorn_config(local_host),
             on_started=lambda: _announce(local_host, base_url, azurite, on_ready),
         )
         # uvicorn shuts down gracefully on SIGTERM and then re-raises it to the handler it found;
@@ -589,6 +652,27 @@ def serve(
         sock.close()
         if azurite is not None and azurite.started:
             azurite.stop()
+
+
+def check_dev_principal_binding(host: str, allow_dev_principal: bool) -> None:
+    """--allow-dev-principal lets any caller claim any role: refuse it off loopback."""
+    if allow_dev_principal and not is_loopback_address(host):
+        raise ValueError(
+            f"--allow-dev-principal needs a loopback address (127.0.0.1, ::1 or localhost), "
+            f"not {host!r}: anyone who can reach the port could claim any role"
+        )
+
+
+def _uvicorn_config(local_host: LocalHost) -> uvicorn.Config:
+    # A bounded graceful shutdown: requests still running after SHUTDOWN_GRACE_SECONDS are
+    # cancelled (their threads abandoned, see _DaemonThreads), so SIGTERM always ends the host.
+    return uvicorn.Config(
+        local_host,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    )
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
@@ -620,9 +704,7 @@ def serving(
     pollers) runs as under `serve`; leaving the block stops the server and its workers.
     """
     sock = _bind(host, port)
-    server = uvicorn.Server(
-        uvicorn.Config(local_host, lifespan="on", log_level="warning", access_log=False)
-    )
+    server = uvicorn.Server(_uvicorn_config(local_host))
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="pitcrew-local-host", daemon=True
     )
@@ -660,6 +742,8 @@ __all__ = [
     "HostConfigError",
     "LocalHost",
     "build_host",
+    "check_dev_principal_binding",
+    "is_loopback_address",
     "load_function_app",
     "serve",
     "serving",

@@ -33,6 +33,23 @@ class SendError(RuntimeError):
     """The sample cannot be sent: unreadable file, unknown shape, no such function, no host."""
 
 
+class HostUnreachable(SendError):
+    """The host did not answer: nothing listens, it timed out, or it went away mid-request."""
+
+
+def _request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request; a transport failure becomes HostUnreachable naming the URL and what failed."""
+    from pitcrew.client import describe_http_error
+
+    try:
+        return client.request(method, url, **kwargs)
+    except httpx.HTTPError as exc:
+        what = describe_http_error(exc, client.timeout.read)
+        raise HostUnreachable(f"{method} {url} failed: {what}") from None
+    except httpx.InvalidURL as exc:
+        raise SendError(f"{url} is not a usable URL: {exc}") from None
+
+
 def send_sample(
     path: Path | str,
     *,
@@ -53,7 +70,9 @@ def send_sample(
         functions = _host_functions(client, base)
         if isinstance(payload, dict) and payload.get("schemaId") == COMMON_ALERT_SCHEMA:
             url = _http_function_url(functions, function, base)
-            return client.post(
+            return _request(
+                client,
+                "POST",
                 url,
                 content=json.dumps(payload),
                 headers=_key_header(
@@ -84,16 +103,16 @@ def _key_header(key: str | None, headers: dict[str, str]) -> dict[str, str]:
 
 
 def _host_functions(client: httpx.Client, base: str) -> list[dict[str, Any]]:
-    try:
-        response = client.get(f"{base}/admin/host/status")
-    except httpx.HTTPError as exc:
-        raise SendError(f"no host answers at {base} ({exc}); start it with `pitcrew dev`") from exc
+    response = _request(client, "GET", f"{base}/admin/host/status")
     if response.status_code != 200:
         raise SendError(
             f"{base}/admin/host/status answered {response.status_code}; "
             "is this a pitcrew local host?"
         )
-    functions = response.json().get("functions")
+    try:
+        functions = response.json().get("functions")
+    except (ValueError, AttributeError):
+        functions = None
     if not isinstance(functions, list):
         raise SendError(f"{base}/admin/host/status did not list functions")
     return functions
@@ -191,7 +210,9 @@ def _send_event_grid(
             "aeg-metadata-version": "1",
         },
     )
-    return client.post(
+    return _request(
+        client,
+        "POST",
         f"{base}/runtime/webhooks/eventgrid",
         params={"functionName": target},
         content=json.dumps(body),
