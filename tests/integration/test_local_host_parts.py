@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -108,3 +109,56 @@ def test_run_on_startup_fires_once_at_start() -> None:
         while not started and time.monotonic() < deadline:
             time.sleep(0.05)
     assert started == [False]
+
+
+def _whoami_app() -> func.FunctionApp:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="whoami", methods=["GET"])
+    def whoami(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(
+            json.dumps({"principal": req.headers.get("x-ms-client-principal")}),
+            mimetype="application/json",
+        )
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("peer", "trusted"),
+    [
+        (("127.0.0.1", 50000), True),
+        (("::1", 50000), True),
+        (("10.0.0.5", 1234), False),
+        (("192.168.1.20", 1234), False),
+        (("2001:db8::7", 1234), False),
+    ],
+)
+def test_dev_principal_is_honoured_from_loopback_peers_only(
+    peer: tuple[str, int], trusted: bool
+) -> None:
+    host = build_host(_whoami_app(), function_key=KEY, allow_dev_principal=True, settings={})
+    principal = "eyJjbGFpbXMiOltdfQ=="  # {"claims":[]}
+
+    async def call() -> httpx.Response:
+        # The ASGI app itself, with the peer address the server would put in the scope.
+        transport = httpx.ASGITransport(app=host, client=peer)
+        async with httpx.AsyncClient(transport=transport, base_url="http://pitcrew") as client:
+            return await client.get(
+                "/api/whoami", headers={"X-MS-CLIENT-PRINCIPAL": principal}
+            )
+
+    response = asyncio.run(call())
+    assert response.status_code == 200
+    assert response.json()["principal"] == (principal if trusted else None)
+
+
+def test_dev_principal_needs_a_loopback_bind() -> None:
+    from pitcrew.local.host import check_dev_principal_binding
+
+    for address in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
+        check_dev_principal_binding(address, True)
+    for address in ("0.0.0.0", "::", "10.0.0.5", "pitcrew.example.com"):  # noqa: S104
+        check_dev_principal_binding(address, False)  # without the flag any address will do
+        with pytest.raises(ValueError, match="needs a loopback address"):
+            check_dev_principal_binding(address, True)
