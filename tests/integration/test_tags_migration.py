@@ -72,7 +72,7 @@ def test_policy_use_tags_understands_sample_tags_without_a_rule(
     world: RotationWorld, unique_name: str
 ) -> None:
     world.extra = "  use_tags: true\n"
-    secret, rid, version, keys = seed_sample(
+    secret, rid, version, _keys = seed_sample(
         world, "cosmos-keys", unique_name,
         {"CredentialId": "Secondary", "ProviderAddress": "{rid}", "ValidityPeriodDays": "7"},
         slot=1,
