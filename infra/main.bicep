@@ -26,7 +26,7 @@ param operatorApiClientId string
 @description('Tenant of the operator app registration; default the deployment tenant.')
 param operatorTenantId string = tenant().tenantId
 
-@description('Key Vaults whose expiry events pitcrew handles and whose secrets it rotates: [{ name, resourceGroup }]. The vaults must use Azure RBAC.')
+@description('Key Vaults whose expiry events pitcrew handles and whose secrets it rotates: [{ name, resourceGroup, secrets? }]. secrets: names of the secrets pitcrew rotates there (Secrets Officer on each, Key Vault Reader on the vault); without it, Secrets Officer on the whole vault. The vaults must use Azure RBAC.')
 param watchedKeyVaults array = []
 
 @description('Resource ids of Cosmos DB accounts whose keys pitcrew rotates.')
@@ -58,6 +58,15 @@ param alertEmailReceivers array = []
 
 @description('Extra alert webhook receivers: [{ name, uri }].')
 param alertWebhookReceivers array = []
+
+@description('Secure Webhook for the action group calling /api/alerts: object id of the service principal of the Entra app registration Azure Monitor gets tokens for (app role ActionGroupsSecureWebhook assigned to Azure Monitor, see docs/deploy.md). Empty: a plain webhook, the function key only.')
+param alertWebhookAppObjectId string = ''
+
+@description('Application ID URI of that app registration (the token audience); default api://<operatorApiClientId>.')
+param alertWebhookIdentifierUri string = ''
+
+@description('Tenant of that app registration; default the deployment tenant.')
+param alertWebhookTenantId string = tenant().tenantId
 
 @description('App settings whose values are secrets, as Key Vault references resolved by the app identity: [{ name, secretUri }], e.g. [{ name: \'PITCREW_OPS_WEBHOOK_URL\', secretUri: \'https://kv-ops.vault.azure.net/secrets/ops-webhook-url\' }] for the url_setting of a webhook channel in pitcrew.yaml. The vault must be in watchedKeyVaults (or grant the identity Key Vault Secrets User on it).')
 param keyVaultReferenceSettings array = []
@@ -113,6 +122,8 @@ var keyVaultEventTypes = [
   'Microsoft.KeyVault.CertificateNearExpiry'
   'Microsoft.KeyVault.CertificateExpired'
 ]
+var alertSecureWebhook = !empty(alertWebhookAppObjectId)
+var alertTokenAudience = empty(alertWebhookIdentifierUri) ? 'api://${operatorApiClientId}' : alertWebhookIdentifierUri
 var serviceBusEventTypes = [
   'Microsoft.ServiceBus.DeadletterMessagesAvailableWithNoListeners'
 ]
@@ -198,6 +209,9 @@ module functionApp 'modules/functionapp.bicep' = {
     eventGridTopicEndpoint: eventGridTopicEnabled ? eventGridTopic.outputs.endpoint : ''
     quotaAutoIncrease: quotaAutoIncrease
     keyVaultReferenceSettings: keyVaultReferenceSettings
+    alertTokenRequired: alertSecureWebhook
+    alertTokenAudience: alertSecureWebhook ? alertTokenAudience : ''
+    alertTokenTenantId: alertSecureWebhook ? alertWebhookTenantId : ''
   }
 }
 
@@ -225,6 +239,9 @@ module alerts 'modules/alerts.bicep' = {
     emailReceivers: alertEmailReceivers
     webhookReceivers: alertWebhookReceivers
     watchedEntities: watchedServiceBusEntities
+    secureWebhookObjectId: alertWebhookAppObjectId
+    secureWebhookIdentifierUri: alertSecureWebhook ? alertTokenAudience : ''
+    secureWebhookTenantId: alertSecureWebhook ? alertWebhookTenantId : ''
   }
 }
 
@@ -249,7 +266,8 @@ module quotaAccess 'modules/quota-access.bicep' = {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Watched Key Vaults: Secrets Officer on each vault, and its expiry events to on_keyvault_event
+// Watched Key Vaults: Secrets Officer on each rotated secret (or the vault when the names are not
+// given) plus metadata-only Key Vault Reader, and the vault's expiry events to on_keyvault_event
 // ---------------------------------------------------------------------------------------------
 
 resource vaults 'Microsoft.KeyVault/vaults@2023-07-01' existing = [for v in watchedKeyVaults: {
@@ -263,6 +281,7 @@ module vaultAccess 'modules/keyvault-access.bicep' = [for v in watchedKeyVaults:
   params: {
     vaultName: v.name
     principalId: identities.outputs.appIdentityPrincipalId
+    secretNames: contains(v, 'secrets') ? v.secrets : []
   }
 }]
 

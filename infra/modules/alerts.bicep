@@ -31,6 +31,15 @@ param emailReceivers array = []
 @description('Extra webhook receivers: [{ name, uri }] (e.g. an on-call tool). Stored in the action group.')
 param webhookReceivers array = []
 
+@description('Secure Webhook: object id of the service principal of the app registration Azure Monitor gets an Entra token for when it calls /api/alerts. Empty: a plain webhook (function key only).')
+param secureWebhookObjectId string = ''
+
+@description('Application ID URI of that app registration (the token audience).')
+param secureWebhookIdentifierUri string = ''
+
+@description('Tenant of that app registration.')
+param secureWebhookTenantId string = ''
+
 @description('Watched Service Bus entities: [{ namespaceResourceId, queue | topic + subscription, deadLetterThreshold? }].')
 param watchedEntities array = []
 
@@ -43,10 +52,21 @@ param functionFailureThreshold int = 1
 @maxValue(6)
 param silenceHours int = 2
 
+// Function-level key of receive_alert: it opens that one route only (not /api/events). As a
+// Secure Webhook the action group also sends an Entra token (audience secureWebhookIdentifierUri,
+// app role ActionGroupsSecureWebhook) that pitcrew validates (PITCREW_ALERT_TOKEN_* settings).
+var secureWebhook = !empty(secureWebhookObjectId)
 var pitcrewReceiver = wireEndpoint ? [
-  {
+  secureWebhook ? {
     name: 'pitcrew'
-    // Function-level key of receive_alert: it opens that one route only (not /api/events).
+    serviceUri: 'https://${functionAppHostName}/api/alerts?code=${listKeys('${functionAppId}/functions/receive_alert', '2023-12-01').default}'
+    useCommonAlertSchema: true
+    useAadAuth: true
+    objectId: secureWebhookObjectId
+    identifierUri: secureWebhookIdentifierUri
+    tenantId: secureWebhookTenantId
+  } : {
+    name: 'pitcrew'
     serviceUri: 'https://${functionAppHostName}/api/alerts?code=${listKeys('${functionAppId}/functions/receive_alert', '2023-12-01').default}'
     useCommonAlertSchema: true
   }

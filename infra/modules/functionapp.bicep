@@ -79,6 +79,18 @@ param quotaAutoIncrease bool = false
 @description('Settings whose values are secrets (e.g. a webhook URL with a token): [{ name, secretUri }]. Each becomes a Key Vault reference resolved by the app identity; the value never enters the template.')
 param keyVaultReferenceSettings array = []
 
+@description('Require an Entra token on /api/alerts (the action group is a Secure Webhook).')
+param alertTokenRequired bool = false
+
+@description('Audience of the action group\'s Secure Webhook token (Application ID URI); empty when not required.')
+param alertTokenAudience string = ''
+
+@description('Tenant that issues the Secure Webhook token; empty when not required.')
+param alertTokenTenantId string = ''
+
+@description('Public https base URL of the app (links in notifications and API answers). Default https://<name>.azurewebsites.net, the default host name of a Flex Consumption app; set it behind a custom domain or front door.')
+param publicBaseUrl string = ''
+
 // Built-in role definition ids (identical in every tenant; see docs/security.md).
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
@@ -156,6 +168,34 @@ var baseSettings = [
   {
     name: 'PITCREW_QUOTA_AUTO_INCREASE'
     value: quotaAutoIncrease ? 'true' : 'false'
+  }
+  {
+    // The site's own defaultHostName cannot be read inside its definition; the default host name of
+    // an app without a generated domain label is <name>.azurewebsites.net.
+    name: 'PITCREW_PUBLIC_BASE_URL'
+    value: empty(publicBaseUrl) ? 'https://${name}.azurewebsites.net' : publicBaseUrl
+  }
+  {
+    // CloudEvents webhook validation (OPTIONS /api/events): only Event Grid may subscribe.
+    name: 'PITCREW_WEBHOOK_ALLOWED_ORIGINS'
+    value: 'eventgrid.azure.net'
+  }
+  {
+    name: 'PITCREW_ALERT_TOKEN_REQUIRED'
+    value: alertTokenRequired ? 'true' : 'false'
+  }
+  {
+    name: 'PITCREW_ALERT_TOKEN_AUDIENCE'
+    value: alertTokenAudience
+  }
+  {
+    name: 'PITCREW_ALERT_TOKEN_TENANT'
+    value: alertTokenTenantId
+  }
+  {
+    // The app role Azure Monitor's service principal holds on the app registration.
+    name: 'PITCREW_ALERT_TOKEN_ROLE'
+    value: 'ActionGroupsSecureWebhook'
   }
 ]
 // References only: App Service resolves them with the app identity (keyVaultReferenceIdentity).

@@ -30,6 +30,7 @@ QUOTA_REQUEST_OPERATOR = "0e5f05e5-9ab9-446b-b98d-1e2157c94125"
 # (docs/security.md repeats this table with the reason for each).
 KNOWN_BUILTIN_ROLES = {
     "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
+    "21090545-7ca7-4776-b22c-e363652d74d2": "Key Vault Reader",
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
     "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
@@ -458,18 +459,113 @@ def test_flex_consumption_python_311_with_no_publishing_passwords() -> None:
     assert get(site.body, "properties.siteConfig.ftpsState") == "Disabled"
 
 
-def test_alert_webhook_uses_common_alert_schema_and_the_alerts_route() -> None:
+def _pitcrew_receivers() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(secure, plain) forms of the action group's pitcrew webhook receiver."""
     alerts = template(INFRA / "modules" / "alerts.bicep")
-    receiver = alerts.variables["pitcrewReceiver"]["operator"]["operands"]["true_value"][0]
-    assert receiver["useCommonAlertSchema"] is True
-    assert "/api/alerts?code=" in receiver["serviceUri"]
-    assert "/functions/receive_alert" in receiver["serviceUri"]
+    listed = alerts.variables["pitcrewReceiver"]["operator"]["operands"]["true_value"]
+    assert len(listed) == 1
+    choice = listed[0]["operator"]
+    assert choice["type"] == "conditional" and choice["operands"]["condition"] == "secureWebhook"
+    condition = text_of(alerts.variables["secureWebhook"])
+    assert "secureWebhookObjectId" in condition and "empty" in condition and "not" in condition
+    return choice["operands"]["true_value"], choice["operands"]["false_value"]
+
+
+def test_alert_webhook_uses_common_alert_schema_and_the_alerts_route() -> None:
+    for receiver in _pitcrew_receivers():
+        assert receiver["useCommonAlertSchema"] is True
+        assert "/api/alerts?code=" in receiver["serviceUri"]
+        assert "/functions/receive_alert" in receiver["serviceUri"]
     for _, group in deployed("Microsoft.Insights/actionGroups"):
         assert group.body["properties"]["enabled"] is True
     rule_names = {r.symbol for _, r in deployed("Microsoft.Insights/scheduledQueryRules")}
     assert {"functionFailures", "failedRotations", "quotaUsage"} <= rule_names
     metric = [r for _, r in deployed("Microsoft.Insights/metricAlerts")]
     assert any("DeadletteredMessages" in text_of(m.body) for m in metric)
+
+
+def test_alert_webhook_is_a_secure_webhook_when_the_app_registration_is_given() -> None:
+    secure, plain = _pitcrew_receivers()
+    assert secure["useAadAuth"] is True
+    assert secure["objectId"] == "secureWebhookObjectId"
+    assert secure["identifierUri"] == "secureWebhookIdentifierUri"
+    assert secure["tenantId"] == "secureWebhookTenantId"
+    assert not {"useAadAuth", "objectId", "identifierUri", "tenantId"} & set(plain)
+    main = template(INFRA / "main.bicep")
+    for name in ("alertWebhookAppObjectId", "alertWebhookIdentifierUri"):
+        assert main.parameters[name]["default"] == "", f"{name} must be optional"
+    text = (INFRA / "main.bicep").read_text()
+    assert "secureWebhookObjectId: alertWebhookAppObjectId" in text
+    given = _azd_parameters()
+    assert {"alertWebhookAppObjectId", "alertWebhookIdentifierUri"} <= set(given)
+
+
+def _site_settings() -> dict[str, Any]:
+    t, site = function_app()
+    return {
+        s["name"]: s["value"]
+        for s in setting_items(
+            expand(get(site.body, "properties.siteConfig.appSettings"), t.variables)
+        )
+        if isinstance(s["name"], str)
+    }
+
+
+def test_function_app_validates_the_alert_token_with_the_action_group_settings() -> None:
+    settings = _site_settings()
+    assert settings["PITCREW_ALERT_TOKEN_ROLE"] == "ActionGroupsSecureWebhook"
+    assert settings["PITCREW_ALERT_TOKEN_AUDIENCE"] == "alertTokenAudience"
+    assert settings["PITCREW_ALERT_TOKEN_TENANT"] == "alertTokenTenantId"
+    required = text_of(settings["PITCREW_ALERT_TOKEN_REQUIRED"])
+    assert "alertTokenRequired" in required and '"true"' in required
+    text = (INFRA / "main.bicep").read_text()
+    # The app requires the token exactly when the action group sends one, for the same audience.
+    assert "alertTokenRequired: alertSecureWebhook" in text
+    assert "alertTokenAudience: alertSecureWebhook ? alertTokenAudience : ''" in text
+    assert "secureWebhookIdentifierUri: alertSecureWebhook ? alertTokenAudience : ''" in text
+    assert "alertTokenTenantId: alertSecureWebhook ? alertWebhookTenantId : ''" in text
+    assert "secureWebhookTenantId: alertSecureWebhook ? alertWebhookTenantId : ''" in text
+
+
+def test_function_app_knows_its_public_url_and_the_allowed_webhook_origin() -> None:
+    settings = _site_settings()
+    assert settings["PITCREW_WEBHOOK_ALLOWED_ORIGINS"] == "eventgrid.azure.net"
+    base = text_of(settings["PITCREW_PUBLIC_BASE_URL"])
+    assert "https://${name}.azurewebsites.net" in base
+    fa = template(INFRA / "modules" / "functionapp.bicep")
+    assert fa.parameters["publicBaseUrl"]["default"] == ""
+    _, site = function_app()
+    # The default host name is <name>.azurewebsites.net only without a generated domain label.
+    assert "autoGeneratedDomainNameLabelScope" not in text_of(site.body)
+
+
+def test_key_vault_roles_are_per_secret_when_the_names_are_given() -> None:
+    kv = template(INFRA / "modules" / "keyvault-access.bicep")
+    by_symbol = {r.symbol: r for r in kv.resources}
+    secrets = by_symbol["secrets"]
+    assert secrets.existing and secrets.type == "Microsoft.KeyVault/vaults/secrets"
+    officer = by_symbol["secretOfficer"]
+    assert "secrets" in text_of(officer.body["scope"]) and "index" in text_of(officer.body["scope"])
+    assert _role_guids(kv, officer) == {"b86a8fe4-44ce-4948-aee5-eccb2c155cd7"}
+    reader = by_symbol["metadataReader"]
+    assert reader.body["scope"] == "vault"
+    assert _role_guids(kv, reader) == {"21090545-7ca7-4776-b22c-e363652d74d2"}
+    vault_officer = by_symbol["vaultSecretsOfficer"]
+    assert _role_guids(kv, vault_officer) == {"b86a8fe4-44ce-4948-aee5-eccb2c155cd7"}
+    parsed = _parser().parse(file_path=kv.path)
+    conditions = {
+        name: text_of(parsed["resources"][name]["config"].get("condition"))
+        for name in ("metadataReader", "vaultSecretsOfficer")
+    }
+    # Vault-wide Secrets Officer only when no secret is named; the Reader only beside per-secret.
+    assert "perSecret" in conditions["metadataReader"]
+    assert (
+        "not" in conditions["vaultSecretsOfficer"]
+        and "perSecret" in conditions["vaultSecretsOfficer"]
+    )
+    assert "not" not in conditions["metadataReader"]
+    text = (INFRA / "main.bicep").read_text()
+    assert "secretNames: contains(v, 'secrets') ? v.secrets : []" in text
 
 
 def test_blob_recovery_is_enabled_on_pitcrew_storage() -> None:
