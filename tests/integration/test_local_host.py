@@ -287,6 +287,14 @@ def test_webhook_errors(client: httpx.Client) -> None:
     assert "event[0].eventType" in missing_field.json()["error"]
 
 
+def test_webhook_refuses_deep_nesting_with_a_400(client: httpx.Client) -> None:
+    url = f"{WEBHOOK}?functionName=on_event"
+    for kind in ("Notification", "SubscriptionValidation"):
+        response = client.post(url, content=b"[" * 100_000, headers=_eventgrid_headers(kind))
+        assert response.status_code == 400
+        assert "deeper than 64" in response.json()["error"]
+
+
 def test_failing_event_function_answers_500_so_event_grid_retries(client: httpx.Client) -> None:
     event = {
         "id": str(uuid.uuid4()),

@@ -1,0 +1,264 @@
+"""Event intake against Azurite and a real webhook receiver: poison events on the trigger are
+acknowledged and recorded (9.6), a validation event cannot hide a batch (9.7), claims are keyed
+on the event's identity (9.8), the OPTIONS allow-list (9.9), nesting depth (9.5), CloudEvents
+binary mode (10.11), odd characters in ids."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from pitcrew import api
+from pitcrew.auth import encode_principal
+from pitcrew.errors import RetryLater
+from pitcrew.events import Event
+from pitcrew.intake import handle_delivered_event
+from pitcrew.rejected import list_rejected
+from pitcrew.services import get_services
+from tests.conftest import SAMPLES
+from tests.receiver import Receiver
+
+pytestmark = pytest.mark.usefixtures("pitcrew_env")
+
+TOPIC = "/subscriptions/0/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/sample-kv"
+VERSION = "0123456789abcdef0123456789abcdef"
+
+
+def kv_data(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "Id": f"https://sample-kv.vault.azure.net/secrets/db-password/{VERSION}",
+        "VaultName": "sample-kv", "ObjectType": "Secret", "ObjectName": "db-password",
+        "Version": VERSION, "NBF": None, "EXP": 1766280000,
+    }
+    data.update(changes)
+    return data
+
+
+def grid_event(event_id: str, data: Any = None, **changes: Any) -> dict[str, Any]:
+    event = {
+        "id": event_id, "topic": TOPIC, "subject": "db-password",
+        "eventType": "Microsoft.KeyVault.SecretNearExpiry",
+        "eventTime": "2026-11-21T01:08:33Z", "data": kv_data() if data is None else data,
+        "dataVersion": "1",
+    }
+    event.update(changes)
+    return event
+
+
+def post(body: bytes | str, **headers: str) -> api.HttpResult:
+    raw = body.encode() if isinstance(body, str) else body
+    return api.receive_events("POST", {"Content-Type": "application/json", **headers}, raw)
+
+
+def binding_fields(event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": event.get("id"), "event_type": event.get("eventType"),
+        "subject": event.get("subject"), "topic": event.get("topic"),
+        "event_time": event.get("eventTime"), "data": event.get("data"),
+        "data_version": event.get("dataVersion"),
+    }
+
+
+def reader_headers(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+    return {"X-MS-CLIENT-PRINCIPAL": encode_principal("alice", ["Reader"])}
+
+
+def audit(action: str) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    records = get_services().audit.query(since=now - timedelta(hours=1),
+                                         until=now + timedelta(minutes=1))
+    return [r.to_dict() for r in records if r.action == action]
+
+
+# ------------------------------------------------------------------ 9.6 poison on the trigger
+
+POISON = [
+    pytest.param("a string", "data", id="data-a-string"),
+    pytest.param({"ObjectType": "Secret", "ObjectName": "x"}, "data.VaultName", id="no-vault"),
+    pytest.param(kv_data(ObjectType="Blob"), "data.ObjectType", id="object-type-blob"),
+    pytest.param(kv_data(ObjectName="../../etc"), "data.ObjectName", id="path-in-name"),
+]
+
+
+@pytest.mark.parametrize(("data", "field"), POISON)
+def test_poison_event_on_the_trigger_is_acknowledged_and_recorded(
+    data: Any, field: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    event = grid_event(f"poison-{field}", data)
+    caplog.set_level(logging.INFO)
+    # Returns (no exception): the host answers 2xx and Event Grid stops retrying at once.
+    outcome = handle_delivered_event(**binding_fields(event), function="on_keyvault_event")
+    assert outcome.kind == "rejected"
+    assert field in outcome.detail
+    assert receiver.received == []
+    # One warning line naming the field; no traceback.
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and field in warnings[0].getMessage()
+    assert all(r.exc_info is None for r in caplog.records)
+    # The audit trail says so, with the field and the problem.
+    (record,) = [r for r in audit("intake.rejected") if r["correlationId"] == event["id"]]
+    assert record["outcome"] == "failed" and record["details"]["field"] == field
+    assert record["target"] == TOPIC
+    # And the event can be inspected.
+    listed = list_rejected(reader_headers(monkeypatch), {})
+    assert listed.status == 200
+    (row,) = [r for r in listed.body["rejected"] if r["eventId"] == event["id"]]
+    assert row["field"] == field and row["function"] == "on_keyvault_event"
+    assert row["source"] == TOPIC and row["schema"] == "eventgrid"
+    assert json.loads(row["envelope"])["data"] == data
+
+
+def test_same_payload_on_api_events_is_a_400() -> None:
+    result = post(json.dumps([grid_event("poison-http", "a string")]))
+    assert result.status == 400 and result.body["field"] == "data"
+
+
+def test_transient_fault_on_the_trigger_still_raises_for_a_retry(receiver: Receiver) -> None:
+    event = grid_event("busy-1")
+    parsed = Event("busy-1", event["eventType"], TOPIC, "", datetime.now(UTC), None, "eventgrid")
+    # Another instance holds a live lease on this event: a transient condition.
+    assert get_services().state.claim("event", parsed.claim_key) is not None
+    with pytest.raises(RetryLater):
+        handle_delivered_event(**binding_fields(event))
+    assert audit("intake.rejected") == []
+
+
+def test_rejected_list_needs_a_reader_and_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert list_rejected({}, {}).status == 401
+    for i in range(3):
+        handle_delivered_event(**binding_fields(grid_event(f"page-{i}", "nope")))
+    headers = reader_headers(monkeypatch)
+    first = list_rejected(headers, {"limit": "2"})
+    assert first.status == 200 and len(first.body["rejected"]) == 2
+    assert [r["eventId"] for r in first.body["rejected"]] == ["page-2", "page-1"]  # newest first
+    rest = list_rejected(headers, {"limit": "2", "continuation": first.body["continuation"]})
+    assert [r["eventId"] for r in rest.body["rejected"]] == ["page-0"]
+    assert list_rejected(headers, {"continuation": "forged"}).status == 400
+
+
+def test_cloudevent_binding_is_claimed_by_its_source(receiver: Receiver) -> None:
+    fields = {
+        "schema": "cloudevents", "id": "ce-bind-1", "event_type":
+        "Microsoft.KeyVault.SecretNearExpiry", "subject": "db-password", "source": TOPIC,
+        "event_time": None, "data": kv_data(), "data_version": None,
+    }
+    assert handle_delivered_event(**fields).kind == "handled"
+    # The same event in the Event Grid schema (topic = source) is a duplicate.
+    again = handle_delivered_event(**binding_fields(grid_event("ce-bind-1")))
+    assert again.kind == "duplicate"
+    assert len(receiver.received) == 1
+
+
+# ------------------------------------------------------------------ 9.7 validation in a batch
+
+
+def test_validation_event_in_a_batch_is_refused_not_answered(receiver: Receiver) -> None:
+    validation = json.loads((SAMPLES / "eventgrid-subscription-validation.json").read_text())[0]
+    batch = [validation, grid_event("after-validation")]
+    result = post(json.dumps(batch))
+    assert result.status == 400
+    assert result.body["field"] == "[0].eventType"
+    assert "alone" in result.body["message"] and "1 other event" in result.body["message"]
+    assert receiver.received == []
+    # On its own it is still the handshake.
+    alone = post(json.dumps([validation]))
+    assert alone.status == 200 and "validationResponse" in alone.body
+
+
+# ------------------------------------------------------------------ 9.8 identity
+
+
+def test_same_id_from_another_source_is_another_event(receiver: Receiver) -> None:
+    victim = grid_event("shared-id")
+    squatter = grid_event("shared-id", topic="/subscriptions/0/resourceGroups/x/providers/"
+                          "Microsoft.EventGrid/topics/attacker")
+    assert post(json.dumps([squatter])).body["events"][0]["outcome"] == "handled"
+    assert post(json.dumps([victim])).body["events"][0]["outcome"] == "handled"
+    assert post(json.dumps([victim])).body["events"][0]["outcome"] == "duplicate"
+    # (The notification itself is deduplicated by notify's id, `expiry:<event id>`: see report.)
+    # The claim row keeps the readable id and source beside the digest key.
+    rows = list(get_services().state._claims.query_entities("EventId eq 'shared-id'"))
+    assert sorted(r["Source"] for r in rows) == sorted([squatter["topic"], TOPIC])
+
+
+@pytest.mark.parametrize(
+    "event_id", ["ünïcødé-ид-事件", "tab\tnew\nline\x00nul\x7f", "/\\#?%", "😀" * 300]
+)
+def test_any_characters_in_an_id_are_handled_not_500(event_id: str, receiver: Receiver) -> None:
+    body = json.dumps([grid_event(event_id)])
+    first = post(body)
+    assert first.status == 200, first.body
+    assert first.body["events"][0]["outcome"] == "handled"
+    assert post(body).body["events"][0]["outcome"] == "duplicate"
+    assert len(receiver.received) == 1
+
+
+def test_unpaired_surrogate_id_is_a_400() -> None:
+    result = post('[{"id": "\\ud800", "eventType": "X", "eventTime": "2026-01-01T00:00:00Z"}]')
+    assert result.status == 400 and result.body["field"] == "[0].id"
+
+
+# ------------------------------------------------------------------ 9.5 nesting depth
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a":' * 100_000])
+def test_deep_nesting_is_a_400_on_every_body_route(
+    body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pitcrew.rotation.api import request_rotation
+
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+    rotator = {"X-MS-CLIENT-PRINCIPAL": encode_principal("rita", ["Rotator"])}
+    for result in (
+        post(body),
+        post(body, **{"ce-specversion": "1.0", "ce-id": "1", "ce-source": "s", "ce-type": "t"}),
+        api.receive_alert({}, body),
+        request_rotation(rotator, body),
+    ):
+        assert result.status == 400, result.body
+        assert "deeper than 64" in result.body["message"]
+
+
+# ------------------------------------------------------------------ 9.9 OPTIONS
+
+
+def test_options_handshake_grants_only_allowed_origins(monkeypatch: pytest.MonkeyPatch) -> None:
+    def options(origin: str) -> api.HttpResult:
+        return api.receive_events("OPTIONS", {"WebHook-Request-Origin": origin}, b"")
+
+    granted = options("eventgrid.azure.net")
+    assert granted.status == 200
+    assert granted.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+    assert granted.headers["WebHook-Allowed-Rate"] == "120"
+    refused = options("evil.example")
+    assert refused.status == 400
+    assert refused.body["field"] == "WebHook-Request-Origin"
+    assert "eventgrid.azure.net" in refused.body["message"]
+    monkeypatch.setenv("PITCREW_WEBHOOK_ALLOWED_ORIGINS", "emitter.example.com")
+    monkeypatch.setenv("PITCREW_WEBHOOK_ALLOWED_RATE", "10")
+    assert options("eventgrid.azure.net").status == 400
+    custom = options("emitter.example.com")
+    assert custom.status == 200 and custom.headers["WebHook-Allowed-Rate"] == "10"
+
+
+# ------------------------------------------------------------------ 10.11 binary mode
+
+
+def test_binary_mode_cloudevent_is_handled(receiver: Receiver) -> None:
+    headers = {
+        "ce-specversion": "1.0", "ce-id": "binary-1", "ce-source": TOPIC,
+        "ce-type": "Microsoft.KeyVault.SecretNearExpiry", "ce-subject": "db-password",
+    }
+    result = post(json.dumps(kv_data()), **headers)
+    assert result.status == 200, result.body
+    assert result.body["events"][0]["outcome"] == "handled"
+    assert len(receiver.received) == 1
+    assert "db-password" in receiver.received[0]["title"]
+    unsupported = post(b"\x00\x01", **headers, **{"Content-Type": "application/octet-stream"})
+    assert unsupported.status == 400 and "not supported" in unsupported.body["message"]
