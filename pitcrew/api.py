@@ -121,13 +121,22 @@ def receive_events(method: str, headers: Mapping[str, str], body: bytes) -> Http
 
 @http_errors
 def receive_alert(headers: Mapping[str, str], body: bytes) -> HttpResult:
-    """POST /api/alerts: an Azure Monitor action group webhook (Common Alert Schema)."""
+    """POST /api/alerts: an Azure Monitor action group webhook (Common Alert Schema).
+
+    The function key admits the request to the route; when PITCREW_ALERT_TOKEN_AUDIENCE is set
+    the action group's Secure Webhook token (Entra ID) must also be valid, checked before the
+    body is read: 401 with the reason when it is missing or invalid, 503 retry_later when
+    Entra's signing keys cannot be fetched."""
+    from pitcrew.auth import authenticate_alert
     from pitcrew.events import parse_alert
     from pitcrew.intake import process_alert
     from pitcrew.services import get_services
 
+    caller = authenticate_alert(headers)
     alert = parse_alert(body)
     outcome = process_alert(alert, get_services())
+    if caller is not None:
+        log.info("alert %r from %s: %s", alert.id, caller.actor, outcome.kind)
     return HttpResult(200, outcome.to_dict())
 
 

@@ -1,5 +1,6 @@
-"""Operator identity: the principal App Service Authentication puts in X-MS-CLIENT-PRINCIPAL,
-and the one place roles are checked.
+"""Who may call pitcrew. Operators: the principal App Service Authentication puts in
+X-MS-CLIENT-PRINCIPAL, and the one place roles are checked. The alert webhook: Azure Monitor's
+Secure Webhook token (Entra ID), checked against the PITCREW_ALERT_TOKEN_* settings.
 
 The header is trusted only when App Service Authentication is on (WEBSITE_AUTH_ENABLED), because
 only then does the platform strip client-sent copies of it. The local host (`pitcrew dev`)
@@ -11,12 +12,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
+import re
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
 
-from pitcrew.errors import Forbidden, Unauthorized
+from pitcrew.errors import Forbidden, PolicyInvalid, RetryLater, Unauthorized
+
+log = logging.getLogger(__name__)
 
 PRINCIPAL_HEADER = "x-ms-client-principal"
 ROLE_CLAIM_TYPES = ("roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role")
@@ -117,3 +126,256 @@ def encode_principal(name: str, roles: list[str], *, provider: str = "aad") -> s
         "claims": [{"typ": "name", "val": name}] + [{"typ": "roles", "val": r} for r in roles],
     }
     return base64.b64encode(json.dumps(document).encode()).decode()
+
+
+# ---------------------------------------------------------------------------------------------
+# The alert webhook's Entra token (Azure Monitor "Secure Webhook")
+#
+# An action group with Secure Webhook sends `Authorization: Bearer <JWT>`, issued by Entra ID to
+# the Azure Monitor service principal for the app registration named in the action, carrying
+# the app role `ActionGroupsSecureWebhook` in its `roles` claim. /api/alerts keeps its function
+# key as well: the token says Azure Monitor sent the request, the key that it is this route.
+
+AUDIENCE_SETTING = "PITCREW_ALERT_TOKEN_AUDIENCE"
+TENANT_SETTING = "PITCREW_ALERT_TOKEN_TENANT"
+ROLE_SETTING = "PITCREW_ALERT_TOKEN_ROLE"
+REQUIRED_SETTING = "PITCREW_ALERT_TOKEN_REQUIRED"
+JWKS_URL_SETTING = "PITCREW_ALERT_TOKEN_JWKS_URL"
+ALERT_AUTH_SETTINGS = (
+    AUDIENCE_SETTING,
+    TENANT_SETTING,
+    ROLE_SETTING,
+    REQUIRED_SETTING,
+    JWKS_URL_SETTING,
+)
+DEFAULT_ALERT_ROLE = "ActionGroupsSecureWebhook"
+TOKEN_LEEWAY_SECONDS = 60
+MAX_TOKEN_CHARS = 8192
+JWKS_TTL_SECONDS = 3600.0
+JWKS_REFRESH_MIN_SECONDS = 300.0
+"""An unknown key id refetches the key set (Entra rolls keys), at most this often."""
+JWKS_TIMEOUT_SECONDS = 5.0
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,253}$")
+
+
+@dataclass(frozen=True)
+class AlertTokenSettings:
+    audiences: tuple[str, ...]
+    tenant: str
+    role: str
+    required: bool
+    jwks_url: str
+
+    @property
+    def issuers(self) -> tuple[str, str]:
+        """Entra's v2.0 and v1.0 issuers for the tenant."""
+        return (
+            f"https://login.microsoftonline.com/{self.tenant}/v2.0",
+            f"https://sts.windows.net/{self.tenant}/",
+        )
+
+
+def alert_token_settings(environ: Mapping[str, str] | None = None) -> AlertTokenSettings:
+    """The alert-token settings; PolicyInvalid (503, naming the settings, never their values)
+    when they contradict each other, so a half-configured app refuses rather than opens."""
+    env = os.environ if environ is None else environ
+    audiences = tuple(a.strip() for a in env.get(AUDIENCE_SETTING, "").split(",") if a.strip())
+    tenant = env.get(TENANT_SETTING, "").strip()
+    role = env.get(ROLE_SETTING, "").strip() or DEFAULT_ALERT_ROLE
+    raw_required = env.get(REQUIRED_SETTING, "").strip().lower()
+    problems: list[str] = []
+    if raw_required in ("", "auto"):
+        required = bool(audiences)
+    elif raw_required in ("true", "1", "yes"):
+        required = True
+    elif raw_required in ("false", "0", "no"):
+        required = False
+    else:
+        required = True
+        problems.append(f"{REQUIRED_SETTING} must be true or false")
+    if required and not audiences:
+        problems.append(f"{REQUIRED_SETTING} is true but {AUDIENCE_SETTING} is not set")
+    if audiences and not tenant:
+        problems.append(f"{AUDIENCE_SETTING} is set but {TENANT_SETTING} is not")
+    if tenant and not _TENANT.match(tenant):
+        problems.append(f"{TENANT_SETTING} is not a tenant id or domain")
+    jwks_url = env.get(JWKS_URL_SETTING, "").strip() or (
+        f"https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"
+    )
+    if not _trusted_url(jwks_url):
+        problems.append(f"{JWKS_URL_SETTING} must be an https URL (http only on loopback)")
+    if problems:
+        raise PolicyInvalid("app settings (alert token)", problems)
+    return AlertTokenSettings(audiences, tenant, role, required, jwks_url)
+
+
+def _trusted_url(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class AlertCaller:
+    """Who sent an alert, from its validated token (ids only; never the token)."""
+
+    app_id: str
+    object_id: str
+    tenant: str
+
+    @property
+    def actor(self) -> str:
+        return f"app:{self.app_id or self.object_id or 'unknown'}"
+
+
+def authenticate_alert(headers: Mapping[str, str]) -> AlertCaller | None:
+    """Check the alert webhook's bearer token: the caller, or None when no token is required
+    and none was sent. Unauthorized (401, with the reason) for a missing or invalid token;
+    RetryLater (503) when Entra's signing keys cannot be fetched. The token itself never
+    appears in an error, a log line or the audit."""
+    settings = alert_token_settings()
+    lowered = {k.lower(): v for k, v in headers.items()}
+    authorization = lowered.get("authorization", "").strip()
+    if not authorization:
+        if settings.required:
+            raise Unauthorized("a bearer token from Entra ID (Secure Webhook) is required")
+        return None
+    if not settings.audiences:
+        # Tokens are not configured: the function key alone guards the route. A token sent
+        # anyway cannot be checked, so it is ignored rather than trusted.
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise Unauthorized(f"the bearer token is longer than {MAX_TOKEN_CHARS} characters")
+    claims = _verified_claims(token, settings)
+    roles = claims.get("roles")
+    if not isinstance(roles, list) or settings.role not in roles:
+        raise Unauthorized(f"the token does not carry the app role {settings.role}")
+    return AlertCaller(
+        app_id=str(claims.get("appid") or claims.get("azp") or ""),
+        object_id=str(claims.get("oid") or ""),
+        tenant=str(claims.get("tid") or ""),
+    )
+
+
+def _verified_claims(token: str, settings: AlertTokenSettings) -> dict[str, Any]:
+    import jwt
+
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise Unauthorized("the bearer token is not a JWT") from None
+    if header.get("alg") != "RS256":
+        raise Unauthorized("the token's algorithm is not accepted (RS256 only)")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise Unauthorized("the token names no signing key (kid)")
+    key = _JWKS.key(settings.jwks_url, kid)
+    if key is None:
+        raise Unauthorized("the token is signed with a key the tenant does not publish")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=["RS256"],
+            audience=list(settings.audiences),
+            issuer=list(settings.issuers),
+            leeway=TOKEN_LEEWAY_SECONDS,
+            options={"require": ["exp", "iss", "aud"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("the token has expired") from None
+    except jwt.ImmatureSignatureError:
+        raise Unauthorized("the token is not valid yet (nbf)") from None
+    except jwt.InvalidAudienceError:
+        raise Unauthorized(f"the token's audience is not in {AUDIENCE_SETTING}") from None
+    except jwt.InvalidIssuerError:
+        raise Unauthorized(f"the token's issuer is not Entra ID for {TENANT_SETTING}") from None
+    except jwt.InvalidSignatureError:
+        raise Unauthorized("the token's signature does not verify") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise Unauthorized(f"the token has no {exc.claim!r} claim") from None
+    except jwt.InvalidTokenError as exc:
+        raise Unauthorized(f"the token is invalid ({type(exc).__name__})") from None
+    return claims
+
+
+class _JwksCache:
+    """Signing keys by JWKS URL: fetched on first use with a timeout, kept for JWKS_TTL_SECONDS,
+    refetched early (at most every JWKS_REFRESH_MIN_SECONDS) when a token names an unknown key.
+    A failed fetch is RetryLater: the sender retries, and pitcrew never answers 500 for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sets: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sets.clear()
+
+    def key(self, url: str, kid: str) -> Any | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._sets.get(url)
+            if cached is not None:
+                fetched_at, keys = cached
+                fresh = now - fetched_at < JWKS_TTL_SECONDS
+                if fresh and (kid in keys or now - fetched_at < JWKS_REFRESH_MIN_SECONDS):
+                    return keys.get(kid)
+            try:
+                keys = self._fetch(url)
+            except RetryLater:
+                if cached is None or kid not in cached[1]:
+                    raise
+                # Entra unreachable but this key was published: keep using the keys we have,
+                # and try again after the refresh interval rather than on every request.
+                retry_at = now - JWKS_TTL_SECONDS + JWKS_REFRESH_MIN_SECONDS
+                self._sets[url] = (retry_at, cached[1])
+                return cached[1][kid]
+            self._sets[url] = (time.monotonic(), keys)
+            return keys.get(kid)
+
+    @staticmethod
+    def _fetch(url: str) -> dict[str, Any]:
+        import httpx
+        import jwt
+
+        try:
+            response = httpx.get(url, timeout=JWKS_TIMEOUT_SECONDS, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            log.warning("alert token signing keys: fetch failed (%s)", type(exc).__name__)
+            raise RetryLater("could not fetch Entra ID's signing keys; retry later") from None
+        if response.status_code != 200:
+            log.warning("alert token signing keys: fetch answered HTTP %d", response.status_code)
+            raise RetryLater("could not fetch Entra ID's signing keys; retry later")
+        try:
+            document = response.json()
+            listed = document["keys"]
+            if not isinstance(listed, list):
+                raise TypeError("keys is not a list")
+        except (ValueError, KeyError, TypeError):
+            log.warning("alert token signing keys: the answer is not a JWKS document")
+            raise RetryLater("Entra ID's signing keys could not be read; retry later") from None
+        keys: dict[str, Any] = {}
+        for entry in listed:
+            if not isinstance(entry, dict) or entry.get("kty") != "RSA" or not entry.get("kid"):
+                continue
+            if entry.get("use", "sig") != "sig":
+                continue
+            try:
+                keys[str(entry["kid"])] = jwt.PyJWK(entry, algorithm="RS256").key
+            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
+                continue
+        return keys
+
+
+_JWKS = _JwksCache()
+
+
+def reset_alert_token_cache() -> None:
+    """Forget fetched signing keys (tests; a settings change)."""
+    _JWKS.clear()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from pitcrew.events import AlertEvent, KeyVaultObjectEvent
+from pitcrew.links import safe_link
 from pitcrew.notify.model import Action, Notification, Severity
 from pitcrew.policy import Policy
 
@@ -64,15 +66,12 @@ def expiry_notification(
         facts["Not before"] = event.not_before.isoformat()
     actions: list[Action] = []
     settings = policy.notifications.expiry
-    if settings.runbook_url:
-        actions.append(Action(label="Follow the runbook", url=str(settings.runbook_url)))
-    if settings.portal_links and event.event.source.startswith("/subscriptions/"):
-        actions.append(
-            Action(
-                label=f"Open the vault's {kind}s in the portal",
-                url=f"https://portal.azure.com/#@/resource{event.event.source}/{kind}s",
-            )
-        )
+    runbook = safe_link(str(settings.runbook_url)) if settings.runbook_url else None
+    if runbook:
+        actions.append(Action(label="Follow the runbook", url=runbook))
+    portal = _portal_link(event.event.source, f"{kind}s") if settings.portal_links else None
+    if portal:
+        actions.append(Action(label=f"Open the vault's {kind}s in the portal", url=portal))
     actions.append(
         Action(label="Check the new version's expiry after renewing", command=_check_command(event))
     )
@@ -88,6 +87,14 @@ def expiry_notification(
         facts=facts,
         actions=tuple(actions),
     )
+
+
+def _portal_link(resource_id: str, blade: str) -> str | None:
+    """The portal page of an ARM resource id the event names; None unless it is one (the id
+    comes from outside, so it is quoted and the result must still be a safe https link)."""
+    if not resource_id.startswith("/subscriptions/"):
+        return None
+    return safe_link(f"https://portal.azure.com/#@/resource{quote(resource_id)}/{blade}")
 
 
 def _check_command(event: KeyVaultObjectEvent) -> str:
@@ -115,18 +122,20 @@ def alert_notification(alert: AlertEvent) -> Notification:
         facts["Resolved"] = alert.resolved_at.isoformat()
     facts.update(_condition_facts(alert.alert_context))
     actions: list[Action] = []
-    runbook = alert.custom_properties.get("runbook")
-    if isinstance(runbook, str) and runbook:
+    # Every link here comes from the alert's sender: only absolute https links are kept, so a
+    # runbook of `javascript:...`, `data:...` or `http://...` never reaches a person as a link.
+    runbook = safe_link(alert.custom_properties.get("runbook"))
+    if runbook:
         actions.append(Action(label="Follow the runbook", url=runbook))
     link = _first_link(alert.alert_context)
     if link:
         actions.append(Action(label="Open the query results", url=link))
-    actions.append(
-        Action(
-            label="Open the alert in the portal",
-            url=f"https://portal.azure.com/#view/Microsoft_Azure_Monitoring_Alerts/AlertDetails.ReactView/alertId/{alert.short_id}",
-        )
+    portal = safe_link(
+        "https://portal.azure.com/#view/Microsoft_Azure_Monitoring_Alerts/AlertDetails.ReactView"
+        f"/alertId/{quote(alert.short_id, safe='')}"
     )
+    if portal:
+        actions.append(Action(label="Open the alert in the portal", url=portal))
     return Notification(
         id=f"alert:{alert.id}",
         dedup_key=alert.dedup_key,
@@ -166,7 +175,7 @@ def _condition_facts(context: Any) -> dict[str, str]:
 
 def _first_link(context: Any) -> str | None:
     for criterion in _criteria(context):
-        link = criterion.get("linkToSearchResultsUI")
-        if isinstance(link, str) and link.startswith("https://"):
+        link = safe_link(criterion.get("linkToSearchResultsUI"))
+        if link:
             return link
     return None

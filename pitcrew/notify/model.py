@@ -1,10 +1,18 @@
-"""What a notification says. Names, times and links only: never a secret value."""
+"""What a notification says. Names, times and links only: never a secret value.
+
+Links: a notification carries only absolute https links (`pitcrew.links.safe_link`), or links
+under pitcrew's own public base URL (which may be loopback http on the local host). Any other
+URL an action was given is left out of what is sent; an action left with nothing to do is
+left out too. Builders of links from outside data check them first; this is the last guard.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from pitcrew.links import public_base_url, safe_link
 
 Severity = Literal["critical", "warning", "info"]
 Status = Literal["firing", "resolved", "info"]
@@ -18,11 +26,29 @@ class Action:
 
     def to_dict(self) -> dict[str, str]:
         out = {"label": self.label}
-        if self.url:
-            out["url"] = self.url
+        url = sendable_link(self.url)
+        if url:
+            out["url"] = url
         if self.command:
             out["command"] = self.command
         return out
+
+    @property
+    def sendable(self) -> bool:
+        return bool(self.command or sendable_link(self.url))
+
+
+def sendable_link(url: str | None) -> str | None:
+    """`url` if a notification may carry it: absolute https, or under the public base URL."""
+    if not url:
+        return None
+    safe = safe_link(url)
+    if safe:
+        return safe
+    base = public_base_url()
+    if base and url.startswith(base + "/") and safe_link("https://x" + url[len(base):]):
+        return url
+    return None
 
 
 @dataclass(frozen=True)
@@ -56,7 +82,7 @@ class Notification:
             "title": self.title,
             "summary": self.summary,
             "facts": self.facts,
-            "actions": [a.to_dict() for a in self.actions],
+            "actions": [a.to_dict() for a in self.actions if a.sendable],
             "correlationId": self.correlation_id,
             "createdAt": self.created_at.isoformat(),
             "source": "pitcrew",
