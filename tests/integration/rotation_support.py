@@ -73,7 +73,7 @@ class RotationWorld:
     # --- policy ------------------------------------------------------------------------------
 
     def write_policy(self, *, mode: str = "act", grace_hours: float = 24,
-                     max_attempts: int = 3) -> None:
+                     max_attempts: int = 3, lease_seconds: float = 60) -> None:
         self.policy_path.write_text(
             "version: 1\n"
             f"mode: {mode}\n"
@@ -91,7 +91,7 @@ class RotationWorld:
             "rotation:\n"
             f"  grace_period_hours: {grace_hours}\n"
             f"  max_attempts: {max_attempts}\n"
-            "  step_lease_seconds: 60\n"
+            f"  step_lease_seconds: {lease_seconds}\n"
             f"{self.extra}"
             "  secrets:\n" + ("".join(self.rules) or "    []\n")
         )
@@ -206,6 +206,18 @@ def time_travel(monkeypatch: pytest.MonkeyPatch, delta: timedelta) -> None:
 
     real = datetime.now
     monkeypatch.setattr(state_module, "utcnow", lambda: real(UTC) + delta)
+
+
+def deny_vault(local: LocalAzure, vault: str, principals: list[str]) -> None:
+    """Take every data-plane role on `vault` from `principals` (the app is "pitcrew-app")."""
+    import ssl
+
+    import httpx
+
+    context = ssl.create_default_context(cafile=str(local.ca_path))
+    with httpx.Client(verify=context) as client:
+        client.put(f"{local.vault_url(vault)}/_local/access",
+                   json={"deny": principals}).raise_for_status()
 
 
 def iter_lines(text: str) -> Iterator[str]:
