@@ -51,14 +51,10 @@ class Event:
     data_version: str = ""
 
     @property
-    def identity(self) -> str:
-        """Who the event is, per its schema: CloudEvents `source` + `id`, Event Grid `topic` +
-        `id` (both kept in `source`). Another publisher's event with that id is another event."""
-        return f"{self.source} {self.id}" if self.source else self.id
-
-    @property
     def claim_key(self) -> str:
-        """A fixed-length, table-safe digest of (source, id): what deduplication claims."""
+        """The event's identity per its schema, CloudEvents `source` + `id` or Event Grid
+        `topic` + `id` (both kept in `source`), as a fixed-length, table-safe digest: what
+        deduplication claims. Another publisher's event with that id is another event."""
         pair = json.dumps([self.source, self.id], ensure_ascii=True)
         return sha256(pair.encode()).hexdigest()
 

@@ -18,7 +18,8 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -60,8 +61,8 @@ class RejectedEvent:
     problem: str
     envelope: str
     function: str = ""
-    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    received_at: datetime = dataclass_field(default_factory=lambda: datetime.now(UTC))
+    record_id: str = dataclass_field(default_factory=lambda: uuid.uuid4().hex)
 
     @classmethod
     def of(
