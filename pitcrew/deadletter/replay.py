@@ -47,7 +47,7 @@ from pitcrew.deadletter.model import (
     FailedMessage,
     utcnow,
 )
-from pitcrew.deadletter.service import DeadletterServices, Target
+from pitcrew.deadletter.service import DeadletterServices, Sender, Target
 from pitcrew.deadletter.targets import MAX_TARGET_TEXT, ReplayTargets
 from pitcrew.errors import InvalidInput, RetryLater
 from pitcrew.state import RunRecord, StaleRun
@@ -494,6 +494,18 @@ class ReplayWorker:
         from pitcrew.runtime import ConfigurationError
 
         store = self.dl.store
+        in_doubt = [m for m in chunk if m.status == "replaying"]
+        senders: dict[str, Sender] = {}
+        for target in {targets[m.id].label: targets[m.id] for m in chunk}.values():
+            try:
+                # Building the sender is part of sending: a missing setting or an unreachable
+                # namespace is a send failure like any other, never a job stuck `running`.
+                senders[target.label] = self.dl.sender(target)
+            except Exception as exc:
+                permanent = isinstance(exc, ConfigurationError)
+                reason = (f"{target.label}: {exc}" if permanent else
+                          f"{type(exc).__name__} connecting to {target.label}")
+                raise _SendFailed(reason, in_doubt, tally, permanent=permanent) from exc
         claims = [m.copy(status="replaying", replay_job=self.job_id,
                          replay_attempt=m.replay_attempt + 1,
                          sent_message_id=self._sent_id(run, m), replayed_to=targets[m.id].label)
@@ -501,7 +513,7 @@ class ReplayWorker:
         claimed = store.update_many(claims) if claims else []
         for _ in range(len(claims) - len(claimed)):
             tally.skip("claimed elsewhere")
-        sending = claimed + [m for m in chunk if m.status == "replaying"]
+        sending = claimed + in_doubt
         if not sending:
             return
         bodies = dict(zip((m.id for m in sending),
@@ -509,19 +521,15 @@ class ReplayWorker:
         by_target: dict[str, list[FailedMessage]] = {}
         for message in sending:
             by_target.setdefault(targets[message.id].label, []).append(message)
-        for messages in by_target.values():
+        for label, messages in by_target.items():
             target = targets[messages[0].id]
             try:
-                # Building the sender is part of sending: a missing setting or an unreachable
-                # namespace is a send failure like any other, never a job stuck `running`.
-                sender = self.dl.sender(target)
-                sender.send_batch([outgoing(m, bodies[m.id], target) for m in messages])
+                senders[label].send_batch([outgoing(m, bodies[m.id], target) for m in messages])
             except Exception as exc:
-                reason = f"{type(exc).__name__} sending to {target.label}"
-                if isinstance(exc, ConfigurationError):
-                    reason = f"{target.label}: {exc}"
-                raise _SendFailed(reason, messages, tally,
-                                  permanent=isinstance(exc, ConfigurationError)) from exc
+                unsettled = [m for group in list(by_target.values())[
+                    list(by_target).index(label):] for m in group]
+                raise _SendFailed(f"{type(exc).__name__} sending to {label}", unsettled,
+                                  tally) from exc
             now = utcnow()
             store.update_many([m.copy(status="replayed", replayed_at=now) for m in messages])
             for message in messages:

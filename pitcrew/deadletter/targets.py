@@ -60,13 +60,15 @@ class ReplayTargets:
             self._cache[spec] = target
         return self._cache[spec]
 
-    def _qualified(self, target: Target, what: str) -> Target | None:
+    def _qualified(self, target: Target, what: str, *, from_policy: bool = True) -> Target | None:
         from pitcrew.runtime import ConfigurationError
 
         try:
             fqdn = self._dl.runtime.servicebus_namespace(target.namespace)
         except ConfigurationError as exc:
-            log.warning("replay target %r from the policy is not usable: %s", what[:100], exc)
+            if from_policy:
+                log.warning("replay target %r from the policy is not usable: %s", what[:100],
+                            exc)
             return None
         return Target(target.kind, target.name, namespace=fqdn, connection=target.connection,
                       subscription=target.subscription)
@@ -151,7 +153,7 @@ class ReplayTargets:
         except InvalidInput:
             raise TargetRefused(f"{text[:100]!r} is not a target", allowed) from None
         if target.kind == "servicebus":
-            qualified = self._qualified(target, text)
+            qualified = self._qualified(target, text, from_policy=False)
             if qualified is None:
                 raise TargetRefused(
                     f"{text[:100]!r} names a host outside the cloud's Service Bus suffix "

@@ -23,6 +23,7 @@ from azure.servicebus.exceptions import (
     MessageAlreadySettled,
     MessageLockLostError,
     MessageSizeExceededError,
+    ServiceBusConnectionError,
     ServiceBusError,
 )
 
@@ -94,7 +95,9 @@ class FakeNamespace:
         self.max_batch_bytes = max_batch_bytes
         self.entities: dict[str, list[Stored]] = {}
         self.sent: dict[str, list[ServiceBusMessage]] = {}
+        self.sent_at: dict[str, list[float]] = {}  # the clock's time of each message sent
         self.fail_sends = 0
+        self.unreachable = False  # the link cannot be opened (as create_message_batch does)
 
     def entity(self, path: str) -> list[Stored]:
         return self.entities.setdefault(path, [])
@@ -197,6 +200,8 @@ class FakeSender:
         self.closed = False
 
     def create_message_batch(self) -> FakeBatch:
+        if self.ns.unreachable:
+            raise ServiceBusConnectionError(message="the namespace cannot be reached")
         return FakeBatch(self.ns.max_batch_bytes)
 
     def send_messages(self, batch: FakeBatch | ServiceBusMessage | list[Any]) -> None:
@@ -210,6 +215,7 @@ class FakeSender:
         for message in messages:
             assert isinstance(message, ServiceBusMessage)
         self.ns.sent.setdefault(self.path, []).extend(messages)
+        self.ns.sent_at.setdefault(self.path, []).extend([self.ns.clock()] * len(messages))
 
     def close(self) -> None:
         self.closed = True
