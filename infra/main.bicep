@@ -59,7 +59,7 @@ param alertEmailReceivers array = []
 @description('Extra alert webhook receivers: [{ name, uri }].')
 param alertWebhookReceivers array = []
 
-@description('Secure Webhook for the action group calling /api/alerts: object id of the service principal of the Entra app registration Azure Monitor gets tokens for (app role ActionGroupsSecureWebhook assigned to Azure Monitor, see docs/deploy.md). Empty: a plain webhook, the function key only.')
+@description('Secure Webhook for the action group calling /api/alerts: object id of the Entra app registration (application object, `az ad app show --query id`) Azure Monitor gets tokens for (app role ActionGroupsSecureWebhook assigned to Azure Monitor, see docs/deploy.md). Empty: a plain webhook, the function key only.')
 param alertWebhookAppObjectId string = ''
 
 @description('Application ID URI of that app registration (the token audience); default api://<operatorApiClientId>.')

@@ -31,7 +31,7 @@ param emailReceivers array = []
 @description('Extra webhook receivers: [{ name, uri }] (e.g. an on-call tool). Stored in the action group.')
 param webhookReceivers array = []
 
-@description('Secure Webhook: object id of the service principal of the app registration Azure Monitor gets an Entra token for when it calls /api/alerts. Empty: a plain webhook (function key only).')
+@description('Secure Webhook: object id of the app registration (application object) Azure Monitor gets an Entra token for when it calls /api/alerts. Empty: a plain webhook (function key only).')
 param secureWebhookObjectId string = ''
 
 @description('Application ID URI of that app registration (the token audience).')
