@@ -101,9 +101,11 @@ def preview(stored: bytes, source_kind: str, limit: int = PREVIEW_CHARS) -> str:
     head = data[: limit * 4]
     text = None
     for cut in range(4 if len(head) < len(data) else 1):  # a character cut at the end
-        text = _text(head[: len(head) - cut])
-        if text is not None:
-            break
+        try:
+            text = head[: len(head) - cut].decode("utf-8")  # control characters escaped below
+        except UnicodeDecodeError:
+            continue
+        break
     if text is None:
         return ("hex:" + data[: limit // 2].hex())[:limit]
     flat = escape(" ".join(text.split()) if text.strip().startswith(("{", "[")) else text)
