@@ -8,8 +8,14 @@ import json
 
 import pytest
 
-from pitcrew.auth import Role, encode_principal, principal_from_headers, require
-from pitcrew.errors import Forbidden, Unauthorized
+from pitcrew.auth import (
+    Role,
+    alert_token_settings,
+    encode_principal,
+    principal_from_headers,
+    require,
+)
+from pitcrew.errors import Forbidden, PolicyInvalid, Unauthorized
 
 
 @pytest.fixture(autouse=True)
@@ -81,3 +87,48 @@ def test_header_ignored_without_app_service_authentication(
 def test_garbage_header_is_401() -> None:
     with pytest.raises(Unauthorized, match="base64"):
         principal_from_headers({"X-MS-CLIENT-PRINCIPAL": "%%%not-base64%%%"})
+
+
+# ------------------------------------------------------------------ alert webhook token settings
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+def test_alert_token_off_without_settings() -> None:
+    settings = alert_token_settings({})
+    assert settings.required is False and settings.audiences == ()
+
+
+def test_alert_token_settings_parse() -> None:
+    settings = alert_token_settings({
+        "PITCREW_ALERT_TOKEN_AUDIENCE":
+            " api://pitcrew-alerts , 3c1a7c0e-0000-4000-8000-00000000a1e7,",
+        "PITCREW_ALERT_TOKEN_TENANT": TENANT,
+    })
+    assert settings.audiences == ("api://pitcrew-alerts", "3c1a7c0e-0000-4000-8000-00000000a1e7")
+    assert settings.required is True
+    assert settings.role == "ActionGroupsSecureWebhook"
+    assert settings.issuers == (
+        f"https://login.microsoftonline.com/{TENANT}/v2.0",
+        f"https://sts.windows.net/{TENANT}/",
+    )
+    assert settings.jwks_url == f"https://login.microsoftonline.com/{TENANT}/discovery/v2.0/keys"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PITCREW_ALERT_TOKEN_AUDIENCE": "api://x"}, "PITCREW_ALERT_TOKEN_TENANT"),
+        ({"PITCREW_ALERT_TOKEN_REQUIRED": "true"}, "PITCREW_ALERT_TOKEN_AUDIENCE"),
+        ({"PITCREW_ALERT_TOKEN_REQUIRED": "maybe"}, "PITCREW_ALERT_TOKEN_REQUIRED"),
+        ({"PITCREW_ALERT_TOKEN_AUDIENCE": "api://x", "PITCREW_ALERT_TOKEN_TENANT": "a/b"},
+         "PITCREW_ALERT_TOKEN_TENANT"),
+        ({"PITCREW_ALERT_TOKEN_AUDIENCE": "api://x", "PITCREW_ALERT_TOKEN_TENANT": TENANT,
+          "PITCREW_ALERT_TOKEN_JWKS_URL": "http://keys.example/keys"},
+         "PITCREW_ALERT_TOKEN_JWKS_URL"),
+    ],
+)
+def test_contradictory_alert_token_settings_refuse(env: dict[str, str], named: str) -> None:
+    with pytest.raises(PolicyInvalid) as caught:
+        alert_token_settings(env)
+    assert any(named in p for p in caught.value.problems)
