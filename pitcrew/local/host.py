@@ -100,7 +100,7 @@ class _DaemonThreads(concurrent.futures.ThreadPoolExecutor):
     (A ThreadPoolExecutor only because asyncio accepts nothing else as the default executor.)
     """
 
-    def submit(  # type: ignore[override]
+    def submit(
         self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
     ) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
