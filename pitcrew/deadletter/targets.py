@@ -54,10 +54,9 @@ class ReplayTargets:
         """A policy-written target, its namespace completed and checked (None when the policy
         names a namespace outside the cloud's Service Bus suffix: logged, never used)."""
         if spec not in self._cache:
-            target = parse_target(spec)
-            if target.kind == "servicebus":
-                target = self._qualified(target, spec)
-            self._cache[spec] = target
+            parsed = parse_target(spec)
+            self._cache[spec] = (self._qualified(parsed, spec) if parsed.kind == "servicebus"
+                                 else parsed)
         return self._cache[spec]
 
     def _qualified(self, target: Target, what: str, *, from_policy: bool = True) -> Target | None:

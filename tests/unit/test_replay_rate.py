@@ -3,6 +3,8 @@ driven by an injected clock, never wall time."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from pitcrew.deadletter.replay import TokenBucket, burst_for
@@ -47,7 +49,7 @@ def test_rate_two_with_a_batch_of_32_sends_one_message_every_half_second() -> No
     bucket = TokenBucket(2, burst=burst_for(2, 32), clock=clock, sleep=clock.sleep)
     times = _send_all(bucket, clock, 32, 32)
     assert times[0] == 0
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(g >= 0.5 - 1e-9 for g in gaps)  # never two at once: not a batch at a time
     assert _max_in_window(times, 1.0) <= 2
 
