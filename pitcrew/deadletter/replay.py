@@ -334,8 +334,9 @@ class ReplayWorker:
         self._beat = 0.0
         self._targets: ReplayTargets | None = None
 
-    # The outcome: "done", "paused", "cancelled", "continue" (budget spent), "busy", "failed",
-    # "succeeded", "retry" is never returned: a retryable send failure raises RetryLater.
+    # The outcome: "succeeded", "failed", "paused", "cancelled", "continue" (budget spent: the
+    # trigger re-enqueues), "busy" (another worker holds the lease), "done" (no such job). A
+    # retryable send failure raises RetryLater instead (the platform retries the message).
     def run(self) -> str:
         state = self.dl.services.state
         run = state.get_run(KIND, self.job_id)
@@ -744,13 +745,6 @@ def outgoing(message: FailedMessage, body: bytes, target: Target) -> Outgoing:
     if target.subscription:
         app[SUBSCRIPTION_PROPERTY] = target.subscription
     return Outgoing(body=body, properties=props, application_properties=app)
-
-
-def stale_jobs(dl: DeadletterServices) -> list[str]:
-    """Jobs a crashed worker left running (lease lapsed) or queued without a worker."""
-    now = utcnow()
-    return [run.run_id for status in ("running", "queued")
-            for run in dl.services.state.list_runs(KIND, status=status) if is_stale(run, now)]
 
 
 def resume_jobs(dl: DeadletterServices) -> list[str]:
