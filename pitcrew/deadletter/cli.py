@@ -180,7 +180,8 @@ def replay(
     message: Annotated[list[str] | None, typer.Option("--message", "-m",
                                                       help="Replay these messages.")] = None,
     to: Annotated[str | None, typer.Option(
-        "--to", help="Redirect: queue:<name> or servicebus:<namespace>/<entity>.")] = None,
+        "--to", help="A target the policy allows (the 400 lists them): queue:<name> or "
+        "servicebus:<namespace>/<entity>.")] = None,
     rate: Annotated[float | None, typer.Option(help="Messages per second.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Messages per batch.")] = None,
     message_id: Annotated[str | None, typer.Option(
@@ -221,9 +222,12 @@ def follow(job_id: str, *, interval: float = 0.5) -> dict[str, Any]:
             task = progress.add_task("replaying", total=view.get("total"))
             while True:
                 counts = view["counts"]
-                done = counts["sent"] + counts["skipped"] + counts["planned"]
+                done = (counts["sent"] + counts["skipped"] + counts.get("failed", 0)
+                        + counts["planned"])
+                stale = (f" (stale: heartbeat {view.get('heartbeatAgeSeconds')} s ago)"
+                         if view.get("stale") else "")
                 progress.update(task, completed=done, total=view.get("total"),
-                                description=f"{view['status']}")
+                                description=f"{view['status']}{stale}")
                 if view["status"] in _TERMINAL:
                     break
                 time.sleep(interval)
@@ -235,7 +239,8 @@ def follow(job_id: str, *, interval: float = 0.5) -> dict[str, Any]:
     counts = view["counts"]
     colour = "green" if view["status"] == "succeeded" else "yellow"
     out.print(f"[{colour}]{view['status']}[/{colour}]: sent {counts['sent']}, skipped "
-              f"{counts['skipped']}, planned {counts['planned']}, possible duplicates "
+              f"{counts['skipped']}, failed {counts.get('failed', 0)}, remaining "
+              f"{view.get('remaining')}, planned {counts['planned']}, possible duplicates "
               f"{counts['possibleDuplicates']}" + (f"; error: {view['error']}"
                                                   if view.get("error") else ""))
     if view["status"] == "failed":
