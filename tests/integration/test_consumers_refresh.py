@@ -4,6 +4,8 @@ says `restart: true` are restarted. Asserted on what the local Azure endpoint re
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import requests
 
 from pitcrew.azure.arm import SiteRestarts
@@ -22,7 +24,7 @@ def site_id(name: str) -> str:
     return f"/subscriptions/{SUB}/resourceGroups/rot-rg/providers/Microsoft.Web/sites/{name}"
 
 
-def client_for(local: LocalAzure):  # type: ignore[no-untyped-def]
+def client_for(local: LocalAzure) -> Callable[[str, str, str], object]:
     def build(module: str, cls: str, subscription: str) -> object:
         import importlib
 

@@ -4,6 +4,7 @@ local Azure endpoint refuses an operation the rule has no right for, with Azure'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -43,7 +44,7 @@ def sas(local: LocalAzure, audience: str, rule: str, key: str) -> str:
     return DataPlane(local.url)._sas_header(audience, AzureNamedKeyCredential(rule, key))
 
 
-def client_for(local: LocalAzure):  # type: ignore[no-untyped-def]
+def client_for(local: LocalAzure) -> Callable[[str, str, str], object]:
     def build(module: str, cls: str, subscription: str) -> object:
         import importlib
 
@@ -153,7 +154,7 @@ def test_send_or_listen_only_rules_rotate_end_to_end(
                                       expires_on=datetime.now(UTC) + timedelta(days=20))
     world.rule(secret, strategy, resource=rid)
     world.write_policy()
-    result = deliver(event_body(VAULT, secret, written.properties.version))
+    result = deliver(event_body(VAULT, secret, str(written.properties.version)))
     assert outcome(result) == "handled"
     assert "succeeded" in result.body["events"][0]["detail"], result.body
     assert world.latest(secret).value == world.local.keys(rid)["secondaryKey"]

@@ -36,7 +36,7 @@ def seed_sample(world: RotationWorld, strategy: str, name: str, tags: dict[str, 
         tags={k: v.replace("{rid}", rid) for k, v in tags.items()},
         expires_on=datetime.now(UTC) + timedelta(days=5),
     )
-    return secret, rid, written.properties.version, keys
+    return secret, rid, str(written.properties.version), keys
 
 
 def test_rule_with_use_tags_rotates_a_sample_managed_storage_secret(
