@@ -96,7 +96,7 @@ def purge_now(dl: DeadletterServices, request: PurgeRequest, actor: str) -> dict
     if request.dry_run:
         dl.services.audit.append(AuditRecord(
             actor=actor, action="dlq.purge.now", target=_target(request), outcome="planned",
-            correlation_id=request.group or selection["before"],
+            correlation_id=request.group or str(selection["before"]),
             details={"count": len(chosen), "skipped": skipped, "more": more,
                      "groups": dict(list(groups.items())[:50])}))
         return result
@@ -110,7 +110,7 @@ def purge_now(dl: DeadletterServices, request: PurgeRequest, actor: str) -> dict
     result.update(purged=len(chosen), brokerDeleted=broker)
     dl.services.audit.append(AuditRecord(
         actor=actor, action="dlq.purge.now", target=_target(request), outcome="succeeded",
-        correlation_id=request.group or selection["before"],
+        correlation_id=request.group or str(selection["before"]),
         details={"purged": len(chosen), "skipped": skipped, "more": more,
                  "brokerDeleted": broker, "groups": dict(list(groups.items())[:50]),
                  "messages": [m.id for m in chosen[:LISTED]]}))

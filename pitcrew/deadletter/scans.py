@@ -210,7 +210,7 @@ class _Progress:
 
     def record(self, report: IngestReport) -> RunRecord:
         now = report.to_dict()
-        merged = {"source": self.name}
+        merged: dict[str, Any] = {"source": self.name}
         for key in ("received", "stored", "alreadyStored", "unsettled"):
             merged[key] = int(self.before.get(key, 0)) + int(now[key])
         merged["groups"] = sorted(set(self.before.get("groups", [])) | set(now["groups"]))
