@@ -262,3 +262,15 @@ def test_binary_mode_cloudevent_is_handled(receiver: Receiver) -> None:
     assert "db-password" in receiver.received[0]["title"]
     unsupported = post(b"\x00\x01", **headers, **{"Content-Type": "application/octet-stream"})
     assert unsupported.status == 400 and "not supported" in unsupported.body["message"]
+
+
+@pytest.mark.parametrize("event_id", [None, "\ud800", "bad\nline\x00"])
+def test_odd_ids_on_the_trigger_never_raise_for_bad_input(
+    event_id: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event = grid_event("placeholder", "a string")
+    event["id"] = event_id
+    outcome = handle_delivered_event(**binding_fields(event))
+    assert outcome.kind == "rejected"
+    listed = list_rejected(reader_headers(monkeypatch), {}).body["rejected"]
+    assert len(listed) == 1 and listed[0]["field"] in ("event.id", "data")
