@@ -132,7 +132,12 @@ def receive_alert(headers: Mapping[str, str], body: bytes) -> HttpResult:
     from pitcrew.intake import process_alert
     from pitcrew.services import get_services
 
-    caller = authenticate_alert(headers)
+    try:
+        caller = authenticate_alert(headers)
+    except Unauthorized as exc:
+        # Azure Monitor does not retry a 401: say so where an SRE looks (never the token).
+        log.warning("pitcrew.alerts.refused: %s", exc)
+        raise
     alert = parse_alert(body)
     outcome = process_alert(alert, get_services())
     if caller is not None:

@@ -215,6 +215,10 @@ def test_bad_tokens_are_401_with_a_reason(
     assert reason in result.body["message"]
     assert result.headers["WWW-Authenticate"].startswith("Bearer")
     assert receiver.received == []
+    assert any(
+        r.levelno == logging.WARNING and r.getMessage().startswith("pitcrew.alerts.refused")
+        for r in caplog.records
+    )
     if token:
         assert token not in json.dumps(result.body)
         assert token[:40] not in caplog.text
