@@ -93,14 +93,16 @@ def test_every_requirement_is_in_the_lock_at_a_version_it_allows() -> None:
         )
 
 
-def _dependencies(name: str) -> list[str]:
-    """Dependencies of an installed distribution that apply on this interpreter (no extras)."""
-    requires = importlib.metadata.requires(name) or []
+def _dependencies(name: str, extras: frozenset[str] = frozenset()) -> list[Requirement]:
+    """Dependencies of an installed distribution that apply on this interpreter, with the
+    dependencies of the extras asked for (PyJWT[crypto] needs cryptography)."""
     found = []
-    for spec in requires:
+    for spec in importlib.metadata.requires(name) or []:
         req = Requirement(spec)
-        if req.marker is None or req.marker.evaluate({"extra": ""}):
-            found.append(canonicalize_name(req.name))
+        if req.marker is None or any(
+            req.marker.evaluate({"extra": extra}) for extra in {"", *extras}
+        ):
+            found.append(req)
     return found
 
 
@@ -110,20 +112,23 @@ def _dependencies(name: str) -> list[str]:
 )
 def test_lock_covers_every_transitive_dependency_and_this_environment_matches_it() -> None:
     pins = parse_lock(LOCK.read_text())
-    todo = [canonicalize_name(r.name) for r in direct_requirements()]
+    todo = list(direct_requirements())
     seen: set[str] = set()
     while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
+        req = todo.pop()
+        name = canonicalize_name(req.name)
         assert name in pins, f"{name} is needed by the app but missing from the lock"
+        key = name + "[" + ",".join(sorted(req.extras)) + "]"
+        if key in seen:
+            continue
+        seen.add(key)
         installed = importlib.metadata.version(name)
         assert installed == pins[name].version, (
             f"{name} {installed} installed, the lock pins {pins[name].version}: a dev tool moved "
             "an app package (make install installs the lock first, then the dev tools under it)"
         )
-        todo.extend(_dependencies(name))
+        todo.extend(_dependencies(name, frozenset(req.extras)))
+    seen = {key.split("[")[0] for key in seen}
     unused = set(pins) - seen
     assert not unused, f"the lock pins packages nothing needs: {sorted(unused)}"
 
