@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from pitcrew.notify.model import Notification
@@ -66,8 +67,15 @@ class WebhookSender:
             )
         except httpx.TimeoutException:
             raise DeliveryFailed(f"timed out after {self._config.timeout_seconds}s") from None
+        except httpx.LocalProtocolError as exc:
+            # h11 quotes the offending header value (an auth header from a setting) verbatim.
+            raise DeliveryFailed(
+                f"{type(exc).__name__}: a header or the URL of channel {self.name!r} is not valid"
+            ) from None
         except httpx.HTTPError as exc:
-            raise DeliveryFailed(f"{type(exc).__name__}: {_without_url(exc, url)}") from None
+            raise DeliveryFailed(
+                f"{type(exc).__name__}: {_without_url(exc, url, headers)}"
+            ) from None
         except UnicodeError as exc:
             # The message would quote part of the value (a URL or header from a setting).
             raise DeliveryFailed(
@@ -76,7 +84,9 @@ class WebhookSender:
         except Exception as exc:
             # Anything else (an invalid URL, a bug) is a failed attempt too, never a crash: the
             # outbox records it, backs off and escalates like any other failure.
-            raise DeliveryFailed(f"{type(exc).__name__}: {_without_url(exc, url)}") from None
+            raise DeliveryFailed(
+                f"{type(exc).__name__}: {_without_url(exc, url, headers)}"
+            ) from None
         if response.is_success:
             return
         # 4xx other than 408/429 will not heal by itself, but a fixed config should still
@@ -85,13 +95,17 @@ class WebhookSender:
         raise DeliveryFailed(f"HTTP {response.status_code}", retryable=retryable)
 
 
-def _without_url(exc: Exception, url: str) -> str:
+def _without_url(exc: Exception, url: str, headers: Mapping[str, str]) -> str:
+    """The error's message without the URL or any header value (either may hold a token)."""
     text = str(exc)
     request = getattr(exc, "_request", None)
     if request is not None:
         text = text.replace(str(request.url), "<url>")
     if url:
         text = text.replace(url, "<url>")
+    for value in headers.values():
+        if len(value.strip()) >= 4:
+            text = text.replace(value, "<header>").replace(repr(value)[1:-1], "<header>")
     return text[:200]
 
 

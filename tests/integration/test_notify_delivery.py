@@ -233,3 +233,33 @@ def _notification_for(event_id: str) -> Notification:
 
     (event,) = parse_delivery(near_expiry(event_id), "application/json")
     return expiry_notification(keyvault_event(event), get_services().policy)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["Bearer sekrit-token\r\nX-Evil: 1", "Bearer sekrit-token\x00"])
+def test_a_bad_header_value_never_reaches_the_outbox_log_or_audit(
+    receiver: Receiver, pitcrew_env: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, value: str,
+) -> None:
+    monkeypatch.setenv("PITCREW_TEST_BAD_HEADERS", json.dumps({"Authorization": value}))
+    write_policy(
+        pitcrew_env, receiver,
+        extra_channels=(
+            "  broken:\n"
+            "    type: webhook\n"
+            f"    url: {receiver.url}\n"
+            "    headers_setting: PITCREW_TEST_BAD_HEADERS\n"
+        ),
+        routes="routes:\n  - name: all\n    channels: [broken]\n",
+    )
+    # INFO: what the app emits (host.json); httpcore's own DEBUG trace quotes the request.
+    with caplog.at_level(logging.INFO):
+        assert post(near_expiry("header-1")).status == 200
+        for _ in range(3):
+            time.sleep(0.1)
+            drain_outbox()
+    (entry,) = get_services().outbox.pending()
+    assert entry.attempts == 4 and "not valid" in entry.last_error
+    assert "sekrit" not in entry.last_error
+    assert "sekrit" not in caplog.text
+    assert "sekrit" not in json.dumps(audit_records())
+    assert [r["action"] for r in audit_records()] == ["notify.expiry", "notify.stuck"]
