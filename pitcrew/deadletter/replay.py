@@ -48,7 +48,7 @@ from pitcrew.deadletter.model import (
     utcnow,
 )
 from pitcrew.deadletter.service import DeadletterServices, Sender, Target
-from pitcrew.deadletter.targets import MAX_TARGET_TEXT, ReplayTargets
+from pitcrew.deadletter.targets import MAX_TARGET_TEXT, ReplayTargets, TargetRefused
 from pitcrew.errors import InvalidInput, RetryLater
 from pitcrew.state import RunRecord, StaleRun
 
@@ -168,7 +168,19 @@ def request_replay(dl: DeadletterServices, request: ReplayRequest) -> RunRecord:
         sources.add(dl.store.group(request.group).source)  # NotFound -> 400 naming it
     for message_id in request.ids:
         sources.add(dl.store.get(message_id).source)
-    target = check_targets(dl, request.target, sources)
+    try:
+        target = check_targets(dl, request.target, sources)
+    except TargetRefused as refused:
+        # A refused target may be someone probing for a host to hand the app's token to.
+        log.warning("replay target refused for %s: %r", request.actor, (request.target or "")[:100])
+        dl.services.audit.append(AuditRecord(
+            actor=request.actor, action="dlq.replay.request",
+            target=f"dlq-group:{request.group}" if request.group
+            else f"dlq-messages:{len(request.ids)}", outcome="failed",
+            correlation_id=request.group or request.ids[0],
+            details={"refusedTarget": (request.target or "original")[:100],
+                     "allowed": refused.allowed}))
+        raise
     now = utcnow()
     job_id = f"{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}"
     selection: dict[str, Any] = (

@@ -21,6 +21,7 @@ from tests.integration.test_deadletter_storage import (
     OPERATOR,
     READER,
     FakeClock,
+    audit,
     drain,
     poison,
     run_job,
@@ -79,6 +80,9 @@ def test_a_caller_chosen_host_or_setting_is_a_400_naming_the_allowed_targets(
     assert api.list_replays(READER, {}).body["jobs"] == []
     cached = list(get_runtime()._cache)
     assert not [k for k in cached if "127.0.0.1" in k or "evil" in k or "ANY_SETTING" in k]
+    (record,) = audit("dlq.replay.request")  # who tried, and what, is on the record
+    assert record["outcome"] == "failed" and record["actor"].endswith("ops@example.com")
+    assert record["details"]["refusedTarget"] == target
 
 
 def test_redirect_is_off_by_default_and_the_own_entity_is_always_allowed(
