@@ -106,3 +106,104 @@ def test_cli_rotate_reports_a_failed_run(monkeypatch: pytest.MonkeyPatch) -> Non
     result = CliRunner().invoke(cli.app, ["rotate", "kv/s"])
     assert result.exit_code == 1 and "failed" in result.output
     assert CliRunner().invoke(cli.app, ["rotate", "no-slash"]).exit_code == 2
+
+
+VALID = """version: 1
+channels:
+  hook: {type: webhook, url: "https://example.com/hook"}
+routes:
+  - {name: all, channels: [hook]}
+rotation:
+"""
+
+
+@pytest.mark.parametrize(("rotation", "problem"), [
+    ("  hook_modules: [no_such_hooks_module]\n", "rotation.hook_modules[0]: cannot import"),
+    ("  secrets:\n    - {vault: v, secret: s, strategy: generated, hook: not-registered}\n",
+     "rotation.secrets[0].hook: no hook named 'not-registered'"),
+])
+def test_policy_validate_imports_hook_modules_and_checks_hook_names(
+    tmp_path: Any, rotation: str, problem: str,
+) -> None:
+    from pitcrew import cli
+
+    path = tmp_path / "pitcrew.yaml"
+    path.write_text(VALID + rotation)
+    result = CliRunner().invoke(cli.app, ["policy", "validate", str(path)])
+    assert result.exit_code == 1, result.output
+    assert problem in result.output
+
+
+def test_policy_validate_accepts_a_registered_hook(tmp_path: Any) -> None:
+    from pitcrew import cli
+
+    (tmp_path / "my_pitcrew_hooks_ok.py").write_text(
+        "from pitcrew.rotation.hooks import credential_hook\n"
+        "@credential_hook('sql-login-ok')\n"
+        "class H:\n"
+        "    def apply(self, target, value): ...\n"
+        "    def test(self, target, value): ...\n")
+    path = tmp_path / "pitcrew.yaml"
+    path.write_text(VALID + "  hook_modules: [my_pitcrew_hooks_ok]\n  secrets:\n    - {vault: v, "
+                    "secret: s, strategy: generated, hook: sql-login-ok}\n")
+    result = CliRunner().invoke(cli.app, ["policy", "validate", str(path)])
+    assert result.exit_code == 0, result.output
+
+
+def test_the_rotations_table_fits_80_columns() -> None:
+    from rich.console import Console
+
+    from pitcrew.rotation.cli import runs_table
+
+    long = "a-very-long-secret-name-that-goes-on-and-on-" * 2
+    runs = [
+        {"vault": "production-westeurope-kv", "secret": long, "version": "f" * 32,
+         "status": "waiting", "step": "prepare", "updatedAt": "2025-01-02T03:04:05+00:00",
+         "notBefore": "2025-01-03T03:04:05+00:00",
+         "waitReason": "the grace period (24 h) after the rotation at 2025-01-02T03:04:05 "
+                       "runs until 2025-01-03T03:04:05"},
+        {"vault": "kv", "secret": "s", "version": "v1", "status": "failed", "step": "test",
+         "updatedAt": "2025-01-02T03:04:05+00:00", "outcome": "x" * 400},
+    ]
+    console = Console(width=80, record=True, force_terminal=False)
+    console.print(runs_table(runs))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "until" in text and "grace" in text
+
+
+def test_cli_rotate_force_needs_a_reason_and_says_until_when_a_run_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pitcrew import cli
+
+    assert CliRunner().invoke(cli.app, ["rotate", "kv/s", "--force"]).exit_code == 2
+    run = {"id": "kv/s@v", "status": "waiting", "step": "prepare", "outcome": None,
+           "notBefore": "2025-01-03T03:04:05+00:00", "waitReason": "the grace period (24 h)"}
+    fake = FakeClient({"dryRun": False, "run": run})
+    monkeypatch.setattr(cli, "api_client", lambda: fake)
+    result = CliRunner().invoke(cli.app, ["rotate", "kv/s", "--force", "--reason", "leak",
+                                          "--both"])
+    assert result.exit_code == 0, result.output
+    assert "waiting until 2025-01-03T03:04:05+00:00: the grace period (24 h)" in result.output
+    assert fake.calls == [("/api/rotations", {"vault": "kv", "secret": "s", "dry_run": False,
+                                              "force": True, "both": True, "reason": "leak"})]
+
+
+def test_cli_rotations_follows_continuations_with_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pitcrew import cli
+
+    pages = iter([{"rotations": [{"id": "a"}], "continuation": "t1"},
+                  {"rotations": [{"id": "b"}], "continuation": None}])
+
+    class Paged(FakeClient):
+        def get(self, path: str, *, params: Any = None) -> Any:
+            self.calls.append((path, params))
+            return next(pages)
+
+    fake = Paged(None)
+    monkeypatch.setattr(cli, "api_client", lambda: fake)
+    result = CliRunner().invoke(cli.app, ["rotations", "--all", "--limit", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [c[1].get("continuation") for c in fake.calls] == [None, "t1"]
+    assert '"b"' in result.output
