@@ -288,7 +288,7 @@ def _runtime() -> Any:
     return get_runtime()
 
 
-class _Row(dict):  # type: ignore[type-arg]
+class _Row(dict[str, Any]):
     """A paged entity (a plain dict) with the `.metadata` a TableEntity has."""
 
     def __init__(self, row: Mapping[str, Any]) -> None:
