@@ -43,9 +43,12 @@ def test_scan_follows_the_job_then_list_show_purge(cli_env: str) -> None:
                      for i in range(60)])
     scanned = runner.invoke(app, ["dlq", "scan"])
     assert scanned.exit_code == 0, scanned.output
-    assert "succeeded: received 60, new 60" in scanned.output
+    # The host's own scan timer may take some of them first (it fires every minute): the job
+    # succeeds either way, and the group holds all 60 once, whoever ingested them.
+    assert "succeeded: received" in scanned.output
     groups = runner.invoke(app, ["dlq", "groups", "--json"])
     (group,) = json.loads(groups.output)["groups"]
+    assert group["count"] == 60
     listed = runner.invoke(app, ["dlq", "show", group["id"], "--text", "broken", "--all",
                                  "--limit", "10"])
     assert listed.exit_code == 0, listed.output
