@@ -150,7 +150,7 @@ class FakeReceiver:
         if not self.open:
             raise ServiceBusError("the receiver is closed")
         now = self.ns.clock()
-        out = []
+        out: list[ReceivedView] = []
         for stored in self.ns.entity(self.path):
             if len(out) >= max_message_count:
                 break

@@ -126,11 +126,11 @@ def test_with_redirect_only_the_listed_targets_may_be_picked(
 def test_a_policy_target_outside_the_servicebus_suffix_is_never_used(
         pitcrew_env: Path, unique_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
-    _setup(pitcrew_env, unique_name, (
+    ns = _setup(pitcrew_env, unique_name, (
         "  replay:\n"
         "    allow_redirect: true\n"
         "    targets: ['servicebus:sb.attacker.example/q']\n"))
-    message = _one_failed(get_runtime().cached(f"servicebus:{NS}:", lambda: None))
+    message = _one_failed(ns)
     status, body = _request({"messages": [message], "target": "servicebus:sb/q"})
     assert status == 400 and body["allowed"] == ["servicebus:fake-sb/orders"]
 
