@@ -110,7 +110,7 @@ def query_page(
             parameters=dict(parameters or {}),
             select=select,
             results_per_page=min(limit - len(items), MAX_LIMIT),
-        ).by_page(continuation_token=token)
+        ).by_page(continuation_token=token)  # type: ignore[arg-type]  # Tables: a dict
         page_iter = pages
         try:
             page = next(page_iter)
