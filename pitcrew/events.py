@@ -137,7 +137,7 @@ class AlertEvent:
 # --------------------------------------------------------------------------- raw JSON
 
 
-def load_json(body: bytes | str) -> Any:
+def load_json(body: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Decode a request body, refusing oversize, over-nested and non-JSON input with a precise
     message. Every HTTP body pitcrew reads goes through here."""
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
@@ -146,10 +146,9 @@ def load_json(body: bytes | str) -> Any:
         raise InvalidInput("body", f"is {size} bytes; the limit is {MAX_BODY_BYTES} (1 MB)")
     if not raw.strip():
         raise InvalidInput("body", "is empty; expected JSON")
-    depth = json_depth(raw)
-    if depth > MAX_JSON_DEPTH:
+    if json_depth(raw, limit=max_depth) > max_depth:
         raise InvalidInput(
-            "body", f"nests arrays and objects deeper than {MAX_JSON_DEPTH} levels (the limit)"
+            "body", f"nests arrays and objects deeper than {max_depth} levels (the limit)"
         )
     try:
         return json.loads(raw)
@@ -160,14 +159,14 @@ def load_json(body: bytes | str) -> Any:
             "body", f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
     except RecursionError:  # the depth scan bounds this; kept so no input can ever be a 500
-        raise InvalidInput("body", f"nests deeper than {MAX_JSON_DEPTH} levels") from None
+        raise InvalidInput("body", f"nests deeper than {max_depth} levels") from None
 
 
 _NOT_STRUCTURE = bytes(set(range(256)) - set(b'[]{}"'))
 _DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
-def json_depth(raw: bytes) -> int:
+def json_depth(raw: bytes, *, limit: int = MAX_JSON_DEPTH) -> int:
     """How deep arrays and objects nest in `raw`, counted without parsing (brackets inside
     strings do not count). Linear, recursion-free and it stops one past the limit, so it is
     cheap on hostile input."""
@@ -181,7 +180,7 @@ def json_depth(raw: bytes) -> int:
         depth += _DEPTH_STEP[char]
         if depth > deepest:
             deepest = depth
-            if deepest > MAX_JSON_DEPTH:
+            if deepest > limit:
                 break
     return deepest
 

@@ -51,7 +51,9 @@ def _json(text: str) -> Any:
     stripped = text.strip()
     if not stripped or stripped[0] not in "[{":
         return None
-    if json_depth(stripped) > MAX_JSON_DEPTH:
+    from pitcrew.events import json_depth
+
+    if json_depth(stripped.encode("utf-8", "surrogatepass"), limit=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         return None
     try:
         return json.loads(stripped)
@@ -118,18 +120,3 @@ def searchable(stored: bytes, source_kind: str) -> str:
     return data.decode("utf-8", "replace").casefold()
 
 
-def json_depth(text: str | bytes) -> int:
-    """How deeply JSON text nests (strings skipped), without parsing it."""
-    raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-    depth = deepest = 0
-    for token in _STRUCTURE.finditer(raw):
-        ch = token.group(0)
-        if ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
-
-
-_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
