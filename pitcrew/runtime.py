@@ -238,7 +238,7 @@ class Runtime:
     # In Azure these reach the real services with the managed identity. With
     # PITCREW_LOCAL_AZURE_URL set (`pitcrew dev`, tests) they reach the local Azure endpoint:
     # same SDK clients, its CA (PITCREW_LOCAL_AZURE_CA), its vault URLs
-    # (PITCREW_LOCAL_AZURE_VAULTS, JSON name -> URL) and its LocalCredential.
+    # (PITCREW_LOCAL_AZURE_VAULTS, JSON name -> URL) and pitcrew.endpoint_credential.
 
     def local_azure_url(self) -> str | None:
         return os.environ.get("PITCREW_LOCAL_AZURE_URL", "").strip().rstrip("/") or None
@@ -247,9 +247,9 @@ class Runtime:
         """The credential for Key Vault, ARM and Event Grid."""
         if self.local_azure_url():
             def build() -> Any:
-                from pitcrew.local.azure_endpoint.credential import LocalCredential
+                from pitcrew.endpoint_credential import APP_PRINCIPAL, EndpointCredential
 
-                return LocalCredential("pitcrew-app")
+                return EndpointCredential(APP_PRINCIPAL)
 
             return self.cached("local_azure_credential", build)
         return self.credential
