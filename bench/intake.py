@@ -56,7 +56,7 @@ def main() -> None:
             validate_event(event)
     parse_seconds = time.perf_counter() - start
 
-    from pitcrew.local.azurite import ensure_azurite
+    from pitcrew_dev.azurite import ensure_azurite
     from tests.receiver import Receiver
 
     azurite = ensure_azurite()

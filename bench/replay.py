@@ -35,9 +35,9 @@ MEMORY_CHUNK = 10_000
 
 
 def setup(queue: str) -> None:
-    from pitcrew.local.azurite import ensure_azurite
     from pitcrew.runtime import reset_runtime
     from pitcrew.services import reset_services
+    from pitcrew_dev.azurite import ensure_azurite
 
     azurite = ensure_azurite()
     policy = Path(tempfile.mkdtemp()) / "pitcrew.yaml"

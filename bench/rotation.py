@@ -70,8 +70,8 @@ def main() -> int:
     parser.add_argument("--rotations", type=int, default=40)
     args = parser.parse_args()
 
-    from pitcrew.local.azure_endpoint import LocalCredential, start_local_azure
-    from pitcrew.local.azurite import ensure_azurite
+    from pitcrew_dev.azure_endpoint import LocalCredential, start_local_azure
+    from pitcrew_dev.azurite import ensure_azurite
 
     azurite = ensure_azurite()
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)

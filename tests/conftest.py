@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pitcrew.local.azurite import Azurite, ensure_azurite
+from pitcrew_dev.azurite import Azurite, ensure_azurite
 
 if TYPE_CHECKING:
     from tests.receiver import Receiver

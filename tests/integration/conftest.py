@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pitcrew.local.azure_endpoint import LocalAzure, start_local_azure
+from pitcrew_dev.azure_endpoint import LocalAzure, start_local_azure
 from tests.integration.rotation_support import VAULT, RotationWorld
 from tests.receiver import Receiver
 

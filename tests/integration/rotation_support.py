@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pitcrew import api
-from pitcrew.local.azure_endpoint import LocalAzure, LocalCredential
+from pitcrew_dev.azure_endpoint import LocalAzure, LocalCredential
 
 VAULT = "rot-kv"
 SUB = "00000000-0000-0000-0000-000000000000"

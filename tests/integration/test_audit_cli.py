@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 import function_app
 from pitcrew.audit import AuditRecord
-from pitcrew.cli import app
-from pitcrew.local.host import build_host, serving
+from pitcrew.cli.main import app
 from pitcrew.services import get_services
+from pitcrew_dev.host import build_host, serving
 
 pytestmark = pytest.mark.azurite
 

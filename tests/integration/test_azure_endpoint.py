@@ -32,7 +32,7 @@ from azure.mgmt.storage import StorageManagementClient
 from azure.mgmt.web import WebSiteManagementClient
 from azure.storage.blob import BlobServiceClient
 
-from pitcrew.local.azure_endpoint import LocalAzure, LocalCredential, start_local_azure
+from pitcrew_dev.azure_endpoint import LocalAzure, LocalCredential, start_local_azure
 
 SUB = "00000000-0000-0000-0000-0000000000aa"
 RG = "rg-pitcrew"
@@ -474,7 +474,7 @@ def test_no_secret_value_in_logs(
         ]
     )
     # The endpoint did log these requests (so the scan below means something).
-    assert any(r.name == "pitcrew.local.azure_endpoint" for r in caplog.records)
+    assert any(r.name == "pitcrew_dev.azure_endpoint" for r in caplog.records)
     for needle in (value, keys.primary_key, keys.secondary_key):
         assert needle not in haystack
 
@@ -510,7 +510,7 @@ def test_main_runs_as_a_process(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "pitcrew.local.azure_endpoint",
+            "pitcrew_dev.azure_endpoint",
             "--config",
             str(config),
             "--cert-dir",

@@ -11,7 +11,7 @@ from azure.core.credentials import AzureKeyCredential
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridPublisherClient
 
-from pitcrew.local.azure_endpoint import LocalAzure, LocalCredential, start_local_azure
+from pitcrew_dev.azure_endpoint import LocalAzure, LocalCredential, start_local_azure
 
 
 def _tls(local_azure: LocalAzure) -> ssl.SSLContext:

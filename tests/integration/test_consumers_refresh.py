@@ -9,7 +9,7 @@ from collections.abc import Callable
 import requests
 
 from pitcrew.azure.arm import SiteRestarts
-from pitcrew.local.azure_endpoint import LocalAzure, LocalCredential
+from pitcrew_dev.azure_endpoint import LocalAzure, LocalCredential
 from tests.integration.rotation_support import (
     SUB,
     VAULT,

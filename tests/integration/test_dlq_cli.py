@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 import function_app
-from pitcrew.cli import app
-from pitcrew.local.host import build_host, serving
+from pitcrew.cli.main import app
+from pitcrew_dev.host import build_host, serving
 from tests.integration.test_deadletter_storage import poison, write_policy
 
 KEY = "test-function-key"

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from pitcrew.client import ApiClient, ApiError
-from pitcrew.local.send import HostUnreachable, send_sample
+from pitcrew.cli.client import ApiClient, ApiError
+from pitcrew_dev.send import HostUnreachable, send_sample
 from tests.conftest import SAMPLES
 
 REPO = Path(__file__).resolve().parents[2]

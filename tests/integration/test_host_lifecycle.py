@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pitcrew.local.azurite import Azurite
+from pitcrew_dev.azurite import Azurite
 
 pytestmark = pytest.mark.azurite
 

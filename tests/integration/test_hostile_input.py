@@ -19,7 +19,7 @@ import pytest
 
 import function_app
 from pitcrew.auth import encode_principal
-from pitcrew.local.host import build_host, serving
+from pitcrew_dev.host import build_host, serving
 
 KEY = "test-function-key"
 ALL_ROLES = ["Reader", "Operator", "Rotator"]
@@ -52,7 +52,7 @@ HOSTILE_QUERIES = [
 
 
 def _http_routes() -> list[tuple[str, list[str]]]:
-    from pitcrew.local.catalog import HTTP, index_functions
+    from pitcrew_dev.catalog import HTTP, index_functions
 
     routes: list[tuple[str, list[str]]] = []
     for spec in index_functions(function_app.app):

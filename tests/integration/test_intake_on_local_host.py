@@ -16,8 +16,8 @@ import pytest
 
 import function_app
 from pitcrew.auth import encode_principal
-from pitcrew.local.host import build_host, serving
-from pitcrew.local.send import send_sample
+from pitcrew_dev.host import build_host, serving
+from pitcrew_dev.send import send_sample
 from tests.conftest import SAMPLES
 
 KEY = "intake-test-key"

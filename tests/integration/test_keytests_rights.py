@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from pitcrew.azure.arm import DataPlane, EventHubsKeys, ServiceBusKeys, sas_test_right
-from pitcrew.local.azure_endpoint import LocalAzure, LocalCredential
 from pitcrew.rotation.ports import CredentialRejected
+from pitcrew_dev.azure_endpoint import LocalAzure, LocalCredential
 from tests.integration.rotation_support import (
     RG,
     SUB,

@@ -24,10 +24,10 @@ from typing import Any
 import httpx
 import pytest
 
-from pitcrew.local.azurite import Azurite
-from pitcrew.local.host import LocalHost, build_host, serving
-from pitcrew.local.hostconfig import HostConfig, HostConfigError
-from pitcrew.local.send import SendError, send_sample
+from pitcrew_dev.azurite import Azurite
+from pitcrew_dev.host import LocalHost, build_host, serving
+from pitcrew_dev.hostconfig import HostConfig, HostConfigError
+from pitcrew_dev.send import SendError, send_sample
 from tests.conftest import SAMPLES
 
 pytestmark = pytest.mark.azurite
@@ -468,7 +468,7 @@ def test_send_sample_errors_name_the_problem(base: str, tmp_path: Path) -> None:
 _SERVE = """
 import sys
 from pathlib import Path
-from pitcrew.local.host import serve
+from pitcrew_dev.serve import serve
 
 def ready(host, base_url):
     Path(sys.argv[1]).write_text(base_url)

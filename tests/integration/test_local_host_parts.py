@@ -12,15 +12,15 @@ import azure.functions as func
 import httpx
 import pytest
 
-from pitcrew.local.catalog import RouteTemplate
-from pitcrew.local.host import build_host, serving
-from pitcrew.local.hostconfig import (
+from pitcrew_dev.catalog import RouteTemplate
+from pitcrew_dev.host import build_host, serving
+from pitcrew_dev.hostconfig import (
     HostConfig,
     HostConfigError,
     load_local_settings,
     parse_timespan,
 )
-from pitcrew.local.timers import Schedule
+from pitcrew_dev.timers import Schedule
 
 KEY = "parts-key"
 
@@ -154,7 +154,7 @@ def test_dev_principal_is_honoured_from_loopback_peers_only(
 
 
 def test_dev_principal_needs_a_loopback_bind() -> None:
-    from pitcrew.local.host import check_dev_principal_binding
+    from pitcrew_dev.host import check_dev_principal_binding
 
     for address in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
         check_dev_principal_binding(address, True)

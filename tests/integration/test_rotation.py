@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pitcrew.local.azure_endpoint import start_local_azure
+from pitcrew_dev.azure_endpoint import start_local_azure
 from tests.integration.rotation_support import (
     SLOTS,
     VAULT,
@@ -160,7 +160,7 @@ def test_demo_sample_rotates_the_demo_cosmos_key(
         assert after["primaryMasterKey"] == before["primaryMasterKey"]
         from azure.keyvault.secrets import SecretClient
 
-        from pitcrew.local.azure_endpoint import LocalCredential
+        from pitcrew_dev.azure_endpoint import LocalCredential
 
         client = SecretClient(endpoint.vault_url("sample-kv"), LocalCredential("test"),
                               **endpoint.keyvault_client_kwargs())

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pitcrew.cli import app
+from pitcrew.cli.main import app
 from pitcrew.errors import PolicyInvalid
 from pitcrew.policy import load_policy, parse_policy
 

@@ -85,11 +85,12 @@ class FakeClient:
 
 
 def test_cli_rotate_dry_run_prints_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pitcrew import cli
+    from pitcrew.cli import client
+    from pitcrew.cli import main as cli
 
     fake = FakeClient({"dryRun": True, "plan": {"version": "v1", "strategy": "cosmos-keys",
                                                 "steps": ["regenerate the secondary key"]}})
-    monkeypatch.setattr(cli, "api_client", lambda: fake)
+    monkeypatch.setattr(client, "api_client", lambda: fake)
     result = CliRunner().invoke(cli.app, ["rotate", "sample-kv/cosmos-primary-key", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "regenerate the secondary key" in result.output
@@ -99,10 +100,11 @@ def test_cli_rotate_dry_run_prints_the_plan(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_cli_rotate_reports_a_failed_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pitcrew import cli
+    from pitcrew.cli import client
+    from pitcrew.cli import main as cli
 
     run = {"id": "kv/s@v", "status": "failed", "step": "test", "outcome": "rejected"}
-    monkeypatch.setattr(cli, "api_client", lambda: FakeClient({"dryRun": False, "run": run}))
+    monkeypatch.setattr(client, "api_client", lambda: FakeClient({"dryRun": False, "run": run}))
     result = CliRunner().invoke(cli.app, ["rotate", "kv/s"])
     assert result.exit_code == 1 and "failed" in result.output
     assert CliRunner().invoke(cli.app, ["rotate", "no-slash"]).exit_code == 2
@@ -125,7 +127,7 @@ rotation:
 def test_policy_validate_imports_hook_modules_and_checks_hook_names(
     tmp_path: Any, rotation: str, problem: str,
 ) -> None:
-    from pitcrew import cli
+    from pitcrew.cli import main as cli
 
     path = tmp_path / "pitcrew.yaml"
     path.write_text(VALID + rotation)
@@ -135,7 +137,7 @@ def test_policy_validate_imports_hook_modules_and_checks_hook_names(
 
 
 def test_policy_validate_accepts_a_registered_hook(tmp_path: Any) -> None:
-    from pitcrew import cli
+    from pitcrew.cli import main as cli
 
     (tmp_path / "my_pitcrew_hooks_ok.py").write_text(
         "from pitcrew.rotation.hooks import credential_hook\n"
@@ -153,7 +155,7 @@ def test_policy_validate_accepts_a_registered_hook(tmp_path: Any) -> None:
 def test_the_rotations_table_fits_80_columns() -> None:
     from rich.console import Console
 
-    from pitcrew.rotation.cli import runs_table
+    from pitcrew.cli.rotation import runs_table
 
     long = "a-very-long-secret-name-that-goes-on-and-on-" * 2
     runs = [
@@ -175,13 +177,14 @@ def test_the_rotations_table_fits_80_columns() -> None:
 def test_cli_rotate_force_needs_a_reason_and_says_until_when_a_run_waits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pitcrew import cli
+    from pitcrew.cli import client
+    from pitcrew.cli import main as cli
 
     assert CliRunner().invoke(cli.app, ["rotate", "kv/s", "--force"]).exit_code == 2
     run = {"id": "kv/s@v", "status": "waiting", "step": "prepare", "outcome": None,
            "notBefore": "2025-01-03T03:04:05+00:00", "waitReason": "the grace period (24 h)"}
     fake = FakeClient({"dryRun": False, "run": run})
-    monkeypatch.setattr(cli, "api_client", lambda: fake)
+    monkeypatch.setattr(client, "api_client", lambda: fake)
     result = CliRunner().invoke(cli.app, ["rotate", "kv/s", "--force", "--reason", "leak",
                                           "--both"])
     assert result.exit_code == 0, result.output
@@ -191,7 +194,8 @@ def test_cli_rotate_force_needs_a_reason_and_says_until_when_a_run_waits(
 
 
 def test_cli_rotations_follows_continuations_with_all(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pitcrew import cli
+    from pitcrew.cli import client
+    from pitcrew.cli import main as cli
 
     pages = iter([{"rotations": [{"id": "a"}], "continuation": "t1"},
                   {"rotations": [{"id": "b"}], "continuation": None}])
@@ -202,7 +206,7 @@ def test_cli_rotations_follows_continuations_with_all(monkeypatch: pytest.Monkey
             return next(pages)
 
     fake = Paged(None)
-    monkeypatch.setattr(cli, "api_client", lambda: fake)
+    monkeypatch.setattr(client, "api_client", lambda: fake)
     result = CliRunner().invoke(cli.app, ["rotations", "--all", "--limit", "1", "--json"])
     assert result.exit_code == 0, result.output
     assert [c[1].get("continuation") for c in fake.calls] == [None, "t1"]

@@ -27,8 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pitcrew.local.azure_endpoint.credential import principal_from_token
-from pitcrew.local.azure_endpoint.state import SecretRecord, SecretVersion, StateStore, VaultRecord
+from pitcrew_dev.azure_endpoint.credential import principal_from_token
+from pitcrew_dev.azure_endpoint.state import SecretRecord, SecretVersion, StateStore, VaultRecord
 
 SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 MAX_VALUE_CHARS = 25 * 1024  # Key Vault's 25 KB limit on a secret value

@@ -1,7 +1,7 @@
 """pitcrew's local Azure endpoint: the Azure services pitcrew changes, served over HTTPS on
 127.0.0.1 so the production adapters run unchanged through the real SDK clients.
 
-Start it with `start_local_azure()` (background thread) or `python -m pitcrew.local.azure_endpoint`.
+Start it with `start_local_azure()` (background thread) or `python -m pitcrew_dev.azure_endpoint`.
 
 URL shapes (MAIN = LocalAzure.url, e.g. https://127.0.0.1:51234):
 
@@ -29,9 +29,9 @@ Clients (credential=LocalCredential(), any bearer token is accepted but one must
 See docs/local-azure.md for the details and the choices behind them.
 """
 
-from pitcrew.local.azure_endpoint.config import EndpointConfig, ResourceSeed, SecretSeed
-from pitcrew.local.azure_endpoint.credential import LocalCredential
-from pitcrew.local.azure_endpoint.server import LocalAzure, main, start_local_azure
+from pitcrew_dev.azure_endpoint.config import EndpointConfig, ResourceSeed, SecretSeed
+from pitcrew_dev.azure_endpoint.credential import LocalCredential
+from pitcrew_dev.azure_endpoint.server import LocalAzure, main, start_local_azure
 
 __all__ = [
     "EndpointConfig",

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from pitcrew.local.catalog import FunctionSpec
-from pitcrew.local.hostconfig import HostConfigError, QueueOptions, resolve_setting_refs
-from pitcrew.local.invoke import FunctionFailed, invoke
+from pitcrew_dev.catalog import FunctionSpec
+from pitcrew_dev.hostconfig import HostConfigError, QueueOptions, resolve_setting_refs
+from pitcrew_dev.invoke import FunctionFailed, invoke
 
-log = logging.getLogger("pitcrew.local.host")
+log = logging.getLogger("pitcrew_dev.host")
 
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
 # While a function runs, its message stays invisible this long (the host renews its lease; the

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from pitcrew.local.azure_endpoint.config import EndpointConfig
-from pitcrew.local.azure_endpoint.resources import (
+from pitcrew_dev.azure_endpoint.config import EndpointConfig
+from pitcrew_dev.azure_endpoint.resources import (
     ResourceKind,
     canonical_id,
     check_rights,

@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
 
+from pitcrew.cli import client as cli_client
+
 app = typer.Typer(help="Dead letters: groups, messages, replay, edit, archive.",
                   no_args_is_help=True)
 out = Console()
@@ -28,9 +30,7 @@ _TERMINAL = ("succeeded", "cancelled", "failed", "paused")
 
 
 def _client() -> Any:
-    from pitcrew.cli import api_client
-
-    return api_client()
+    return cli_client.api_client()
 
 
 Limit = Annotated[int, typer.Option("--limit", min=1, max=1000, help="Items per page.")]

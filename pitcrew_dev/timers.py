@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pitcrew.local.catalog import FunctionSpec
-from pitcrew.local.hostconfig import HostConfigError, parse_timespan, resolve_setting_refs
-from pitcrew.local.invoke import FunctionFailed, invoke
+from pitcrew_dev.catalog import FunctionSpec
+from pitcrew_dev.hostconfig import HostConfigError, parse_timespan, resolve_setting_refs
+from pitcrew_dev.invoke import FunctionFailed, invoke
 
-log = logging.getLogger("pitcrew.local.host")
+log = logging.getLogger("pitcrew_dev.host")
 
 
 @dataclass(frozen=True)

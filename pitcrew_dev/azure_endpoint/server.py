@@ -34,14 +34,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pitcrew.local.azure_endpoint.arm import ArmApp
-from pitcrew.local.azure_endpoint.config import VAULT_NAME, EndpointConfig
-from pitcrew.local.azure_endpoint.dataplane import DataPlaneApp
-from pitcrew.local.azure_endpoint.keyvault import vault_asgi
-from pitcrew.local.azure_endpoint.resources import canonical_id
-from pitcrew.local.azure_endpoint.state import StateStore, UnknownResourceKind, VaultRecord
+from pitcrew_dev.azure_endpoint.arm import ArmApp
+from pitcrew_dev.azure_endpoint.config import VAULT_NAME, EndpointConfig
+from pitcrew_dev.azure_endpoint.dataplane import DataPlaneApp
+from pitcrew_dev.azure_endpoint.keyvault import vault_asgi
+from pitcrew_dev.azure_endpoint.resources import canonical_id
+from pitcrew_dev.azure_endpoint.state import StateStore, UnknownResourceKind, VaultRecord
 
-log = logging.getLogger("pitcrew.local.azure_endpoint")
+log = logging.getLogger("pitcrew_dev.azure_endpoint")
 
 HOST = "127.0.0.1"
 DEFAULT_TOPIC = "pitcrew-events"
@@ -507,7 +507,7 @@ def start_local_azure(
 def main(argv: list[str] | None = None) -> int:
     """Run the endpoint until SIGINT/SIGTERM; print one JSON line describing it on stdout."""
     parser = argparse.ArgumentParser(
-        prog="python -m pitcrew.local.azure_endpoint",
+        prog="python -m pitcrew_dev.azure_endpoint",
         description="pitcrew's local Azure endpoint (Key Vault secrets, ARM keys, signatures).",
     )
     parser.add_argument("--port", type=int, default=0, help="main port (default: any free)")

@@ -27,20 +27,20 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pitcrew.local.azure_endpoint.resources import (
+from pitcrew_dev.azure_endpoint.resources import (
     ResourceKind,
     account_of,
     entity_of,
     namespace_of,
     resource_name,
 )
-from pitcrew.local.azure_endpoint.signatures import (
+from pitcrew_dev.azure_endpoint.signatures import (
     SignatureError,
     verify_cosmos,
     verify_sas,
     verify_storage_shared_key,
 )
-from pitcrew.local.azure_endpoint.state import ResourceRecord, StateStore
+from pitcrew_dev.azure_endpoint.state import ResourceRecord, StateStore
 
 XML = "application/xml"
 SERVICE_PROPERTIES = (

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pitcrew.local.catalog import FunctionSpec
+from pitcrew_dev.catalog import FunctionSpec
 
-log = logging.getLogger("pitcrew.local.host")
+log = logging.getLogger("pitcrew_dev.host")
 
 
 @dataclass

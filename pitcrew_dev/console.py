@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from pitcrew.local.catalog import EVENT_GRID, HTTP, QUEUE, TIMER, FunctionSpec
+from pitcrew_dev.catalog import EVENT_GRID, HTTP, QUEUE, TIMER, FunctionSpec
 
 if TYPE_CHECKING:
-    from pitcrew.local.host import LocalHost
+    from pitcrew_dev.host import LocalHost
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -25,17 +25,13 @@ import ipaddress
 import json
 import logging
 import os
-import secrets
-import signal
 import socket
-import sys
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -45,8 +41,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from pitcrew.local import eventgrid_webhook
-from pitcrew.local.catalog import (
+from pitcrew_dev import eventgrid_webhook
+from pitcrew_dev.catalog import (
     EVENT_GRID,
     HTTP,
     QUEUE,
@@ -54,14 +50,14 @@ from pitcrew.local.catalog import (
     FunctionSpec,
     index_functions,
 )
-from pitcrew.local.eventgrid_webhook import WebhookInputError
-from pitcrew.local.hostconfig import HostConfig, HostConfigError, load_local_settings
-from pitcrew.local.inbox import Inbox
-from pitcrew.local.invoke import FunctionFailed, invoke
-from pitcrew.local.queues import QueueBinding, QueueWorker
-from pitcrew.local.timers import Schedule, TimerWorker, timer_request
+from pitcrew_dev.eventgrid_webhook import WebhookInputError
+from pitcrew_dev.hostconfig import HostConfig, HostConfigError
+from pitcrew_dev.inbox import Inbox
+from pitcrew_dev.invoke import FunctionFailed, invoke
+from pitcrew_dev.queues import QueueBinding, QueueWorker
+from pitcrew_dev.timers import Schedule, TimerWorker, timer_request
 
-log = logging.getLogger("pitcrew.local.host")
+log = logging.getLogger("pitcrew_dev.host")
 
 EVENTGRID_WEBHOOK = "/runtime/webhooks/eventgrid"
 INBOX_PATH = "/_pitcrew/inbox"
@@ -551,15 +547,7 @@ def load_function_app(module: str) -> Any:
     return candidates[0]
 
 
-def _project_dir(module: str) -> Path:
-    """Where the module lives: host.json and local.settings.json sit beside it."""
-    spec = importlib.util.find_spec(module.partition(":")[0])
-    if spec is None or spec.origin is None:
-        raise ModuleNotFoundError(f"cannot find module {module!r} (run from the project folder)")
-    return Path(spec.origin).resolve().parent
-
-
-def _bind(host: str, port: int) -> socket.socket:
+def bind_listener(host: str, port: int) -> socket.socket:
     """Bind first, so a busy port is a clear error before Azurite or the app are started."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -577,83 +565,6 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(
-    module: str = "function_app",
-    *,
-    host: str = "127.0.0.1",
-    port: int = 7071,
-    function_key: str | None = None,
-    allow_dev_principal: bool = False,
-    azurite_location: Path | None = None,
-    azurite_ports: tuple[int, int, int] | None = None,
-    policy_path: Path | None = None,
-    on_ready: Callable[[LocalHost, str], None] | None = None,
-) -> None:
-    """Run the function app in `module` until interrupted (Ctrl+C or SIGTERM), like `func start`.
-
-    `on_ready(local_host, base_url)` is called once the server listens. With
-    `allow_dev_principal` the host must bind a loopback address (ValueError otherwise).
-    """
-    from pitcrew.local import console
-    from pitcrew.local.azurite import AZURITE_PORTS, describe_ports, ensure_azurite
-
-    check_dev_principal_binding(host, allow_dev_principal)
-    console.configure_logging()
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    project = _project_dir(module)
-    load_local_settings(project / "local.settings.json")
-    if policy_path is not None:
-        os.environ["PITCREW_POLICY_PATH"] = str(policy_path)
-    key = function_key or os.environ.get("PITCREW_FUNCTION_KEY") or secrets.token_urlsafe(32)
-    sock = _bind(host, port)
-    azurite = None
-    try:
-        # The Functions setting name is mixed-case; environment names are case-sensitive here.
-        storage = os.environ.get("AzureWebJobsStorage", "")  # noqa: SIM112
-        if not storage or storage.strip().lower() == "usedevelopmentstorage=true":
-            azurite = ensure_azurite(
-                location=azurite_location, ports=azurite_ports or AZURITE_PORTS
-            )
-            if not azurite.started:
-                # Say so: it may be an orphan of a host that was killed, with other data.
-                print(
-                    f"reusing Azurite already listening on {describe_ports(azurite.ports)} "
-                    "(not started by this host)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112
-        local_host = build_host(
-            load_function_app(module),
-            function_key=key,
-            allow_dev_principal=allow_dev_principal,
-            settings=os.environ,
-            host_config=HostConfig.load(project / "host.json"),
-        )
-        bound_port = sock.getsockname()[1]
-        base_url = f"http://{f'[{host}]' if ':' in host else host}:{bound_port}"
-        server = _Server(
-            _uvicorn_config(local_host),
-            on_started=lambda: _announce(local_host, base_url, azurite, on_ready),
-        )
-        # uvicorn shuts down gracefully on SIGTERM and then re-raises it to the handler it found;
-        # the default one would end the process on the spot and leave Azurite (and the local
-        # Azure endpoint) running. Turn it into an orderly exit instead, as Ctrl+C is.
-        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        try:
-            server.run(sockets=[sock])
-        except KeyboardInterrupt:
-            # uvicorn re-raises Ctrl+C after its graceful shutdown; the workers are stopped.
-            log.info("local host stopped")
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-    finally:
-        sock.close()
-        if azurite is not None and azurite.started:
-            azurite.stop()
-
-
 def check_dev_principal_binding(host: str, allow_dev_principal: bool) -> None:
     """--allow-dev-principal lets any caller claim any role: refuse it off loopback."""
     if allow_dev_principal and not is_loopback_address(host):
@@ -663,7 +574,7 @@ def check_dev_principal_binding(host: str, allow_dev_principal: bool) -> None:
         )
 
 
-def _uvicorn_config(local_host: LocalHost) -> uvicorn.Config:
+def uvicorn_config(local_host: LocalHost) -> uvicorn.Config:
     # A bounded graceful shutdown: requests still running after SHUTDOWN_GRACE_SECONDS are
     # cancelled (their threads abandoned, see _DaemonThreads), so SIGTERM always ends the host.
     return uvicorn.Config(
@@ -675,25 +586,6 @@ def _uvicorn_config(local_host: LocalHost) -> uvicorn.Config:
     )
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _announce(
-    local_host: LocalHost,
-    base_url: str,
-    azurite: Any,
-    on_ready: Callable[[LocalHost, str], None] | None,
-) -> None:
-    from pitcrew.local import console
-
-    console.print_banner(
-        local_host, base_url, azurite_started=bool(azurite is not None and azurite.started)
-    )
-    if on_ready is not None:
-        on_ready(local_host, base_url)
-
-
 @contextlib.contextmanager
 def serving(
     local_host: LocalHost, *, host: str = "127.0.0.1", port: int = 0, timeout: float = 15.0
@@ -703,8 +595,8 @@ def serving(
     For tests and tools: port 0 picks a free ephemeral port. The lifespan (timers, queue
     pollers) runs as under `serve`; leaving the block stops the server and its workers.
     """
-    sock = _bind(host, port)
-    server = uvicorn.Server(_uvicorn_config(local_host))
+    sock = bind_listener(host, port)
+    server = uvicorn.Server(uvicorn_config(local_host))
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="pitcrew-local-host", daemon=True
     )
@@ -724,27 +616,15 @@ def serving(
         sock.close()
 
 
-class _Server(uvicorn.Server):
-    """uvicorn.Server that calls back once it listens (uvicorn has no public hook for it)."""
-
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_started = on_started
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started and not self.should_exit:
-            self._on_started()
-
-
 __all__ = [
     "HostConfig",
     "HostConfigError",
     "LocalHost",
+    "bind_listener",
     "build_host",
     "check_dev_principal_binding",
     "is_loopback_address",
     "load_function_app",
-    "serve",
     "serving",
+    "uvicorn_config",
 ]

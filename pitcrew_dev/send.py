@@ -39,7 +39,7 @@ class HostUnreachable(SendError):
 
 def _request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
     """One request; a transport failure becomes HostUnreachable naming the URL and what failed."""
-    from pitcrew.client import describe_http_error
+    from pitcrew.cli.client import describe_http_error
 
     try:
         return client.request(method, url, **kwargs)

@@ -1,15 +1,19 @@
-"""The operator's client for pitcrew's HTTP API (used by the CLI).
+"""The operator's client for pitcrew's HTTP API, which every area of the CLI uses.
 
 Where the app runs behind App Service Authentication, requests carry an Entra ID token for the
 app (PITCREW_APP_ID_URI, obtained with azure-identity). Against `pitcrew dev
 --allow-dev-principal`, PITCREW_DEV_PRINCIPAL="name:Role,Role" sends a development principal.
+`api_client()` is the client an area command uses: the environment's, else the running
+`pitcrew dev` host's (`.pitcrew/dev-host.json`, which `pitcrew dev` writes and removes).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -119,3 +123,25 @@ class ApiClient:
 
     def post(self, path: str, *, json: Any = None, params: Mapping[str, str] | None = None) -> Any:
         return self.request("POST", path, json=json, params=params)
+
+
+# Where `pitcrew dev` says which host runs, with its key (and its development principal).
+DEV_STATE = Path(".pitcrew") / "dev-host.json"
+
+
+def dev_host() -> dict[str, str]:
+    """The running `pitcrew dev` host (url, key, devPrincipal), or {} when none runs here."""
+    try:
+        return dict(json.loads(DEV_STATE.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def api_client() -> ApiClient:
+    """The client for the app's API: PITCREW_URL and friends, else the running dev host."""
+    running = dev_host()
+    return ApiClient.from_env(
+        default_url=running.get("url"),
+        default_key=running.get("key"),
+        dev_principal=running.get("devPrincipal"),
+    )

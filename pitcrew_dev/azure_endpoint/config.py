@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pitcrew.local.azure_endpoint.credential import LOCAL_TENANT_ID
+from pitcrew_dev.azure_endpoint.credential import LOCAL_TENANT_ID
 
 # Key Vault's own rule for vault names (3-24 chars, letters/digits/hyphens, starts with a letter).
 VAULT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")

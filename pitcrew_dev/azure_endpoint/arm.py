@@ -36,9 +36,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pitcrew.local.azure_endpoint.config import EndpointConfig
-from pitcrew.local.azure_endpoint.credential import principal_from_token
-from pitcrew.local.azure_endpoint.resources import (
+from pitcrew_dev.azure_endpoint.config import EndpointConfig
+from pitcrew_dev.azure_endpoint.credential import principal_from_token
+from pitcrew_dev.azure_endpoint.resources import (
     ResourceKind,
     account_of,
     canonical_id,
@@ -47,7 +47,7 @@ from pitcrew.local.azure_endpoint.resources import (
     resource_name,
     spec_for,
 )
-from pitcrew.local.azure_endpoint.state import ResourceRecord, StateStore
+from pitcrew_dev.azure_endpoint.state import ResourceRecord, StateStore
 
 COSMOS_KEY_KINDS = {
     "primary": "primaryMasterKey",

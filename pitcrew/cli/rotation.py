@@ -11,14 +11,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pitcrew.cli import client as cli_client
+
 out = Console()
 err = Console(stderr=True)
 
 
 def _client() -> Any:
-    from pitcrew.cli import api_client
-
-    return api_client()
+    return cli_client.api_client()
 
 
 def rotate(

@@ -1,0 +1,68 @@
+"""`pitcrew audit`: the audit trail through the app's API (role Reader), a page at a time."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from pitcrew.cli import client as cli_client
+from pitcrew.cli.output import err, out
+
+
+def audit(
+    since: Annotated[str | None, typer.Option(help="ISO 8601 start (default: a day ago).")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="ISO 8601 end (default: now); at most 31 days after --since.")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="Only records for this target.")] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Only records by this actor (e.g. user:alice@contoso.com).")
+    ] = None,
+    action: Annotated[str | None, typer.Option(help="Only records of this action.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, max=1000, help="Records per page (server default 100).")
+    ] = None,
+    continuation: Annotated[
+        str | None, typer.Option(help="Token printed by the previous page: fetch the next one.")
+    ] = None,
+    follow_all: Annotated[
+        bool, typer.Option("--all", help="Follow continuation tokens: every record in the range.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Read the audit trail through the app's API (role Reader), a page at a time."""
+    from rich.table import Table
+
+    given = {"since": since, "until": until, "target": target, "actor": actor, "action": action}
+    params = {k: v for k, v in given.items() if v}
+    if limit is not None:
+        params["limit"] = str(limit)
+    elif follow_all:
+        params["limit"] = "1000"
+    api: Any = cli_client.api_client()
+    records: list[dict[str, Any]] = []
+    token = continuation
+    while True:
+        page_params = {**params, "continuation": token} if token else params
+        body = api.get("/api/audit", params=page_params)
+        records += body.get("records", [])
+        token = body.get("continuation")
+        if not token or not follow_all:
+            break
+    if as_json:
+        out.print_json(json.dumps(records))
+    else:
+        table = Table("time", "actor", "action", "target", "outcome", "correlation id")
+        for r in records:
+            table.add_row(
+                r["time"], r["actor"], r["action"], r["target"], r["outcome"], r["correlationId"]
+            )
+        out.print(table)
+    if token:
+        # On stderr, so --json output stays one JSON document.
+        err.print(
+            f"more records: repeat with --continuation {token} (same filters), or use --all",
+            highlight=False, soft_wrap=True, markup=False,
+        )

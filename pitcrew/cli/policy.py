@@ -1,0 +1,41 @@
+"""`pitcrew policy validate [FILE]`: check pitcrew.yaml offline, every problem named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pitcrew.cli.output import err, out
+
+app = typer.Typer(help="Policy as code: pitcrew.yaml.", no_args_is_help=True)
+
+
+@app.command("validate")
+def policy_validate(
+    file: Annotated[Path, typer.Argument(help="Policy file to check.")] = Path("pitcrew.yaml"),
+) -> None:
+    """Validate a policy file; exit 1 listing every problem (which key, what is wrong)."""
+    from pitcrew.errors import PolicyInvalid
+    from pitcrew.policy import load_policy
+
+    try:
+        policy = load_policy(file)
+    except PolicyInvalid as exc:
+        err.print(f"[red]✗ {exc.source} is invalid[/red] ({len(exc.problems)} problem(s)):")
+        for problem in exc.problems:
+            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    from pitcrew.policy import hook_problems
+
+    problems = hook_problems(policy, search_path=[str(Path.cwd()), str(file.resolve().parent)])
+    if problems:
+        err.print(f"[red]✗ {file} is invalid[/red] ({len(problems)} problem(s)):")
+        for problem in problems:
+            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    out.print(
+        f"[green]✓ {file} is valid[/green]: mode {policy.mode}, "
+        f"{len(policy.channels)} channel(s), {len(policy.routes)} route(s)"
+    )
