@@ -38,6 +38,16 @@ param rotatedStorageAccountIds array = []
 @description('Resource ids of Service Bus namespaces whose SAS rule keys pitcrew rotates.')
 param rotatedServiceBusNamespaceIds array = []
 
+@description('Resource ids of Event Hubs namespaces whose SAS rule keys pitcrew rotates (strategy eventhubs-keys; namespace and event hub rules).')
+param rotatedEventHubsNamespaceIds array = []
+
+@description('Resource ids of App Service / Function App sites that read a rotated secret as a Key Vault reference (the consumers and restart_sites of pitcrew.yaml): pitcrew refreshes their references after a rotation and restarts those the policy names.')
+param consumerSiteIds array = []
+
+@description('DNS suffix of Service Bus namespaces (PITCREW_SERVICEBUS_SUFFIX): servicebus.windows.net in Azure public cloud; e.g. servicebus.usgovcloudapi.net or servicebus.chinacloudapi.net in sovereign clouds.')
+@minLength(1)
+param serviceBusSuffix string = 'servicebus.windows.net'
+
 @description('Service Bus entities whose dead letters pitcrew watches and replays: [{ namespaceResourceId, queue } or { namespaceResourceId, topic, subscription }, optional deadLetterThreshold].')
 param watchedServiceBusEntities array = []
 
@@ -208,6 +218,7 @@ module functionApp 'modules/functionapp.bicep' = {
     operatorTenantId: operatorTenantId
     eventGridTopicEndpoint: eventGridTopicEnabled ? eventGridTopic.outputs.endpoint : ''
     quotaAutoIncrease: quotaAutoIncrease
+    serviceBusSuffix: serviceBusSuffix
     keyVaultReferenceSettings: keyVaultReferenceSettings
     alertTokenRequired: alertSecureWebhook
     alertTokenAudience: alertSecureWebhook ? alertTokenAudience : ''
@@ -374,6 +385,30 @@ module rotatedServiceBus 'modules/rotated-servicebus.bicep' = [for id in rotated
   params: {
     namespaceName: last(split(id, '/'))
     roleDefinitionId: customRoles.outputs.serviceBusKeyOperatorId
+    principalId: identities.outputs.appIdentityPrincipalId
+  }
+}]
+
+module rotatedEventHubs 'modules/rotated-eventhubs.bicep' = [for id in rotatedEventHubsNamespaceIds: {
+  name: take('pitcrew-rot-eh-${uniqueString(id)}', 64)
+  scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+  params: {
+    namespaceName: last(split(id, '/'))
+    roleDefinitionId: customRoles.outputs.eventHubsKeyOperatorId
+    principalId: identities.outputs.appIdentityPrincipalId
+  }
+}]
+
+// ---------------------------------------------------------------------------------------------
+// Consumer sites: refresh Key Vault references (and restart) on each one, nowhere else
+// ---------------------------------------------------------------------------------------------
+
+module consumerSites 'modules/consumer-site.bicep' = [for id in consumerSiteIds: {
+  name: take('pitcrew-consumer-${uniqueString(id)}', 64)
+  scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+  params: {
+    siteName: last(split(id, '/'))
+    roleDefinitionId: customRoles.outputs.consumerRefresherId
     principalId: identities.outputs.appIdentityPrincipalId
   }
 }]

@@ -1,6 +1,8 @@
-// Custom roles holding only what a key rotation needs: list the current keys and regenerate one.
+// Custom roles holding only what a key rotation needs: list the current keys and regenerate one,
+// and, on the sites that consume a rotated secret, re-read their Key Vault references and restart.
 // They can read nothing else, change no other setting, and grant no data-plane access. They are
-// defined once per subscription but ASSIGNED only on each rotated resource (rotated-*.bicep).
+// defined once per subscription but ASSIGNED only on each rotated resource (rotated-*.bicep) and
+// each consumer site (consumer-site.bicep).
 targetScope = 'subscription'
 
 @description('azd environment name; role names are tenant-unique, so each environment has its own.')
@@ -84,6 +86,66 @@ resource serviceBusKeyOperator 'Microsoft.Authorization/roleDefinitions@2022-04-
   }
 }
 
+resource eventHubsKeyOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, environmentName, 'pitcrew-eventhubs-key-operator')
+  properties: {
+    roleName: 'pitcrew Event Hubs key operator (${environmentName})'
+    description: 'List and regenerate the keys of Event Hubs SAS authorization rules (namespace, event hub). Assigned by pitcrew on each rotated namespace only.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        // Spelled as in the Microsoft.EventHub operations list (listkeys, regenerateKeys).
+        actions: [
+          'Microsoft.EventHub/namespaces/authorizationRules/read'
+          'Microsoft.EventHub/namespaces/authorizationRules/listkeys/action'
+          'Microsoft.EventHub/namespaces/authorizationRules/regenerateKeys/action'
+          'Microsoft.EventHub/namespaces/eventhubs/authorizationRules/read'
+          'Microsoft.EventHub/namespaces/eventhubs/authorizationRules/listkeys/action'
+          'Microsoft.EventHub/namespaces/eventhubs/authorizationRules/regenerateKeys/action'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
+// After a rotation pitcrew asks each consumer site to re-resolve its Key Vault references
+// (POST {site}/config/configreferences/appsettings/refresh) and restarts it where the policy says
+// so. The refresh is not in Microsoft.Web's published operations list; ARM names a POST after the
+// resource type of its path plus the final segment (POST config/appsettings/list is authorized as
+// sites/config/list/action), which should put the refresh under sites/config/appsettings/. The only
+// published operation there is appsettings/read (reference status, never a value). Of published
+// operations the wildcard covers nothing else: not config/list (setting values), config/Write or
+// config/web/appsettings/write. docs/security.md says how to replace it with the exact name.
+resource consumerRefresher 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, environmentName, 'pitcrew-consumer-refresher')
+  properties: {
+    roleName: 'pitcrew consumer refresher (${environmentName})'
+    description: 'Re-resolve the Key Vault references of an App Service / Function App site and restart it. Cannot read or change app settings. Assigned by pitcrew on each consumer site only.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Web/sites/read'
+          'Microsoft.Web/sites/restart/action'
+          'Microsoft.Web/sites/config/appsettings/*'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
 // Read-only view of quota usage, for the quota scan when pitcrew may not request increases
 // (when it may, Quota Request Operator includes these reads).
 resource quotaReader 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
@@ -115,4 +177,6 @@ resource quotaReader 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
 output cosmosKeyOperatorId string = cosmosKeyOperator.id
 output storageKeyOperatorId string = storageKeyOperator.id
 output serviceBusKeyOperatorId string = serviceBusKeyOperator.id
+output eventHubsKeyOperatorId string = eventHubsKeyOperator.id
+output consumerRefresherId string = consumerRefresher.id
 output quotaReaderId string = quotaReader.id

@@ -76,6 +76,10 @@ param eventGridTopicEndpoint string = ''
 @description('Whether pitcrew may request quota increases on its own (mirrors the role assignment).')
 param quotaAutoIncrease bool = false
 
+@description('DNS suffix of Service Bus namespaces; pitcrew connects only to <namespace>.<suffix>. Set it for sovereign clouds.')
+@minLength(1)
+param serviceBusSuffix string = 'servicebus.windows.net'
+
 @description('Settings whose values are secrets (e.g. a webhook URL with a token): [{ name, secretUri }]. Each becomes a Key Vault reference resolved by the app identity; the value never enters the template.')
 param keyVaultReferenceSettings array = []
 
@@ -168,6 +172,12 @@ var baseSettings = [
   {
     name: 'PITCREW_QUOTA_AUTO_INCREASE'
     value: quotaAutoIncrease ? 'true' : 'false'
+  }
+  {
+    // Service Bus clients connect only to <namespace>.<suffix> (the managed identity's token goes
+    // nowhere else); sovereign clouds use another suffix.
+    name: 'PITCREW_SERVICEBUS_SUFFIX'
+    value: serviceBusSuffix
   }
   {
     // The site's own defaultHostName cannot be read inside its definition; the default host name of

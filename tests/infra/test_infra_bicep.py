@@ -301,9 +301,16 @@ def test_subscription_scope_quota_role_is_the_operator_only_when_auto_increase()
 
 
 ALLOWED_CUSTOM_ACTION = re.compile(
-    r"^Microsoft\.(DocumentDB|Storage|ServiceBus|Quota|Compute|Network)/[\w/]+/"
+    r"^Microsoft\.(DocumentDB|Storage|ServiceBus|EventHub|Quota|Compute|Network)/[\w/]+/"
     r"(read|listKeys/action|listkeys/action|regenerateKey/action|regeneratekey/action|regenerateKeys/action)$"
 )
+# The consumer refresher's actions on a consumer site, exactly (docs/security.md says why the
+# refresh is the one wildcard: its operation is not in Microsoft.Web's published list).
+CONSUMER_REFRESHER_ACTIONS = {
+    "Microsoft.Web/sites/read",
+    "Microsoft.Web/sites/restart/action",
+    "Microsoft.Web/sites/config/appsettings/*",
+}
 
 
 def test_custom_roles_hold_only_list_and_regenerate_keys() -> None:
@@ -316,6 +323,8 @@ def test_custom_roles_hold_only_list_and_regenerate_keys() -> None:
         for permission in props["permissions"]:
             assert permission["dataActions"] == []
             for action in permission["actions"]:
+                if r.symbol == "consumerRefresher" and action in CONSUMER_REFRESHER_ACTIONS:
+                    continue
                 assert ALLOWED_CUSTOM_ACTION.match(action), f"{r.symbol}: {action}"
                 assert "*" not in action and not action.endswith("/write"), action
 
@@ -334,8 +343,95 @@ def test_rotation_roles_cover_list_and_regenerate_for_each_service() -> None:
         "microsoft.storage/storageaccounts/regeneratekey/action",
         "microsoft.servicebus/namespaces/authorizationrules/listkeys/action",
         "microsoft.servicebus/namespaces/authorizationrules/regeneratekeys/action",
+        "microsoft.eventhub/namespaces/authorizationrules/read",
+        "microsoft.eventhub/namespaces/authorizationrules/listkeys/action",
+        "microsoft.eventhub/namespaces/authorizationrules/regeneratekeys/action",
+        "microsoft.eventhub/namespaces/eventhubs/authorizationrules/read",
+        "microsoft.eventhub/namespaces/eventhubs/authorizationrules/listkeys/action",
+        "microsoft.eventhub/namespaces/eventhubs/authorizationrules/regeneratekeys/action",
     ):
         assert needed in actions
+
+
+def _custom_role(symbol: str) -> dict[str, Any]:
+    t = template(INFRA / "modules" / "custom-roles.bicep")
+    found = [r for r in t.resources if r.symbol == symbol and not r.existing]
+    assert len(found) == 1, f"custom-roles.bicep defines no {symbol}"
+    return found[0].body["properties"]
+
+
+def _module_blocks(text: str, path: str) -> list[str]:
+    """The text of each `module name 'path' = ...` block of main.bicep."""
+    return re.findall(
+        rf"^module \w+ '{re.escape(path)}' = (.*?)^\}}\]?$", text, re.M | re.S
+    )
+
+
+def _assigned_per_resource(module: str, param: str, role_output: str, resource_type: str) -> None:
+    """main.bicep loops `module` over the `param` list and passes the custom role `role_output`;
+    the module assigns it on that one existing resource, nowhere else; azd passes `param`."""
+    main = template(INFRA / "main.bicep")
+    assert main.parameters[param]["default"] == [], f"{param} must be optional"
+    text = (INFRA / "main.bicep").read_text()
+    blocks = _module_blocks(text, f"modules/{module}")
+    assert len(blocks) == 1, f"main.bicep does not deploy modules/{module} once"
+    block = blocks[0]
+    assert f"[for id in {param}:" in block
+    assert "scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])" in block
+    assert f"roleDefinitionId: customRoles.outputs.{role_output}" in block
+    assert "principalId: identities.outputs.appIdentityPrincipalId" in block
+    roles = (INFRA / "modules" / "custom-roles.bicep").read_text()
+    assert re.search(rf"^output {role_output} string = \w+\.id$", roles, re.M)
+    m = template(INFRA / "modules" / module)
+    targets = [r for r in m.resources if r.existing]
+    assert [r.type for r in targets] == [resource_type]
+    assignments = [r for r in m.resources if r.type == "Microsoft.Authorization/roleAssignments"]
+    assert len(assignments) == 1
+    assert assignments[0].body["scope"] == targets[0].symbol
+    assert get(assignments[0].body, "properties.roleDefinitionId") == "roleDefinitionId"
+    assert param in _azd_parameters()
+
+
+def test_event_hubs_key_operator_is_assigned_on_each_rotated_namespace_only() -> None:
+    props = _custom_role("eventHubsKeyOperator")
+    actions = {a for p in props["permissions"] for a in p["actions"]}
+    assert actions == {
+        f"Microsoft.EventHub/namespaces/{level}authorizationRules/{op}"
+        for level in ("", "eventhubs/")
+        for op in ("read", "listkeys/action", "regenerateKeys/action")
+    }
+    assert "Event Hubs key operator" in text_of(props["roleName"])
+    _assigned_per_resource("rotated-eventhubs.bicep", "rotatedEventHubsNamespaceIds",
+                           "eventHubsKeyOperatorId", "Microsoft.EventHub/namespaces")
+
+
+def test_consumer_sites_get_refresh_and_restart_only() -> None:
+    props = _custom_role("consumerRefresher")
+    assert "consumer refresher" in text_of(props["roleName"])
+    actions = {a for p in props["permissions"] for a in p["actions"]}
+    assert actions == CONSUMER_REFRESHER_ACTIONS
+    for p in props["permissions"]:
+        assert p["notActions"] == [] and p["dataActions"] == []
+    lowered = {a.lower() for a in actions}
+    # Never the setting values (config/list), never a settings or site write.
+    assert not any(a.startswith("microsoft.web/sites/config/list") for a in lowered)
+    assert not any(a.endswith(("/write", "/delete")) for a in lowered)
+    assert "microsoft.web/sites/*" not in lowered and "microsoft.web/sites/config/*" not in lowered
+    _assigned_per_resource("consumer-site.bicep", "consumerSiteIds",
+                           "consumerRefresherId", "Microsoft.Web/sites")
+
+
+def test_function_app_gets_the_service_bus_suffix_for_sovereign_clouds() -> None:
+    settings = _site_settings()
+    assert settings["PITCREW_SERVICEBUS_SUFFIX"] == "serviceBusSuffix"
+    fa = template(INFRA / "modules" / "functionapp.bicep")
+    main = template(INFRA / "main.bicep")
+    for t in (fa, main):
+        assert t.parameters["serviceBusSuffix"]["default"] == "servicebus.windows.net"
+    text = (INFRA / "main.bicep").read_text()
+    assert "serviceBusSuffix: serviceBusSuffix" in text
+    given = _azd_parameters()
+    assert given["serviceBusSuffix"]["value"] == "servicebus.windows.net"
 
 
 def test_every_event_grid_subscription_dead_letters_and_retries() -> None:
@@ -621,6 +717,8 @@ def test_security_doc_lists_every_role_and_custom_action() -> None:
             f"docs/security.md does not explain {KNOWN_BUILTIN_ROLES.get(guid, guid)}"
         )
     for _, r in deployed("Microsoft.Authorization/roleDefinitions"):
+        name = re.sub(r"\s*\(\$\{environmentName\}\)$", "", r.body["properties"]["roleName"])
+        assert name.startswith("pitcrew ") and name in doc, f"docs/security.md lacks {name}"
         for p in r.body["properties"]["permissions"]:
             for action in p["actions"]:
                 assert action in doc, f"docs/security.md does not explain {action}"
