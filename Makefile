@@ -52,7 +52,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 typecheck: install
-	$(VENV)/bin/mypy pitcrew functions function_app.py
+	$(VENV)/bin/mypy pitcrew pitcrew_dev functions function_app.py
 
 bench: install
 	$(PY) bench/cold_start.py
