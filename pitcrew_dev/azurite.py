@@ -23,7 +23,7 @@ from pathlib import Path
 from pitcrew.runtime import AZURITE_ACCOUNT_KEY, AZURITE_ACCOUNT_NAME
 
 AZURITE_PORTS = (10000, 10001, 10002)  # blob, queue, table: what UseDevelopmentStorage means
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 _PR_SET_PDEATHSIG = 1
 
 
