@@ -215,6 +215,21 @@ def test_the_development_tooling_is_never_deployed() -> None:
     assert not any(line.startswith("pitcrew/") for line in ignored)
 
 
+def test_the_dev_install_holds_both_packages_and_the_entry_point() -> None:
+    import importlib
+    import tomllib
+
+    from setuptools import find_packages
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = set(find_packages(str(ROOT), include=include))
+    assert {"pitcrew", "pitcrew.cli", "pitcrew_dev", "pitcrew_dev.azure_endpoint"} <= packages
+    assert not {p for p in packages if p.startswith(("tests", "functions", "bench"))}
+    module, _, function = project["project"]["scripts"]["pitcrew"].partition(":")
+    assert callable(getattr(importlib.import_module(module), function))
+
+
 # The checks themselves, on small trees they must judge right.
 
 
