@@ -47,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from pitcrew.events import only_events, parse_delivery
-    from pitcrew.intake import validate_event
+    from pitcrew.intake.pipeline import validate_event
 
     bodies = batches(args.events, args.batch)
     start = time.perf_counter()
@@ -74,10 +74,10 @@ def main() -> None:
                 "PITCREW_TABLE_PREFIX": "bench" + uuid.uuid4().hex[:8],
             }
         )
+        from pitcrew.bootstrap import get_services
         from pitcrew.events import keyvault_event
-        from pitcrew.intake import process_event
+        from pitcrew.intake.pipeline import process_event
         from pitcrew.notify.messages import expiry_notification
-        from pitcrew.services import get_services
 
         services = get_services()
         claim_bodies = batches(args.events, args.batch)
@@ -91,7 +91,7 @@ def main() -> None:
                 services.state.complete(claim, outcome="bench")
         claim_seconds = time.perf_counter() - start
 
-        from pitcrew.api import BATCH_CONCURRENCY, receive_events
+        from pitcrew.intake.api import BATCH_CONCURRENCY, receive_events
 
         batch_total = max(args.batch, args.events // 2)
         start = time.perf_counter()

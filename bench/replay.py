@@ -35,8 +35,8 @@ MEMORY_CHUNK = 10_000
 
 
 def setup(queue: str) -> None:
+    from pitcrew.bootstrap import reset_services
     from pitcrew.runtime import reset_runtime
-    from pitcrew.services import reset_services
     from pitcrew_dev.azurite import ensure_azurite
 
     azurite = ensure_azurite()
@@ -101,14 +101,14 @@ def baseline(count_: int) -> float:
 
 
 def pitcrew_run(count_: int) -> tuple[float, float, int]:
+    from pitcrew.bootstrap import get_services
     from pitcrew.deadletter.ingest import scan
     from pitcrew.deadletter.replay import ReplayRequest, ReplayWorker, request_replay
-    from pitcrew.deadletter.service import get_deadletter
 
     queue = f"p{uuid.uuid4().hex[:10]}"
     setup(queue)
     seed(f"{queue}-poison", count_)
-    dl = get_deadletter()
+    dl = get_services().deadletter
     started = time.perf_counter()
     scan(dl, ["bench"])
     ingested = time.perf_counter() - started
@@ -126,13 +126,13 @@ def pitcrew_run(count_: int) -> tuple[float, float, int]:
 
 def memory(count_: int) -> tuple[float, float]:
     """Peak traced heap (MB) during the replay of `count_` messages, and RSS (MB) after."""
+    from pitcrew.bootstrap import get_services
     from pitcrew.deadletter.ingest import scan
     from pitcrew.deadletter.replay import ReplayRequest, ReplayWorker, request_replay
-    from pitcrew.deadletter.service import get_deadletter
 
     queue = f"m{uuid.uuid4().hex[:10]}"
     setup(queue)
-    dl = get_deadletter()
+    dl = get_services().deadletter
     # Receiving from Azurite got slower as the queue grew (observed: ~89 msg/s ingest from 2,000
     # messages, ~10 msg/s from 10,000, under 1 msg/s from 100,000), so the poison queue is
     # filled and drained in chunks; the replay still covers every message.

@@ -108,14 +108,14 @@ def main() -> int:
             "PITCREW_EVENTGRID_TOPIC_KEY": "bench",
             **{k: v for k, v in endpoint.environment().items() if k.startswith("PITCREW_")},
         })
-        from pitcrew.api import receive_events
+        from pitcrew.bootstrap import get_services
+        from pitcrew.intake.api import receive_events
         from pitcrew.rotation.ports import RotationPorts
-        from pitcrew.services import get_services
 
         services = get_services()
         ports = services.rotation
         provider_time = [0.0]
-        services.rotation_ports = RotationPorts(
+        services.rotation = RotationPorts(
             secrets=Timed(ports.secrets, provider_time),
             providers={k: Timed(v, provider_time) for k, v in ports.providers.items()},
             events=Timed(ports.events, provider_time) if ports.events else None,

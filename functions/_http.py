@@ -1,4 +1,4 @@
-"""Translation between Functions HTTP types and pitcrew.api's plain HttpResult."""
+"""Translation between Functions HTTP types and pitcrew.http's plain HttpResult."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import azure.functions as func
 OPERATOR_AUTH = func.AuthLevel.ANONYMOUS
 
 if TYPE_CHECKING:
-    from pitcrew.api import HttpResult
+    from pitcrew.http.errors import HttpResult
 
 
 def headers_of(req: func.HttpRequest) -> dict[str, str]:

@@ -7,6 +7,6 @@ bp = func.Blueprint()
 
 @bp.timer_trigger(schedule="0 */1 * * * *", arg_name="timer", run_on_startup=False)
 def retry_outbox(timer: func.TimerRequest) -> None:
-    from pitcrew.intake import drain_outbox
+    from pitcrew.intake.api import drain_outbox  # lazy: cold start
 
     drain_outbox()

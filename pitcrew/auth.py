@@ -263,7 +263,7 @@ def authenticate_alert(headers: Mapping[str, str]) -> AlertCaller | None:
 
 
 def _verified_claims(token: str, settings: AlertTokenSettings) -> dict[str, Any]:
-    import jwt
+    import jwt  # PyJWT + cryptography: only alerts with a token need it (cold start)
 
     try:
         header = jwt.get_unverified_header(token)
@@ -341,7 +341,7 @@ class _JwksCache:
 
     @staticmethod
     def _fetch(url: str) -> dict[str, Any]:
-        import httpx
+        import httpx  # on first use: fetching Entra's signing keys (cold start)
         import jwt
 
         try:

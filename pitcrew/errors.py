@@ -43,3 +43,11 @@ class Forbidden(PitcrewError):
 
 class RetryLater(PitcrewError):
     """Work that cannot finish now but must not be dropped: raised so the platform retries."""
+
+
+class Conflict(PitcrewError):
+    """An ETag-conditional write lost: another writer changed the row since it was read."""
+
+
+class ConfigurationError(RuntimeError):
+    """A required app setting is missing or malformed; the message names it."""

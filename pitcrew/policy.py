@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import (
     Field,
     HttpUrl,
@@ -21,6 +23,7 @@ from pydantic import (
 
 from pitcrew.deadletter.policy import DeadletterPolicy
 from pitcrew.errors import PolicyInvalid
+from pitcrew.rotation.hooks import hook_names, import_problem
 from pitcrew.rotation.policy import RotationPolicy
 from pitcrew.schema import StrictModel
 
@@ -188,8 +191,6 @@ def _problems(error: ValidationError) -> list[str]:
 
 def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
     """Validate YAML text; raise PolicyInvalid listing every problem."""
-    import yaml  # lazily: only the policy path needs it
-
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -220,10 +221,6 @@ def hook_problems(policy: Policy, *, search_path: list[str] | None = None) -> li
     """What `pitcrew policy validate` checks beyond the schema: every `rotation.hook_modules`
     entry imports, and every `hook:` a rule names is registered by them. (At run time a broken
     module only fails the rules that use its hooks; here it fails validation.)"""
-    import sys
-
-    from pitcrew.rotation.hooks import hook_names, import_problem
-
     added = [p for p in (search_path or []) if p not in sys.path]
     sys.path[:0] = added
     try:

@@ -7,6 +7,8 @@ and each client is built on first use, then reused across invocations.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import json
 import os
 import re
 import threading
@@ -15,6 +17,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from pitcrew.errors import ConfigurationError
+from pitcrew.policy import Policy, load_policy
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -48,10 +53,6 @@ _DNS_SUFFIX = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:
                          r"[a-z0-9])?)+$")
 _NAMESPACE_NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,48}[a-z0-9])?$")
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class ConfigurationError(RuntimeError):
-    """A required app setting is missing or malformed; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -136,14 +137,14 @@ class Runtime:
 
     @cached_property
     def credential(self) -> TokenCredential:
-        from azure.identity import DefaultAzureCredential
+        from azure.identity import DefaultAzureCredential  # SDK on first use (cold start)
 
         client_id = self.settings.managed_identity_client_id or self.settings.storage_client_id
         return DefaultAzureCredential(managed_identity_client_id=client_id)
 
     def table_service(self) -> TableServiceClient:
         def build() -> TableServiceClient:
-            from azure.data.tables import TableServiceClient
+            from azure.data.tables import TableServiceClient  # SDK on first use (cold start)
 
             if self.settings.storage_connection_string:
                 return TableServiceClient.from_connection_string(
@@ -161,7 +162,7 @@ class Runtime:
 
         def build() -> TableClient:
             service = self.table_service()
-            from azure.core.exceptions import ResourceExistsError
+            from azure.core.exceptions import ResourceExistsError  # SDK on first use (cold start)
 
             with contextlib.suppress(ResourceExistsError):
                 service.create_table(name)
@@ -179,11 +180,11 @@ class Runtime:
         def build() -> Any:
             client: Any
             if kind == "blob":
-                from azure.storage.blob import BlobServiceClient
+                from azure.storage.blob import BlobServiceClient  # SDK on first use (cold start)
 
                 client = BlobServiceClient
             else:
-                from azure.storage.queue import QueueServiceClient
+                from azure.storage.queue import QueueServiceClient  # SDK on first use (cold start)
 
                 client = QueueServiceClient
             env = os.environ
@@ -223,7 +224,7 @@ class Runtime:
             raise ConfigurationError(f"{connection[:100]!r} is not an app setting name")
 
         def build() -> Any:
-            from azure.servicebus import ServiceBusClient
+            from azure.servicebus import ServiceBusClient  # SDK on first use (cold start)
 
             if connection:
                 value = os.environ.get(connection, "").strip()
@@ -247,6 +248,7 @@ class Runtime:
         """The credential for Key Vault, ARM and Event Grid."""
         if self.local_azure_url():
             def build() -> Any:
+                # Built on azure-core: loaded on first use (cold start).
                 from pitcrew.endpoint_credential import APP_PRINCIPAL, EndpointCredential
 
                 return EndpointCredential(APP_PRINCIPAL)
@@ -260,8 +262,6 @@ class Runtime:
 
     def vault_url(self, vault: str) -> str:
         if self.local_azure_url():
-            import json
-
             vaults = json.loads(os.environ.get("PITCREW_LOCAL_AZURE_VAULTS", "") or "{}")
             url = vaults.get(vault) or vaults.get(vault.lower())
             if not url:
@@ -276,7 +276,7 @@ class Runtime:
         """A SecretClient for one vault, cached."""
 
         def build() -> Any:
-            from azure.keyvault.secrets import SecretClient
+            from azure.keyvault.secrets import SecretClient  # SDK on first use (cold start)
 
             kwargs = self.azure_client_kwargs()
             if self.local_azure_url():
@@ -290,8 +290,6 @@ class Runtime:
         """An azure-mgmt-* client (e.g. "azure.mgmt.cosmosdb", "CosmosDBManagementClient")."""
 
         def build() -> Any:
-            import importlib
-
             client_class = getattr(importlib.import_module(module), class_name)
             kwargs = self.azure_client_kwargs()
             if self.local_azure_url():
@@ -308,11 +306,11 @@ class Runtime:
             return None
 
         def build() -> Any:
-            from azure.eventgrid import EventGridPublisherClient
+            from azure.eventgrid import EventGridPublisherClient  # SDK on first use (cold start)
 
             key = os.environ.get("PITCREW_EVENTGRID_TOPIC_KEY", "").strip()
             if key:
-                from azure.core.credentials import AzureKeyCredential
+                from azure.core.credentials import AzureKeyCredential  # lazy (cold start)
 
                 credential: Any = AzureKeyCredential(key)
             else:
@@ -323,7 +321,6 @@ class Runtime:
 
     def policy(self) -> Policy:
         """The policy, reloaded when the file changes; PolicyInvalid when it does not validate."""
-        from pitcrew.policy import load_policy
 
         path = self.settings.policy_path
         try:

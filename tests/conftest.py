@@ -72,8 +72,8 @@ def pitcrew_env(
 ) -> Iterator[Path]:
     """pitcrew configured against Azurite (tables unique to the test) with a webhook channel
     pointing at `receiver`. Yields the policy file path."""
+    from pitcrew.bootstrap import reset_services
     from pitcrew.runtime import reset_runtime
-    from pitcrew.services import reset_services
 
     policy = tmp_path / "pitcrew.yaml"
     policy.write_text(

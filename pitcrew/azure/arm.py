@@ -10,13 +10,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote_plus
 
-from pitcrew.rotation.ports import CredentialRejected
+from pitcrew.registry import Registry
+from pitcrew.rotation.ports import CredentialProvider, CredentialRejected
 
 if TYPE_CHECKING:
     from azure.core.credentials import AzureNamedKeyCredential
@@ -33,17 +36,17 @@ class ResourceId:
 
     @classmethod
     def parse(cls, resource_id: str) -> ResourceId:
-        parts = resource_id.strip().strip("/").split("/")
-        lowered = [p.lower() for p in parts]
-        try:
-            subscription = parts[lowered.index("subscriptions") + 1]
-            group = parts[lowered.index("resourcegroups") + 1]
-            provider_at = lowered.index("providers") + 2
-        except (ValueError, IndexError):
-            raise ValueError(f"{resource_id!r} is not an ARM resource id") from None
-        tail = parts[provider_at:]
-        names = {tail[i].lower(): tail[i + 1] for i in range(0, len(tail) - 1, 2)}
-        return cls(subscription, group, names, resource_id)
+        # azure-mgmt-core comes with every management SDK; loaded on first use (cold start).
+        from azure.mgmt.core.tools import parse_resource_id
+
+        parts = parse_resource_id("/" + resource_id.strip().strip("/"))
+        if not parts.get("subscription") or not parts.get("resource_group") \
+                or not parts.get("type") or not parts.get("name"):
+            raise ValueError(f"{resource_id!r} is not an ARM resource id")
+        names = {str(parts["type"]).lower(): str(parts["name"])}
+        for n in range(1, int(parts.get("last_child_num") or 0) + 1):
+            names[str(parts[f"child_type_{n}"]).lower()] = str(parts[f"child_name_{n}"])
+        return cls(str(parts["subscription"]), str(parts["resource_group"]), names, resource_id)
 
     def name(self, segment: str) -> str | None:
         return self.names.get(segment.lower())
@@ -51,6 +54,19 @@ class ResourceId:
     @property
     def rule(self) -> str:
         return self.names["authorizationrules"]
+
+
+def resource_kind(resource_id: str) -> tuple[str, str, str] | None:
+    """(provider namespace, top-level type, final type) of an ARM id, lower-cased; None when
+    it is not a valid ARM resource id."""
+    # azure-mgmt-core comes with every management SDK; loaded on first use (cold start).
+    from azure.mgmt.core.tools import is_valid_resource_id, parse_resource_id
+
+    if not resource_id or not is_valid_resource_id(resource_id):
+        return None
+    parts = parse_resource_id(resource_id)
+    return (str(parts.get("namespace", "")).lower(), str(parts.get("type", "")).lower(),
+            str(parts.get("resource_type", "")).lower())
 
 
 def _rejected(service: str, status: int) -> CredentialRejected:
@@ -73,9 +89,7 @@ class DataPlane:
         self.timeout = timeout
 
     def _get(self, url: str, headers: dict[str, str]) -> int:
-        import ssl
-
-        import httpx
+        import httpx  # on first use (cold start)
 
         verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=self.verify) if isinstance(self.verify, str)
@@ -160,7 +174,7 @@ class DataPlane:
         always empty there (Listen) and an empty batch, refused after the claim check (Send).
         Those REST forms are never used against Azure: there a peek-lock would lock a message and
         a REST send would send."""
-        from azure.core.credentials import AzureNamedKeyCredential
+        from azure.core.credentials import AzureNamedKeyCredential  # SDK on first use (cold start)
 
         label = "Event Hubs" if service == "eventhubs" else "Service Bus"
         right = sas_test_right(service, entity, entity_kind, rights)
@@ -182,9 +196,7 @@ class DataPlane:
 
     def _sas_over_https(self, service: str, namespace: str, entity: str | None,
                         credential: AzureNamedKeyCredential, right: str, label: str) -> None:
-        import ssl
-
-        import httpx
+        import httpx  # on first use (cold start)
 
         base = self.namespace_url(service, namespace)
         audience = f"{base}/{entity}" if entity else base
@@ -212,7 +224,7 @@ class DataPlane:
 
     def _servicebus_amqp(self, namespace: str, entity: str, entity_kind: str | None,
                          credential: AzureNamedKeyCredential, right: str) -> None:
-        from azure.servicebus import ServiceBusClient
+        from azure.servicebus import ServiceBusClient  # SDK on first use (cold start)
         from azure.servicebus.exceptions import (
             ServiceBusAuthenticationError,
             ServiceBusAuthorizationError,
@@ -283,7 +295,21 @@ def sas_test_right(service: str, entity: str | None, entity_kind: str | None,
                      f"(rights: {sorted(have) or 'none'}); a topic's Listen needs a subscription")
 
 
+ProviderFactory = Callable[[ClientFactory, DataPlane], CredentialProvider]
+# Dual-key strategy name -> the provider class that serves it.
+PROVIDERS: Registry[ProviderFactory] = Registry("credential provider")
+_P = TypeVar("_P", bound="_ArmProvider")
+
+
+def _registered(cls: type[_P]) -> type[_P]:
+    """Register a provider class under its strategy name."""
+    PROVIDERS.add(cls.strategy, cls)  # type: ignore[arg-type]  # each subclass is a provider
+    return cls
+
+
 class _ArmProvider:
+    strategy = ""
+    key_slots: tuple[str, str] = ("", "")
     module = ""
     client_class = ""
 
@@ -295,6 +321,7 @@ class _ArmProvider:
         return self._client_for(self.module, self.client_class, rid.subscription)
 
 
+@_registered
 class CosmosKeys(_ArmProvider):
     strategy = "cosmos-keys"
     key_slots = ("primaryMasterKey", "secondaryMasterKey")
@@ -322,6 +349,7 @@ class CosmosKeys(_ArmProvider):
                                      value)
 
 
+@_registered
 class StorageKeys(_ArmProvider):
     strategy = "storage-keys"
     key_slots = ("key1", "key2")
@@ -382,8 +410,6 @@ class _RuleKeys(_ArmProvider):
         return {"primaryKey": keys.primary_key, "secondaryKey": keys.secondary_key}
 
     def regenerate(self, resource_id: str, slot: str) -> None:
-        import importlib
-
         models = importlib.import_module(f"{self.module}.models")
         operations, args = self._operations(ResourceId.parse(resource_id))
         key_type = "PrimaryKey" if slot == "primaryKey" else "SecondaryKey"
@@ -396,6 +422,7 @@ class _RuleKeys(_ArmProvider):
                                   entity_kind=self._entity_kind(rid))
 
 
+@_registered
 class ServiceBusKeys(_RuleKeys):
     strategy = "servicebus-keys"
     module, client_class = "azure.mgmt.servicebus", "ServiceBusManagementClient"
@@ -403,6 +430,7 @@ class ServiceBusKeys(_RuleKeys):
     entity_segments = (("queues", "queues"), ("topics", "topics"))
 
 
+@_registered
 class EventHubsKeys(_RuleKeys):
     strategy = "eventhubs-keys"
     module, client_class = "azure.mgmt.eventhub", "EventHubManagementClient"
@@ -433,7 +461,7 @@ class SiteRestarts:
     def refresh_references(self, site_id: str) -> None:
         """POST {site}/config/configreferences/appsettings/refresh: App Service re-resolves the
         site's Key Vault references now (a restart alone does not reliably do it)."""
-        from azure.core.exceptions import HttpResponseError
+        from azure.core.exceptions import HttpResponseError  # SDK on first use (cold start)
         from azure.core.rest import HttpRequest
 
         rid = ResourceId.parse(site_id)
@@ -446,6 +474,6 @@ class SiteRestarts:
             raise HttpResponseError(response=response)
 
 
-def providers(client_for: ClientFactory, data_plane: DataPlane) -> dict[str, Any]:
-    return {p.strategy: p(client_for, data_plane)
-            for p in (CosmosKeys, StorageKeys, ServiceBusKeys, EventHubsKeys)}
+def providers(client_for: ClientFactory, data_plane: DataPlane) -> dict[str, CredentialProvider]:
+    """One provider of each registered dual-key strategy."""
+    return {name: make(client_for, data_plane) for name, make in PROVIDERS.items()}

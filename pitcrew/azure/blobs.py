@@ -27,7 +27,7 @@ class BlobBodyStore:
 
     def _ensure(self) -> None:
         if not self._created:
-            from azure.core.exceptions import ResourceExistsError
+            from azure.core.exceptions import ResourceExistsError  # SDK on first use (cold start)
 
             with contextlib.suppress(ResourceExistsError):
                 self._container.create_container()
@@ -49,7 +49,7 @@ class BlobBodyStore:
         return list(self._pool.map(self.get, names))
 
     def delete(self, name: str) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
         with contextlib.suppress(ResourceNotFoundError):
             self._container.delete_blob(name)
@@ -68,7 +68,7 @@ class EventGridDeadletterSource:
 
     def receive(self, max_messages: int) -> Iterator[list[Captured]]:
         """One list of Captured per blob; the last Captured of a blob settles the blob."""
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
         seen = 0
         try:
@@ -136,7 +136,7 @@ class EventGridDeadletterSource:
         return captured
 
     def _delete(self, blob_name: str) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
         with contextlib.suppress(ResourceNotFoundError):
             self._container.delete_blob(blob_name)

@@ -13,7 +13,7 @@ class EventGridPublisher:
         self._client = client
 
     def publish(self, event: Mapping[str, Any]) -> None:
-        from azure.core.messaging import CloudEvent
+        from azure.core.messaging import CloudEvent  # SDK on first use (cold start)
 
         cloud_event = CloudEvent(
             source=event["source"],

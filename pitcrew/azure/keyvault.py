@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from pitcrew.errors import ConfigurationError
 from pitcrew.rotation.ports import SecretVersion, VaultUnavailable
 
 # The built-in role that grants every operation pitcrew performs on secrets (get, set, update).
@@ -95,14 +96,12 @@ class KeyVaultSecretStore:
     @contextmanager
     def _access(self, vault: str, operation: str, name: str) -> Iterator[None]:
         """Turn 'cannot reach / may not use this vault' into VaultUnavailable."""
-        from azure.core.exceptions import (
+        from azure.core.exceptions import (  # SDK on first use (cold start)
             ClientAuthenticationError,
             HttpResponseError,
             ResourceNotFoundError,
             ServiceRequestError,
         )
-
-        from pitcrew.runtime import ConfigurationError
 
         try:
             yield
@@ -171,7 +170,7 @@ class KeyVaultSecretStore:
 
     def versions(self, vault: str, name: str) -> list[SecretVersion]:
         """Every version's properties (no values), in the order Key Vault lists them."""
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
         with self._access(vault, "list", name):
             try:

@@ -38,7 +38,7 @@ class PoisonQueueSource:
         self._account = getattr(service, "account_name", "") or ""
 
     def receive(self, max_messages: int) -> Iterator[list[Captured]]:
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
         taken = 0
         while taken < max_messages:
@@ -75,7 +75,7 @@ class PoisonQueueSource:
         return Captured(message, body, settle=lambda: self._delete(raw.id, pop))
 
     def _delete(self, message_id: str, pop_receipt: str) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
         with contextlib.suppress(ResourceNotFoundError):  # already deleted: settled before
             self._client.delete_message(message_id, pop_receipt)
@@ -95,7 +95,7 @@ class QueueSender:
 
     def _ensure(self) -> None:
         if not self._ensured:
-            from azure.core.exceptions import ResourceExistsError
+            from azure.core.exceptions import ResourceExistsError  # SDK on first use (cold start)
 
             with contextlib.suppress(ResourceExistsError):
                 self._client.create_queue()
@@ -127,11 +127,16 @@ def _text(body: bytes) -> str:
 
 
 def enqueue_replay_job(service: Any, job_id: str, *, delay: float = 0) -> None:
-    """Wake the `run_replay_job` trigger (base64, the queue trigger's default encoding), now or
-    after `delay` seconds (the message stays invisible until then)."""
-    from azure.core.exceptions import ResourceExistsError
+    """Wake the `run_replay_job` trigger, now or after `delay` seconds."""
+    enqueue_job(service, REPLAY_JOBS_QUEUE, job_id, delay=delay)
 
-    client = service.get_queue_client(REPLAY_JOBS_QUEUE)
+
+def enqueue_job(service: Any, queue: str, job_id: str, *, delay: float = 0) -> None:
+    """Wake a queue trigger with a job id (base64, the trigger's default encoding), now or
+    after `delay` seconds (the message stays invisible until then)."""
+    from azure.core.exceptions import ResourceExistsError  # SDK on first use (cold start)
+
+    client = service.get_queue_client(queue)
     with contextlib.suppress(ResourceExistsError):
         client.create_queue()
     wait = max(0, math.ceil(delay))

@@ -31,7 +31,7 @@ class ServiceBusDeadletterSource:
         self._entity = entity
 
     def _receiver(self) -> Any:
-        from azure.servicebus import ServiceBusReceiveMode, ServiceBusSubQueue
+        from azure.servicebus import ServiceBusReceiveMode, ServiceBusSubQueue  # lazy (cold start)
 
         options = {"sub_queue": ServiceBusSubQueue.DEAD_LETTER,
                    "receive_mode": ServiceBusReceiveMode.PEEK_LOCK, "prefetch_count": 0}
@@ -88,7 +88,7 @@ class ServiceBusDeadletterSource:
 
 def message_body(raw: Any) -> tuple[bytes, str]:
     """The body as bytes; AMQP value and sequence bodies are kept as JSON and flagged."""
-    from azure.servicebus.amqp import AmqpMessageBodyType
+    from azure.servicebus.amqp import AmqpMessageBodyType  # SDK on first use (cold start)
 
     kind = getattr(raw, "body_type", AmqpMessageBodyType.DATA)
     if kind == AmqpMessageBodyType.DATA:
@@ -112,7 +112,7 @@ class ServiceBusSender:
                         else client.get_queue_sender(queue_name=entity))
 
     def send_batch(self, items: Sequence[Any]) -> None:
-        from azure.servicebus.exceptions import MessageSizeExceededError
+        from azure.servicebus.exceptions import MessageSizeExceededError  # lazy (cold start)
 
         batch = self._sender.create_message_batch()
         for item in items:
@@ -133,7 +133,7 @@ class ServiceBusSender:
 
 
 def build_message(item: Any) -> Any:
-    from azure.servicebus import ServiceBusMessage
+    from azure.servicebus import ServiceBusMessage  # SDK on first use (cold start)
 
     props = item.properties
     ttl = props.get("time_to_live")

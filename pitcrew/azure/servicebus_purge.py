@@ -24,7 +24,7 @@ def delete_deadletters(client: Any, *, queue: str | None, topic: str | None,
                        max_messages: int) -> int:
     """Complete the dead-lettered messages with these sequence numbers; look at no more than
     `max_messages`. Returns how many were deleted."""
-    from azure.servicebus import ServiceBusReceiveMode, ServiceBusSubQueue
+    from azure.servicebus import ServiceBusReceiveMode, ServiceBusSubQueue  # lazy (cold start)
 
     wanted = set(sequence_numbers)
     if not wanted:

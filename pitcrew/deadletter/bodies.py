@@ -15,6 +15,8 @@ import json
 import re
 from typing import Any
 
+from pitcrew.events import json_depth
+
 PREVIEW_CHARS = 120
 HEX_PREVIEW_BYTES = 256
 MAX_JSON_DEPTH = 64
@@ -51,8 +53,6 @@ def _json(text: str) -> Any:
     stripped = text.strip()
     if not stripped or stripped[0] not in "[{":
         return None
-    from pitcrew.events import json_depth
-
     if json_depth(stripped.encode("utf-8", "surrogatepass"), limit=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         return None
     try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from hashlib import sha256
 
+from pitcrew.errors import InvalidInput
+
 _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"),
      "<time>"),
@@ -48,7 +50,5 @@ def message_id(group: str, source_key: str) -> str:
 def group_of(message_id: str) -> str:
     group, sep, rest = message_id.partition("-")
     if not sep or len(group) != 12 or not rest:
-        from pitcrew.errors import InvalidInput
-
         raise InvalidInput("message", f"{message_id[:80]!r} is not a failed-message id")
     return group

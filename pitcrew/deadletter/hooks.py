@@ -1,29 +1,20 @@
-"""How events and alerts start an ingest: registered with pitcrew.intake."""
+"""How events and alerts start an ingest (intake's handlers call these)."""
 
 from __future__ import annotations
 
 import logging
 
-from pitcrew.deadletter.events import (
-    DeadletterAvailable,
-    deadletter_alert_entities,
-    is_servicebus_deadletter_event,
-    servicebus_deadletter_event,
-)
+from pitcrew.bootstrap import Services
+from pitcrew.deadletter.events import DeadletterAvailable, deadletter_alert_entities
+from pitcrew.deadletter.ingest import ingest_source, sources_for_entity
 from pitcrew.events import AlertEvent
-from pitcrew.intake import handles
-from pitcrew.services import Services
 
 log = logging.getLogger(__name__)
 
 
-@handles(is_servicebus_deadletter_event, parse=servicebus_deadletter_event)
 def handle_servicebus_deadletter(event: DeadletterAvailable, services: Services) -> str:
     """Ingest the entity's dead-letter queue. Raises (the platform retries) if it fails."""
-    from pitcrew.deadletter.ingest import ingest_source, sources_for_entity
-    from pitcrew.deadletter.service import get_deadletter
-
-    dl = get_deadletter(services)
+    dl = services.deadletter
     path = event.queue or f"{event.topic}/subscriptions/{event.subscription}"
     configs = sources_for_entity(dl, event.namespace, path)
     if not configs:
@@ -37,14 +28,11 @@ def handle_servicebus_deadletter(event: DeadletterAvailable, services: Services)
 def ingest_for_alert(alert: AlertEvent, services: Services) -> list[str]:
     """A firing dead-letter depth alert also ingests the entity it names. A failure is logged
     and left to the scan timer: the messages stay at their source, nothing is lost."""
-    from pitcrew.deadletter.ingest import ingest_source, sources_for_entity
-    from pitcrew.deadletter.service import get_deadletter
-
     done: list[str] = []
     pairs = deadletter_alert_entities(alert)
     if not pairs:
         return done
-    dl = get_deadletter(services)
+    dl = services.deadletter
     for namespace, entity in pairs:
         for config in sources_for_entity(dl, namespace, entity):
             try:

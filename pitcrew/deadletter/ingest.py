@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pitcrew.audit import AuditRecord, app_identity
-from pitcrew.deadletter.model import Captured, utcnow
-from pitcrew.deadletter.service import DeadletterServices, SourceConfig
-from pitcrew.deadletter.store import Arrival, Group
+from pitcrew.deadletter.model import Arrival, Captured, Group, NotFound, utcnow
+from pitcrew.deadletter.notices import group_notification
+from pitcrew.deadletter.policy import ServiceBusSource
+from pitcrew.deadletter.ports import DeadletterServices, SourceConfig
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def ingest_source(dl: DeadletterServices, config: SourceConfig,
             on_batch(report)
     if report.received:
         log.info("dead-letter ingest %s: %s", config.name, report.to_dict())
-        dl.services.audit.append(AuditRecord(
+        dl.audit.append(AuditRecord(
             actor=app_identity(), action="dlq.ingest", target=config.entity,
             outcome="succeeded", correlation_id=config.name, details=report.to_dict()))
     return report
@@ -106,8 +107,6 @@ def _settle(captured: Captured) -> Exception | None:
 
 
 def _group_exists(dl: DeadletterServices, group_id: str) -> bool:
-    from pitcrew.deadletter.store import NotFound
-
     try:
         dl.store.group(group_id)
     except NotFound:
@@ -117,14 +116,12 @@ def _group_exists(dl: DeadletterServices, group_id: str) -> bool:
 
 def notify_due(dl: DeadletterServices, group: Group, arrival: Arrival | None = None) -> list[str]:
     """Send the group's pending notification (new group or highest threshold crossed) once."""
-    from pitcrew.deadletter.notices import group_notification
-
     if group.notice_level <= group.notice_sent:
         return []
     notification = group_notification(group, group.notice_level, dl.policy)
-    dispatch = dl.services.router.send(notification)
+    dispatch = dl.router.send(notification)
     dl.store.mark_notice_sent(group, group.notice_level)
-    dl.services.audit.append(AuditRecord(
+    dl.audit.append(AuditRecord(
         actor=app_identity(), action="notify.deadletter", target=group.entity,
         outcome=dispatch.outcome,  # type: ignore[arg-type]
         correlation_id=group.id,
@@ -162,8 +159,6 @@ def notify_pending(dl: DeadletterServices) -> None:
 
 def sources_for_entity(dl: DeadletterServices, namespace: str, entity: str) -> list[SourceConfig]:
     """Configured Service Bus sources for a namespace and a queue, topic or subscription path."""
-    from pitcrew.deadletter.policy import ServiceBusSource
-
     found: list[SourceConfig] = []
     for config in dl.policy.sources:
         if not isinstance(config, ServiceBusSource):

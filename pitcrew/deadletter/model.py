@@ -6,10 +6,18 @@ import base64
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
+from pitcrew.errors import InvalidInput, RetryLater
+from pitcrew.state import utcnow
+
 Status = Literal["failed", "replaying", "replayed", "archived", "superseded"]
+STATUSES = ("failed", "replaying", "replayed", "archived", "superseded")
+# Rows one filtered page examines at most when the filter reads what Table storage cannot
+# (text in a body or description, an application property): the page may then come back short,
+# with a continuation to go on from where it stopped.
+SCAN_BUDGET = 5000
 SourceKind = Literal["storage-queue", "servicebus", "eventgrid-blob"]
 
 # Service Bus puts these on a dead-lettered message; a replay must not carry them back.
@@ -27,10 +35,6 @@ SYSTEM_PROPERTIES = (
     "message_id", "correlation_id", "subject", "content_type", "session_id", "partition_key",
     "reply_to", "reply_to_session_id", "to", "time_to_live",
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -174,8 +178,6 @@ def decode_properties(encoded: list[list[Any]]) -> dict[str, Any]:
 
 def plain_properties(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Application properties given as JSON by an operator (edit): strings, numbers, booleans."""
-    from pitcrew.errors import InvalidInput
-
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if not isinstance(key, str) or not key:
@@ -185,3 +187,116 @@ def plain_properties(raw: Mapping[str, Any]) -> dict[str, Any]:
                                "must be a string, number, boolean or null")
         out[key] = value
     return out
+
+
+@dataclass
+class Target:
+    """Where a replay goes: a storage queue or a Service Bus entity, and how to reach it."""
+
+    kind: str
+    name: str  # queue name, or `<queue>` / `topics/<topic>` for Service Bus
+    namespace: str = ""
+    connection: str | None = None
+    subscription: str | None = None  # replaying a subscription's dead letters to its topic
+
+    @property
+    def label(self) -> str:
+        if self.kind == "queue":
+            return f"queue:{self.name}"
+        return f"servicebus:{self.namespace.split('.', 1)[0]}/{self.name}"
+
+
+def parse_target(text: str) -> Target:
+    """'queue:<name>[@<connection>]' or 'servicebus:<namespace>/<queue>|topics/<topic>[@<conn>]'."""
+    raw, _, connection = text.strip().partition("@")
+    kind, _, rest = raw.partition(":")
+    if kind == "queue" and rest:
+        return Target("queue", rest, connection=connection or "AzureWebJobsStorage")
+    if kind == "servicebus" and "/" in rest:
+        namespace, _, entity = rest.partition("/")
+        if entity:
+            return Target("servicebus", entity, namespace=namespace, connection=connection or None)
+    raise InvalidInput("target", f"{text[:100]!r} must be 'queue:<name>', "
+                       "'servicebus:<namespace>/<queue>' or "
+                       "'servicebus:<namespace>/topics/<topic>'")
+
+
+class NotFound(InvalidInput):
+    def __init__(self, what: str, ident: str) -> None:
+        super().__init__(what, f"{ident[:80]!r} was not found")
+
+
+class StaleMessage(RetryLater):
+    """Another writer changed the message since it was read."""
+
+
+@dataclass
+class Group:
+    id: str
+    source: str
+    entity: str
+    cause: str
+    reason: str
+    description: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    notice_level: int = 0
+    notice_sent: int = 0
+    etag: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "source": self.source, "entity": self.entity, "cause": self.cause,
+            "sampleReason": self.reason, "sampleDescription": self.description,
+            "count": self.count, "firstSeen": self.first_seen.isoformat(),
+            "lastSeen": self.last_seen.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """Which of a group's messages a listing wants. Status and ingest time are asked of the
+    store's query; text (in the reason, description or decoded body, case-insensitive) and
+    application properties are checked here, within SCAN_BUDGET rows per page."""
+
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str | None = None
+    properties: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def reads_rows(self) -> bool:
+        return bool(self.text or self.properties)
+
+    def metadata_match(self, m: FailedMessage) -> bool | None:
+        """False: excluded; True: included; None: only the body can tell (text search)."""
+        for key, wanted in self.properties:
+            if key not in m.application_properties or \
+                    property_text(m.application_properties[key]) != wanted:
+                return False
+        if not self.text:
+            return True
+        needle = self.text.casefold()
+        if needle in m.reason.casefold() or needle in m.description.casefold():
+            return True
+        return None
+
+
+def property_text(value: Any) -> str:
+    """An application property as an operator types it: `true`, `3`, `0.5`, `contoso`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """How one ingest changed a group: created it, or moved its count from before to after."""
+
+    group: Group
+    created: bool
+    before: int

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pitcrew.deadletter.model import Group
 from pitcrew.deadletter.policy import DeadletterPolicy
-from pitcrew.deadletter.store import Group
 from pitcrew.links import public_url, safe_link
 from pitcrew.notify.model import Action, Notification
 

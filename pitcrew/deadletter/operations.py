@@ -11,9 +11,8 @@ from typing import Any
 from pitcrew.audit import AuditRecord, app_identity
 from pitcrew.deadletter.bodies import view as body_view
 from pitcrew.deadletter.grouping import message_id as new_message_id
-from pitcrew.deadletter.model import FailedMessage, plain_properties, utcnow
-from pitcrew.deadletter.service import DeadletterServices
-from pitcrew.deadletter.store import MessageFilter
+from pitcrew.deadletter.model import FailedMessage, MessageFilter, plain_properties, utcnow
+from pitcrew.deadletter.ports import DeadletterServices
 from pitcrew.errors import Forbidden, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -27,7 +26,7 @@ def view_message(dl: DeadletterServices, message_id: str, *, actor: str,
     if with_body:
         body = dl.store.body(message_id)
         # Bodies are customer data: who looked at which one is audited, the content never is.
-        dl.services.audit.append(AuditRecord(
+        dl.audit.append(AuditRecord(
             actor=actor, action="dlq.view-body", target=f"dlq-message:{message_id}",
             outcome="succeeded", correlation_id=message.group,
             details={"entity": message.entity, "bodySize": len(body)}))
@@ -79,7 +78,7 @@ def edit_message(dl: DeadletterServices, message_id: str, *, actor: str, body: b
     changed = [name for name, given in (("body", body), ("applicationProperties",
                                                           application_properties))
                if given is not None]
-    dl.services.audit.append(AuditRecord(
+    dl.audit.append(AuditRecord(
         actor=actor, action="dlq.edit", target=f"dlq-message:{original.id}",
         outcome="succeeded", correlation_id=original.group,
         details={"editedAs": edited.id, "changed": changed, "bodySize": len(new_body)}))
@@ -101,7 +100,7 @@ def archive(dl: DeadletterServices, *, actor: str, group: str | None,
               for m in candidates if m.status == "failed"]
     done = dl.store.update_many(wanted)
     result = {"archived": len(done), "skipped": len(candidates) - len(done)}
-    dl.services.audit.append(AuditRecord(
+    dl.audit.append(AuditRecord(
         actor=actor, action="dlq.archive", target=f"dlq-group:{group}" if group else
         f"dlq-messages:{len(ids)}", outcome="succeeded", correlation_id=group or ids[0],
         details={**result, "messages": [m.id for m in done][:100],
@@ -121,7 +120,7 @@ def purge(dl: DeadletterServices) -> dict[str, int]:
                 dl.store.delete(message)
                 purged[status] = purged.get(status, 0) + 1
     if purged:
-        dl.services.audit.append(AuditRecord(
+        dl.audit.append(AuditRecord(
             actor=app_identity(), action="dlq.purge", target="dlq-store", outcome="succeeded",
             correlation_id=cutoff.isoformat(),
             details={"purged": purged, "retentionDays": dl.policy.retention_days}))

@@ -14,58 +14,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
-
-from pydantic import Field, ValidationError, field_validator, model_validator
 
 from pitcrew.audit import AuditRecord
 from pitcrew.deadletter.model import FailedMessage
-from pitcrew.deadletter.service import DeadletterServices
-from pitcrew.errors import InvalidInput
-from pitcrew.schema import StrictModel
+from pitcrew.deadletter.policy import ServiceBusSource
+from pitcrew.deadletter.ports import DeadletterServices
+from pitcrew.http.models import PurgeRequest
 
 log = logging.getLogger(__name__)
 MAX_PER_REQUEST = 5000
 LISTED = 100
-
-
-class PurgeRequest(StrictModel):
-    """`{"group": G}` or `{"before": "<ISO 8601>"}`, with `"dryRun": true` to only list."""
-
-    group: str | None = Field(default=None, pattern=r"^[0-9a-f]{12}$",
-                              description="A dead-letter group id (12 hex).")
-    before: datetime | None = Field(default=None,
-                                    description="Messages ingested before this time.")
-    dry_run: bool = Field(default=False, alias="dryRun",
-                          description="List what would go; delete nothing.")
-
-    @field_validator("before")
-    @classmethod
-    def _bounded(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        value = value if value.tzinfo else value.replace(tzinfo=UTC)
-        if not 2000 <= value.year <= 2999:
-            raise ValueError("must be a time between the years 2000 and 2999")
-        return value.astimezone(UTC)
-
-    @model_validator(mode="after")
-    def _one_selection(self) -> PurgeRequest:
-        if (self.group is None) == (self.before is None):
-            raise ValueError("give exactly one of 'group' or 'before'")
-        return self
-
-    @classmethod
-    def parse(cls, body: Any) -> PurgeRequest:
-        if not isinstance(body, dict):
-            raise InvalidInput("body", "must be a JSON object")
-        try:
-            return cls.model_validate(body)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(p) for p in error["loc"]) or "body"
-            raise InvalidInput(where, error["msg"]) from None
 
 
 def purge_now(dl: DeadletterServices, request: PurgeRequest, actor: str) -> dict[str, Any]:
@@ -94,7 +53,7 @@ def purge_now(dl: DeadletterServices, request: PurgeRequest, actor: str) -> dict
         "messages": [_listed(m) for m in chosen[:LISTED]],
     }
     if request.dry_run:
-        dl.services.audit.append(AuditRecord(
+        dl.audit.append(AuditRecord(
             actor=actor, action="dlq.purge.now", target=_target(request), outcome="planned",
             correlation_id=request.group or str(selection["before"]),
             details={"count": len(chosen), "skipped": skipped, "more": more,
@@ -108,7 +67,7 @@ def purge_now(dl: DeadletterServices, request: PurgeRequest, actor: str) -> dict
         store.delete_group(request.group)
         result["groupDeleted"] = True
     result.update(purged=len(chosen), brokerDeleted=broker)
-    dl.services.audit.append(AuditRecord(
+    dl.audit.append(AuditRecord(
         actor=actor, action="dlq.purge.now", target=_target(request), outcome="succeeded",
         correlation_id=request.group or str(selection["before"]),
         details={"purged": len(chosen), "skipped": skipped, "more": more,
@@ -138,8 +97,6 @@ def _listed(m: FailedMessage) -> dict[str, Any]:
 def _delete_broker_copies(dl: DeadletterServices, messages: list[FailedMessage]) -> int:
     """Complete, in each Service Bus dead-letter queue, the messages being purged that are still
     there. A source no longer in the policy is left alone (pitcrew no longer reads it)."""
-    from pitcrew.deadletter.policy import ServiceBusSource
-
     by_source: dict[str, set[int]] = {}
     for m in messages:
         if m.source_kind == "servicebus" and m.sequence_number is not None:
@@ -152,11 +109,6 @@ def _delete_broker_copies(dl: DeadletterServices, messages: list[FailedMessage])
             continue
         if not isinstance(config, ServiceBusSource):
             continue
-        from pitcrew.azure.servicebus_purge import delete_deadletters
-
-        client = dl.runtime.servicebus(config.namespace, config.connection)
-        deleted += delete_deadletters(
-            client, queue=config.queue, topic=config.topic, subscription=config.subscription,
-            sequence_numbers=numbers, max_messages=max(dl.policy.scan_max_messages,
-                                                       len(numbers)))
+        deleted += dl.brokers.delete_deadletters(
+            config, numbers, max_messages=max(dl.policy.scan_max_messages, len(numbers)))
     return deleted

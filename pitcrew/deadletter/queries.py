@@ -1,23 +1,22 @@
 """Query parameters of the dead-letter list routes, checked before any storage round trip, and
 the paged listing of replay and scan jobs.
 
-Every list answers `{"<items>": [...], "continuation": token | null}` (pitcrew.paging). Ids,
+Every list answers `{"<items>": [...], "continuation": token | null}` (pitcrew.http.paging). Ids,
 times, text and property filters are bounded and refused with a 400 naming the parameter:
 a caller never gets a 500 or a slow answer out of a hostile query.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from pitcrew.deadletter.store import STATUSES, MessageFilter, row_etag
+from pitcrew.deadletter.model import STATUSES, MessageFilter
 from pitcrew.errors import InvalidInput
-from pitcrew.paging import Page, encode_token, query_page, token_param
-from pitcrew.state import RunRecord, table_key
+from pitcrew.http.paging import Page, token_param
+from pitcrew.ports import StateStore
+from pitcrew.state import RunRecord
 
 GROUP_ID = re.compile(r"^[0-9a-f]{12}$")
 MESSAGE_ID = re.compile(r"^[0-9a-f]{12}-[0-9a-f]{20}$")
@@ -139,33 +138,15 @@ def message_filter(query: Mapping[str, str]) -> MessageFilter:
 # ------------------------------------------------------------------ job listings
 
 
-def jobs_page(runs: Any, kind: str, query: Mapping[str, str], *, limit: int,
+def jobs_page(state: StateStore, kind: str, query: Mapping[str, str], *, limit: int,
               statuses: tuple[str, ...]) -> Page[RunRecord]:
     """Jobs of `kind` requested within [since, until) (default: the last 30 days), oldest
-    first: a job id starts with its request time, so the range is a RowKey range."""
+    first: a job id starts with its request time, so the range is an id range."""
     since, until = time_range(query, default_span=JOBS_DEFAULT_SPAN)
     assert since is not None and until is not None
     status = (query.get("status") or "").strip() or None
     if status is not None and status not in statuses:
         raise InvalidInput("status", f"must be one of {', '.join(statuses)}")
     after = after_param(query, JOB_ID)
-    params: dict[str, Any] = {"pk": table_key(kind), "from": f"{since:%Y%m%d%H%M%S}",
-                              "to": f"{until:%Y%m%d%H%M%S}"}
-    filt = "PartitionKey eq @pk and RowKey ge @from and RowKey lt @to"
-    if after is not None:
-        filt += " and RowKey gt @after"
-        params["after"] = after
-    if status is not None:
-        filt += " and Status eq @status"
-        params["status"] = status
-    page = query_page(runs, filt, limit=limit, parameters=params)
-    items = [_run(row) for row in page.items]
-    more = page.continuation is not None and bool(items)
-    return Page(items, encode_token({"after": items[-1].run_id}) if more else None)
-
-
-def _run(row: Any) -> RunRecord:
-    return RunRecord(kind=row["PartitionKey"], run_id=row.get("RunId") or row["RowKey"],
-                     step=row["Step"], status=row["Status"],
-                     data=json.loads(row.get("Data") or "{}"), created_at=row["CreatedAt"],
-                     updated_at=row["UpdatedAt"], etag=row_etag(row))
+    return state.runs_between(kind, f"{since:%Y%m%d%H%M%S}", f"{until:%Y%m%d%H%M%S}",
+                              limit=limit, status=status, after=after)

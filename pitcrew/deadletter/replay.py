@@ -45,17 +45,19 @@ from pitcrew.deadletter.model import (
     REPLAY_ATTEMPT,
     REPLAY_OF,
     FailedMessage,
+    NotFound,
+    Target,
     utcnow,
 )
-from pitcrew.deadletter.service import DeadletterServices, Sender, Target
-from pitcrew.deadletter.targets import MAX_TARGET_TEXT, ReplayTargets, TargetRefused
-from pitcrew.errors import InvalidInput, RetryLater
+from pitcrew.deadletter.ports import DeadletterServices, Sender
+from pitcrew.deadletter.targets import ReplayTargets, TargetRefused
+from pitcrew.errors import ConfigurationError, InvalidInput, RetryLater
+from pitcrew.http.models import ReplayRequest
 from pitcrew.state import RunRecord, StaleRun
 
 log = logging.getLogger(__name__)
 
 KIND = "dlq-replay"
-MAX_IDS = 500
 LEASE = timedelta(seconds=30)  # a running job's lease; its heartbeat renews it
 HEARTBEAT = 10.0  # seconds between renewals while a job runs
 QUEUED_STALE = timedelta(seconds=60)  # a queued job nobody picked up this long is re-enqueued
@@ -113,47 +115,6 @@ class TokenBucket:
 # --------------------------------------------------------------------------- requests
 
 
-@dataclass(frozen=True)
-class ReplayRequest:
-    actor: str
-    group: str | None = None
-    ids: tuple[str, ...] = ()
-    target: str | None = None
-    rate: float | None = None
-    batch_size: int | None = None
-    message_id: str | None = None
-    dry_run: bool = False
-
-    @classmethod
-    def from_json(cls, body: Any, actor: str) -> ReplayRequest:
-        if not isinstance(body, dict):
-            raise InvalidInput("body", "must be a JSON object")
-        group, ids = body.get("group"), body.get("messages") or []
-        if bool(group) == bool(ids):
-            raise InvalidInput("body", "give exactly one of 'group' or 'messages'")
-        if group is not None and not isinstance(group, str):
-            raise InvalidInput("group", "must be a string")
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise InvalidInput("messages", "must be an array of message ids")
-        if len(ids) > MAX_IDS:
-            raise InvalidInput("messages", f"at most {MAX_IDS} ids; replay a group for more")
-        for name, kind in (("rate", (int, float)), ("batchSize", (int,))):
-            value = body.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
-                raise InvalidInput(name, "must be a number")
-        message_id = body.get("messageId")
-        if message_id not in (None, "keep", "new"):
-            raise InvalidInput("messageId", "must be 'keep' or 'new'")
-        target = body.get("target")
-        if target is not None and (not isinstance(target, str) or not target.strip()
-                                   or len(target) > MAX_TARGET_TEXT):
-            raise InvalidInput("target", f"must be a non-empty string of at most "
-                               f"{MAX_TARGET_TEXT} characters")
-        return cls(actor=actor, group=group, ids=tuple(dict.fromkeys(ids)), target=target,
-                   rate=body.get("rate"), batch_size=body.get("batchSize"),
-                   message_id=message_id, dry_run=bool(body.get("dryRun")))
-
-
 def request_replay(dl: DeadletterServices, request: ReplayRequest) -> RunRecord:
     """Persist the job with its frozen selection, audit who asked, wake the worker."""
     policy = dl.policy.replay
@@ -173,7 +134,7 @@ def request_replay(dl: DeadletterServices, request: ReplayRequest) -> RunRecord:
     except TargetRefused as refused:
         # A refused target may be someone probing for a host to hand the app's token to.
         log.warning("replay target refused for %s: %r", request.actor, (request.target or "")[:100])
-        dl.services.audit.append(AuditRecord(
+        dl.audit.append(AuditRecord(
             actor=request.actor, action="dlq.replay.request",
             target=f"dlq-group:{request.group}" if request.group
             else f"dlq-messages:{len(request.ids)}", outcome="failed",
@@ -195,10 +156,10 @@ def request_replay(dl: DeadletterServices, request: ReplayRequest) -> RunRecord:
         "requested": None, "leaseUntil": None, "leaseOwner": None, "heartbeatAt": None,
         "error": None, "sendFailures": 0,
     })
-    created = dl.services.state.create_run(run)
+    created = dl.state.create_run(run)
     if created is None:
         raise RetryLater("a job with this id exists; retry")
-    dl.services.audit.append(AuditRecord(
+    dl.audit.append(AuditRecord(
         actor=request.actor, action="dlq.replay.request", target=_selection_label(selection),
         outcome="planned" if request.dry_run else "queued", correlation_id=job_id,
         details={"target": target or "original", "rate": rate, "batchSize": batch,
@@ -218,8 +179,6 @@ def check_targets(dl: DeadletterServices, requested: str | None, sources: set[st
     """The job's target label (None: each message's own), refused unless the policy allows it
     for every source in the selection; and each target's connection must be configured. A
     refusal is a 400 that names the allowed targets."""
-    from pitcrew.runtime import ConfigurationError
-
     targets = ReplayTargets(dl)
     label = targets.label_of(requested, sources) if requested else None
     for source in sorted(sources):
@@ -300,10 +259,10 @@ def control_job(dl: DeadletterServices, job_id: str, action: str, actor: str) ->
         else:
             run.data["requested"] = action
         try:
-            dl.services.state.save_run(run)
+            dl.state.save_run(run)
         except StaleRun:
             continue
-        dl.services.audit.append(AuditRecord(
+        dl.audit.append(AuditRecord(
             actor=actor, action=f"dlq.replay.{action}", target=_selection_label(
                 run.data["selection"]), outcome="succeeded", correlation_id=job_id,
             details={"status": run.status}))
@@ -314,7 +273,7 @@ def control_job(dl: DeadletterServices, job_id: str, action: str, actor: str) ->
 
 
 def get_job(dl: DeadletterServices, job_id: str) -> RunRecord:
-    run = dl.services.state.get_run(KIND, job_id)
+    run = dl.state.get_run(KIND, job_id)
     if run is None:
         raise InvalidInput("job", f"{job_id[:60]!r} was not found")
     return run
@@ -350,7 +309,7 @@ class ReplayWorker:
     # trigger re-enqueues), "busy" (another worker holds the lease), "done" (no such job). A
     # retryable send failure raises RetryLater instead (the platform retries the message).
     def run(self) -> str:
-        state = self.dl.services.state
+        state = self.dl.state
         run = state.get_run(KIND, self.job_id)
         if run is None:
             log.warning("replay job %s does not exist; nothing to do", self.job_id)
@@ -407,8 +366,6 @@ class ReplayWorker:
 
     def _selection(self, run: RunRecord, after: Any) -> Iterator[tuple[Any, FailedMessage | None]]:
         """(cursor, message) in selection order, after the cursor; None: the id is gone."""
-        from pitcrew.deadletter.store import NotFound
-
         selection = run.data["selection"]
         store = self.dl.store
         if selection.get("group"):
@@ -504,8 +461,6 @@ class ReplayWorker:
 
     def _send_chunk(self, run: RunRecord, chunk: list[FailedMessage],
                     targets: dict[str, Target], tally: _Tally) -> None:
-        from pitcrew.runtime import ConfigurationError
-
         store = self.dl.store
         in_doubt = [m for m in chunk if m.status == "replaying"]
         senders: dict[str, Sender] = {}
@@ -583,8 +538,6 @@ class ReplayWorker:
     def _release(self, messages: list[FailedMessage]) -> list[FailedMessage]:
         """A job that gives up hands its in-doubt messages back as failed, marked (the failed
         send may have reached the broker)."""
-        from pitcrew.deadletter.store import NotFound
-
         fresh = []
         for message in messages:
             try:
@@ -618,7 +571,7 @@ class ReplayWorker:
         """Save the job in place, renewing the lease while it runs. A pause or cancel an
         operator asked for is honoured between batches (`apply_requests`). If another worker
         took the job over, stop (_LostLease)."""
-        state = self.dl.services.state
+        state = self.dl.state
         for _ in range(10):
             if apply_requests and run.status == "running":
                 requested = run.data.get("requested")
@@ -664,7 +617,7 @@ class ReplayWorker:
             data["total"] = _done(counts)
         run.status, run.step = status, "done"
         self._save(run, lease=False)
-        self.dl.services.audit.append(AuditRecord(
+        self.dl.audit.append(AuditRecord(
             actor=data["actor"], action="dlq.replay", target=_selection_label(data["selection"]),
             outcome=("planned" if data["dryRun"] else
                      "succeeded" if run.status == "succeeded" else "failed"),
@@ -764,13 +717,10 @@ def resume_jobs(dl: DeadletterServices) -> list[str]:
     delivered just after its lease ends, so a worker that dies between two ticks is replaced
     within a minute, not at the tick after next. A live worker renews its lease first, and the
     check finds it busy. Returns the jobs resumed now."""
-    from pitcrew.azure.queues import enqueue_replay_job
-
     now = utcnow()
     resumed: list[str] = []
-    queue = dl.runtime.storage_service("queue")
     for status in ("running", "queued"):
-        for run in dl.services.state.list_runs(KIND, status=status):
+        for run in dl.state.list_runs(KIND, status=status):
             if is_stale(run, now):
                 log.warning("replay job %s has no live worker; resuming it", run.run_id)
                 dl.enqueue_job(run.run_id)
@@ -779,5 +729,5 @@ def resume_jobs(dl: DeadletterServices) -> list[str]:
                 lease = _when(run.data.get("leaseUntil"))
                 if lease is not None:
                     delay = math.ceil((lease - now).total_seconds()) + 1
-                    enqueue_replay_job(queue, run.run_id, delay=min(delay, 120))
+                    dl.brokers.enqueue_replay(run.run_id, delay=min(delay, 120))
     return resumed

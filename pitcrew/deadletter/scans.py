@@ -10,8 +10,6 @@ only repeat recognised work), for up to 8 minutes per invocation, then re-enqueu
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import logging
 import time
 import uuid
@@ -21,14 +19,14 @@ from typing import Any
 from pitcrew.audit import AuditRecord
 from pitcrew.deadletter.ingest import IngestReport, ingest_source, notify_pending
 from pitcrew.deadletter.model import utcnow
-from pitcrew.deadletter.service import DeadletterServices
+from pitcrew.deadletter.policy import StorageQueueSource
+from pitcrew.deadletter.ports import DeadletterServices
 from pitcrew.errors import InvalidInput, RetryLater
 from pitcrew.state import RunRecord, StaleRun
 
 log = logging.getLogger(__name__)
 
 KIND = "dlq-scan"
-SCAN_JOBS_QUEUE = "pitcrew-scan-jobs"
 STATUSES = ("queued", "running", "succeeded", "failed")
 TERMINAL = ("succeeded", "failed")
 BUDGET_SECONDS = 480.0
@@ -54,10 +52,10 @@ def request_scan(dl: DeadletterServices, names: list[str] | None, actor: str) ->
         "actor": actor, "sources": wanted, "pending": wanted, "requestedAt": now.isoformat(),
         "reports": {}, "total": None, "errors": {}, "finishedAt": None,
     })
-    created = dl.services.state.create_run(run)
+    created = dl.state.create_run(run)
     if created is None:
         raise RetryLater("a scan job with this id exists; retry")
-    dl.services.audit.append(AuditRecord(
+    dl.audit.append(AuditRecord(
         actor=actor, action="dlq.scan.request", target="dlq-sources", outcome="queued",
         correlation_id=job, details={"sources": wanted}))
     enqueue(dl, job)
@@ -65,16 +63,11 @@ def request_scan(dl: DeadletterServices, names: list[str] | None, actor: str) ->
 
 
 def enqueue(dl: DeadletterServices, job: str) -> None:
-    from azure.core.exceptions import ResourceExistsError
-
-    client = dl.runtime.storage_service("queue").get_queue_client(SCAN_JOBS_QUEUE)
-    with contextlib.suppress(ResourceExistsError):
-        client.create_queue()
-    client.send_message(base64.b64encode(job.encode()).decode())  # the trigger's default
+    dl.brokers.enqueue_scan(job)
 
 
 def get_scan(dl: DeadletterServices, job: str) -> RunRecord:
-    run = dl.services.state.get_run(KIND, job)
+    run = dl.state.get_run(KIND, job)
     if run is None:
         raise InvalidInput("scan", f"{job[:60]!r} was not found")
     return run
@@ -105,7 +98,7 @@ class ScanWorker:
         self.clock = clock
 
     def run(self) -> str:
-        run = self.dl.services.state.get_run(KIND, self.job)
+        run = self.dl.state.get_run(KIND, self.job)
         if run is None:
             log.warning("scan job %s does not exist; nothing to do", self.job)
             return "done"
@@ -150,7 +143,7 @@ class ScanWorker:
         run.data["finishedAt"] = utcnow().isoformat()
         run = self._save(run)
         view = scan_view(run)
-        self.dl.services.audit.append(AuditRecord(
+        self.dl.audit.append(AuditRecord(
             actor=run.data["actor"], action="dlq.scan", target="dlq-sources",
             outcome="failed" if errors else "succeeded", correlation_id=self.job,
             details={"received": view["received"], "stored": view["stored"],
@@ -160,8 +153,6 @@ class ScanWorker:
 
     def _estimate(self, names: list[str]) -> int | None:
         """Messages waiting, where the source can tell (storage poison queues)."""
-        from pitcrew.deadletter.policy import StorageQueueSource
-
         total = 0
         for name in names:
             try:
@@ -171,16 +162,14 @@ class ScanWorker:
             if not isinstance(config, StorageQueueSource):
                 return None
             try:
-                client = self.dl.runtime.storage_service("queue", config.connection) \
-                    .get_queue_client(f"{config.queue}-poison")
-                total += int(client.get_queue_properties().approximate_message_count or 0)
+                total += self.dl.brokers.waiting(config)
             except Exception as exc:  # no poison queue yet, or no permission: no total
                 log.info("scan job %s: no message count for %s (%s)", self.job, name,
                          type(exc).__name__)
         return total
 
     def _save(self, run: RunRecord) -> RunRecord:
-        state = self.dl.services.state
+        state = self.dl.state
         for _ in range(10):
             try:
                 return state.save_run(run)

@@ -10,16 +10,13 @@ app's identity (and its Service Bus token) is only presented where the policy sa
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
+from pitcrew.deadletter.model import Target, parse_target
 from pitcrew.deadletter.policy import ServiceBusSource, StorageQueueSource
-from pitcrew.deadletter.service import Target, parse_target
-from pitcrew.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from pitcrew.deadletter.service import DeadletterServices
+from pitcrew.deadletter.ports import DeadletterServices
+from pitcrew.errors import ConfigurationError, InvalidInput
 
 log = logging.getLogger(__name__)
 MAX_TARGET_TEXT = 300
@@ -60,10 +57,8 @@ class ReplayTargets:
         return self._cache[spec]
 
     def _qualified(self, target: Target, what: str, *, from_policy: bool = True) -> Target | None:
-        from pitcrew.runtime import ConfigurationError
-
         try:
-            fqdn = self._dl.runtime.servicebus_namespace(target.namespace)
+            fqdn = self._dl.brokers.servicebus_fqdn(target.namespace)
         except ConfigurationError as exc:
             if from_policy:
                 log.warning("replay target %r from the policy is not usable: %s", what[:100],
@@ -156,7 +151,7 @@ class ReplayTargets:
             if qualified is None:
                 raise TargetRefused(
                     f"{text[:100]!r} names a host outside the cloud's Service Bus suffix "
-                    f"({self._dl.runtime.settings.servicebus_suffix})", allowed)
+                    f"({self._dl.brokers.servicebus_suffix})", allowed)
             target = qualified
         if target.label not in allowed:
             for source in sources:

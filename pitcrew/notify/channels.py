@@ -8,14 +8,12 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+
+import httpx
 
 from pitcrew.notify.model import Notification
-
-if TYPE_CHECKING:
-    import httpx
-
-    from pitcrew.policy import Policy, WebhookChannel
+from pitcrew.policy import Policy, WebhookChannel
+from pitcrew.ports import Channel
 
 
 class DeliveryFailed(Exception):
@@ -32,12 +30,6 @@ def idempotency_key(notification_id: str) -> str:
     return hashlib.sha256(notification_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class Channel(Protocol):
-    name: str
-
-    def deliver(self, notification: Notification) -> None: ...
-
-
 class WebhookSender:
     """Generic JSON webhook: POST the notification; 2xx is delivered, anything else is not."""
 
@@ -47,8 +39,6 @@ class WebhookSender:
         self._client = client
 
     def deliver(self, notification: Notification) -> None:
-        import httpx
-
         try:
             url = self._config.resolved_url()
         except LookupError as exc:
@@ -118,7 +108,6 @@ def _headers_from_setting(name: str) -> dict[str, str]:
     if not isinstance(headers, dict):
         raise DeliveryFailed(f"app setting {name} is not a JSON object of headers")
     return {str(k): str(v) for k, v in headers.items()}
-
 
 
 def build_channels(policy: Policy, client: httpx.Client) -> dict[str, Channel]:

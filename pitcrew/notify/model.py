@@ -103,3 +103,74 @@ class Notification:
             actions=tuple(Action(**a) for a in raw.get("actions") or ()),
             created_at=datetime.fromisoformat(raw["createdAt"]),
         )
+
+
+@dataclass
+class OutboxEntry:
+    channel: str
+    notification: Notification
+    status: Literal["pending", "delivered"]
+    attempts: int
+    next_attempt_at: datetime
+    etag: str
+    last_error: str = ""
+    lease_until: datetime | None = None
+    created: bool = False
+    """True when `enqueue` wrote this row just now (and so holds its lease)."""
+
+
+@dataclass(frozen=True)
+class UnreadableRow:
+    """An outbox row that cannot be read back as an entry (a payload another version wrote, a
+    hand edit): where it is, how many attempts it holds, and why it cannot be read."""
+
+    key: str
+    channel_key: str
+    row_key: str
+    attempts: int
+    etag: str
+    error: Exception
+
+
+DispatchOutcome = Literal["delivered", "queued", "already-delivered", "no-channel"]
+
+
+@dataclass
+class Dispatch:
+    """Where one notification went, per channel: delivered now, queued in the outbox for the
+    retry timer (the attempt failed, or another run holds it), or delivered by an earlier run.
+    No channel at all is a failure: `reason` says why."""
+
+    delivered: list[str] = field(default_factory=list)
+    queued: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    reason: str = ""
+
+    @property
+    def outcome(self) -> DispatchOutcome:
+        """What happened, in one word, for the audit record: never more than did happen."""
+        if not (self.delivered or self.queued or self.already):
+            return "no-channel"
+        if self.queued:
+            return "queued"
+        if self.delivered:
+            return "delivered"
+        return "already-delivered"
+
+    @property
+    def detail(self) -> str:
+        """The outcome in a phrase, for a handler's answer."""
+        return {
+            "delivered": "notification delivered",
+            "queued": "notification queued for retry",
+            "already-delivered": "notification was delivered before",
+            "no-channel": f"notification matched no channel: {self.reason}",
+        }[self.outcome]
+
+    def to_dict(self) -> dict[str, list[str] | str]:
+        out: dict[str, list[str] | str] = {
+            "delivered": self.delivered, "queued": self.queued, "already": self.already,
+        }
+        if self.reason:
+            out["reason"] = self.reason
+        return out

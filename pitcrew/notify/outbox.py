@@ -1,48 +1,31 @@
 """The durable outbox: every notification is written here before any delivery attempt, so a
 channel that is down, answers 5xx or times out loses nothing; a timer retries with backoff.
 
-One row per (channel, notification id). Inserting a row that exists is a no-op, so a retried
-handler never sends twice; a lease taken with an ETag-conditional update keeps the immediate
-attempt and the timer (or two timers) from delivering the same row at once.
+One row per (channel, notification id) in an OutboxStore (pitcrew.ports;
+pitcrew.azure.tables.outbox keeps it in Table storage). Inserting a row that exists is a no-op,
+so a retried handler never sends twice; a lease taken with an ETag-conditional update keeps the
+immediate attempt and the timer (or two timers) from delivering the same row at once.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import unquote
+from typing import Literal
 
-from pitcrew.audit import AuditLog, AuditRecord, app_identity
-from pitcrew.notify.channels import Channel, DeliveryFailed
-from pitcrew.notify.model import Notification
-from pitcrew.state import table_key, utcnow
-
-if TYPE_CHECKING:
-    from azure.data.tables import TableClient
-
-    from pitcrew.policy import OutboxSettings
+from pitcrew.audit import AuditRecord, app_identity
+from pitcrew.errors import Conflict
+from pitcrew.notify.channels import DeliveryFailed
+from pitcrew.notify.model import Notification, OutboxEntry, UnreadableRow
+from pitcrew.policy import OutboxSettings
+from pitcrew.ports import AuditLog, Channel, OutboxStore
+from pitcrew.state import utcnow
 
 log = logging.getLogger(__name__)
 AttemptResult = Literal["delivered", "failed", "busy", "already"]
-
-
-@dataclass
-class OutboxEntry:
-    channel: str
-    notification: Notification
-    status: Literal["pending", "delivered"]
-    attempts: int
-    next_attempt_at: datetime
-    etag: str
-    last_error: str = ""
-    lease_until: datetime | None = None
-    created: bool = False
-    """True when `enqueue` wrote this row just now (and so holds its lease)."""
 
 
 @dataclass
@@ -61,40 +44,20 @@ class DrainReport:
 
 class Outbox:
     def __init__(
-        self, table: TableClient, settings: OutboxSettings, *, audit: AuditLog | None = None
+        self, store: OutboxStore, settings: OutboxSettings, *, audit: AuditLog | None = None
     ) -> None:
-        self._table = table
+        self._store = store
         self._settings = settings
         self._audit = audit
 
     def enqueue(self, channel: str, notification: Notification) -> OutboxEntry:
         """Record the notification for `channel`, leased to the caller for an immediate attempt;
         when it was recorded before, return that row untouched."""
-        from azure.core.exceptions import ResourceExistsError
-
         now = utcnow()
-        partition, row = table_key(channel), table_key(notification.id)
-        entity: dict[str, Any] = {
-            "PartitionKey": partition,
-            "RowKey": row,
-            "Channel": channel,
-            "Payload": json.dumps(notification.to_dict()),
-            "Status": "pending",
-            "Attempts": 0,
-            "NextAttemptAt": now,
-            "LeaseUntil": now + timedelta(seconds=self._settings.lease_seconds),
-            "CreatedAt": now,
-            "LastError": "",
-        }
-        try:
-            meta = self._table.create_entity(entity)
-        except ResourceExistsError:
-            existing = self._table.get_entity(partition, row)
-            return _entry(existing)
-        entity["etag"] = meta["etag"]
-        entry = _entry(entity)
-        entry.created = True
-        return entry
+        return self._store.insert(
+            channel, notification, now=now,
+            lease_until=now + timedelta(seconds=self._settings.lease_seconds),
+        )
 
     def attempt(
         self, entry: OutboxEntry, channel: Channel | None, *, leased: bool = False
@@ -120,15 +83,8 @@ class Outbox:
             # safe to keep (it could quote a URL with a token).
             self._record_failure(entry, f"{type(exc).__name__} raised by channel {entry.channel!r}")
             return "failed"
-        self._update(
-            entry,
-            {
-                "Status": "delivered",
-                "DeliveredAt": utcnow(),
-                "Attempts": entry.attempts + 1,
-                "LastError": "",
-            },
-        )
+        self._store.update(entry, status="delivered", delivered_at=utcnow(),
+                           attempts=entry.attempts + 1, last_error="")
         entry.status = "delivered"
         return "delivered"
 
@@ -148,22 +104,13 @@ class Outbox:
         """Pending entries whose next attempt is due and whose lease has lapsed. A row that
         cannot be read is logged, pushed back like a failed attempt, added to `unreadable`
         (by row key) and skipped."""
-        now = now or utcnow()
-        rows = self._table.query_entities(
-            "Status eq 'pending' and NextAttemptAt le @now and LeaseUntil le @now",
-            parameters={"now": now},
-        )
-        for count, row in enumerate(rows):
-            if count >= limit:
-                return
-            try:
-                entry = _entry(row)
-            except Exception as exc:
-                key = self._unreadable(row, exc)
+        for item in self._store.due(now or utcnow(), limit=limit):
+            if isinstance(item, UnreadableRow):
+                self._unreadable(item)
                 if unreadable is not None:
-                    unreadable.append(key)
+                    unreadable.append(item.key)
                 continue
-            yield entry
+            yield item
 
     def drain(self, channels: Mapping[str, Channel], *, now: datetime | None = None) -> DrainReport:
         """Retry every entry that is due; the timer calls this. One entry never holds up the
@@ -190,17 +137,15 @@ class Outbox:
         return report
 
     def pending(self) -> list[OutboxEntry]:
-        return [_entry(r) for r in self._table.query_entities("Status eq 'pending'")]
+        return self._store.pending()
 
     # ------------------------------------------------------------------ internals
 
     def _take_lease(self, entry: OutboxEntry) -> bool:
-        from azure.core.exceptions import ResourceModifiedError
-
         until = utcnow() + timedelta(seconds=self._settings.lease_seconds)
         try:
-            self._update(entry, {"LeaseUntil": until})
-        except ResourceModifiedError:
+            self._store.update(entry, lease_until=until)
+        except Conflict:
             return False
         return True
 
@@ -212,52 +157,28 @@ class Outbox:
         # Jitter spreads retries of many notifications so a recovering receiver isn't stampeded.
         return delay * random.uniform(0.8, 1.2)
 
-    def _unreadable(self, row: Any, exc: Exception) -> str:
-        """A row `_entry` cannot read (a payload an older or newer version wrote, a hand edit):
-        logged as an error, its attempt counted and its next one backed off, so it neither
-        blocks the rows after it nor floods the log every minute."""
-        from azure.core import MatchConditions
-        from azure.data.tables import UpdateMode
-
-        partition, row_key = str(row.get("PartitionKey", "")), str(row.get("RowKey", ""))
-        try:
-            attempts = int(row.get("Attempts") or 0) + 1
-        except (TypeError, ValueError):
-            attempts = 1
-        reason = f"unreadable outbox row: {type(exc).__name__}"
-        log.error("outbox row %s/%s is unreadable (%s); skipped", partition, row_key, reason)
+    def _unreadable(self, row: UnreadableRow) -> None:
+        """A row the store cannot read back: logged as an error, its attempt counted and its
+        next one backed off, so it neither blocks the rows after it nor floods the log every
+        minute."""
+        attempts = row.attempts + 1
+        reason = f"unreadable outbox row: {type(row.error).__name__}"
+        log.error("outbox row %s/%s is unreadable (%s); skipped", row.channel_key, row.row_key,
+                  reason)
         now = utcnow()
         try:
-            self._table.update_entity(
-                {
-                    "PartitionKey": partition,
-                    "RowKey": row_key,
-                    "Attempts": attempts,
-                    "LastError": reason,
-                    "NextAttemptAt": now + timedelta(seconds=self._delay(attempts)),
-                    "LeaseUntil": now,
-                },
-                mode=UpdateMode.MERGE,
-                etag=row.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
+            self._store.push_back(row, attempts=attempts, reason=reason, now=now,
+                                  next_attempt_at=now + timedelta(seconds=self._delay(attempts)))
         except Exception:
-            log.exception("outbox row %s/%s: could not record it as unreadable", partition, row_key)
-        return unquote(row_key)
+            log.exception("outbox row %s/%s: could not record it as unreadable", row.channel_key,
+                          row.row_key)
 
     def _record_failure(self, entry: OutboxEntry, reason: str) -> None:
         attempts = entry.attempts + 1
         delay = self._delay(attempts)
         now = utcnow()
-        self._update(
-            entry,
-            {
-                "Attempts": attempts,
-                "LastError": reason[:300],
-                "NextAttemptAt": now + timedelta(seconds=delay),
-                "LeaseUntil": now,
-            },
-        )
+        self._store.update(entry, attempts=attempts, last_error=reason[:300],
+                           next_attempt_at=now + timedelta(seconds=delay), lease_until=now)
         log.warning(
             "notification %r to channel %s failed (attempt %d): %s; next try in %.0fs",
             entry.notification.id,
@@ -288,34 +209,3 @@ class Outbox:
                         },
                     )
                 )
-
-    def _update(self, entry: OutboxEntry, changes: Mapping[str, Any]) -> None:
-        from azure.core import MatchConditions
-        from azure.data.tables import UpdateMode
-
-        meta = self._table.update_entity(
-            {
-                "PartitionKey": table_key(entry.channel),
-                "RowKey": table_key(entry.notification.id),
-                **changes,
-            },
-            mode=UpdateMode.MERGE,
-            etag=entry.etag,
-            match_condition=MatchConditions.IfNotModified,
-        )
-        entry.etag = meta["etag"]
-        entry.attempts = int(changes.get("Attempts", entry.attempts))
-
-
-def _entry(row: Any) -> OutboxEntry:
-    etag = row["etag"] if "etag" in row else row.metadata["etag"]
-    return OutboxEntry(
-        channel=row["Channel"],
-        notification=Notification.from_dict(json.loads(row["Payload"])),
-        status=row["Status"],
-        attempts=int(row["Attempts"]),
-        next_attempt_at=row["NextAttemptAt"],
-        etag=etag,
-        last_error=row.get("LastError", ""),
-        lease_until=row.get("LeaseUntil"),
-    )

@@ -4,58 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
 
-from pitcrew.notify.channels import Channel
-from pitcrew.notify.model import Notification
+from pitcrew.notify.model import Dispatch, Notification
 from pitcrew.notify.outbox import Outbox
 from pitcrew.policy import Policy
+from pitcrew.ports import Channel
 
 log = logging.getLogger(__name__)
-
-DispatchOutcome = Literal["delivered", "queued", "already-delivered", "no-channel"]
-
-
-@dataclass
-class Dispatch:
-    """Where one notification went, per channel: delivered now, queued in the outbox for the
-    retry timer (the attempt failed, or another run holds it), or delivered by an earlier run.
-    No channel at all is a failure: `reason` says why."""
-
-    delivered: list[str] = field(default_factory=list)
-    queued: list[str] = field(default_factory=list)
-    already: list[str] = field(default_factory=list)
-    reason: str = ""
-
-    @property
-    def outcome(self) -> DispatchOutcome:
-        """What happened, in one word, for the audit record: never more than did happen."""
-        if not (self.delivered or self.queued or self.already):
-            return "no-channel"
-        if self.queued:
-            return "queued"
-        if self.delivered:
-            return "delivered"
-        return "already-delivered"
-
-    @property
-    def detail(self) -> str:
-        """The outcome in a phrase, for a handler's answer."""
-        return {
-            "delivered": "notification delivered",
-            "queued": "notification queued for retry",
-            "already-delivered": "notification was delivered before",
-            "no-channel": f"notification matched no channel: {self.reason}",
-        }[self.outcome]
-
-    def to_dict(self) -> dict[str, list[str] | str]:
-        out: dict[str, list[str] | str] = {
-            "delivered": self.delivered, "queued": self.queued, "already": self.already,
-        }
-        if self.reason:
-            out["reason"] = self.reason
-        return out
 
 
 class Router:

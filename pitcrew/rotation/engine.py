@@ -46,10 +46,11 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pitcrew import state as state_module
 from pitcrew.audit import AuditRecord, app_identity
+from pitcrew.bootstrap import Services
 from pitcrew.errors import InvalidInput, RetryLater
 from pitcrew.rotation import consumers, messages, tags
 from pitcrew.rotation.hooks import (
@@ -68,9 +69,6 @@ from pitcrew.rotation.ports import (
     VaultUnavailable,
 )
 from pitcrew.state import RunRecord, StaleRun
-
-if TYPE_CHECKING:
-    from pitcrew.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,9 @@ import importlib
 import secrets
 import string
 from collections.abc import Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from pitcrew.registry import Registry
 from pitcrew.rotation.policy import PasswordPolicy
 
 
@@ -49,27 +50,27 @@ class RollbackHook(Protocol):
     def rollback(self, target: str, value: str) -> None: ...
 
 
-_HOOKS: dict[str, CredentialHook] = {}
+HOOKS: Registry[CredentialHook] = Registry("credential hook")
 _IMPORT_ERRORS: dict[str, str] = {}  # module -> why it failed to import (no value, a type+text)
 T = TypeVar("T")
 
 
 def credential_hook(name: str) -> Callable[[T], T]:
     """Register a hook (a class, instantiated with no arguments, or an instance) by name."""
+    return HOOKS.register(name, _instance)
 
-    def register(obj: T) -> T:
-        _HOOKS[name] = obj() if isinstance(obj, type) else obj  # type: ignore[assignment]
-        return obj
 
-    return register
+def _instance(obj: Any) -> CredentialHook:
+    hook: CredentialHook = obj() if isinstance(obj, type) else obj
+    return hook
 
 
 def register_hook(name: str, hook: CredentialHook) -> None:
-    _HOOKS[name] = hook
+    HOOKS.add(name, hook)
 
 
 def unregister_hook(name: str) -> None:
-    _HOOKS.pop(name, None)
+    HOOKS.remove(name)
 
 
 def import_problem(module: str) -> str | None:
@@ -96,19 +97,19 @@ def load_hook_modules(modules: Iterable[str]) -> dict[str, str]:
 
 
 def hook_names() -> list[str]:
-    return sorted(_HOOKS)
+    return HOOKS.names()
 
 
 def get_hook(name: str) -> CredentialHook:
-    try:
-        return _HOOKS[name]
-    except KeyError:
-        known = ", ".join(sorted(_HOOKS)) or "none"
+    found = HOOKS.find(name)
+    if found is None:
+        known = ", ".join(HOOKS.names()) or "none"
         broken = "; ".join(f"{m} failed to import ({e})" for m, e in sorted(_IMPORT_ERRORS.items()))
         raise LookupError(
             f"no credential hook named {name!r} is registered (registered: {known}); list its "
             "module in rotation.hook_modules" + (f". Note: {broken}" if broken else "")
-        ) from None
+        )
+    return found
 
 
 def rollback_of(hook: CredentialHook) -> RollbackHook | None:

@@ -16,13 +16,12 @@ so those secrets can move to pitcrew without re-tagging:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pitcrew.azure.arm import resource_kind
 from pitcrew.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from pitcrew.rotation.policy import RotationPolicy, SecretRule
-    from pitcrew.rotation.ports import SecretVersion
+from pitcrew.rotation.policy import RotationPolicy, SecretRule, resource_pattern_ok
+from pitcrew.rotation.ports import SecretVersion
 
 STRATEGY = "pitcrew-strategy"  # cosmos-keys | storage-keys | servicebus-keys | eventhubs-keys ...
 RESOURCE = "pitcrew-resource"  # the ARM id of the resource whose key the version holds
@@ -64,17 +63,11 @@ _STRATEGY_BY_TYPE = {
 
 def strategy_for_resource(resource_id: str, tag: str = PROVIDER_ADDRESS) -> str:
     """The dual-key strategy for an ARM id; InvalidInput naming `tag` when it is not one."""
-    from azure.mgmt.core.tools import is_valid_resource_id, parse_resource_id
-
-    from pitcrew.rotation.policy import resource_pattern_ok
-
     shown = resource_id[:200]
-    if not resource_id or not is_valid_resource_id(resource_id):
+    key = resource_kind(resource_id)
+    if key is None:
         raise InvalidInput(tag, f"{shown!r} is not an ARM resource id (/subscriptions/…/"
                                 "resourceGroups/…/providers/…)")
-    parts = parse_resource_id(resource_id)
-    key = (str(parts.get("namespace", "")).lower(), str(parts.get("type", "")).lower(),
-           str(parts.get("resource_type", "")).lower())
     strategy = _STRATEGY_BY_TYPE.get(key)
     if strategy is None or not resource_pattern_ok(strategy, resource_id):
         raise InvalidInput(tag, f"{shown!r} is not the id of a Cosmos DB account, a Storage "

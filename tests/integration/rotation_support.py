@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pitcrew import api
+from pitcrew.intake import api
 from pitcrew_dev.azure_endpoint import LocalAzure, LocalCredential
 
 VAULT = "rot-kv"
@@ -95,8 +95,8 @@ class RotationWorld:
             f"{self.extra}"
             "  secrets:\n" + ("".join(self.rules) or "    []\n")
         )
+        from pitcrew.bootstrap import reset_services
         from pitcrew.runtime import reset_runtime
-        from pitcrew.services import reset_services
 
         reset_runtime()
         reset_services()
@@ -173,7 +173,7 @@ def outcome(result: api.HttpResult) -> str:
 
 
 def audit_records(target: str | None = None) -> list[dict[str, Any]]:
-    from pitcrew.services import get_services
+    from pitcrew.bootstrap import get_services
 
     now = datetime.now(UTC)
     records = get_services().audit.query(
@@ -183,8 +183,8 @@ def audit_records(target: str | None = None) -> list[dict[str, Any]]:
 
 
 def runs() -> list[dict[str, Any]]:
+    from pitcrew.bootstrap import get_services
     from pitcrew.rotation.engine import RUN_KIND
-    from pitcrew.services import get_services
 
     return [{"run_id": r.run_id, "step": r.step, "status": r.status, "data": r.data}
             for r in get_services().state.list_runs(RUN_KIND)]

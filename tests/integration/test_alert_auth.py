@@ -20,8 +20,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pitcrew import api
 from pitcrew.auth import reset_alert_token_cache
+from pitcrew.intake import api
 from tests.conftest import SAMPLES
 from tests.receiver import Receiver
 

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 import function_app
 from pitcrew.audit import AuditRecord
+from pitcrew.bootstrap import get_services
 from pitcrew.cli.main import app
-from pitcrew.services import get_services
 from pitcrew_dev.host import build_host, serving
 
 pytestmark = pytest.mark.azurite

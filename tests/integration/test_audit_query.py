@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from pitcrew import api
-from pitcrew.audit import AuditQuery, AuditRecord, TableAuditLog
+from pitcrew.audit import AuditQuery, AuditRecord
 from pitcrew.auth import encode_principal
+from pitcrew.azure.tables.audit import TableAuditLog
+from pitcrew.bootstrap import get_services
 from pitcrew.errors import InvalidInput
-from pitcrew.paging import encode_token
-from pitcrew.services import get_services
+from pitcrew.http import operator as api
+from pitcrew.http.paging import encode_token
 
 pytestmark = pytest.mark.azurite
 

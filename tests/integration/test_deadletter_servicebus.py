@@ -15,7 +15,7 @@ import pytest
 
 from pitcrew.deadletter import api
 from pitcrew.deadletter.ingest import scan
-from pitcrew.deadletter.service import get_deadletter
+from tests.integration.dlq_support import get_deadletter
 from tests.integration.fake_servicebus import FakeNamespace
 from tests.integration.test_deadletter_storage import (
     OPERATOR,
@@ -172,7 +172,7 @@ def test_send_failures_retry_then_hand_back_marked(ns: FakeNamespace) -> None:
 def _lapse_lease(job: str) -> None:
     from pitcrew.deadletter.replay import KIND
 
-    state = get_deadletter().services.state
+    state = get_deadletter().state
     run = state.get_run(KIND, job)
     assert run is not None
     run.data["leaseUntil"] = None
@@ -320,7 +320,7 @@ def test_dry_run_sends_nothing(ns: FakeNamespace) -> None:
 
 
 def test_servicebus_event_and_depth_alert_start_an_ingest(ns: FakeNamespace) -> None:
-    from pitcrew import api as core_api
+    from pitcrew.intake import api as core_api
     from tests.conftest import SAMPLES
 
     dead_letter_orders(ns, 2)

@@ -16,12 +16,13 @@ import pytest
 from azure.core.exceptions import ResourceExistsError
 
 from pitcrew.auth import encode_principal
+from pitcrew.bootstrap import get_services
 from pitcrew.deadletter import api
 from pitcrew.deadletter.ingest import scan
 from pitcrew.deadletter.replay import ReplayWorker
-from pitcrew.deadletter.service import get_deadletter
-from pitcrew.services import get_services
+from pitcrew.runtime import get_runtime
 from tests.conftest import SAMPLES
+from tests.integration.dlq_support import get_deadletter
 from tests.receiver import Receiver
 
 OPERATOR = {"X-MS-CLIENT-PRINCIPAL": encode_principal("ops@example.com", ["Operator"])}
@@ -44,8 +45,8 @@ class FakeClock:
 
 
 def write_policy(policy: Path, deadletter: str) -> None:
+    from pitcrew.bootstrap import reset_services
     from pitcrew.runtime import reset_runtime
-    from pitcrew.services import reset_services
 
     policy.write_text(policy.read_text() + deadletter)
     reset_runtime()
@@ -69,7 +70,7 @@ def queue_names(pitcrew_env: Path, unique_name: str, monkeypatch: pytest.MonkeyP
 
 
 def queue(name: str) -> Any:
-    return get_deadletter().runtime.storage_service("queue").get_queue_client(name)
+    return get_runtime().storage_service("queue").get_queue_client(name)
 
 
 def poison(name: str, bodies: list[str]) -> None:
@@ -179,7 +180,7 @@ def test_second_ingest_is_recognised(queue_names: str) -> None:
     poison(q, ["crash-me"])
     dl = get_deadletter()
     config = dl.policy.source("orders")
-    source = PoisonQueueSource(dl.runtime.storage_service("queue"), name="orders", queue=q,
+    source = PoisonQueueSource(get_runtime().storage_service("queue"), name="orders", queue=q,
                                entity=config.entity)
     (batch,) = list(source.receive(10))
     assert dl.store.put_many([(c.message, c.body) for c in batch]) == {batch[0].message.id}
@@ -237,8 +238,8 @@ def test_edit_then_replay_and_archive(queue_names: str) -> None:
 
 
 def write_policy_retention(dl: Any, days: float) -> None:
+    from pitcrew.bootstrap import reset_services
     from pitcrew.runtime import get_runtime
-    from pitcrew.services import reset_services
 
     path = get_runtime().settings.policy_path
     path.write_text(path.read_text().replace("deadletter:\n",
@@ -249,7 +250,7 @@ def write_policy_retention(dl: Any, days: float) -> None:
 def test_eventgrid_deadletter_blobs(queue_names: str, receiver: Receiver) -> None:
     name = queue_names
     dl = get_deadletter()
-    container = dl.runtime.storage_service("blob").get_container_client(name)
+    container = get_runtime().storage_service("blob").get_container_client(name)
     container.create_container()
     sample = (SAMPLES / "eventgrid-deadletter-blob.json").read_bytes()
     events = json.loads(sample)

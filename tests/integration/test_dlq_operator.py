@@ -14,9 +14,9 @@ import pytest
 
 from pitcrew.deadletter import api
 from pitcrew.deadletter.ingest import scan
-from pitcrew.deadletter.service import get_deadletter
-from pitcrew.deadletter.store import NotFound
-from pitcrew.paging import encode_token
+from pitcrew.deadletter.model import NotFound
+from pitcrew.http.paging import encode_token
+from tests.integration.dlq_support import get_deadletter
 from tests.integration.test_deadletter_storage import (
     OPERATOR,
     READER,

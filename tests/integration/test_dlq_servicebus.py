@@ -11,7 +11,7 @@ import pytest
 
 from pitcrew.deadletter import api
 from pitcrew.deadletter.ingest import scan
-from pitcrew.deadletter.service import get_deadletter
+from tests.integration.dlq_support import get_deadletter
 from tests.integration.fake_servicebus import FakeNamespace, FakeReceiver
 from tests.integration.test_deadletter_servicebus import dead_letter_orders, ns  # noqa: F401
 from tests.integration.test_deadletter_storage import OPERATOR, READER

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from pitcrew import api
 from pitcrew.auth import encode_principal
+from pitcrew.bootstrap import get_services
 from pitcrew.errors import RetryLater
 from pitcrew.events import Event
-from pitcrew.intake import handle_delivered_event
-from pitcrew.rejected import list_rejected
-from pitcrew.services import get_services
+from pitcrew.intake import api
+from pitcrew.intake.api import list_rejected
+from pitcrew.intake.pipeline import handle_delivered_event
 from tests.conftest import SAMPLES
 from tests.receiver import Receiver
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from pitcrew import api
-from pitcrew.intake import drain_outbox
+from pitcrew.azure.tables.keys import table_key
+from pitcrew.bootstrap import get_services
+from pitcrew.intake import api
+from pitcrew.intake.api import drain_outbox
 from pitcrew.notify.model import Notification
-from pitcrew.services import get_services
-from pitcrew.state import table_key
 from tests.conftest import SAMPLES
 from tests.receiver import Receiver
 
@@ -60,8 +60,8 @@ def write_policy(policy: Path, receiver: Receiver, extra_channels: str = "",
         "  max_delay_seconds: 0.05\n"
         "  escalate_after_attempts: 3\n"
     )
+    from pitcrew.bootstrap import reset_services
     from pitcrew.runtime import reset_runtime
-    from pitcrew.services import reset_services
 
     reset_runtime()
     reset_services()
@@ -179,8 +179,8 @@ def test_a_pending_row_whose_lease_lapsed_is_delivered_now(
 ) -> None:
     text = pitcrew_env.read_text() + "  lease_seconds: 0.01\n"
     pitcrew_env.write_text(text)
+    from pitcrew.bootstrap import reset_services
     from pitcrew.runtime import reset_runtime
-    from pitcrew.services import reset_services
 
     reset_runtime()
     reset_services()

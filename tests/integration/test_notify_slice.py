@@ -11,13 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from pitcrew import api
+from pitcrew.bootstrap import get_services
 from pitcrew.errors import RetryLater
-from pitcrew.intake import drain_outbox, handle_delivered_event
+from pitcrew.http import errors, operator
+from pitcrew.intake import api as intake_api
+from pitcrew.intake.api import drain_outbox
+from pitcrew.intake.pipeline import handle_delivered_event
 from pitcrew.notify.channels import idempotency_key
-from pitcrew.services import get_services
 from tests.conftest import SAMPLES
 from tests.receiver import Receiver
+
+
+class api:
+    HttpResult = errors.HttpResult
+    receive_events = staticmethod(intake_api.receive_events)
+    receive_alert = staticmethod(intake_api.receive_alert)
+    health = staticmethod(operator.health)
 
 pytestmark = pytest.mark.usefixtures("pitcrew_env")
 

@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
+from pitcrew.bootstrap import reset_services
 from pitcrew.deadletter import api
 from pitcrew.deadletter.ingest import scan
 from pitcrew.deadletter.model import utcnow
 from pitcrew.deadletter.replay import HEARTBEAT, KIND, LEASE, ReplayWorker, job_view, resume_jobs
-from pitcrew.deadletter.service import get_deadletter
 from pitcrew.errors import RetryLater
 from pitcrew.runtime import get_runtime, reset_runtime
-from pitcrew.services import reset_services
 from pitcrew.state import RunRecord
+from tests.integration.dlq_support import get_deadletter
 from tests.integration.fake_servicebus import FakeNamespace, FakeSender
 from tests.integration.test_deadletter_storage import (
     OPERATOR,
@@ -165,7 +165,7 @@ def test_counts_add_up_with_members_already_replayed_archived_and_missing(
     ids = sorted(m.id for m in dl.store.in_group(group))
     assert run_job(_replay({"messages": ids[:3]})) == "succeeded"
     api.archive(OPERATOR, json.dumps({"messages": [ids[3]]}).encode())
-    state = dl.services.state
+    state = dl.state
     seen: list[dict[str, Any]] = []
     real_save = state.save_run
 
@@ -210,7 +210,7 @@ def test_a_dry_run_counts_what_it_would_send(ns: FakeNamespace) -> None:
 def test_an_unreadable_event_grid_blob_is_refused_with_a_reason_never_sent_wrapped(
         ns: FakeNamespace, unique_name: str) -> None:
     dl = get_deadletter()
-    container = dl.runtime.storage_service("blob").get_container_client(unique_name)
+    container = get_runtime().storage_service("blob").get_container_client(unique_name)
     container.create_container()
     container.upload_blob("KV-EXPIRY/2026/11/21/7/bad.json", b"\x00not json at all")
     scan(dl, ["egdl"])
@@ -246,7 +246,7 @@ def test_the_lease_is_renewed_during_long_rate_limited_waits(ns: FakeNamespace) 
     job = _replay({"group": group, "rate": 0.05, "batchSize": 32})  # 20 s between messages
     dl = get_deadletter()
     clock: FakeClock = ns.clock_handle  # type: ignore[attr-defined]
-    state = dl.services.state
+    state = dl.state
     renewals: list[float] = []
     real_save = state.save_run
 
@@ -289,7 +289,7 @@ def test_a_dead_worker_shows_stale_and_is_taken_over(ns: FakeNamespace,
     dl = get_deadletter()
     assert resume_jobs(dl) == []  # alive as far as anyone can tell
     # 45 seconds later, as the dead worker left it.
-    state = dl.services.state
+    state = dl.state
     run = state.get_run(KIND, job)
     assert run is not None
     now = utcnow()
@@ -318,7 +318,7 @@ def test_the_timer_checks_a_running_job_again_when_its_lease_ends(
     group = _orders(ns, 1)
     job = _replay({"group": group})
     dl = get_deadletter()
-    state = dl.services.state
+    state = dl.state
     run = state.get_run(KIND, job)
     assert run is not None
     run.status = "running"

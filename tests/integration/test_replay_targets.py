@@ -13,9 +13,9 @@ import pytest
 
 from pitcrew.deadletter import api
 from pitcrew.deadletter.ingest import scan
-from pitcrew.deadletter.service import get_deadletter
 from pitcrew.errors import PolicyInvalid
 from pitcrew.runtime import ConfigurationError, Runtime, Settings, get_runtime
+from tests.integration.dlq_support import get_deadletter
 from tests.integration.fake_servicebus import FakeNamespace
 from tests.integration.test_deadletter_storage import (
     OPERATOR,

@@ -97,7 +97,7 @@ def test_alternates_back_after_the_grace_period(
 ) -> None:
     """Manual rotation within the grace period waits; the timer finishes it afterwards,
     regenerating the key the previous version held (now not in use)."""
-    from pitcrew import api as _  # noqa: F401 - the app's modules load as in production
+    from pitcrew.intake import api as _  # noqa: F401 - the app's modules load as in production
     from pitcrew.rotation.api import advance_rotations, request_rotation
 
     seeded = world.seed_dual("cosmos-keys", unique_name)
@@ -132,8 +132,8 @@ def test_demo_sample_rotates_the_demo_cosmos_key(
     """What `make run` + `pitcrew send` does: the demo seed and the demo policy's rule."""
     import yaml
 
+    from pitcrew.bootstrap import reset_services
     from pitcrew.runtime import reset_runtime
-    from pitcrew.services import reset_services
     from tests.conftest import SAMPLES
 
     root = Path(__file__).resolve().parents[2]

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from pitcrew.auth import encode_principal
+from pitcrew.bootstrap import get_services
 from pitcrew.rotation import api as rotation_api
 from pitcrew.rotation.engine import RotationEngine
 from pitcrew.rotation.hooks import meets, register_hook, unregister_hook
 from pitcrew.rotation.policy import PasswordPolicy
 from pitcrew.rotation.ports import CredentialRejected, RotationPorts
-from pitcrew.services import get_services
 from tests.integration.rotation_support import (
     VAULT,
     RotationWorld,
@@ -120,7 +120,7 @@ def test_fifty_concurrent_distinct_events_for_one_version_regenerate_once(
 def _with_provider(name: str, wrap: Any) -> None:
     services = get_services()
     ports = services.rotation
-    services.rotation_ports = RotationPorts(
+    services.rotation = RotationPorts(
         secrets=ports.secrets, providers={**ports.providers, name: wrap(ports.providers[name])},
         events=ports.events, sites=ports.sites)
 

@@ -250,8 +250,8 @@ def test_both_is_for_dual_key_strategies(
 
 
 def test_rotations_are_paged_and_filtered(world: RotationWorld, operator: None) -> None:
+    from pitcrew.bootstrap import get_services
     from pitcrew.rotation.engine import RUN_KIND, run_id_for
-    from pitcrew.services import get_services
     from pitcrew.state import RunRecord
 
     state = get_services().state

@@ -105,8 +105,8 @@ def test_bad_sample_tags_fail_naming_the_tag(
     world.rules.append(f"    - vault: {VAULT}\n      secret: {secret}\n      use_tags: true\n")
     world.write_policy()
 
+    from pitcrew.bootstrap import get_services
     from pitcrew.rotation.api import engine_for
-    from pitcrew.services import get_services
 
     engine = engine_for(get_services())
     with pytest.raises(InvalidInput) as bad:

@@ -57,9 +57,8 @@ def test_policy_validation_names_the_key() -> None:
 
 
 def test_replay_properties_strip_deadletter_and_link_the_original() -> None:
-    from pitcrew.deadletter.model import FailedMessage
+    from pitcrew.deadletter.model import FailedMessage, Target
     from pitcrew.deadletter.replay import outgoing
-    from pitcrew.deadletter.service import Target
 
     message = FailedMessage(
         id="g" * 12 + "-1", group="g" * 12, source="s", source_kind="servicebus",

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pitcrew.azure.tables.keys import table_key
 from pitcrew.errors import InvalidInput
 from pitcrew.events import (
     MAX_JSON_DEPTH,
@@ -28,7 +29,6 @@ from pitcrew.events import (
     parse_delivery,
     parse_request,
 )
-from pitcrew.state import table_key
 from tests.conftest import SAMPLES
 
 KV_TYPE = "Microsoft.KeyVault.SecretNearExpiry"

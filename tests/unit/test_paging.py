@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from pitcrew.azure.tables.paging import query_page
 from pitcrew.errors import InvalidInput
-from pitcrew.paging import decode_token, encode_token, limit_param, query_page
+from pitcrew.http.paging import decode_token, encode_token, limit_param
 
 
 def test_token_round_trip() -> None:

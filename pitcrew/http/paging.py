@@ -5,6 +5,7 @@ A list answers `{"<items>": [...], "continuation": "<token>" | null}`; the calle
 token back as `?continuation=` for the next page. The token wraps Table storage's own
 continuation (next partition and row key), so a page costs the round trips it needs and no
 more, and it is checked on the way in: a forged or truncated token is a 400, never a 500.
+The Table query behind a page is `pitcrew.azure.tables.paging.query_page`.
 """
 
 from __future__ import annotations
@@ -12,14 +13,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pitcrew.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from azure.data.tables import TableClient
 
 T = TypeVar("T")
 
@@ -27,6 +25,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_TOKEN_CHARS = 2048
 CONTINUATION_PARAM = "continuation"
+NOT_OURS = "is not a continuation token pitcrew issued"
 
 
 @dataclass(frozen=True)
@@ -56,16 +55,16 @@ def decode_token(raw: str | None, *, field_name: str = CONTINUATION_PARAM) -> di
         return None
     raw = raw.strip()
     if len(raw) > MAX_TOKEN_CHARS or not raw.isascii():
-        raise InvalidInput(field_name, "is not a continuation token pitcrew issued")
+        raise InvalidInput(field_name, NOT_OURS)
     try:
         decoded = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
         state = json.loads(decoded)
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InvalidInput(field_name, "is not a continuation token pitcrew issued") from None
+        raise InvalidInput(field_name, NOT_OURS) from None
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and (v is None or isinstance(v, str | int)) for k, v in state.items()
     ):
-        raise InvalidInput(field_name, "is not a continuation token pitcrew issued")
+        raise InvalidInput(field_name, NOT_OURS)
     return state
 
 
@@ -86,40 +85,3 @@ def limit_param(
 
 def token_param(query: Mapping[str, str]) -> dict[str, Any] | None:
     return decode_token(query.get(CONTINUATION_PARAM))
-
-
-def query_page(
-    table: TableClient,
-    query_filter: str,
-    *,
-    limit: int,
-    continuation: Mapping[str, Any] | None = None,
-    parameters: Mapping[str, Any] | None = None,
-    select: list[str] | None = None,
-) -> Page[dict[str, Any]]:
-    """At most `limit` entities matching `query_filter`, and a token to continue.
-
-    Each request asks the service for no more than the rows still wanted, so a page never
-    overshoots and the service's own continuation resumes exactly after the last row returned.
-    """
-    items: list[dict[str, Any]] = []
-    token: dict[str, Any] | None = dict(continuation) if continuation else None
-    while len(items) < limit:
-        pages: Iterator[Any] = table.query_entities(
-            query_filter,
-            parameters=dict(parameters or {}),
-            select=select,
-            results_per_page=min(limit - len(items), MAX_LIMIT),
-        ).by_page(continuation_token=token)  # type: ignore[arg-type]  # Tables: a dict
-        page_iter = pages
-        try:
-            page = next(page_iter)
-        except StopIteration:
-            token = None
-            break
-        items.extend(dict(entity) for entity in page)
-        token = page_iter.continuation_token  # type: ignore[attr-defined]
-        if not token:
-            token = None
-            break
-    return Page(items, encode_token(token) if token else None)

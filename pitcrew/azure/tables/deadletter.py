@@ -1,4 +1,4 @@
-"""The failed-message store: metadata in Azure Table storage, bodies in Blob storage.
+"""FailedMessageStore (pitcrew.deadletter.ports) over Table storage, bodies in Blob storage.
 
 Messages: `<prefix>dlqmessages`, PartitionKey = group, RowKey = message id. The id is derived
 from the message's identity at its source, so ingesting the same message twice inserts once.
@@ -12,135 +12,44 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
+from pitcrew.azure.tables.keys import row_etag
+from pitcrew.azure.tables.paging import keyed_page, query_page, where
 from pitcrew.deadletter.bodies import preview, searchable
 from pitcrew.deadletter.grouping import group_of
 from pitcrew.deadletter.model import (
+    SCAN_BUDGET,
+    Arrival,
     FailedMessage,
+    Group,
+    MessageFilter,
+    NotFound,
+    StaleMessage,
     decode_properties,
     encode_properties,
-    utcnow,
 )
+from pitcrew.deadletter.ports import BodyStore
 from pitcrew.errors import InvalidInput, RetryLater
-from pitcrew.paging import Page, encode_token, query_page
+from pitcrew.http.paging import Page, encode_token
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
-    from pitcrew.azure.blobs import BlobBodyStore
-
 log = logging.getLogger(__name__)
 GROUP_PARTITION = "group"
-STATUSES = ("failed", "replaying", "replayed", "archived", "superseded")
-# Rows one filtered page examines at most when the filter reads what Table storage cannot
-# (text in a body or description, an application property): the page may then come back short,
-# with a continuation to go on from where it stopped.
-SCAN_BUDGET = 5000
 _CHUNK = 250
 _MAX_TEXT = 30_000  # a Table string property holds 32 K characters
 
 
-class NotFound(InvalidInput):
-    def __init__(self, what: str, ident: str) -> None:
-        super().__init__(what, f"{ident[:80]!r} was not found")
+class TableFailedMessageStore:
+    """FailedMessageStore (pitcrew.deadletter.ports): rows in two tables, bodies in a
+    BodyStore (Blob storage)."""
 
-
-class StaleMessage(RetryLater):
-    """Another writer changed the message since it was read."""
-
-
-@dataclass
-class Group:
-    id: str
-    source: str
-    entity: str
-    cause: str
-    reason: str
-    description: str
-    count: int
-    first_seen: datetime
-    last_seen: datetime
-    notice_level: int = 0
-    notice_sent: int = 0
-    etag: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "source": self.source, "entity": self.entity, "cause": self.cause,
-            "sampleReason": self.reason, "sampleDescription": self.description,
-            "count": self.count, "firstSeen": self.first_seen.isoformat(),
-            "lastSeen": self.last_seen.isoformat(),
-        }
-
-
-@dataclass(frozen=True)
-class MessageFilter:
-    """Which of a group's messages a listing wants. Status and ingest time are asked of Table
-    storage; text (in the reason, description or decoded body, case-insensitive) and
-    application properties are checked here, within SCAN_BUDGET rows per page."""
-
-    status: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    text: str | None = None
-    properties: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def reads_rows(self) -> bool:
-        return bool(self.text or self.properties)
-
-    def table_filter(self, params: dict[str, Any]) -> str:
-        query = ""
-        if self.status is not None:
-            query += " and Status eq @status"
-            params["status"] = self.status
-        if self.since is not None:
-            query += " and IngestedAt ge @since"
-            params["since"] = self.since
-        if self.until is not None:
-            query += " and IngestedAt lt @until"
-            params["until"] = self.until
-        return query
-
-    def metadata_match(self, m: FailedMessage) -> bool | None:
-        """False: excluded; True: included; None: only the body can tell (text search)."""
-        for key, wanted in self.properties:
-            if key not in m.application_properties or \
-                    property_text(m.application_properties[key]) != wanted:
-                return False
-        if not self.text:
-            return True
-        needle = self.text.casefold()
-        if needle in m.reason.casefold() or needle in m.description.casefold():
-            return True
-        return None
-
-
-def property_text(value: Any) -> str:
-    """An application property as an operator types it: `true`, `3`, `0.5`, `contoso`."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, bytes):
-        import base64
-
-        return base64.b64encode(value).decode()
-    return str(value)
-
-
-@dataclass(frozen=True)
-class Arrival:
-    """How one ingest changed a group: created it, or moved its count from before to after."""
-
-    group: Group
-    created: bool
-    before: int
-
-
-class FailedMessageStore:
-    def __init__(self, messages: TableClient, groups: TableClient, bodies: BlobBodyStore) -> None:
+    def __init__(self, messages: TableClient, groups: TableClient, bodies: BodyStore) -> None:
         self._messages = messages
         self._groups = groups
         self.bodies = bodies
@@ -150,7 +59,7 @@ class FailedMessageStore:
     def put_many(self, items: Sequence[tuple[FailedMessage, bytes]]) -> set[str]:
         """Store messages (bodies first, then rows); return the ids that were new. A message
         already stored (a second ingest) is left as it is."""
-        from azure.core.exceptions import ResourceExistsError
+        from azure.core.exceptions import ResourceExistsError  # SDK on first use (cold start)
         from azure.data.tables import TableTransactionError
 
         if not items:
@@ -186,7 +95,7 @@ class FailedMessageStore:
 
     def update(self, message: FailedMessage) -> FailedMessage:
         """Replace the row if nobody changed it since it was read (StaleMessage otherwise)."""
-        from azure.core import MatchConditions
+        from azure.core import MatchConditions  # SDK on first use (cold start)
         from azure.core.exceptions import ResourceModifiedError
         from azure.data.tables import UpdateMode
 
@@ -202,7 +111,7 @@ class FailedMessageStore:
     def update_many(self, messages: Sequence[FailedMessage]) -> list[FailedMessage]:
         """Conditional replace of messages of one group in one transaction when possible; the
         ones that changed under us are left out of the result."""
-        from azure.core import MatchConditions
+        from azure.core import MatchConditions  # SDK on first use (cold start)
         from azure.data.tables import TableTransactionError, UpdateMode
 
         done: list[FailedMessage] = []
@@ -229,7 +138,7 @@ class FailedMessageStore:
         return done
 
     def delete(self, message: FailedMessage) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
         self.bodies.delete(message.id)
         with contextlib.suppress(ResourceNotFoundError):
@@ -238,7 +147,7 @@ class FailedMessageStore:
     # ------------------------------------------------------------------ reads
 
     def get(self, message_id: str) -> FailedMessage:
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
         try:
             row = self._messages.get_entity(group_of(message_id), message_id)
@@ -247,7 +156,7 @@ class FailedMessageStore:
         return _message(row)
 
     def body(self, message_id: str) -> bytes:
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
         try:
             return self.bodies.get(message_id)
@@ -258,17 +167,10 @@ class FailedMessageStore:
                  ingested_until: datetime | None = None, after: str | None = None,
                  page_size: int = 100) -> Iterator[FailedMessage]:
         """A group's messages in id order, streamed page by page (never all in memory)."""
-        query = "PartitionKey eq @pk"
         params: dict[str, Any] = {"pk": group}
-        if status is not None:
-            query += " and Status eq @status"
-            params["status"] = status
-        if ingested_until is not None:
-            query += " and IngestedAt le @until"
-            params["until"] = ingested_until
-        if after is not None:
-            query += " and RowKey gt @after"
-            params["after"] = after
+        query = where("PartitionKey eq @pk", params, ("Status", "eq", "status", status),
+                      ("IngestedAt", "le", "until", ingested_until),
+                      ("RowKey", "gt", "after", after))
         for row in self._messages.query_entities(query, parameters=params,
                                                  results_per_page=page_size):
             yield _message(row)
@@ -279,16 +181,10 @@ class FailedMessageStore:
         at, so a page resumes exactly there whatever the filter skipped."""
         flt = flt or MessageFilter()
         params: dict[str, Any] = {"pk": group}
-        base = "PartitionKey eq @pk" + flt.table_filter(params)
+        base = "PartitionKey eq @pk" + _conditions(flt, params)
         if not flt.reads_rows:
-            query = base
-            if after is not None:
-                query += " and RowKey gt @after"
-                params["after"] = after
-            page = query_page(self._messages, query, limit=limit, parameters=params)
-            items = [_message(r) for r in page.items]
-            more = page.continuation is not None and bool(items)
-            return Page(items, encode_token({"after": items[-1].id}) if more else None)
+            return keyed_page(self._messages, base, params, limit=limit, after=after,
+                              convert=_message, key=lambda m: m.id)
         found: list[FailedMessage] = []
         examined = 0
         last = after
@@ -317,7 +213,7 @@ class FailedMessageStore:
         return Page(found, encode_token({"after": last}) if last else None)
 
     def _bodies_text(self, rows: Sequence[FailedMessage], ids: Sequence[str]) -> list[str]:
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
         kinds = {m.id: m.source_kind for m in rows}
 
@@ -329,8 +225,6 @@ class FailedMessageStore:
 
         if not ids:
             return []
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(max_workers=min(16, len(ids))) as pool:
             return list(pool.map(one, ids))
 
@@ -357,13 +251,13 @@ class FailedMessageStore:
     def record_arrivals(self, sample: FailedMessage, new: int, seen_at: datetime,
                         thresholds: Sequence[int]) -> Arrival:
         """Add `new` messages to the group, creating it on its first message."""
-        from azure.core import MatchConditions
+        from azure.core import MatchConditions  # SDK on first use (cold start)
         from azure.core.exceptions import (
             ResourceExistsError,
             ResourceModifiedError,
             ResourceNotFoundError,
         )
-        from azure.data.tables import UpdateMode
+        from azure.data.tables import UpdateMode  # SDK on first use (cold start)
 
         for _ in range(20):
             try:
@@ -396,7 +290,7 @@ class FailedMessageStore:
         raise RetryLater(f"group {sample.group} is too busy; try again")
 
     def mark_notice_sent(self, group: Group, level: int) -> None:
-        from azure.data.tables import UpdateMode
+        from azure.data.tables import UpdateMode  # SDK on first use (cold start)
 
         self._groups.update_entity(
             {"PartitionKey": GROUP_PARTITION, "RowKey": group.id, "NoticeSent": level},
@@ -405,24 +299,14 @@ class FailedMessageStore:
     def groups_page(self, *, limit: int, after: str | None = None,
                     since: datetime | None = None, until: datetime | None = None) -> Page[Group]:
         """Groups in id order, optionally only those last seen within [since, until)."""
-        query = "PartitionKey eq @pk"
         params: dict[str, Any] = {"pk": GROUP_PARTITION}
-        if after is not None:
-            query += " and RowKey gt @after"
-            params["after"] = after
-        if since is not None:
-            query += " and LastSeen ge @since"
-            params["since"] = since
-        if until is not None:
-            query += " and LastSeen lt @until"
-            params["until"] = until
-        page = query_page(self._groups, query, limit=limit, parameters=params)
-        items = [_group(r) for r in page.items]
-        more = page.continuation is not None and bool(items)
-        return Page(items, encode_token({"after": items[-1].id}) if more else None)
+        query = where("PartitionKey eq @pk", params, ("LastSeen", "ge", "since", since),
+                      ("LastSeen", "lt", "until", until))
+        return keyed_page(self._groups, query, params, limit=limit, after=after,
+                          convert=_group, key=lambda g: g.id)
 
     def delete_group(self, group_id: str) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
         with contextlib.suppress(ResourceNotFoundError):
             self._groups.delete_entity(GROUP_PARTITION, group_id)
@@ -433,12 +317,18 @@ class FailedMessageStore:
             yield _group(row)
 
     def group(self, group_id: str) -> Group:
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
         try:
             return _group(self._groups.get_entity(GROUP_PARTITION, group_id))
         except ResourceNotFoundError:
             raise NotFound("group", group_id) from None
+
+
+def _conditions(flt: MessageFilter, params: dict[str, Any]) -> str:
+    """The part of a listing's filter Table storage answers: status and ingest time."""
+    return where("", params, ("Status", "eq", "status", flt.status),
+                 ("IngestedAt", "ge", "since", flt.since), ("IngestedAt", "lt", "until", flt.until))
 
 
 def _level(count: int, thresholds: Sequence[int]) -> int:
@@ -448,8 +338,6 @@ def _level(count: int, thresholds: Sequence[int]) -> int:
 
 
 def _digest(body: bytes) -> str:
-    from hashlib import sha256
-
     return sha256(body).hexdigest()
 
 
@@ -484,7 +372,7 @@ def _entity(m: FailedMessage) -> dict[str, Any]:
     for key, value in optional.items():
         if value is not None:
             if key == "SequenceNumber":
-                from azure.data.tables import EdmType, EntityProperty
+                from azure.data.tables import EdmType, EntityProperty  # lazy (cold start)
 
                 entity[key] = EntityProperty(value, EdmType.INT64)
                 continue
@@ -532,14 +420,3 @@ def _group(row: Any) -> Group:
         notice_level=row.get("NoticeLevel") or 0, notice_sent=row.get("NoticeSent") or 0,
         etag=row_etag(row),
     )
-
-
-def now() -> datetime:
-    return utcnow()
-
-
-def row_etag(row: Any) -> str | None:
-    """The entity's ETag; None for a row read through paging (a plain dict, listed only)."""
-    meta = getattr(row, "metadata", None) or {}
-    etag: str | None = meta.get("etag")
-    return etag

@@ -1,0 +1,133 @@
+"""The composition root: settings and the policy in, every service out, typed by its port.
+
+This is the one module that chooses implementations: Table storage for state, audit, outbox and
+rejected events (pitcrew.azure.tables), webhooks for channels, Key Vault, ARM and Event Grid for
+rotation, Storage and Service Bus for dead letters. Everything else sees the ports
+(pitcrew/ports.py, pitcrew/rotation/ports.py, pitcrew/deadletter/ports.py). Services are built
+once per process and policy; the rotation and dead-letter parts on first use, so an event that
+needs neither never builds their SDK clients.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+import httpx
+
+from pitcrew.azure.arm import DataPlane, SiteRestarts, providers
+from pitcrew.azure.blobs import BlobBodyStore
+from pitcrew.azure.deadletter import AzureBrokers
+from pitcrew.azure.eventgrid import EventGridPublisher
+from pitcrew.azure.keyvault import KeyVaultSecretStore
+from pitcrew.azure.tables.audit import TableAuditLog
+from pitcrew.azure.tables.deadletter import TableFailedMessageStore
+from pitcrew.azure.tables.outbox import TableOutboxStore
+from pitcrew.azure.tables.rejected import TableRejectedEventLog
+from pitcrew.azure.tables.state import TableStateStore
+from pitcrew.deadletter.ports import DeadletterServices
+from pitcrew.notify.channels import build_channels
+from pitcrew.notify.outbox import Outbox
+from pitcrew.notify.router import Router
+from pitcrew.policy import Policy
+from pitcrew.ports import AuditLog, Channel, Notifier, RejectedEventLog, StateStore
+from pitcrew.rotation.ports import RotationPorts
+from pitcrew.runtime import Runtime, get_runtime
+
+
+@dataclass
+class Services:
+    """Everything the engine works with, for one policy."""
+
+    policy: Policy
+    runtime: Runtime
+    state: StateStore
+    audit: AuditLog
+    outbox: Outbox
+    channels: Mapping[str, Channel]
+    router: Notifier
+    rejected: RejectedEventLog
+
+    @cached_property
+    def rotation(self) -> RotationPorts:
+        """Key Vault, the dual-key providers, Event Grid and ARM restarts."""
+        return rotation_ports(self.runtime)
+
+    @cached_property
+    def deadletter(self) -> DeadletterServices:
+        """The failed-message store, sources, senders and job queues."""
+        return deadletter_services(self)
+
+
+def build_services(runtime: Runtime, policy: Policy) -> Services:
+    audit = TableAuditLog(runtime.table("audit"))
+    outbox = Outbox(TableOutboxStore(runtime.table("outbox")), policy.outbox, audit=audit)
+    channels = build_channels(policy, _http_client(runtime))
+    return Services(
+        policy=policy,
+        runtime=runtime,
+        state=TableStateStore(runtime.table("claims"), runtime.table("runs")),
+        audit=audit,
+        outbox=outbox,
+        channels=channels,
+        router=Router(policy, channels, outbox),
+        rejected=TableRejectedEventLog(runtime.table("rejectedevents")),
+    )
+
+
+def rotation_ports(runtime: Runtime) -> RotationPorts:
+    verify = runtime.azure_client_kwargs().get("connection_verify", True)
+    data_plane = DataPlane(runtime.local_azure_url(), verify)
+    publisher = runtime.eventgrid_publisher()
+    return RotationPorts(
+        secrets=KeyVaultSecretStore(runtime.secret_client),
+        providers=providers(runtime.arm_client, data_plane),
+        events=EventGridPublisher(publisher) if publisher is not None else None,
+        sites=SiteRestarts(runtime.arm_client),
+    )
+
+
+def deadletter_services(services: Services) -> DeadletterServices:
+    runtime = services.runtime
+    container = f"{runtime.settings.table_prefix.lower()[:50]}-dlq-bodies"
+    bodies = BlobBodyStore(runtime.storage_service("blob"), container)
+    return DeadletterServices(
+        policy=services.policy.deadletter,
+        state=services.state,
+        audit=services.audit,
+        router=services.router,
+        store=TableFailedMessageStore(runtime.table("dlqmessages"), runtime.table("dlqgroups"),
+                                      bodies),
+        brokers=AzureBrokers(runtime),
+    )
+
+
+def _http_client(runtime: Runtime) -> httpx.Client:
+    return runtime.cached(
+        "http_client", lambda: httpx.Client(follow_redirects=False, timeout=10.0)
+    )
+
+
+_lock = threading.Lock()
+_built: tuple[int, Policy, Services] | None = None
+
+
+def get_services(runtime: Runtime | None = None) -> Services:
+    """Services for the current policy; raises PolicyInvalid when pitcrew.yaml is invalid."""
+    global _built
+    runtime = runtime or get_runtime()
+    policy = runtime.policy()
+    with _lock:
+        if _built is not None and _built[0] == id(runtime) and _built[1] is policy:
+            return _built[2]
+        services = build_services(runtime, policy)
+        _built = (id(runtime), policy, services)
+        return services
+
+
+def reset_services() -> None:
+    global _built
+    with _lock:
+        _built = None

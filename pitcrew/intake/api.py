@@ -1,0 +1,110 @@
+"""The entry points of intake that the triggers call: `POST/OPTIONS /api/events`,
+`POST /api/alerts`, `GET /api/events/rejected`, and the outbox's retry timer."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+from pitcrew.auth import Role, authenticate_alert, require
+from pitcrew.bootstrap import get_services
+from pitcrew.errors import InvalidInput, Unauthorized
+from pitcrew.events import (
+    SubscriptionValidation,
+    WebhookPolicy,
+    abuse_protection_headers,
+    only_events,
+    parse_alert,
+    parse_request,
+    validation_response,
+)
+from pitcrew.http.errors import HttpResult, http_errors
+from pitcrew.http.models import PageQuery
+from pitcrew.intake.pipeline import process_alert, process_event, validate_event
+from pitcrew.notify.outbox import DrainReport
+
+log = logging.getLogger(__name__)
+BATCH_CONCURRENCY = 4
+
+
+@http_errors
+def receive_events(method: str, headers: Mapping[str, str], body: bytes) -> HttpResult:
+    """POST/OPTIONS /api/events: Event Grid schema or CloudEvents (structured or binary mode),
+    with both handshakes. The OPTIONS handshake grants only the origins in
+    PITCREW_WEBHOOK_ALLOWED_ORIGINS (default eventgrid.azure.net)."""
+    if method.upper() == "OPTIONS":
+        policy = WebhookPolicy.from_env(os.environ)
+        return HttpResult(200, None, abuse_protection_headers(headers, policy))
+    items = parse_request(body, headers)
+    handshake = validation_response(items)
+    if handshake is not None:
+        if len(items) > 1:
+            # Event Grid sends its validation event alone; answering it would skip the rest.
+            where = next(
+                i for i, item in enumerate(items) if isinstance(item, SubscriptionValidation)
+            )
+            raise InvalidInput(
+                f"[{where}].eventType",
+                f"a SubscriptionValidationEvent must be delivered alone; this delivery holds "
+                f"{len(items) - 1} other event(s), none of which was handled",
+            )
+        return HttpResult(200, handshake)
+    events = only_events(items)
+    for index, event in enumerate(events):  # all or nothing: reject before acting on any
+        try:
+            validate_event(event)
+        except InvalidInput as exc:
+            if len(events) == 1:
+                raise
+            raise InvalidInput(f"[{index}].{exc.field}", exc.problem) from None
+    services = get_services()
+    if len(events) == 1:
+        return HttpResult(200, {"events": [process_event(events[0], services).to_dict()]})
+    # Event Grid batches up to 5,000 events; each is independent and I/O bound (storage,
+    # webhooks), so they run side by side. Any failure fails the delivery: Event Grid retries
+    # the batch and the events already handled end at their claims as duplicates.
+    with ThreadPoolExecutor(max_workers=min(BATCH_CONCURRENCY, len(events))) as pool:
+        outcomes = [o.to_dict() for o in pool.map(lambda e: process_event(e, services), events)]
+    return HttpResult(200, {"events": outcomes})
+
+
+@http_errors
+def receive_alert(headers: Mapping[str, str], body: bytes) -> HttpResult:
+    """POST /api/alerts: an Azure Monitor action group webhook (Common Alert Schema).
+
+    The function key admits the request to the route; when PITCREW_ALERT_TOKEN_AUDIENCE is set
+    the action group's Secure Webhook token (Entra ID) must also be valid, checked before the
+    body is read: 401 with the reason when it is missing or invalid, 503 retry_later when
+    Entra's signing keys cannot be fetched."""
+    try:
+        caller = authenticate_alert(headers)
+    except Unauthorized as exc:
+        # Azure Monitor does not retry a 401: say so where an SRE looks (never the token).
+        log.warning("pitcrew.alerts.refused: %s", exc)
+        raise
+    alert = parse_alert(body)
+    outcome = process_alert(alert, get_services())
+    if caller is not None:
+        log.info("alert %r from %s: %s", alert.id, caller.actor, outcome.kind)
+    return HttpResult(200, outcome.to_dict())
+
+
+@http_errors
+def list_rejected(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpResult:
+    """GET /api/events/rejected?limit=&continuation= (role Reader): poison events, newest
+    day first, `{"rejected": [...], "continuation": token | null}`."""
+    require(headers, Role.READER)
+    wanted = PageQuery.of(query)
+    page = get_services().rejected.page(limit=wanted.limit, continuation=wanted.continuation)
+    return HttpResult(200, page.map(lambda item: item.to_dict()).body("rejected"))
+
+
+def drain_outbox() -> DrainReport:
+    """Retry every notification whose next attempt is due (the retry_outbox timer)."""
+    services = get_services()
+    report = services.outbox.drain(services.channels)
+    if report.delivered or report.failed:
+        log.info("outbox: %s", report.to_dict())
+    return report

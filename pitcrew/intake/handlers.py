@@ -1,0 +1,90 @@
+"""The handlers intake picks from, one registry keyed by name, in the order they are tried.
+A handler says which events it accepts, parses the envelope into its typed event (before
+anything is claimed) and acts; an area adds its handler with one `HANDLERS.add` line here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pitcrew.audit import AuditRecord, app_identity
+from pitcrew.bootstrap import Services
+from pitcrew.deadletter.events import is_servicebus_deadletter_event, servicebus_deadletter_event
+from pitcrew.deadletter.hooks import handle_servicebus_deadletter, ingest_for_alert
+from pitcrew.events import AlertEvent, Event, KeyVaultObjectEvent, is_keyvault_event, keyvault_event
+from pitcrew.notify.messages import alert_notification, expiry_notification
+from pitcrew.notify.model import Dispatch, Notification
+from pitcrew.registry import Registry
+from pitcrew.rotation.api import rotate_on_event
+
+
+@dataclass(frozen=True)
+class Handler:
+    accepts: Callable[[Event], bool]
+    parse: Callable[[Event], Any]
+    handle: Callable[[Any, Services], str]
+
+
+def announce(services: Services, notification: Notification, *, action: str, target: str,
+             correlation_id: str, details: Mapping[str, Any]) -> Dispatch:
+    """Send a notification through the outbox and audit what became of it."""
+    dispatch = services.router.send(notification)
+    services.audit.append(AuditRecord(
+        actor=app_identity(),
+        action=action,
+        target=target,
+        outcome=dispatch.outcome,  # type: ignore[arg-type]
+        correlation_id=correlation_id,
+        details={**details, "notification": notification.id, **dispatch.to_dict()},
+    ))
+    return dispatch
+
+
+# ------------------------------------------------------------------ Key Vault
+
+_EXPIRY_CONDITIONS = ("NearExpiry", "Expired")
+
+
+def handle_keyvault(kv: KeyVaultObjectEvent, services: Services) -> str:
+    if kv.condition not in _EXPIRY_CONDITIONS:
+        return f"no action for {kv.condition}"
+    # When a rotation strategy owns the secret, the rotation engine acts instead of a person.
+    rotated = rotate_on_event(kv, services)
+    if rotated is not None:
+        return rotated
+    return announce(
+        services, expiry_notification(kv, services.policy), action="notify.expiry",
+        target=kv.target, correlation_id=kv.id,
+        details={"eventType": kv.event.type, "version": kv.version,
+                 "expires": kv.expires.isoformat() if kv.expires else None},
+    ).detail
+
+
+# ------------------------------------------------------------------ alerts
+
+
+def handle_alert(alert: AlertEvent, services: Services) -> str:
+    """An Azure Monitor alert: one notification; a dead-letter depth alert also ingests."""
+    detail = announce(
+        services, alert_notification(alert), action="notify.alert",
+        target=alert.target_ids[0] if alert.target_ids else alert.rule,
+        correlation_id=alert.alert_id,
+        details={"rule": alert.rule, "condition": alert.condition, "severity": alert.severity},
+    ).detail
+    ingested = ingest_for_alert(alert, services)
+    if ingested:
+        detail += "; ingested " + ", ".join(ingested)
+    return detail
+
+
+HANDLERS: Registry[Handler] = Registry("intake handler")
+HANDLERS.add("keyvault", Handler(is_keyvault_event, keyvault_event, handle_keyvault))
+HANDLERS.add("servicebus-deadletter", Handler(is_servicebus_deadletter_event,
+                                              servicebus_deadletter_event,
+                                              handle_servicebus_deadletter))
+
+
+def handler_for(event: Event) -> Handler | None:
+    """The first registered handler that accepts the event; None when none does."""
+    return HANDLERS.first(lambda handler: handler.accepts(event))

@@ -1,0 +1,146 @@
+"""One event or alert in, exactly one effect out: parse -> claim -> handle -> audit -> complete.
+
+A small pipeline in the Alertmanager spirit. Parsing happens before anything is claimed, so bad
+input (InvalidInput) leaves no state behind. The claim (pitcrew.ports.StateStore) makes a
+duplicate end here; the handler acts and audits what it did (intake.handlers); the claim is
+completed with the outcome, or released if the handler raised, so the platform's retry
+repeats only what did not finish.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pitcrew.audit import AuditRecord, app_identity
+from pitcrew.bootstrap import Services, get_services
+from pitcrew.errors import InvalidInput
+from pitcrew.events import AlertEvent, Event, event_from_binding
+from pitcrew.intake.handlers import handle_alert, handler_for
+from pitcrew.intake.rejected import ACTION as REJECTED_ACTION
+from pitcrew.intake.rejected import RejectedEvent
+
+log = logging.getLogger(__name__)
+
+OutcomeKind = Literal["handled", "duplicate", "ignored", "rejected"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    event_id: str
+    kind: OutcomeKind
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.event_id, "outcome": self.kind, "detail": self.detail}
+
+
+def validate_event(event: Event) -> None:
+    """Raise InvalidInput when an event a handler would take is malformed."""
+    handler = handler_for(event)
+    if handler is not None:
+        handler.parse(event)
+
+
+def process_event(event: Event, services: Services) -> Outcome:
+    """Handle one event exactly once. Exceptions propagate (after the claim is released) so the
+    platform retries; a duplicate ends at the claim."""
+    handler = handler_for(event)
+    if handler is None:
+        log.info("event %s of type %s: no handler, ignored", event.id, event.type)
+        return Outcome(event.id, "ignored", f"no handler for {event.type}")
+    typed = handler.parse(event)
+    # Keyed on the event's identity (source + id), so a sender cannot pre-claim the ids of
+    # another source; the readable id and source stay in the claim row.
+    return _once(services, "event", event.claim_key, event.id,
+                 lambda: handler.handle(typed, services),
+                 label={"EventId": event.id, "Source": event.source})
+
+
+def process_alert(alert: AlertEvent, services: Services) -> Outcome:
+    """An Azure Monitor alert: one notification per (alert, condition, time), deduplicated."""
+    return _once(services, "alert", alert.id, alert.id, lambda: handle_alert(alert, services))
+
+
+def _once(services: Services, scope: str, key: str, ident: str, handle: Callable[[], str], *,
+          label: Mapping[str, str] | None = None) -> Outcome:
+    """Claim, handle, complete: the handler runs once per key, whoever delivers it."""
+    claim = services.state.claim(scope, key, label=label)
+    if claim is None:
+        log.info("%s %s is a duplicate: already handled", scope, ident)
+        return Outcome(ident, "duplicate", "already handled")
+    try:
+        detail = handle()
+    except Exception as exc:
+        # Released, so the sender's retry repeats only what did not finish (the outbox and the
+        # ingest are idempotent).
+        services.state.release(claim, reason=type(exc).__name__)
+        raise
+    services.state.complete(claim, outcome=detail)
+    return Outcome(ident, "handled", detail)
+
+
+def handle_delivered_event(
+    *,
+    id: str | None,
+    event_type: str | None,
+    subject: str | None,
+    topic: str | None = None,
+    source: str | None = None,
+    event_time: Any = None,
+    data: Any = None,
+    data_version: str | None = None,
+    schema: Literal["eventgrid", "cloudevents"] = "eventgrid",
+    function: str = "",
+) -> Outcome:
+    """An event the Functions Event Grid binding delivered.
+
+    A permanently malformed event (InvalidInput: bad envelope, bad data, a validation event
+    sent as a notification) is recorded (GET /api/events/rejected, audit `intake.rejected`) and
+    acknowledged, so Event Grid stops retrying at once. Anything else raises so the platform
+    retries (and, past its retries, dead-letters): nothing is dropped silently."""
+    fields: dict[str, Any] = {
+        "id": id, "event_type": event_type, "subject": subject, "topic": topic,
+        "source": source, "event_time": event_time, "data": data,
+        "data_version": data_version, "schema": schema,
+    }
+    services = get_services()
+    try:
+        event = event_from_binding(**fields)
+        validate_event(event)
+        outcome = process_event(event, services)
+    except InvalidInput as exc:
+        rejected = reject(fields, exc, services, function=function)
+        return Outcome(rejected.id, "rejected", str(exc))
+    log.info("event %r (%s): %s, %s", event.id, event.type, outcome.kind, outcome.detail)
+    return outcome
+
+
+def reject(
+    fields: Mapping[str, Any], error: InvalidInput, services: Services, *, function: str = ""
+) -> RejectedEvent:
+    """Record a poison event (store row, audit record, one warning line). Raises if storage
+    fails, so the platform retries: a rejection is only acknowledged once it is recorded."""
+    rejected = RejectedEvent.of(fields, error, function=function)
+    services.rejected.add(rejected)
+    services.audit.append(AuditRecord(
+        actor=app_identity(),
+        action=REJECTED_ACTION,
+        target=rejected.source or "events",
+        outcome="failed",
+        correlation_id=rejected.id,
+        details={
+            "field": rejected.field,
+            "problem": rejected.problem,
+            "eventType": rejected.type,
+            "schema": rejected.schema,
+            "rejectedEvent": rejected.record_id,
+        },
+    ))
+    log.warning(
+        "event %r (%s) from %r rejected, not retried: %s; see GET /api/events/rejected",
+        rejected.id[:200], rejected.type[:100], rejected.source[:200], error,
+    )
+    return rejected
