@@ -229,6 +229,19 @@ def test_the_engine_has_no_circles_even_lazily() -> None:
     assert import_cycles([ROOT / "pitcrew", ROOT / "functions"], lazy=True) == []
 
 
+def test_only_the_adapters_use_the_azure_sdks() -> None:
+    # The engine depends on ports; pitcrew/azure implements them (runtime builds the clients,
+    # endpoint_credential is the local endpoint's credential, the CLI signs in operators).
+    adapters = ("pitcrew.azure", "pitcrew.runtime", "pitcrew.endpoint_credential", "pitcrew.cli")
+    found = [
+        f"{path.relative_to(ROOT)}:{imp.line}: {imp.target}"
+        for path in python_files([ROOT / "pitcrew"])
+        for imp in imports(path)
+        if _names(imp.target, "azure") and not any(_names(imp.module, a) for a in adapters)
+    ]
+    assert found == []
+
+
 def test_lazy_imports_only_where_they_buy_cold_start() -> None:
     assert lazy_imports([ROOT / "pitcrew", ROOT / "functions"]) == []
 
