@@ -259,12 +259,16 @@ class DataPlane:
         host = f"{namespace}.servicebus.windows.net"
         try:
             if right == "Listen":
-                with EventHubConsumerClient(host, "$Default", credential,
-                                            eventhub_name=eventhub, retry_total=0) as consumer:
+                with EventHubConsumerClient(
+                    fully_qualified_namespace=host, eventhub_name=eventhub,
+                    consumer_group="$Default", credential=credential, retry_total=0,
+                ) as consumer:
                     consumer.get_eventhub_properties()
             else:
-                with EventHubProducerClient(host, eventhub, credential,
-                                            retry_total=0) as producer:
+                with EventHubProducerClient(
+                    fully_qualified_namespace=host, eventhub_name=eventhub,
+                    credential=credential, retry_total=0,
+                ) as producer:
                     producer.create_batch()  # opens the sender link; sends nothing
         except (AuthenticationError, ConnectError) as exc:
             if isinstance(exc, ConnectError) and "nauthori" not in str(exc):
