@@ -106,8 +106,20 @@ def principal_from_headers(headers: Mapping[str, str]) -> Principal | None:
     )
 
 
+def refuse_cross_site(headers: Mapping[str, str]) -> None:
+    """Forbidden for a request a browser made from another site (Sec-Fetch-Site): a signed-in
+    operator's session cookie must not let another page act through the operator API (CSRF).
+    The CLI sends no such header; the console's own requests are `same-origin`."""
+    site = {k.lower(): v for k, v in headers.items()}.get("sec-fetch-site", "").strip().lower()
+    if site in ("cross-site", "same-site"):
+        raise Forbidden("a request from another site is refused (Sec-Fetch-Site: "
+                        f"{site}); use the console or the CLI")
+
+
 def require(headers: Mapping[str, str], role: Role) -> Principal:
-    """The principal, if it holds `role`: Unauthorized (401) without one, Forbidden (403) else."""
+    """The principal, if it holds `role`: Unauthorized (401) without one, Forbidden (403) else;
+    Forbidden too for a browser's request from another site (refuse_cross_site)."""
+    refuse_cross_site(headers)
     principal = principal_from_headers(headers)
     if principal is None:
         raise Unauthorized("sign in: this route needs an authenticated operator")

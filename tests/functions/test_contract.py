@@ -57,6 +57,12 @@ EXPECTED = {
     "list_rotations": ("httpTrigger", {"route": "rotations", "methods": {"GET"},
                                        "authLevel": "anonymous"}),
     "advance_rotations": ("timerTrigger", {"schedule": "0 * * * * *"}),
+    # the operator console (pitcrew/console)
+    "console_index": ("httpTrigger", {"route": "console", "methods": {"GET"},
+                                      "authLevel": "anonymous"}),
+    "console_asset": ("httpTrigger", {"route": "console/{asset}", "methods": {"GET"},
+                                      "authLevel": "anonymous"}),
+    "me": ("httpTrigger", {"route": "me", "methods": {"GET"}, "authLevel": "anonymous"}),
 }
 
 
