@@ -21,6 +21,14 @@ from pydantic import (
     model_validator,
 )
 
+from pitcrew.alerting.policy import (
+    AlertingSettings,
+    InhibitRule,
+    RouteNode,
+    TimeInterval,
+    translate_flat_routes,
+    tree_problems,
+)
 from pitcrew.deadletter.policy import DeadletterPolicy
 from pitcrew.errors import PolicyInvalid
 from pitcrew.rotation.hooks import hook_names, import_problem
@@ -69,7 +77,10 @@ class WebhookChannel(StrictModel):
         return value
 
 
-Channel = Annotated[WebhookChannel, Field(discriminator="type")]
+# The receivers' config models, one per `type` (pitcrew/alerting/receivers/<type>.py define
+# theirs; each is added to this union, discriminated by `type`).
+ReceiverConfig = Annotated[WebhookChannel, Field(discriminator="type")]
+Channel = ReceiverConfig  # the earlier name
 
 
 class RouteMatch(StrictModel):
@@ -125,38 +136,91 @@ class Policy(StrictModel):
         default="act",
         description="'plan' decides, audits and notifies but changes nothing in the workload.",
     )
-    channels: dict[str, Channel] = Field(min_length=1)
-    routes: list[Route] = Field(min_length=1)
+    receivers: dict[str, ReceiverConfig] = Field(
+        min_length=1, description="Where notifications can go (`channels:` is the old name)."
+    )
+    route: RouteNode | None = Field(default=None, description="The routing tree.")
+    routes: list[Route] | None = Field(
+        default=None, min_length=1, description="The flat list of earlier policies; "
+        "translated to a tree (give `route:` or `routes:`, not both).")
+    inhibit_rules: list[InhibitRule] = Field(default_factory=list, max_length=100)
+    time_intervals: dict[str, list[TimeInterval]] = Field(default_factory=dict)
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     notifications: Notifications = Field(default_factory=Notifications)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     rotation: RotationPolicy = Field(default_factory=RotationPolicy)
     deadletter: DeadletterPolicy = Field(default_factory=DeadletterPolicy)
 
-    @field_validator("channels")
+    @model_validator(mode="before")
+    @classmethod
+    def _channels_is_receivers(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "channels" in data:
+            if "receivers" in data:
+                raise ValueError("give `receivers:` or its old name `channels:`, not both")
+            data = {("receivers" if k == "channels" else k): v for k, v in data.items()}
+        if isinstance(data, dict) and "route" in data and "routes" in data:
+            raise ValueError("give the routing tree `route:` or the flat list `routes:`, "
+                             "not both")
+        if isinstance(data, dict) and "route" not in data and "routes" not in data:
+            raise ValueError("route: is required: the routing tree, whose root names the "
+                             "receiver that takes every alert no other route takes")
+        return data
+
+    @field_validator("receivers")
     @classmethod
     def _channel_names(cls, channels: dict[str, Any]) -> dict[str, Any]:
         for name in channels:
             if not re.match(_NAME, name):
                 raise ValueError(
-                    f"channel name {name!r} must be lower-case letters, digits and '-', "
+                    f"receiver name {name!r} must be lower-case letters, digits and '-', "
                     "starting with a letter"
                 )
         return channels
 
+    @field_validator("time_intervals")
+    @classmethod
+    def _interval_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.match(_NAME, name):
+                raise ValueError(f"time interval name {name!r} must be lower-case letters, "
+                                 "digits and '-', starting with a letter")
+        return value
+
+    @property
+    def channels(self) -> dict[str, ReceiverConfig]:
+        """The earlier name of `receivers`."""
+        return self.receivers
+
+    def route_tree(self) -> RouteNode:
+        """The routing tree: `route:`, or the flat `routes:` translated."""
+        if self.route is not None:
+            return self.route
+        assert self.routes is not None
+        return translate_flat_routes(self.routes)
+
     @model_validator(mode="after")
     def _routes_name_known_channels(self) -> Policy:
-        known = sorted(self.channels)
-        seen: set[str] = set()
-        for i, route in enumerate(self.routes):
-            if route.name in seen:
-                raise ValueError(f"routes[{i}].name: {route.name!r} is used by an earlier route")
-            seen.add(route.name)
-            for j, channel in enumerate(route.channels):
-                if channel not in self.channels:
+        known = sorted(self.receivers)
+        if self.routes is not None:
+            seen: set[str] = set()
+            for i, route in enumerate(self.routes):
+                if route.name in seen:
                     raise ValueError(
-                        f"routes[{i}].channels[{j}]: unknown channel {channel!r} "
-                        f"(defined: {', '.join(known)})"
-                    )
+                        f"routes[{i}].name: {route.name!r} is used by an earlier route")
+                seen.add(route.name)
+                for j, channel in enumerate(route.channels):
+                    if channel not in self.receivers:
+                        raise ValueError(
+                            f"routes[{i}].channels[{j}]: unknown channel {channel!r} "
+                            f"(defined: {', '.join(known)})"
+                        )
+        problems = tree_problems(self.route_tree(), set(self.receivers), set(self.time_intervals))
+        watchdog = self.alerting.watchdog.receiver
+        if watchdog is not None and watchdog not in self.receivers:
+            problems.append(f"alerting.watchdog.receiver: unknown receiver {watchdog!r} "
+                            f"(defined: {', '.join(known)})")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -182,8 +246,8 @@ def _problems(error: ValidationError) -> list[str]:
             message = "is not a known key (check the spelling; see docs/policy.md)"
         elif item["type"] == "missing":
             message = "is required"
-        if message.startswith(("routes[",)) and not where:
-            problems.append(message)
+        if message.startswith(("routes[", "routes:", "route", "alerting.")) and not where:
+            problems.extend(message.split("; "))
         else:
             problems.append(f"{where or '(top level)'}: {message}")
     return problems
@@ -203,7 +267,11 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
     try:
         return Policy.model_validate(document)
     except ValidationError as exc:
-        raise PolicyInvalid(source, _problems(exc)) from None
+        problems = _problems(exc)
+        if "channels" in document:  # name the key the way the file does
+            problems = [f"channels{p[9:]}" if p.startswith("receivers") else p
+                        for p in problems]
+        raise PolicyInvalid(source, problems) from None
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -37,5 +37,9 @@ def policy_validate(
         raise typer.Exit(1)
     out.print(
         f"[green]✓ {file} is valid[/green]: mode {policy.mode}, "
-        f"{len(policy.channels)} channel(s), {len(policy.routes)} route(s)"
+        f"{len(policy.receivers)} receiver(s), {_count_routes(policy.route_tree())} route(s)"
     )
+
+
+def _count_routes(node: Any) -> int:
+    return 1 + sum(_count_routes(child) for child in node.routes)
