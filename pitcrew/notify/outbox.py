@@ -76,7 +76,7 @@ class Outbox:
                 raise DeliveryFailed(f"channel {entry.channel!r} is not in the policy any more")
             channel.deliver(entry.notification)
         except DeliveryFailed as failure:
-            self._record_failure(entry, failure.reason)
+            self._record_failure(entry, failure.reason, at_least=failure.retry_after_seconds)
             return "failed"
         except Exception as exc:
             # A channel that does not wrap its errors: its type names it, its message may not be
@@ -173,9 +173,11 @@ class Outbox:
             log.exception("outbox row %s/%s: could not record it as unreadable", row.channel_key,
                           row.row_key)
 
-    def _record_failure(self, entry: OutboxEntry, reason: str) -> None:
+    def _record_failure(self, entry: OutboxEntry, reason: str, *,
+                        at_least: float | None = None) -> None:
         attempts = entry.attempts + 1
-        delay = self._delay(attempts)
+        # A receiver's Retry-After (or its rate cap) is a floor under the backoff.
+        delay = max(self._delay(attempts), at_least or 0.0)
         now = utcnow()
         self._store.update(entry, attempts=attempts, last_error=reason[:300],
                            next_attempt_at=now + timedelta(seconds=delay), lease_until=now)
