@@ -31,6 +31,7 @@ from pitcrew.alerting.policy import (
 )
 from pitcrew.deadletter.policy import DeadletterPolicy
 from pitcrew.errors import PolicyInvalid
+from pitcrew.housekeeping.policy import ExpiryPolicy
 from pitcrew.rotation.hooks import hook_names, import_problem
 from pitcrew.rotation.policy import RotationPolicy
 from pitcrew.schema import StrictModel
@@ -150,6 +151,7 @@ class Policy(StrictModel):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     rotation: RotationPolicy = Field(default_factory=RotationPolicy)
     deadletter: DeadletterPolicy = Field(default_factory=DeadletterPolicy)
+    expiry: ExpiryPolicy = Field(default_factory=ExpiryPolicy)
 
     @model_validator(mode="before")
     @classmethod

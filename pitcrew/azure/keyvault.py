@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from pitcrew.errors import ConfigurationError
+from pitcrew.housekeeping.ports import ObjectKind, ObjectProperties
 from pitcrew.rotation.ports import SecretVersion, VaultUnavailable
 
 # The built-in role that grants every operation pitcrew performs on secrets (get, set, update).
@@ -87,6 +88,52 @@ def _unresolvable(exc: BaseException) -> bool:
     return "Name or service not known" in str(exc) or "getaddrinfo failed" in str(exc)
 
 
+@contextmanager
+def access(vault: str, operation: str, name: str, *, role: str = SECRETS_ROLE,
+           kind: str = "secret") -> Iterator[None]:
+    """Turn 'cannot reach / may not use this vault' into VaultUnavailable (naming `role`)."""
+    from azure.core.exceptions import (  # SDK on first use (cold start)
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+    )
+
+    try:
+        yield
+    except ConfigurationError as exc:
+        raise VaultUnavailable(vault, "unknown", role, str(exc)) from None
+    except ServiceRequestError as exc:
+        if _unresolvable(exc):
+            raise VaultUnavailable(
+                vault, "unknown", role,
+                f"https://{vault}.vault.azure.net does not resolve") from None
+        raise
+    except ResourceNotFoundError:
+        raise
+    except (ClientAuthenticationError, HttpResponseError) as exc:
+        status = getattr(exc, "status_code", None)
+        if status in (401, 403) and not is_disabled(exc):
+            code, inner = error_codes(exc)
+            why = "/".join(c for c in (code, inner) if c) or f"HTTP {status}"
+            raise VaultUnavailable(
+                vault, "forbidden", role,
+                f"Key Vault answered {status} {why} to {operation} {kind} {name}",
+            ) from None
+        raise
+
+
+def properties_of(props: Any, vault: str, kind: ObjectKind) -> ObjectProperties:
+    """A listing item (SecretProperties, KeyProperties, CertificateProperties) as plain data."""
+    return ObjectProperties(
+        kind=kind, vault=vault, name=props.name, enabled=bool(props.enabled),
+        expires_on=props.expires_on, created_on=props.created_on,
+        updated_on=props.updated_on, version=props.version, tags=dict(props.tags or {}),
+        content_type=getattr(props, "content_type", None),
+        managed=bool(getattr(props, "managed", False)),
+    )
+
+
 class KeyVaultSecretStore:
     """SecretStore over Key Vault. `client_for(vault)` returns a cached SecretClient."""
 
@@ -95,36 +142,8 @@ class KeyVaultSecretStore:
 
     @contextmanager
     def _access(self, vault: str, operation: str, name: str) -> Iterator[None]:
-        """Turn 'cannot reach / may not use this vault' into VaultUnavailable."""
-        from azure.core.exceptions import (  # SDK on first use (cold start)
-            ClientAuthenticationError,
-            HttpResponseError,
-            ResourceNotFoundError,
-            ServiceRequestError,
-        )
-
-        try:
+        with access(vault, operation, name):
             yield
-        except ConfigurationError as exc:
-            raise VaultUnavailable(vault, "unknown", SECRETS_ROLE, str(exc)) from None
-        except ServiceRequestError as exc:
-            if _unresolvable(exc):
-                raise VaultUnavailable(
-                    vault, "unknown", SECRETS_ROLE,
-                    f"https://{vault}.vault.azure.net does not resolve") from None
-            raise
-        except ResourceNotFoundError:
-            raise
-        except (ClientAuthenticationError, HttpResponseError) as exc:
-            status = getattr(exc, "status_code", None)
-            if status in (401, 403) and not is_disabled(exc):
-                code, inner = error_codes(exc)
-                why = "/".join(c for c in (code, inner) if c) or f"HTTP {status}"
-                raise VaultUnavailable(
-                    vault, "forbidden", SECRETS_ROLE,
-                    f"Key Vault answered {status} {why} to {operation} secret {name}",
-                ) from None
-            raise
 
     def latest(self, vault: str, name: str) -> SecretVersion | None:
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -192,3 +211,9 @@ class KeyVaultSecretStore:
                 if exc.status_code == 403 and is_disabled(exc):
                     return None
                 raise
+
+    def list_properties(self, vault: str) -> Iterator[ObjectProperties]:
+        """Every secret's current properties, never a value (SecretListing)."""
+        with self._access(vault, "list", "*"):
+            for props in self._client_for(vault).list_properties_of_secrets():
+                yield properties_of(props, vault, "secret")

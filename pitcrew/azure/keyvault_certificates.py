@@ -1,0 +1,108 @@
+"""Key Vault certificates: the CertificateStore port (pitcrew.housekeeping.ports) over
+azure-keyvault-certificates. Properties, policies, issuers and the create (renew) operation;
+pitcrew never reads a certificate's private key or body."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from pitcrew.azure.keyvault import access, properties_of
+from pitcrew.housekeeping.ports import CertificatePolicyView, ObjectProperties, RenewalStatus
+
+if TYPE_CHECKING:
+    from pitcrew.runtime import Runtime
+
+# The built-in role that grants list, get, create and the pending operation on certificates.
+CERTIFICATES_ROLE = "Key Vault Certificates Officer"
+
+
+def certificate_client_for(runtime: Runtime) -> Callable[[str], Any]:
+    """A cached CertificateClient per vault, pointed like the SecretClient."""
+
+    def client_for(vault: str) -> Any:
+        def build() -> Any:
+            from azure.keyvault.certificates import CertificateClient  # SDK on first use
+
+            kwargs = runtime.azure_client_kwargs()
+            if runtime.local_azure_url():
+                kwargs["verify_challenge_resource"] = False
+            return CertificateClient(runtime.vault_url(vault), runtime.azure_credential(),
+                                     **kwargs)
+
+        return runtime.cached(f"certificate_client:{vault.lower()}", build)
+
+    return client_for
+
+
+def _operation(op: Any) -> RenewalStatus:
+    error = getattr(op, "error", None)
+    text = None
+    if error is not None:
+        text = f"{getattr(error, 'code', '') or ''}: {getattr(error, 'message', '') or ''}"[:300]
+    return RenewalStatus(status=str(op.status or "inProgress"), error=text)
+
+
+class KeyVaultCertificateStore:
+    """CertificateStore over Key Vault. `client_for(vault)` returns a cached CertificateClient."""
+
+    def __init__(self, client_for: Callable[[str], Any]) -> None:
+        self._client_for = client_for
+
+    def list_properties(self, vault: str) -> Iterator[ObjectProperties]:
+        with access(vault, "list", "*", role=CERTIFICATES_ROLE, kind="certificate"):
+            for props in self._client_for(vault).list_properties_of_certificates():
+                yield properties_of(props, vault, "certificate")
+
+    def latest_version(self, vault: str, name: str) -> str | None:
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use
+
+        with access(vault, "get", name, role=CERTIFICATES_ROLE, kind="certificate"):
+            try:
+                return str(self._client_for(vault).get_certificate(name).properties.version)
+            except ResourceNotFoundError:
+                return None
+
+    def policy(self, vault: str, name: str) -> CertificatePolicyView:
+        with access(vault, "getPolicy", name, role=CERTIFICATES_ROLE, kind="certificate"):
+            policy = self._client_for(vault).get_certificate_policy(name)
+        percent = days = None
+        email_only = False
+        for action in policy.lifetime_actions or ():
+            kind = str(getattr(action.action, "value", action.action)).lower()
+            if kind == "autorenew":
+                percent, days = action.lifetime_percentage, action.days_before_expiry
+            elif kind == "emailcontacts":
+                email_only = True
+        return CertificatePolicyView(
+            issuer=str(policy.issuer_name or "Unknown"), auto_renew_percent=percent,
+            auto_renew_days_before_expiry=days, email_only=email_only and percent is None
+            and days is None, validity_months=policy.validity_in_months)
+
+    def issuer_provider(self, vault: str, issuer: str) -> str | None:
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use
+
+        with access(vault, "getIssuer", issuer, role=CERTIFICATES_ROLE, kind="issuer"):
+            try:
+                return str(self._client_for(vault).get_issuer(issuer).provider or "") or None
+            except ResourceNotFoundError:
+                return None
+
+    def pending(self, vault: str, name: str) -> RenewalStatus | None:
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use
+
+        with access(vault, "getPending", name, role=CERTIFICATES_ROLE, kind="certificate"):
+            try:
+                return _operation(self._client_for(vault).get_certificate_operation(name))
+            except ResourceNotFoundError:
+                return None
+
+    def begin_renewal(self, vault: str, name: str) -> RenewalStatus:
+        """A new version with the certificate's own policy. The poller is not waited on: the
+        caller follows the pending operation itself (`pending`), at the policy's pace."""
+        with access(vault, "create", name, role=CERTIFICATES_ROLE, kind="certificate"):
+            client = self._client_for(vault)
+            policy = client.get_certificate_policy(name)
+            tags = client.get_certificate(name).properties.tags  # kept on the new version
+            client.begin_create_certificate(name, policy, tags=tags)
+            return _operation(client.get_certificate_operation(name))
