@@ -22,12 +22,16 @@ from pitcrew.azure.blobs import BlobBodyStore
 from pitcrew.azure.deadletter import AzureBrokers
 from pitcrew.azure.eventgrid import EventGridPublisher
 from pitcrew.azure.keyvault import KeyVaultSecretStore
+from pitcrew.azure.keyvault_certificates import KeyVaultCertificateStore, certificate_client_for
+from pitcrew.azure.keyvault_keys import KeyVaultKeyStore, key_client_for
 from pitcrew.azure.tables.audit import TableAuditLog
 from pitcrew.azure.tables.deadletter import TableFailedMessageStore
+from pitcrew.azure.tables.expiry import TableFindingStore
 from pitcrew.azure.tables.outbox import TableOutboxStore
 from pitcrew.azure.tables.rejected import TableRejectedEventLog
 from pitcrew.azure.tables.state import TableStateStore
 from pitcrew.deadletter.ports import DeadletterServices
+from pitcrew.housekeeping.ports import HousekeepingPorts
 from pitcrew.notify.channels import build_channels
 from pitcrew.notify.outbox import Outbox
 from pitcrew.notify.router import Router
@@ -60,6 +64,11 @@ class Services:
         """The failed-message store, sources, senders and job queues."""
         return deadletter_services(self)
 
+    @cached_property
+    def housekeeping(self) -> HousekeepingPorts:
+        """The expiry sweep's Key Vault listings (secrets, keys, certificates) and findings."""
+        return housekeeping_ports(self.runtime)
+
 
 def build_services(runtime: Runtime, policy: Policy) -> Services:
     audit = TableAuditLog(runtime.table("audit"))
@@ -86,6 +95,15 @@ def rotation_ports(runtime: Runtime) -> RotationPorts:
         providers=providers(runtime.arm_client, data_plane),
         events=EventGridPublisher(publisher) if publisher is not None else None,
         sites=SiteRestarts(runtime.arm_client),
+    )
+
+
+def housekeeping_ports(runtime: Runtime) -> HousekeepingPorts:
+    return HousekeepingPorts(
+        secrets=KeyVaultSecretStore(runtime.secret_client),
+        keys=KeyVaultKeyStore(key_client_for(runtime)),
+        certificates=KeyVaultCertificateStore(certificate_client_for(runtime)),
+        findings=TableFindingStore(runtime.table("expiry")),
     )
 
 

@@ -22,6 +22,7 @@ from pitcrew.events import KeyVaultObjectEvent
 from pitcrew.housekeeping import messages
 from pitcrew.housekeeping.policy import CertificateRule, ExpiryPolicy
 from pitcrew.housekeeping.ports import CertificatePolicyView, CertificateStore, ObjectProperties
+from pitcrew.rotation.ports import VaultUnavailable
 
 log = logging.getLogger(__name__)
 CLAIM_SCOPE = "certificate-renewal"
@@ -159,6 +160,15 @@ def handle_certificate_event(kv: KeyVaultObjectEvent, services: Services) -> str
     """CertificateNearExpiry / CertificateExpired. Renews a self-signed or integrated-CA
     certificate whose auto-renew did not happen; tells the owner what to do for others. None:
     the caller sends the generic expiry notification."""
+    try:
+        return _certificate_event(kv, services)
+    except VaultUnavailable as unavailable:
+        # Not transient: a person grants the role; they hear of the expiry meanwhile.
+        log.error("certificate %s: %s; %s", kv.target, unavailable, unavailable.action)
+        return None
+
+
+def _certificate_event(kv: KeyVaultObjectEvent, services: Services) -> str | None:
     policy = services.policy.expiry
     store = services.housekeeping.certificates
     rule = policy.certificate_rule(kv.vault_name, kv.object_name)

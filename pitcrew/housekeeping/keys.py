@@ -19,6 +19,7 @@ from pitcrew.events import KeyVaultObjectEvent
 from pitcrew.housekeeping import messages
 from pitcrew.housekeeping.policy import KeyRule
 from pitcrew.housekeeping.ports import KeyRotationPolicy, KeyStore
+from pitcrew.rotation.ports import VaultUnavailable
 
 log = logging.getLogger(__name__)
 CLAIM_SCOPE = "key-rotation"
@@ -129,6 +130,11 @@ def handle_key_event(kv: KeyVaultObjectEvent, services: Services) -> str | None:
             actor=app_identity(), action="key.plan", target=kv.target, outcome="planned",
             correlation_id=kv.id, details={"version": kv.version, "plan": "rotate_key"}))
         return f"planned (mode: plan): rotate key {kv.object_name} with Key Vault's rotate"
-    return rotate_once(services, services.housekeeping.keys, kv.vault_name, kv.object_name,
-                       kv.version or None, rule, actor=app_identity(), correlation_id=kv.id,
-                       reason=f"{kv.event.type} ({kv.id})")
+    try:
+        return rotate_once(services, services.housekeeping.keys, kv.vault_name,
+                           kv.object_name, kv.version or None, rule, actor=app_identity(),
+                           correlation_id=kv.id, reason=f"{kv.event.type} ({kv.id})")
+    except VaultUnavailable as unavailable:
+        # Not transient: a person grants the role; they hear of the expiry meanwhile.
+        log.error("key %s: %s; %s", kv.target, unavailable, unavailable.action)
+        return None

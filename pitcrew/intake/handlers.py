@@ -13,6 +13,8 @@ from pitcrew.bootstrap import Services
 from pitcrew.deadletter.events import is_servicebus_deadletter_event, servicebus_deadletter_event
 from pitcrew.deadletter.hooks import handle_servicebus_deadletter, ingest_for_alert
 from pitcrew.events import AlertEvent, Event, KeyVaultObjectEvent, is_keyvault_event, keyvault_event
+from pitcrew.housekeeping.certificates import handle_certificate_event
+from pitcrew.housekeeping.keys import handle_key_event
 from pitcrew.notify.messages import alert_notification, expiry_notification
 from pitcrew.notify.model import Dispatch, Notification
 from pitcrew.registry import Registry
@@ -50,7 +52,10 @@ def handle_keyvault(kv: KeyVaultObjectEvent, services: Services) -> str:
     if kv.condition not in _EXPIRY_CONDITIONS:
         return f"no action for {kv.condition}"
     # When a rotation strategy owns the secret, the rotation engine acts instead of a person.
-    rotated = rotate_on_event(kv, services)
+    # Keys and certificates: Key Vault's rotate / renewal, when expiry.keys / .certificates say.
+    acting = {"Key": handle_key_event, "Certificate": handle_certificate_event}.get(
+        kv.object_type, rotate_on_event)
+    rotated = acting(kv, services)
     if rotated is not None:
         return rotated
     return announce(

@@ -57,6 +57,12 @@ EXPECTED = {
     "list_rotations": ("httpTrigger", {"route": "rotations", "methods": {"GET"},
                                        "authLevel": "anonymous"}),
     "advance_rotations": ("timerTrigger", {"schedule": "0 * * * * *"}),
+    # expiry sweep (pitcrew/housekeeping: expiry, keys, certificates, hygiene)
+    "sweep_expiry": ("timerTrigger", {"schedule": "0 7 * * * *"}),
+    "list_expiry": ("httpTrigger", {"route": "expiry", "methods": {"GET"},
+                                    "authLevel": "anonymous"}),
+    "request_expiry_sweep": ("httpTrigger", {"route": "expiry/sweep", "methods": {"POST"},
+                                             "authLevel": "anonymous"}),
     # the operator console (pitcrew/console)
     "console_index": ("httpTrigger", {"route": "console", "methods": {"GET"},
                                       "authLevel": "anonymous"}),
