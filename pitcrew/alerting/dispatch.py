@@ -1,0 +1,417 @@
+"""Grouping and timing: every notification enters here (pitcrew.ports.Notifier) and leaves, one
+notification per group, through the durable outbox to the group's receiver.
+
+    send(n)      labels -> routing tree -> for each route: the alert joins its group (Table
+                 rows, ETags) and the group's flush is scheduled: group_wait after the group
+                 is created, group_interval after its last flush; a flush due now runs inline
+    flush(id)    (queue trigger, sweep timer, or inline) takes the group's lease, drops muted
+                 alerts (time intervals, silences, inhibition), asks the notification log
+                 whether the receiver must be told, hands one notification listing the group's
+                 alerts to the outbox, records it in the log, removes resolved alerts and
+                 deletes the group once none is left
+    resolve(fp)  marks an alert resolved wherever it is (a dead-letter group replayed,
+                 archived or purged)
+    sweep(now)   flushes every group whose flush is overdue (a lost queue message, a host
+                 without queue triggers): the timer's safety net
+
+Timing is the platform's: a storage queue message made visible after the wait (no instance
+sleeps). State is shared by every instance through Table storage and ETags; the outbox
+delivers at least once with a stable notification id, so a retried flush never tells a
+receiver twice.
+
+A notification whose status is "info", or a "resolved" one that resolves nothing and is not an
+Azure Monitor alert (a rotation that succeeded without failing first), is news, not an alert:
+it goes to the routed receivers once, on its own (silences still apply). A Resolved of an Azure
+Monitor alert nobody was told about is not sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from pitcrew.alerting import nflog
+from pitcrew.alerting.inhibit import Inhibitor
+from pitcrew.alerting.labels import digest, fingerprint, notification_labels
+from pitcrew.alerting.model import Group, Silence, StoredAlert
+from pitcrew.alerting.ports import AlertStore, FlushQueue, NotificationLog
+from pitcrew.alerting.route import Route, find_route, match_routes, time_muted
+from pitcrew.alerting.silence import Silences, silenced_by
+from pitcrew.audit import AuditRecord, app_identity
+from pitcrew.errors import Conflict
+from pitcrew.notify.model import Dispatch, Notification, Status
+from pitcrew.notify.outbox import Outbox
+from pitcrew.policy import Policy
+from pitcrew.ports import AuditLog, Channel
+from pitcrew.state import utcnow
+
+log = logging.getLogger(__name__)
+
+FLUSH_LEASE_SECONDS = 120.0
+MUTED_RECHECK_SECONDS = 60.0
+MAX_LISTED_ALERTS = 20
+_TRIES = 8
+
+
+class Pipeline:
+    def __init__(self, policy: Policy, tree: Route, *, alerts: AlertStore, nflog: NotificationLog,
+                 silences: Silences, outbox: Outbox, receivers: Mapping[str, Channel],
+                 queue: FlushQueue, audit: AuditLog) -> None:
+        self.policy = policy
+        self.tree = tree
+        self.store = alerts
+        self.nflog = nflog
+        self.silences = silences
+        self.outbox = outbox
+        self.receivers = receivers
+        self.queue = queue
+        self.audit = audit
+        self.inhibitor = Inhibitor(policy.inhibit_rules)
+
+    # ------------------------------------------------------------------ in
+
+    def receivers_for(self, notification: Notification) -> list[str]:
+        """The receivers the routing tree picks for a notification (never none)."""
+        routes = match_routes(self.tree, notification_labels(notification))
+        return list(dict.fromkeys(r.receiver for r in routes))
+
+    def send(self, notification: Notification, *, now: datetime | None = None) -> Dispatch:
+        now = now or utcnow()
+        labels = notification_labels(notification)
+        fp = fingerprint(notification)
+        if notification.status == "resolved":
+            held = self.store.find_alerts(fp)
+            if held:
+                return self._resolve(held, notification, now)
+            if notification.kind == "alert":
+                return Dispatch(reason="no receiver was told this alert fired")
+            return self._one_shot(notification, labels, now)
+        if notification.status != "firing":
+            return self._one_shot(notification, labels, now)
+        dispatch = Dispatch()
+        muted = self._mutes(labels, fp, now)
+        for route in match_routes(self.tree, labels):
+            dispatch.merge(self._add(route, notification, labels, fp, now))
+        if muted and not (dispatch.delivered or dispatch.queued or dispatch.already):
+            dispatch.grouped.clear()
+            dispatch.muted_by = muted
+        return dispatch
+
+    def resolve(self, dedup_key: str, *, summary: str, now: datetime | None = None) -> Dispatch:
+        """Resolve the alert with this fingerprint wherever it is held (nothing when none)."""
+        now = now or utcnow()
+        held = self.store.find_alerts(dedup_key)
+        if not held:
+            return Dispatch(reason="nothing to resolve")
+        first = held[0].notification
+        resolved = replace(first, id=f"{first.id}:resolved", status="resolved",
+                           severity="info", title=f"Resolved: {first.title}", summary=summary,
+                           created_at=now, ends_at=now)
+        return self._resolve(held, resolved, now)
+
+    def _resolve(self, held: list[StoredAlert], notification: Notification,
+                 now: datetime) -> Dispatch:
+        dispatch = Dispatch()
+        for alert in held:
+            for _ in range(_TRIES):
+                current = self.store.get_alert(alert.group_id, alert.fingerprint)
+                if current is None or current.status == "resolved":
+                    break
+                current.status = "resolved"
+                current.ends_at = notification.ends_at or now
+                current.updated_at = now
+                current.notification = replace(notification, ends_at=current.ends_at,
+                                               labels=current.labels)
+                try:
+                    self.store.put_alert(current)
+                except Conflict:
+                    continue
+                break
+            group = self.store.get_group(alert.group_id)
+            if group is not None:
+                route = find_route(self.tree, group.route) or self.tree
+                dispatch.merge(self._schedule(group, route, now))
+        return dispatch
+
+    def _add(self, route: Route, notification: Notification, labels: dict[str, str], fp: str,
+             now: datetime) -> Dispatch:
+        key = route.group_key(labels, fp)
+        group_id = digest(key)
+        group = self.store.get_group(group_id) or self.store.create_group(Group(
+            id=group_id, key=key, route=route.id, receiver=route.receiver,
+            labels=route.group_labels(labels) if not route.grouping_off else {}, created_at=now,
+        ))
+        stored = notification if notification.labels == labels else replace(
+            notification, labels=labels)
+        stored = replace(stored, starts_at=stored.starts_at or now)
+        for _ in range(_TRIES):
+            current = self.store.get_alert(group_id, fp)
+            alert = StoredAlert(
+                group_id=group_id, fingerprint=fp, labels=labels, status="firing",
+                starts_at=current.starts_at if current and current.status == "firing" else now,
+                updated_at=now, notification=stored, etag=current.etag if current else "",
+            )
+            try:
+                self.store.put_alert(alert)
+            except Conflict:
+                continue
+            break
+        return self._schedule(group, route, now)
+
+    def _schedule(self, group: Group, route: Route, now: datetime) -> Dispatch:
+        """Make sure the group's flush is scheduled; run it now when it is due now."""
+        for _ in range(_TRIES):
+            if group.next_flush_at is not None:
+                if group.next_flush_at <= now and not _leased(group, now):
+                    return self.flush(group.id, now=now)
+                return Dispatch(grouped=[group.receiver])
+            if group.last_flush_at is None:
+                when = group.created_at + timedelta(seconds=route.group_wait)
+            else:
+                when = group.last_flush_at + timedelta(seconds=route.group_interval)
+            due = group.next_flush_at = max(when, now)
+            try:
+                self.store.save_group(group)
+            except Conflict:
+                fresh = self.store.get_group(group.id)
+                if fresh is None:
+                    return Dispatch(grouped=[group.receiver])
+                group = fresh
+                continue
+            if due <= now:
+                return self.flush(group.id, now=now)
+            self._enqueue(group, now)
+            return Dispatch(grouped=[group.receiver])
+        return Dispatch(grouped=[group.receiver])
+
+    def _enqueue(self, group: Group, now: datetime) -> None:
+        assert group.next_flush_at is not None
+        try:
+            self.queue.schedule(group.id, (group.next_flush_at - now).total_seconds())
+        except Exception:
+            # The sweep timer flushes any overdue group: a lost wake-up only delays it.
+            log.exception("alerting: could not schedule the flush of group %s; the sweep "
+                          "timer will", group.key)
+
+    # ------------------------------------------------------------------ flush
+
+    def flush(self, group_id: str, *, now: datetime | None = None) -> Dispatch:
+        """Flush one group if it is due. Safe to call any number of times, from anywhere."""
+        now = now or utcnow()
+        dispatch = Dispatch()
+        for _ in range(3):  # another round when alerts changed while flushing
+            group = self.store.get_group(group_id)
+            if group is None or group.next_flush_at is None:
+                return dispatch
+            if group.next_flush_at > now + timedelta(seconds=1) or _leased(group, now):
+                dispatch.grouped.append(group.receiver)
+                return dispatch
+            group.flushing_until = now + timedelta(seconds=FLUSH_LEASE_SECONDS)
+            try:
+                self.store.save_group(group)
+            except Conflict:
+                continue
+            again = self._flush(group, now, dispatch)
+            if not again:
+                return dispatch
+        return dispatch
+
+    def _flush(self, group: Group, now: datetime, dispatch: Dispatch) -> bool:
+        route = find_route(self.tree, group.route) or self.tree
+        alerts = self.store.alerts(group.id)
+        muted_route = time_muted(route, self.policy.time_intervals, now)
+        muted: dict[str, dict[str, list[str]]] = {}
+        if muted_route is None:
+            silences = self.silences.active(now)
+            firing = [(a.fingerprint, a.labels) for a in self.store.firing_alerts()]
+            for alert in alerts:
+                if alert.status != "firing":
+                    continue
+                why = self._mutes(alert.labels, alert.fingerprint, now, silences, firing)
+                if why:
+                    muted[alert.fingerprint] = why
+        entry = self.nflog.get(group.id, group.receiver)
+        notification_id = None
+        if muted_route is None:
+            decision = nflog.decide(alerts, set(muted), entry, route.repeat_interval, now)
+        else:
+            decision = nflog.Decision()
+            dispatch.muted_by.setdefault("timeIntervals", []).append(muted_route)
+        for why in muted.values():
+            for key, values in why.items():
+                dispatch.muted_by.setdefault(key, [])
+                dispatch.muted_by[key] += [v for v in values if v not in dispatch.muted_by[key]]
+        if decision.notify:
+            notification = self._group_notification(group, decision, entry)
+            notification_id = notification.id
+            result = self._deliver(group.receiver, notification)
+            getattr(dispatch, {"delivered": "delivered", "already": "already"}.get(
+                result, "queued")).append(group.receiver)
+            self.audit.append(AuditRecord(
+                actor=app_identity(), action="alerting.notify", target=f"group/{group.id}",
+                outcome="succeeded" if result in ("delivered", "already") else "queued",
+                correlation_id=notification.id,
+                details={"groupKey": group.key[:500], "receiver": group.receiver,
+                         "status": notification.status, "firing": len(decision.firing),
+                         "resolved": len(decision.resolved), "repeat": decision.repeat},
+            ))
+        updated = None
+        if muted_route is None:
+            updated = nflog.after(entry, decision, alerts, set(muted), group_id=group.id,
+                                  group_key=group.key, receiver=group.receiver,
+                                  notification_id=notification_id, now=now)
+            try:
+                self.nflog.save(updated)
+            except Conflict:
+                log.warning("alerting: the notification log of group %s changed under a flush",
+                            group.key)
+        # Resolved alerts the receiver has now been told of (or never heard of) leave the group.
+        if muted_route is None:
+            for alert in decision.resolved + decision.forgotten:
+                self.store.delete_alert(alert)
+        remaining = self.store.alerts(group.id)
+        told = updated.firing if updated is not None else {}
+        # Anything the receiver has not been told yet (it arrived while this flush ran, or a
+        # delete lost a race) makes another round now; muted alerts wait for their tick.
+        changed = muted_route is None and any(
+            a.status == "resolved" or (
+                a.fingerprint not in muted and told.get(a.fingerprint) != a.notification.id)
+            for a in remaining
+        )
+        group.last_flush_at = now if notification_id is not None or group.last_flush_at is None \
+            else group.last_flush_at
+        group.flushing_until = None
+        if not remaining:
+            return not self.store.delete_group(group)  # changed meanwhile: flush again
+        if changed:
+            group.next_flush_at = now
+        else:
+            has_muted = muted_route is not None or bool(muted)
+            group.next_flush_at = self._next_tick(route, now, has_muted)
+        try:
+            self.store.save_group(group)
+        except Conflict:
+            return True
+        if group.next_flush_at is None:
+            return False
+        if group.next_flush_at <= now:
+            return True
+        self._enqueue(group, now)
+        return False
+
+    def _next_tick(self, route: Route, now: datetime, has_muted: bool) -> datetime | None:
+        seconds = route.group_interval or route.repeat_interval
+        if has_muted:
+            seconds = max(seconds, MUTED_RECHECK_SECONDS) if seconds else MUTED_RECHECK_SECONDS
+        return now + timedelta(seconds=seconds) if seconds else None
+
+    def _mutes(self, labels: dict[str, str], fp: str, now: datetime,
+               silences: list[Silence] | None = None,
+               firing: list[tuple[str, dict[str, str]]] | None = None) -> dict[str, list[str]]:
+        if silences is None:
+            silences = self.silences.active(now)
+        why: dict[str, list[str]] = {}
+        ids = silenced_by(silences, labels, now)
+        if ids:
+            why["silences"] = ids
+        if self.inhibitor.rules:
+            if firing is None:
+                firing = [(a.fingerprint, a.labels) for a in self.store.firing_alerts()]
+            sources = self.inhibitor.inhibited_by(labels, fp, firing)
+            if sources:
+                why["inhibitedBy"] = sources
+        return why
+
+    def _group_notification(self, group: Group, decision: nflog.Decision,
+                            entry: object) -> Notification:
+        listed = decision.firing + decision.resolved
+        firing = decision.firing
+        seq = (getattr(entry, "seq", 0) or 0) + 1
+        if len(listed) == 1 and not decision.repeat:
+            # One alert: its own notification, id and all (a retry finds the same outbox row).
+            one = listed[0].notification
+            return replace(one, group_key=group.key, alerts=(one,),
+                           status="resolved" if not firing else "firing")
+        items = tuple(a.notification for a in listed[:MAX_LISTED_ALERTS])
+        first = (firing or decision.resolved)[0].notification
+        status: Status = "firing" if firing else "resolved"
+        rule = group.labels.get("alertRule") or first.labels.get("alertRule") or first.kind
+        counts = f"{len(firing)} firing" + (
+            f", {len(decision.resolved)} resolved" if decision.resolved else "")
+        order = {"critical": 0, "warning": 1, "info": 2}
+        severity = min((a.notification.severity for a in firing), key=lambda s: order[s],
+                       default="info")
+        facts = {"Group": group.key[:300], "Firing": str(len(firing)),
+                 "Resolved": str(len(decision.resolved))}
+        if len(listed) > MAX_LISTED_ALERTS:
+            facts["Listed"] = f"the first {MAX_LISTED_ALERTS} of {len(listed)}"
+        lines = [f"- [{a.status}] {a.notification.title}" for a in listed[:MAX_LISTED_ALERTS]]
+        return Notification(
+            id=f"group:{group.id}:{seq}",
+            dedup_key=f"group:{group.id}",
+            kind=first.kind if all(a.notification.kind == first.kind for a in listed)
+            else "alert",
+            severity=severity,  # type: ignore[arg-type]
+            status=status,
+            title=f"[{status.upper()}: {counts}] {rule}"
+            + (" (reminder)" if decision.repeat else ""),
+            summary="\n".join(lines),
+            correlation_id=group.id,
+            facts=facts,
+            actions=first.actions,
+            labels=dict(group.labels),
+            group_key=group.key,
+            alerts=items,
+            starts_at=min(a.starts_at for a in listed),
+        )
+
+    def _deliver(self, receiver: str, notification: Notification) -> str:
+        entry = self.outbox.enqueue(receiver, notification)
+        channel = self.receivers.get(receiver)
+        if entry.created:
+            return self.outbox.attempt(entry, channel, leased=True)
+        return self.outbox.attempt_existing(entry, channel)
+
+    def _one_shot(self, notification: Notification, labels: dict[str, str],
+                  now: datetime) -> Dispatch:
+        dispatch = Dispatch()
+        muted = self._mutes(labels, fingerprint(notification), now)
+        if muted:
+            dispatch.muted_by = muted
+            return dispatch
+        for route in match_routes(self.tree, labels):
+            if route.receiver in dispatch.delivered + dispatch.queued + dispatch.already:
+                continue
+            why = time_muted(route, self.policy.time_intervals, now)
+            if why:
+                dispatch.muted_by.setdefault("timeIntervals", []).append(why)
+                continue
+            result = self._deliver(route.receiver, replace(notification, labels=labels))
+            getattr(dispatch, {"delivered": "delivered", "already": "already"}.get(
+                result, "queued")).append(route.receiver)
+        return dispatch
+
+    # ------------------------------------------------------------------ timers
+
+    def sweep(self, *, now: datetime | None = None) -> list[str]:
+        """Flush every group whose flush is due (the safety net behind the queue)."""
+        now = now or utcnow()
+        flushed = []
+        for group in self.store.groups():
+            if group.next_flush_at is not None and group.next_flush_at <= now and not _leased(
+                group, now
+            ):
+                try:
+                    self.flush(group.id, now=now)
+                except Exception:
+                    log.exception("alerting: flushing group %s failed; retried next sweep",
+                                  group.key)
+                    continue
+                flushed.append(group.id)
+        return flushed
+
+
+def _leased(group: Group, now: datetime) -> bool:
+    return group.flushing_until is not None and group.flushing_until > now
