@@ -195,3 +195,12 @@ class SubmittedRequest:
     azure_request: str
     status: str
     message: str = ""
+
+
+class QuotaRefused(Exception):
+    """The Quota API refused a request (its error code and message; never a credential)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pitcrew_dev.azure_endpoint.credential import LOCAL_TENANT_ID
+from pitcrew_dev.azure_endpoint.quota import MetricSeed, QuotaSeed
 
 # Key Vault's own rule for vault names (3-24 chars, letters/digits/hyphens, starts with a letter).
 VAULT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
@@ -59,6 +60,9 @@ class EndpointConfig(BaseModel):
     # Unknown resource ids answer 404 unless this is set; then they are created with random keys.
     auto_create: bool = False
     tenant_id: str = LOCAL_TENANT_ID
+    # The Quota API's quotas and Azure Monitor metrics (pitcrew_dev/azure_endpoint/quota.py).
+    quotas: list[QuotaSeed] = Field(default_factory=list)
+    metrics: list[MetricSeed] = Field(default_factory=list)
 
     @field_validator("vaults", mode="before")
     @classmethod

@@ -38,6 +38,7 @@ from pitcrew_dev.azure_endpoint.arm import ArmApp
 from pitcrew_dev.azure_endpoint.config import VAULT_NAME, EndpointConfig
 from pitcrew_dev.azure_endpoint.dataplane import DataPlaneApp
 from pitcrew_dev.azure_endpoint.keyvault import vault_asgi
+from pitcrew_dev.azure_endpoint.quota import QuotaService
 from pitcrew_dev.azure_endpoint.resources import canonical_id
 from pitcrew_dev.azure_endpoint.state import StateStore, UnknownResourceKind, VaultRecord
 
@@ -129,6 +130,7 @@ class EndpointRuntime:
         self._vault_lock = asyncio.Lock()
         # Events published to local Event Grid topics, newest last; in memory only, bounded.
         self.published: deque[dict[str, Any]] = deque(maxlen=MAX_PUBLISHED_EVENTS)
+        self.quota = QuotaService(config.quotas, config.metrics)
 
     async def _serve(self, app: ASGIApp, sock: socket.socket) -> None:
         config = uvicorn.Config(
@@ -200,7 +202,15 @@ class EndpointRuntime:
     def main_app(self) -> ASGIApp:
         arm = ArmApp(self.store, self.config)
         data_plane = DataPlaneApp(self.store)
+        quota = self.quota
         routes = [
+            Route("/subscriptions/{s}/providers/{p}/locations/{l}/providers/Microsoft.Quota/"
+                  "{rest:path}", quota.handle, methods=["GET", "PUT", "PATCH"]),
+            Route("/subscriptions/{s}/providers/Microsoft.Quota/operationsStatus/{op}",
+                  quota.operation_status, methods=["GET"]),
+            Route("/subscriptions/{rest:path}/providers/Microsoft.Insights/metrics",
+                  quota.query_metrics, methods=["GET"]),
+            Route("/_local/quotas", quota.inspect, methods=["GET", "POST"]),
             Route("/subscriptions/{rest:path}", arm.handle, methods=["GET", "POST"]),
             Route("/cosmos/{account}/", data_plane.cosmos, methods=["GET", "HEAD"]),
             Route("/cosmos/{account}/{rest:path}", data_plane.cosmos, methods=["GET", "HEAD"]),

@@ -1,0 +1,41 @@
+"""MetricSource (pitcrew.quota.ports) over azure-monitor-query's MetricsQueryClient: the newest
+value of one resource metric over the last hour. Against the local Azure endpoint when
+PITCREW_LOCAL_AZURE_URL is set, with the same client."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pitcrew.runtime import Runtime
+
+
+class AzureMetrics:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def _client(self) -> Any:
+        def build() -> Any:
+            from azure.monitor.query import MetricsQueryClient  # SDK on first use (cold start)
+
+            kwargs = self._runtime.azure_client_kwargs()
+            local = self._runtime.local_azure_url()
+            if local:
+                kwargs["endpoint"] = local
+            return MetricsQueryClient(self._runtime.azure_credential(), **kwargs)
+
+        return self._runtime.cached("metrics_query_client", build)
+
+    def latest(self, resource: str, metric: str, aggregation: str) -> float | None:
+        result = self._client().query_resource(
+            resource.strip("/"), metric_names=[metric], timespan=timedelta(hours=1),
+            granularity=timedelta(minutes=5), aggregations=[aggregation])
+        field = aggregation.lower()
+        best: float | None = None
+        for found in result.metrics:
+            for series in found.timeseries:
+                values = [getattr(p, field, None) for p in series.data]
+                values = [v for v in values if v is not None]
+                if values and (best is None or values[-1] > best):
+                    best = float(values[-1])
+        return best

@@ -1,0 +1,89 @@
+"""QuotaSource (pitcrew.quota.ports) over azure-mgmt-quota's QuotaMgmtClient: usages.list and
+quota.list per scope, quota.begin_create_or_update to ask for a limit (returning at once with
+the request id from the Location header; the status is followed with quota_request_status.get
+by the follow timer, not by blocking here). In Azure with the managed identity; against the
+local Azure endpoint when PITCREW_LOCAL_AZURE_URL is set (pitcrew.runtime.Runtime.arm_client)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pitcrew.quota.model import QuotaId, QuotaRefused, Reading, SubmittedRequest
+from pitcrew.runtime import Runtime
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for name in path:
+        if obj is None:
+            return None
+        obj = getattr(obj, name, None)
+    return obj
+
+
+class AzureQuotaSource:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def _client(self, scope: str) -> Any:
+        subscription = scope.strip("/").split("/")[1]
+        return self._runtime.arm_client("azure.mgmt.quota", "QuotaMgmtClient", subscription)
+
+    def readings(self, scope: str) -> list[Reading]:
+        client = self._client(scope)
+        limits: dict[str, tuple[float, bool, str]] = {}
+        for item in client.quota.list(scope=scope):
+            props = item.properties
+            name = _get(props, "name", "value") or item.name
+            value = _get(props, "limit", "value")
+            if name and value is not None:
+                limits[name.lower()] = (float(value), bool(_get(props, "is_quota_applicable")),
+                                        _get(props, "name", "localized_value") or name)
+        out: list[Reading] = []
+        for item in client.usages.list(scope=scope):
+            props = item.properties
+            name = _get(props, "name", "value") or item.name
+            usage = _get(props, "usages", "value")
+            if not name or usage is None or name.lower() not in limits:
+                continue
+            limit, adjustable, display = limits[name.lower()]
+            out.append(Reading(QuotaId(scope, name), float(usage), limit,
+                               unit=_get(props, "unit") or "Count",
+                               adjustable=adjustable and bool(
+                                   _get(props, "is_quota_applicable") is not False),
+                               display=display))
+        return out
+
+    def submit(self, quota: QuotaId, new_limit: int) -> SubmittedRequest:
+        from azure.core.exceptions import HttpResponseError  # SDK on first use (cold start)
+
+        client = self._client(quota.scope)
+        seen: dict[str, Any] = {}
+
+        def capture(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
+            response = pipeline_response.http_response
+            seen["location"] = response.headers.get("Location", "")
+            seen["body"] = deserialized
+            return deserialized
+
+        body = {"properties": {"limit": {"limitObjectType": "LimitValue", "value": new_limit},
+                               "name": {"value": quota.name}}}
+        try:
+            poller = client.quota.begin_create_or_update(
+                resource_name=quota.name, scope=quota.scope, create_quota_request=body,
+                polling=False, cls=capture)
+            poller.result()
+        except HttpResponseError as exc:
+            error = getattr(exc, "error", None)
+            raise QuotaRefused(getattr(error, "code", None) or str(exc.status_code),
+                               (getattr(error, "message", None) or exc.reason or "")[:1000]
+                               ) from None
+        location = str(seen.get("location") or "")
+        request_id = location.split("/quotaRequests/")[-1].split("?")[0] if location else ""
+        return SubmittedRequest(request_id, "Accepted" if request_id else "Succeeded")
+
+    def request_status(self, scope: str, azure_request: str) -> SubmittedRequest:
+        details = self._client(scope).quota_request_status.get(id=azure_request, scope=scope)
+        props = details.properties
+        state = str(_get(props, "provisioning_state") or "InProgress")
+        message = _get(props, "error", "message") or _get(props, "message") or ""
+        return SubmittedRequest(azure_request, state, str(message)[:1000])
