@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote
 
+from pitcrew.alerting.substance import alert_substance
 from pitcrew.events import AlertEvent, KeyVaultObjectEvent
 from pitcrew.links import safe_link
 from pitcrew.notify.model import Action, Notification, Severity
@@ -106,76 +106,50 @@ def _check_command(event: KeyVaultObjectEvent) -> str:
 
 
 def alert_notification(alert: AlertEvent) -> Notification:
-    """An Azure Monitor alert, routed as is; Fired and Resolved share the alert id as dedup key."""
+    """An Azure Monitor alert with what its kind carries (pitcrew.alerting.substance) and the
+    severity it really has; Fired and Resolved share the alert id as dedup key."""
     resolved = alert.condition == "Resolved"
-    severity: Severity = "info" if resolved else _ALERT_SEVERITY.get(alert.severity, "warning")
+    substance = alert_substance(alert)
+    severity: Severity = "info" if resolved else _ALERT_SEVERITY.get(substance.severity, "warning")
     targets = ", ".join(t.rsplit("/", 1)[-1] for t in alert.target_ids) or "unknown"
     facts = {
         "Rule": alert.rule,
-        "Severity": alert.severity,
+        "Severity": substance.severity,
         "Condition": alert.condition,
+        "Kind": substance.kind,
         "Signal": alert.signal_type or "unknown",
         "Targets": targets,
         "Fired": alert.fired_at.isoformat(),
     }
+    if substance.severity != alert.severity:
+        facts["Reported severity"] = alert.severity or "none"
     if alert.resolved_at:
         facts["Resolved"] = alert.resolved_at.isoformat()
-    facts.update(_condition_facts(alert.alert_context))
+    facts.update(substance.facts)
     actions: list[Action] = []
     # Every link here comes from the alert's sender: only absolute https links are kept, so a
     # runbook of `javascript:...`, `data:...` or `http://...` never reaches a person as a link.
     runbook = safe_link(alert.custom_properties.get("runbook"))
     if runbook:
         actions.append(Action(label="Follow the runbook", url=runbook))
-    link = _first_link(alert.alert_context)
-    if link:
-        actions.append(Action(label="Open the query results", url=link))
+    actions += [Action(label=label, url=url) for label, url in substance.links]
     portal = safe_link(
         "https://portal.azure.com/#view/Microsoft_Azure_Monitoring_Alerts/AlertDetails.ReactView"
         f"/alertId/{quote(alert.short_id, safe='')}"
     )
     if portal:
         actions.append(Action(label="Open the alert in the portal", url=portal))
+    subject = substance.headline or alert.rule
     return Notification(
         id=f"alert:{alert.id}",
         dedup_key=alert.dedup_key,
         kind="alert",
         severity=severity,
         status="resolved" if resolved else "firing",
-        title=f"[{alert.condition}] {alert.rule} ({alert.severity}) on {targets}",
+        title=f"[{alert.condition}] {subject} ({substance.severity}) on {targets}",
         summary=alert.description
         or f"Azure Monitor alert rule {alert.rule} {alert.condition.lower()}.",
         correlation_id=alert.alert_id,
         facts=facts,
         actions=tuple(actions),
     )
-
-
-def _criteria(context: Any) -> list[dict[str, Any]]:
-    if not isinstance(context, dict):
-        return []
-    condition = context.get("condition")
-    if not isinstance(condition, dict):
-        return []
-    criteria = condition.get("allOf")
-    return [c for c in criteria if isinstance(c, dict)] if isinstance(criteria, list) else []
-
-
-def _condition_facts(context: Any) -> dict[str, str]:
-    facts: dict[str, str] = {}
-    for criterion in _criteria(context)[:3]:
-        name = criterion.get("metricName") or criterion.get("metricMeasureColumn") or "value"
-        value, threshold = criterion.get("metricValue"), criterion.get("threshold")
-        dims = criterion.get("dimensions") or []
-        where = ", ".join(f"{d.get('name')}={d.get('value')}" for d in dims if isinstance(d, dict))
-        text = f"{value} ({criterion.get('operator', '')} {threshold})".replace("  ", " ")
-        facts[f"{name}" + (f" [{where}]" if where else "")] = text
-    return facts
-
-
-def _first_link(context: Any) -> str | None:
-    for criterion in _criteria(context):
-        link = safe_link(criterion.get("linkToSearchResultsUI"))
-        if link:
-            return link
-    return None
