@@ -24,10 +24,13 @@ from pitcrew.azure.eventgrid import EventGridPublisher
 from pitcrew.azure.keyvault import KeyVaultSecretStore
 from pitcrew.azure.keyvault_certificates import KeyVaultCertificateStore, certificate_client_for
 from pitcrew.azure.keyvault_keys import KeyVaultKeyStore, key_client_for
+from pitcrew.azure.metrics import AzureMetrics
+from pitcrew.azure.quota import AzureQuotaSource
 from pitcrew.azure.tables.audit import TableAuditLog
 from pitcrew.azure.tables.deadletter import TableFailedMessageStore
 from pitcrew.azure.tables.expiry import TableFindingStore
 from pitcrew.azure.tables.outbox import TableOutboxStore
+from pitcrew.azure.tables.quota import TableQuotaStore, TableRequestStore
 from pitcrew.azure.tables.rejected import TableRejectedEventLog
 from pitcrew.azure.tables.state import TableStateStore
 from pitcrew.deadletter.ports import DeadletterServices
@@ -37,6 +40,7 @@ from pitcrew.notify.outbox import Outbox
 from pitcrew.notify.router import Router
 from pitcrew.policy import Policy
 from pitcrew.ports import AuditLog, Channel, Notifier, RejectedEventLog, StateStore
+from pitcrew.quota.ports import QuotaServices
 from pitcrew.rotation.ports import RotationPorts
 from pitcrew.runtime import Runtime, get_runtime
 
@@ -58,6 +62,11 @@ class Services:
     def rotation(self) -> RotationPorts:
         """Key Vault, the dual-key providers, Event Grid and ARM restarts."""
         return rotation_ports(self.runtime)
+
+    @cached_property
+    def quota(self) -> QuotaServices:
+        """The Quota API, Azure Monitor metrics, quota states, samples and requests."""
+        return quota_services(self)
 
     @cached_property
     def deadletter(self) -> DeadletterServices:
@@ -119,6 +128,20 @@ def deadletter_services(services: Services) -> DeadletterServices:
         store=TableFailedMessageStore(runtime.table("dlqmessages"), runtime.table("dlqgroups"),
                                       bodies),
         brokers=AzureBrokers(runtime),
+    )
+
+
+def quota_services(services: Services) -> QuotaServices:
+    runtime = services.runtime
+    return QuotaServices(
+        policy=services.policy,
+        source=AzureQuotaSource(runtime),
+        metrics=AzureMetrics(runtime),
+        store=TableQuotaStore(runtime.table("quotastates"), runtime.table("quotasamples")),
+        requests=TableRequestStore(runtime.table("quotarequests")),
+        state=services.state,
+        audit=services.audit,
+        notifier=services.router,
     )
 
 

@@ -32,6 +32,7 @@ from pitcrew.alerting.policy import (
 from pitcrew.deadletter.policy import DeadletterPolicy
 from pitcrew.errors import PolicyInvalid
 from pitcrew.housekeeping.policy import ExpiryPolicy
+from pitcrew.quota.policy import QuotaPolicy
 from pitcrew.rotation.hooks import hook_names, import_problem
 from pitcrew.rotation.policy import RotationPolicy
 from pitcrew.schema import StrictModel
@@ -151,6 +152,7 @@ class Policy(StrictModel):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     rotation: RotationPolicy = Field(default_factory=RotationPolicy)
     deadletter: DeadletterPolicy = Field(default_factory=DeadletterPolicy)
+    quota: QuotaPolicy = Field(default_factory=QuotaPolicy)
     expiry: ExpiryPolicy = Field(default_factory=ExpiryPolicy)
 
     @model_validator(mode="before")
