@@ -17,6 +17,10 @@ from functools import cached_property
 
 import httpx
 
+from pitcrew.alerting.dispatch import Pipeline
+from pitcrew.alerting.route import build_tree
+from pitcrew.alerting.silence import Silences
+from pitcrew.azure.alerting import QueueFlushQueue
 from pitcrew.azure.arm import DataPlane, SiteRestarts, providers
 from pitcrew.azure.blobs import BlobBodyStore
 from pitcrew.azure.deadletter import AzureBrokers
@@ -26,6 +30,7 @@ from pitcrew.azure.keyvault_certificates import KeyVaultCertificateStore, certif
 from pitcrew.azure.keyvault_keys import KeyVaultKeyStore, key_client_for
 from pitcrew.azure.metrics import AzureMetrics
 from pitcrew.azure.quota import AzureQuotaSource
+from pitcrew.azure.tables.alerting import TableAlertStore, TableNotificationLog, TableSilenceStore
 from pitcrew.azure.tables.audit import TableAuditLog
 from pitcrew.azure.tables.deadletter import TableFailedMessageStore
 from pitcrew.azure.tables.expiry import TableFindingStore
@@ -37,7 +42,6 @@ from pitcrew.deadletter.ports import DeadletterServices
 from pitcrew.housekeeping.ports import HousekeepingPorts
 from pitcrew.notify.channels import build_channels
 from pitcrew.notify.outbox import Outbox
-from pitcrew.notify.router import Router
 from pitcrew.policy import Policy
 from pitcrew.ports import AuditLog, Channel, Notifier, RejectedEventLog, StateStore
 from pitcrew.quota.ports import QuotaServices
@@ -57,6 +61,8 @@ class Services:
     channels: Mapping[str, Channel]
     router: Notifier
     rejected: RejectedEventLog
+    alerting: Pipeline
+    """The alerting pipeline; `router` is the same object, typed by its port."""
 
     @cached_property
     def rotation(self) -> RotationPorts:
@@ -83,6 +89,7 @@ def build_services(runtime: Runtime, policy: Policy) -> Services:
     audit = TableAuditLog(runtime.table("audit"))
     outbox = Outbox(TableOutboxStore(runtime.table("outbox")), policy.outbox, audit=audit)
     channels = build_channels(policy, _http_client(runtime))
+    pipeline = alerting_pipeline(runtime, policy, audit, outbox, channels)
     return Services(
         policy=policy,
         runtime=runtime,
@@ -90,8 +97,23 @@ def build_services(runtime: Runtime, policy: Policy) -> Services:
         audit=audit,
         outbox=outbox,
         channels=channels,
-        router=Router(policy, channels, outbox),
+        router=pipeline,
+        alerting=pipeline,
         rejected=TableRejectedEventLog(runtime.table("rejectedevents")),
+    )
+
+
+def alerting_pipeline(runtime: Runtime, policy: Policy, audit: AuditLog, outbox: Outbox,
+                      receivers: Mapping[str, Channel]) -> Pipeline:
+    """Labels -> routing tree -> groups (Tables) -> flush (a storage queue) -> the outbox."""
+    return Pipeline(
+        policy, build_tree(policy.route_tree()),
+        alerts=TableAlertStore(runtime.table("alertgroups"), runtime.table("alerts")),
+        nflog=TableNotificationLog(runtime.table("nflog")),
+        silences=Silences(TableSilenceStore(runtime.table("silences")), audit),
+        outbox=outbox, receivers=receivers,
+        queue=QueueFlushQueue(runtime.storage_service("queue")),
+        audit=audit,
     )
 
 

@@ -41,7 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from pitcrew_dev import eventgrid_webhook
+from pitcrew_dev import easyauth, eventgrid_webhook
 from pitcrew_dev.catalog import (
     EVENT_GRID,
     HTTP,
@@ -61,7 +61,8 @@ log = logging.getLogger("pitcrew_dev.host")
 
 EVENTGRID_WEBHOOK = "/runtime/webhooks/eventgrid"
 INBOX_PATH = "/_pitcrew/inbox"
-_HOST_PATH_PREFIXES = ("/admin/", "/runtime/", "/_pitcrew/")
+_HOST_PATH_PREFIXES = ("/admin/", "/runtime/", "/_pitcrew/", "/.auth/")
+_HOST_PATHS = ("/", "/console", "/console/")
 # App Service Authentication sets these after signing a user in, and removes any a client sent.
 _PRINCIPAL_HEADER_PREFIX = "x-ms-client-principal"
 _MAX_INBOX_BODY = 256 * 1024
@@ -142,7 +143,8 @@ class LocalHost:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] == "http" and path != "/" and not path.startswith(_HOST_PATH_PREFIXES):
+        if (scope["type"] == "http" and path not in _HOST_PATHS
+                and not path.startswith(_HOST_PATH_PREFIXES)):
             await self._api_app(scope, receive, send)
         else:
             await self.asgi(scope, receive, send)
@@ -202,7 +204,20 @@ class LocalHost:
             Route("/admin/functions/{name}", self._admin_invoke, methods=["POST"]),
             Route(EVENTGRID_WEBHOOK, self._eventgrid, methods=["POST", "OPTIONS"]),
             Route(INBOX_PATH, self._inbox, methods=["GET", "POST", "DELETE"]),
+            # App Service Authentication's browser sign-in, played locally (pitcrew_dev.easyauth)
+            Route("/.auth/login/{provider}", self._easyauth(easyauth.login), methods=["GET"]),
+            Route("/.auth/logout", self._easyauth(easyauth.logout), methods=["GET"]),
+            Route("/.auth/me", self._easyauth(easyauth.me), methods=["GET"]),
+            Route("/console", self._easyauth(easyauth.console), methods=["GET"]),
+            Route("/console/", self._easyauth(easyauth.console), methods=["GET"]),
         ]
+
+    def _easyauth(self, handler: Callable[[Request, bool], Response]
+                  ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return handler(request, self.allow_dev_principal and _is_loopback(request))
+
+        return endpoint
 
     def _key_ok(self, request: Request) -> bool:
         """Function key from `?code=` or `x-functions-key`, compared in constant time."""
@@ -312,6 +327,9 @@ class LocalHost:
                     )
                 continue
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        signed_in = easyauth.principal_header(request) if trusted else None
+        if signed_in and _PRINCIPAL_HEADER_PREFIX not in headers:
+            headers[_PRINCIPAL_HEADER_PREFIX] = signed_in  # the browser's development session
         return func.HttpRequest(
             method=request.method.upper(),
             url=str(request.url),

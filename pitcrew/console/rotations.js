@@ -1,0 +1,93 @@
+// Rotations: runs, their steps and history; rotate now (dry run first), force with a reason.
+
+import { get, post } from './api.js';
+import {
+  actionButton, append, clear, confirmAction, facts, field, fmt, fmtTime, h, pager, reportError,
+  say, table,
+} from './dom.js';
+
+const STATUSES = ['', 'running', 'waiting', 'succeeded', 'failed', 'skipped'];
+
+function history(run) {
+  return table(`Steps of ${run.vault}/${run.secret}`, [
+    ['Step', (s) => fmt(s.step)], ['Outcome', (s) => fmt(s.outcome)],
+    ['At', (s) => fmtTime(s.at)], ['Detail', (s) => fmt(s.detail)],
+  ], run.history || [], { empty: 'No step yet.' });
+}
+
+export async function view(main) {
+  append(main, [h('h1', {}, 'Rotations'),
+    h('p', { class: 'lead' }, 'Each run is a persisted state machine: prepare, store pending, test, promote, refresh consumers, done.')]);
+
+  // Rotate now
+  const vault = h('input', { id: 'rotate-vault', name: 'vault', required: true, autocomplete: 'off', pattern: '[A-Za-z0-9-]+' });
+  const secret = h('input', { id: 'rotate-secret', name: 'secret', required: true, autocomplete: 'off', pattern: '[A-Za-z0-9-]+' });
+  const dry = h('input', { type: 'checkbox', id: 'rotate-dry', checked: true });
+  const force = h('input', { type: 'checkbox', id: 'rotate-force' });
+  const both = h('input', { type: 'checkbox', id: 'rotate-both' });
+  const reason = h('input', { id: 'rotate-reason', maxlength: '500' });
+  const outcome = h('div', { id: 'rotate-outcome', 'aria-live': 'polite' });
+  const form = h('fieldset', { class: 'rotate' }, h('legend', {}, 'Rotate now'),
+    field('Vault', vault), field('Secret', secret),
+    h('div', { class: 'check' }, dry, h('label', { for: 'rotate-dry' }, 'Dry run: show the plan, change nothing')),
+    h('div', { class: 'check' }, force, h('label', { for: 'rotate-force' }, 'Force: skip the grace period')),
+    h('div', { class: 'check' }, both, h('label', { for: 'rotate-both' }, 'Both keys (emergency: the current key is compromised)')),
+    field('Reason (required with force or both; audited)', reason),
+    actionButton('Rotate…', 'Rotator', async () => {
+      if (!vault.value || !secret.value) { say('Give the vault and the secret.', 'error'); return; }
+      if ((force.checked || both.checked) && !reason.value.trim()) {
+        say('Say why: a reason is required with force or both.', 'error'); reason.focus(); return;
+      }
+      const body = { vault: vault.value.trim(), secret: secret.value.trim(), dryRun: dry.checked };
+      if (force.checked) body.force = true;
+      if (both.checked) body.both = true;
+      if (reason.value.trim()) body.reason = reason.value.trim();
+      const what = `${body.vault}/${body.secret}`;
+      if (!await confirmAction(dry.checked ? `Plan a rotation of ${what}?` : `Rotate ${what} now?`, [
+        dry.checked ? 'Dry run: pitcrew says what it would do and changes nothing.'
+          : 'pitcrew regenerates the key the current version does not hold, tests it, then promotes it.',
+        force.checked ? `Forced, because: ${body.reason}` : '',
+      ], 'Rotator')) return;
+      clear(outcome);
+      try {
+        const result = await post('/api/rotations', body);
+        if (result.dryRun) {
+          append(outcome, [h('h3', {}, `Plan for ${what}`), h('ol', { id: 'rotate-plan' }, (result.plan.steps || []).map((s) => h('li', { text: s })))]);
+          say('Dry run: nothing changed.', 'ok');
+        } else {
+          append(outcome, [h('h3', {}, `Run ${result.run.id}`), facts({ status: result.run.status, step: result.run.step, outcome: result.run.outcome }, 'run')]);
+          say(`Rotation ${result.run.status}.`, 'ok');
+        }
+      } catch (error) { reportError(error); }
+    }, { id: 'rotate-go' }), outcome);
+  append(main, [form]);
+
+  // Runs
+  const status = h('select', { id: 'rot-status' }, STATUSES.map((s) => h('option', { value: s }, s || 'any')));
+  const filterSecret = h('input', { id: 'rot-secret', type: 'search', placeholder: 'vault/secret' });
+  const filters = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter rotations' },
+    field('Status', status), field('Secret', filterSecret), h('button', { type: 'submit' }, 'Filter'));
+  const runs = h('section', { 'aria-labelledby': 'runs-h' });
+  append(main, [h('h2', { id: 'runs-h' }, 'Runs'), filters, runs]);
+  const load = () => {
+    clear(runs);
+    return pager(runs, async (token) => {
+      const data = await get('/api/rotations', { limit: 25, continuation: token, status: status.value, secret: filterSecret.value.trim() });
+      return { items: data.rotations, continuation: data.continuation };
+    }, (items) => table('Rotation runs', [
+      ['Secret', (r) => h('span', { class: 'mono', text: `${r.vault}/${r.secret}` })],
+      ['Status', (r) => h('span', { class: `badge ${r.status}`, text: r.status })],
+      ['Step', (r) => fmt(r.step)],
+      ['Outcome', (r) => fmt(r.outcome)],
+      ['Strategy', (r) => fmt(r.strategy)],
+      ['Asked by', (r) => fmt(r.requestedBy)],
+      ['Reason', (r) => fmt(r.reason)],
+      ['Updated', (r) => fmtTime(r.updatedAt)],
+      ['History', (r) => h('details', {}, h('summary', {}, `${(r.history || []).length} step(s)`), history(r),
+        r.lastError ? h('p', { class: 'error', text: `Last error: ${r.lastError}` }) : null,
+        r.waitReason ? h('p', { text: `Waiting: ${r.waitReason} until ${fmtTime(r.notBefore)}` }) : null)],
+    ], items, { empty: 'No rotation runs.' }));
+  };
+  filters.addEventListener('submit', (e) => { e.preventDefault(); load(); });
+  await load();
+}
