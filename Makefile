@@ -9,7 +9,7 @@ LOCK := requirements.lock.txt
 APP_PINS := $(VENV)/app-pins.txt
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test lint typecheck bench install clean checkov lock
+.PHONY: run test lint typecheck bench install clean checkov lock chromium
 
 # The deployed app's dependencies come from the hash-pinned lock only (every file checked against
 # its sha256; scripts/lock.sh regenerates it). The dev tools then install under constraints equal
@@ -36,9 +36,16 @@ run: install
 
 # checkov runs first, in its own virtual environment (.venv-checkov), so pytest's summary is
 # the last line of the output.
-test: install
+test: install chromium
 	scripts/checkov.sh
 	$(PY) -m pytest -q
+
+# The console's browser tests (tests/browser) drive Debian's chromium through Playwright for Python
+# (its wheel carries the driver; no browser is ever downloaded). CI runs as root, so apt-get works;
+# if it cannot, the browser tests fail and say so.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) \
+		|| echo "could not install chromium (apt-get): the browser tests will fail" >&2
 
 checkov:
 	scripts/checkov.sh

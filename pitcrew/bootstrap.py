@@ -30,7 +30,11 @@ from pitcrew.azure.keyvault_certificates import KeyVaultCertificateStore, certif
 from pitcrew.azure.keyvault_keys import KeyVaultKeyStore, key_client_for
 from pitcrew.azure.metrics import AzureMetrics
 from pitcrew.azure.quota import AzureQuotaSource
-from pitcrew.azure.tables.alerting import TableAlertStore, TableNotificationLog, TableSilenceStore
+from pitcrew.azure.tables.alerting import (
+    TableAlertStore,
+    TableNotificationLog,
+    TableSilenceStore,
+)
 from pitcrew.azure.tables.audit import TableAuditLog
 from pitcrew.azure.tables.deadletter import TableFailedMessageStore
 from pitcrew.azure.tables.expiry import TableFindingStore
@@ -112,7 +116,7 @@ def alerting_pipeline(runtime: Runtime, policy: Policy, audit: AuditLog, outbox:
         nflog=TableNotificationLog(runtime.table("nflog")),
         silences=Silences(TableSilenceStore(runtime.table("silences")), audit),
         outbox=outbox, receivers=receivers,
-        queue=QueueFlushQueue(runtime.storage_service("queue")),
+        queue=QueueFlushQueue(lambda: runtime.storage_service("queue")),
         audit=audit,
     )
 

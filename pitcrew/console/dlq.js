@@ -308,6 +308,7 @@ export async function job(main, id) {
       try { j = show(await get(`/api/dlq/replays/${seg(id)}`)); } catch (error) {
         append(details, [problem(error)]); return;
       }
+      if (TERMINAL.includes(j.status)) say(`Replay job ${id} ${j.status}: ${countsText(j)}.`, j.status === 'succeeded' ? 'ok' : 'error');
     }
   })();
 }
