@@ -8,7 +8,7 @@ pitcrew/deadletter/ports.py).
     RejectedEventLog  poison events the Event Grid triggers refused
     OutboxStore       the rows of the durable notification outbox
     Channel           one place a notification is delivered to
-    Notifier          routes a notification to its channels, through the outbox
+    Notifier          the alerting pipeline: routes, groups and delivers through the outbox
 """
 
 from __future__ import annotations
@@ -125,4 +125,11 @@ class Channel(Protocol):
 
 
 class Notifier(Protocol):
+    """The alerting pipeline (pitcrew.alerting.dispatch): routes, groups and delivers."""
+
     def send(self, notification: Notification) -> Dispatch: ...
+
+    def resolve(self, dedup_key: str, *, summary: str) -> Dispatch:
+        """Resolve the alert with this dedup key wherever it fires (a dead-letter group
+        replayed, archived or purged): its receivers are told, once."""
+        ...

@@ -77,6 +77,8 @@ class Pipeline:
         routes = match_routes(self.tree, notification_labels(notification))
         return list(dict.fromkeys(r.receiver for r in routes))
 
+    channels_for = receivers_for  # the earlier router's name
+
     def send(self, notification: Notification, *, now: datetime | None = None) -> Dispatch:
         now = now or utcnow()
         labels = notification_labels(notification)
@@ -165,7 +167,7 @@ class Pipeline:
         for _ in range(_TRIES):
             if group.next_flush_at is not None:
                 if group.next_flush_at <= now and not _leased(group, now):
-                    return self.flush(group.id, now=now)
+                    return self.flush(group.id, now=now, audited=False)
                 return Dispatch(grouped=[group.receiver])
             if group.last_flush_at is None:
                 when = group.created_at + timedelta(seconds=route.group_wait)
@@ -181,7 +183,7 @@ class Pipeline:
                 group = fresh
                 continue
             if due <= now:
-                return self.flush(group.id, now=now)
+                return self.flush(group.id, now=now, audited=False)
             self._enqueue(group, now)
             return Dispatch(grouped=[group.receiver])
         return Dispatch(grouped=[group.receiver])
@@ -197,8 +199,11 @@ class Pipeline:
 
     # ------------------------------------------------------------------ flush
 
-    def flush(self, group_id: str, *, now: datetime | None = None) -> Dispatch:
-        """Flush one group if it is due. Safe to call any number of times, from anywhere."""
+    def flush(self, group_id: str, *, now: datetime | None = None,
+              audited: bool = True) -> Dispatch:
+        """Flush one group if it is due. Safe to call any number of times, from anywhere.
+        `audited=False`: the caller audits what became of the notification that set it off
+        (an inline flush, from `send`)."""
         now = now or utcnow()
         dispatch = Dispatch()
         for _ in range(3):  # another round when alerts changed while flushing
@@ -213,12 +218,12 @@ class Pipeline:
                 self.store.save_group(group)
             except Conflict:
                 continue
-            again = self._flush(group, now, dispatch)
+            again = self._flush(group, now, dispatch, audited)
             if not again:
                 return dispatch
         return dispatch
 
-    def _flush(self, group: Group, now: datetime, dispatch: Dispatch) -> bool:
+    def _flush(self, group: Group, now: datetime, dispatch: Dispatch, audited: bool) -> bool:
         route = find_route(self.tree, group.route) or self.tree
         alerts = self.store.alerts(group.id)
         muted_route = time_muted(route, self.policy.time_intervals, now)
@@ -249,14 +254,8 @@ class Pipeline:
             result = self._deliver(group.receiver, notification)
             getattr(dispatch, {"delivered": "delivered", "already": "already"}.get(
                 result, "queued")).append(group.receiver)
-            self.audit.append(AuditRecord(
-                actor=app_identity(), action="alerting.notify", target=f"group/{group.id}",
-                outcome="succeeded" if result in ("delivered", "already") else "queued",
-                correlation_id=notification.id,
-                details={"groupKey": group.key[:500], "receiver": group.receiver,
-                         "status": notification.status, "firing": len(decision.firing),
-                         "resolved": len(decision.resolved), "repeat": decision.repeat},
-            ))
+            if audited:
+                self._audit_flush(group, notification, decision, result)
         updated = None
         if muted_route is None:
             updated = nflog.after(entry, decision, alerts, set(muted), group_id=group.id,
@@ -300,6 +299,18 @@ class Pipeline:
             return True
         self._enqueue(group, now)
         return False
+
+    def _audit_flush(self, group: Group, notification: Notification,
+                     decision: nflog.Decision, result: str) -> None:
+        self.audit.append(AuditRecord(
+            actor=app_identity(), action="alerting.notify", target=f"group/{group.id}",
+            outcome="succeeded" if result in ("delivered", "already") else "queued",
+            correlation_id=notification.id,
+            details={"groupKey": group.key[:500], "receiver": group.receiver,
+                     "notification": notification.id, "status": notification.status,
+                     "firing": len(decision.firing), "resolved": len(decision.resolved),
+                     "repeat": decision.repeat},
+        ))
 
     def _next_tick(self, route: Route, now: datetime, has_muted: bool) -> datetime | None:
         seconds = route.group_interval or route.repeat_interval

@@ -56,7 +56,11 @@ class Notification:
     """One actionable message.
 
     `id` identifies this delivery (the outbox sends each id once per channel); `dedup_key`
-    groups related messages at the receiver (an alert's Fired and Resolved share it).
+    groups related messages at the receiver (an alert's Fired and Resolved share it) and is the
+    alert's fingerprint in the alerting pipeline. `labels` are what routes, groups, silences and
+    inhibits it (pitcrew.alerting.labels). A grouped notification (what a receiver is sent)
+    has the `group_key` of its group and lists its `alerts` (each a Notification of one alert);
+    its status is "resolved" once every alert it lists is.
     """
 
     id: str
@@ -70,8 +74,25 @@ class Notification:
     facts: dict[str, str] = field(default_factory=dict)
     actions: tuple[Action, ...] = ()
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    labels: dict[str, str] = field(default_factory=dict)
+    group_key: str = ""
+    alerts: tuple[Notification, ...] = ()
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        out = self._base_dict()
+        out["labels"] = dict(self.labels)
+        if self.starts_at is not None:
+            out["startsAt"] = self.starts_at.isoformat()
+        if self.ends_at is not None:
+            out["endsAt"] = self.ends_at.isoformat()
+        if self.group_key:
+            out["groupKey"] = self.group_key
+            out["alerts"] = [a.to_dict() for a in self.alerts]
+        return out
+
+    def _base_dict(self) -> dict[str, Any]:
         return {
             "schema": "pitcrew.notification/v1",
             "id": self.id,
@@ -102,7 +123,16 @@ class Notification:
             facts=dict(raw.get("facts") or {}),
             actions=tuple(Action(**a) for a in raw.get("actions") or ()),
             created_at=datetime.fromisoformat(raw["createdAt"]),
+            labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
+            group_key=str(raw.get("groupKey") or ""),
+            alerts=tuple(cls.from_dict(a) for a in raw.get("alerts") or ()),
+            starts_at=_time(raw.get("startsAt")),
+            ends_at=_time(raw.get("endsAt")),
         )
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
 
 @dataclass
@@ -132,30 +162,46 @@ class UnreadableRow:
     error: Exception
 
 
-DispatchOutcome = Literal["delivered", "queued", "already-delivered", "no-channel"]
+DispatchOutcome = Literal["delivered", "queued", "already-delivered", "grouped", "silenced",
+                         "inhibited", "muted", "not-notified", "no-channel"]
 
 
 @dataclass
 class Dispatch:
-    """Where one notification went, per channel: delivered now, queued in the outbox for the
-    retry timer (the attempt failed, or another run holds it), or delivered by an earlier run.
-    No channel at all is a failure: `reason` says why."""
+    """Where one notification went, per receiver: delivered now, queued in the outbox for the
+    retry timer (the attempt failed, or another run holds it), delivered by an earlier run, or
+    added to a group that the pipeline flushes later (`grouped`). A notification muted by a
+    silence, an inhibition or a time interval is not sent (`muted_by` says what muted it); a
+    Resolved whose Fired nobody was told is not sent either (`reason`). No receiver at all is a
+    failure (`no-channel`); the routing tree makes it impossible."""
 
     delivered: list[str] = field(default_factory=list)
     queued: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
+    grouped: list[str] = field(default_factory=list)
+    muted_by: dict[str, list[str]] = field(default_factory=dict)
     reason: str = ""
 
     @property
     def outcome(self) -> DispatchOutcome:
         """What happened, in one word, for the audit record: never more than did happen."""
-        if not (self.delivered or self.queued or self.already):
-            return "no-channel"
         if self.queued:
             return "queued"
         if self.delivered:
             return "delivered"
-        return "already-delivered"
+        if self.grouped:
+            return "grouped"
+        if self.already:
+            return "already-delivered"
+        if self.muted_by.get("silences"):
+            return "silenced"
+        if self.muted_by.get("inhibitedBy"):
+            return "inhibited"
+        if self.muted_by:
+            return "muted"
+        if self.reason:
+            return "not-notified"
+        return "no-channel"
 
     @property
     def detail(self) -> str:
@@ -164,13 +210,31 @@ class Dispatch:
             "delivered": "notification delivered",
             "queued": "notification queued for retry",
             "already-delivered": "notification was delivered before",
+            "grouped": "notification grouped; its group is sent after group_wait",
+            "silenced": "notification silenced",
+            "inhibited": "notification inhibited",
+            "muted": "notification muted by a time interval",
+            "not-notified": f"notification not sent: {self.reason}",
             "no-channel": f"notification matched no channel: {self.reason}",
         }[self.outcome]
 
-    def to_dict(self) -> dict[str, list[str] | str]:
-        out: dict[str, list[str] | str] = {
+    def merge(self, other: Dispatch) -> None:
+        for name in ("delivered", "queued", "already", "grouped"):
+            mine: list[str] = getattr(self, name)
+            mine += [r for r in getattr(other, name) if r not in mine]
+        for key, values in other.muted_by.items():
+            self.muted_by.setdefault(key, [])
+            self.muted_by[key] += [v for v in values if v not in self.muted_by[key]]
+        self.reason = self.reason or other.reason
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "delivered": self.delivered, "queued": self.queued, "already": self.already,
         }
+        if self.grouped:
+            out["grouped"] = self.grouped
+        if self.muted_by:
+            out["mutedBy"] = self.muted_by
         if self.reason:
             out["reason"] = self.reason
         return out

@@ -38,6 +38,8 @@ from pitcrew_dev.azure_endpoint.arm import ArmApp
 from pitcrew_dev.azure_endpoint.config import VAULT_NAME, EndpointConfig
 from pitcrew_dev.azure_endpoint.dataplane import DataPlaneApp
 from pitcrew_dev.azure_endpoint.keyvault import vault_asgi
+from pitcrew_dev.azure_endpoint.keyvault_certificates import certificate_routes
+from pitcrew_dev.azure_endpoint.keyvault_keys import key_routes
 from pitcrew_dev.azure_endpoint.quota import QuotaService
 from pitcrew_dev.azure_endpoint.resources import canonical_id
 from pitcrew_dev.azure_endpoint.state import StateStore, UnknownResourceKind, VaultRecord
@@ -177,7 +179,8 @@ class EndpointRuntime:
             actual = sock.getsockname()[1]
             with self.store.change() as data:
                 data.vaults.setdefault(key, VaultRecord()).port = actual
-            app = vault_asgi(self.store, name, self.config.tenant_id)
+            app = vault_asgi(self.store, name, self.config.tenant_id,
+                             (key_routes, certificate_routes))
             await self._serve(_logged(app, f"kv:{key}"), sock)
             self.vault_urls[key] = f"https://{HOST}:{actual}"
             return self.vault_urls[key]
@@ -372,6 +375,15 @@ class LocalAzure:
         """Current key values, for tests that must sign with them. Never log the result."""
         with self.store.read() as data:
             return dict(data.resources[canonical_id(resource_id)].keys)
+
+    def vault_operations(self, vault: str) -> dict[str, dict[str, int]]:
+        """Key rotations and certificate creations per name, to assert "exactly once"."""
+        with self.store.read() as data:
+            record = data.vaults.get(vault.lower())
+            if record is None:
+                return {"keys": {}, "certificates": {}}
+            return {"keys": {k.name: k.rotations for k in record.keys.values()},
+                    "certificates": {c.name: c.creations for c in record.certificates.values()}}
 
     def regenerations(self, resource_id: str) -> dict[str, int]:
         with self.store.read() as data:

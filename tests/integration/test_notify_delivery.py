@@ -205,26 +205,21 @@ def test_delivered_before_is_said_so(receiver: Receiver) -> None:
     assert record["details"]["already"] == ["hook"]
 
 
-def test_a_notification_no_route_takes_is_a_visible_failure(
-    receiver: Receiver, pitcrew_env: Path, caplog: pytest.LogCaptureFixture
+def test_a_flat_policy_without_a_catch_all_is_refused_so_nothing_is_unrouted(
+    receiver: Receiver, pitcrew_env: Path
 ) -> None:
+    """Issue 12: no notification can reach nobody. A flat `routes:` list with no route without
+    `match` used to let an expiry fall through ("no-channel"); now the policy is invalid."""
     write_policy(
         pitcrew_env, receiver,
         routes="routes:\n  - name: alerts-only\n    match: {kinds: [alert]}\n"
                "    channels: [hook]\n",
     )
-    with caplog.at_level(logging.ERROR, logger="pitcrew"):
-        result = post(near_expiry("unrouted-1"))
-    assert result.status == 200
-    assert "no channel" in result.body["events"][0]["detail"]
+    result = post(near_expiry("unrouted-1"))
+    assert result.status == 503
+    assert result.body["error"] == "policy_invalid"
+    assert any("no route takes every notification" in p for p in result.body["problems"])
     assert receiver.received == []
-    (record,) = audit_records()
-    assert record["outcome"] == "no-channel"
-    assert "expiry" in record["details"]["reason"]
-    assert any(
-        r.levelno == logging.ERROR and "expiry:unrouted-1" in r.getMessage()
-        for r in caplog.records
-    )
 
 
 def _notification_for(event_id: str) -> Notification:
