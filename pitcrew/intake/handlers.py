@@ -17,6 +17,7 @@ from pitcrew.housekeeping.certificates import handle_certificate_event
 from pitcrew.housekeeping.keys import handle_key_event
 from pitcrew.notify.messages import alert_notification, expiry_notification
 from pitcrew.notify.model import Dispatch, Notification
+from pitcrew.quota.intake import handle_quota_alert, is_quota_alert
 from pitcrew.registry import Registry
 from pitcrew.rotation.api import rotate_on_event
 
@@ -70,7 +71,11 @@ def handle_keyvault(kv: KeyVaultObjectEvent, services: Services) -> str:
 
 
 def handle_alert(alert: AlertEvent, services: Services) -> str:
-    """An Azure Monitor alert: one notification; a dead-letter depth alert also ingests."""
+    """An Azure Monitor alert: one notification; a dead-letter depth alert also ingests; an
+    alert an area registered in ALERT_HANDLERS (quota) is that area's."""
+    special = ALERT_HANDLERS.first(lambda handler: handler.accepts(alert))
+    if special is not None:
+        return special.handle(alert, services)
     detail = announce(
         services, alert_notification(alert), action="notify.alert",
         target=alert.target_ids[0] if alert.target_ids else alert.rule,
@@ -88,6 +93,16 @@ HANDLERS.add("keyvault", Handler(is_keyvault_event, keyvault_event, handle_keyva
 HANDLERS.add("servicebus-deadletter", Handler(is_servicebus_deadletter_event,
                                               servicebus_deadletter_event,
                                               handle_servicebus_deadletter))
+
+
+@dataclass(frozen=True)
+class AlertHandler:
+    accepts: Callable[[AlertEvent], bool]
+    handle: Callable[[AlertEvent, Services], str]
+
+
+ALERT_HANDLERS: Registry[AlertHandler] = Registry("alert handler")
+ALERT_HANDLERS.add("quota", AlertHandler(is_quota_alert, handle_quota_alert))
 
 
 def handler_for(event: Event) -> Handler | None:

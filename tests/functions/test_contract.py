@@ -63,6 +63,17 @@ EXPECTED = {
                                     "authLevel": "anonymous"}),
     "request_expiry_sweep": ("httpTrigger", {"route": "expiry/sweep", "methods": {"POST"},
                                              "authLevel": "anonymous"}),
+    # quota and capacity (pitcrew/quota)
+    "scan_quotas": ("timerTrigger", {"schedule": "0 */5 * * * *"}),
+    "follow_quota_requests": ("timerTrigger", {"schedule": "0 */5 * * * *"}),
+    "quota_list": ("httpTrigger", {"route": "quota", "methods": {"GET"},
+                                   "authLevel": "anonymous"}),
+    "quota_list_requests": ("httpTrigger", {"route": "quota/requests", "methods": {"GET"},
+                                            "authLevel": "anonymous"}),
+    "quota_create_request": ("httpTrigger", {"route": "quota/requests", "methods": {"POST"},
+                                             "authLevel": "anonymous"}),
+    "quota_scan": ("httpTrigger", {"route": "quota/scan", "methods": {"POST"},
+                                   "authLevel": "anonymous"}),
     # the operator console (pitcrew/console)
     "console_index": ("httpTrigger", {"route": "console", "methods": {"GET"},
                                       "authLevel": "anonymous"}),

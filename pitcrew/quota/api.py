@@ -1,0 +1,174 @@
+"""HTTP use cases under /api/quota (Reader to view, Operator to act) and the timers' entry
+points. Plain data in, HttpResult out; the triggers only translate."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+
+from pitcrew.auth import Role, require
+from pitcrew.bootstrap import get_services
+from pitcrew.errors import InvalidInput, RetryLater
+from pitcrew.http.errors import HttpResult, http_errors
+from pitcrew.http.models import PageQuery, RequestModel
+from pitcrew.quota.model import LEVELS, TERMINAL, QuotaId
+from pitcrew.quota.ports import QuotaServices, StateFilter
+from pitcrew.quota.requests import follow, request_increase
+from pitcrew.quota.scan import ScanReport, scan
+
+log = logging.getLogger(__name__)
+STATUSES = ("Submitting", "Accepted", "InProgress", *sorted(TERMINAL))
+MAX_LIMIT_VALUE = 10_000_000
+
+
+def _q() -> QuotaServices:
+    return get_services().quota
+
+
+def _text(field: str, pattern: str, max_len: int = 128) -> Any:
+    compiled = re.compile(pattern)
+
+    def check(raw: Any) -> str | None:
+        if raw is None or raw == "":
+            return None
+        if not isinstance(raw, str) or len(raw) > max_len or not compiled.match(raw):
+            raise InvalidInput(field, f"must match {pattern}")
+        return raw
+
+    return BeforeValidator(check)
+
+
+class QuotaListQuery(PageQuery):
+    subscription: Annotated[str | None, _text("subscription", r"^[0-9a-fA-F-]{36}$")] = None
+    provider: Annotated[str | None, _text("provider", r"^[A-Za-z0-9.]+$")] = None
+    location: Annotated[str | None, _text("location", r"^[a-z0-9]{1,40}$")] = None
+    name: Annotated[str | None, _text("name", r"^[A-Za-z0-9._-]{1,128}$")] = None
+    level: Annotated[str | None, _text("level", "^(" + "|".join(LEVELS) + ")$")] = None
+
+
+class RequestListQuery(PageQuery):
+    status: Annotated[str | None, _text("status", "^(" + "|".join(STATUSES) + ")$")] = None
+
+
+def _quota_id(raw: Any) -> QuotaId:
+    if not isinstance(raw, str):
+        raise InvalidInput("quota", "must be SCOPE/NAME")
+    return QuotaId.parse(raw)
+
+
+def _new_limit(raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_LIMIT_VALUE:
+        raise InvalidInput("limit", f"must be a whole number from 1 to {MAX_LIMIT_VALUE}")
+    return raw
+
+
+def _reason(raw: Any) -> str:
+    if raw is None:
+        return "requested by an operator"
+    if not isinstance(raw, str) or len(raw) > 500:
+        raise InvalidInput("reason", "must be text of at most 500 characters")
+    return raw
+
+
+def _dry_run(raw: Any) -> bool:
+    if raw is None:
+        return True
+    if not isinstance(raw, bool):
+        raise InvalidInput("dryRun", "must be true or false")
+    return raw
+
+
+class IncreaseBody(RequestModel):
+    """`POST /api/quota/requests`: {"quota": "SCOPE/NAME", "limit": N, "dryRun": true,
+    "reason": "..."}; dryRun defaults to true (see what would be asked first)."""
+
+    quota: Annotated[QuotaId, BeforeValidator(_quota_id)]
+    limit: Annotated[int, BeforeValidator(_new_limit)]
+    dry_run: Annotated[bool, BeforeValidator(_dry_run)] = Field(default=True, alias="dryRun")
+    reason: Annotated[str, BeforeValidator(_reason)] = "requested by an operator"
+
+
+@http_errors
+def list_quotas(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpResult:
+    """GET /api/quota?limit=&continuation=&subscription=&provider=&location=&name=&level="""
+    require(headers, Role.READER)
+    params = QuotaListQuery.of(query)
+    q = _q()
+    page = q.store.page(StateFilter(params.subscription, params.provider, params.location,
+                                    params.name, params.level),
+                        limit=params.limit, continuation=params.continuation)
+    opened = {r.quota.id: r.to_dict() for r in q.requests.open_requests()}
+    return HttpResult(200, page.map(lambda s: s.to_dict(opened.get(s.quota.id))).body("quotas"))
+
+
+@http_errors
+def list_requests(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpResult:
+    """GET /api/quota/requests?limit=&continuation=&status= (newest first)."""
+    require(headers, Role.READER)
+    params = RequestListQuery.of(query)
+    page = _q().requests.page(limit=params.limit, continuation=params.continuation,
+                              status=params.status)
+    return HttpResult(200, page.map(lambda r: r.to_dict()).body("requests"))
+
+
+@http_errors
+def create_request(headers: Mapping[str, str], body: bytes) -> HttpResult:
+    """POST /api/quota/requests (Operator): 200 with the plan on a dry run, 202 with the
+    request once sent, 200 with the open request when one exists already."""
+    principal = require(headers, Role.OPERATOR)
+    request = IncreaseBody.from_body(body)
+    q = _q()
+    state = q.store.get(request.quota)
+    if state is None:
+        raise InvalidInput("quota", "is not a quota pitcrew has scanned (see GET /api/quota)")
+    if request.limit <= state.limit:
+        raise InvalidInput("limit", f"must be above the current limit {state.limit:g}")
+    dry_run = request.dry_run or q.policy.mode == "plan"
+    outcome = request_increase(q, state, request.limit, actor=principal.actor,
+                               reason=request.reason, dry_run=dry_run)
+    status = 202 if outcome.sent else 200
+    location = {"Location": "/api/quota/requests"} if outcome.sent else {}
+    return HttpResult(status, outcome.to_dict(), location)
+
+
+@http_errors
+def scan_now(headers: Mapping[str, str]) -> HttpResult:
+    """POST /api/quota/scan (Operator): one scan now; its report."""
+    principal = require(headers, Role.OPERATOR)
+    report = scan(_q())
+    log.info("quota scan asked by %s", principal.actor)
+    return HttpResult(200, report.to_dict())
+
+
+def run_scheduled_scan(now: datetime | None = None) -> ScanReport | None:
+    """The timer: a scan when one is due (every `quota.every_minutes`), once per slot whatever
+    the number of instances (a StateStore claim on the slot)."""
+    q = _q()
+    policy = q.policy.quota
+    if not policy.scopes() and not policy.capacity:
+        return None
+    now = now or datetime.now(UTC)
+    slot = int(now.timestamp() // (policy.every_minutes * 60))
+    try:
+        claim = q.state.claim("quota-scan", str(slot), lease_seconds=600)
+    except RetryLater:
+        return None
+    if claim is None:
+        return None
+    try:
+        report = scan(q, now=now)
+    except Exception as exc:
+        q.state.release(claim, reason=type(exc).__name__)
+        raise
+    q.state.complete(claim, outcome=f"{report.quotas} quotas, {report.above} above")
+    return report
+
+
+def run_follow() -> int:
+    """The timer: follow every open increase request one step."""
+    return len(follow(_q()))
