@@ -34,6 +34,38 @@ class SecretSeed(BaseModel):
     version: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
 
 
+class KeySeed(BaseModel):
+    """A key present when the endpoint starts (only its public part is ever made up)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    kty: str = "RSA"
+    tags: dict[str, str] = Field(default_factory=dict)
+    expires_on: int | None = Field(default=None, alias="exp", description="unix seconds")
+    created: int | None = Field(default=None, description="unix seconds (back-date a key)")
+    version: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    # Key Vault's rotation policy JSON: {"lifetimeActions": [...], "attributes": {...}}
+    rotation_policy: dict[str, Any] | None = Field(default=None, alias="rotationPolicy")
+
+
+class CertificateSeed(BaseModel):
+    """A certificate present when the endpoint starts, with its policy's essentials."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    tags: dict[str, str] = Field(default_factory=dict)
+    expires_on: int | None = Field(default=None, alias="exp", description="unix seconds")
+    created: int | None = Field(default=None, description="unix seconds (back-date it)")
+    version: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    issuer: str = "Self"
+    subject: str = "CN=pitcrew.local"
+    validity_months: int = Field(default=12, ge=1, le=1200)
+    # The AutoRenew trigger: a percentage of the lifetime or days before expiry (or neither:
+    # EmailContacts only).
+    lifetime_percentage: int | None = Field(default=80, ge=1, le=99)
+    days_before_expiry: int | None = Field(default=None, ge=1)
+
+
 class ResourceSeed(BaseModel):
     """An ARM resource the endpoint knows. `keys` pins key values; missing keys are random."""
 
@@ -57,8 +89,15 @@ class EndpointConfig(BaseModel):
     resources: list[ResourceSeed] = Field(default_factory=list)
     # vault name -> secret name -> seed
     secrets: dict[str, dict[str, SecretSeed]] = Field(default_factory=dict)
+    # vault name -> key / certificate name -> seed; vault name -> issuer name -> provider
+    keys: dict[str, dict[str, KeySeed]] = Field(default_factory=dict)
+    certificates: dict[str, dict[str, CertificateSeed]] = Field(default_factory=dict)
+    issuers: dict[str, dict[str, str]] = Field(default_factory=dict)
     # Unknown resource ids answer 404 unless this is set; then they are created with random keys.
     auto_create: bool = False
+    # Recovery readiness: Cosmos DB backups, storage protection, backup jobs, registries
+    # (validated by pitcrew_dev.azure_endpoint.recovery.RecoverySeed).
+    recovery: dict[str, Any] = Field(default_factory=dict)
     tenant_id: str = LOCAL_TENANT_ID
     # The Quota API's quotas and Azure Monitor metrics (pitcrew_dev/azure_endpoint/quota.py).
     quotas: list[QuotaSeed] = Field(default_factory=list)

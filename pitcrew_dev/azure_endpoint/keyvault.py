@@ -19,6 +19,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -186,8 +187,10 @@ def _page(request: Request, base: str, items: list[dict[str, Any]]) -> JSONRespo
 class VaultApp:
     """The routes of one vault, bound to its record in the shared StateStore."""
 
-    def __init__(self, store: StateStore, vault_name: str, tenant_id: str) -> None:
+    def __init__(self, store: StateStore, vault_name: str, tenant_id: str,
+                 extra: Sequence[Callable[[VaultApp], list[Route]]] = ()) -> None:
         self.store = store
+        self.extra = extra  # more object types' routes (keys, certificates) on this vault
         self.vault_key = vault_name.lower()
         self.vault_name = vault_name
         # Principals (LocalCredential names) without a data-plane role on this vault: their
@@ -219,6 +222,8 @@ class VaultApp:
             Route("/deletedsecrets/{name}", self.deleted_secret, methods=["GET", "DELETE"]),
             Route("/deletedsecrets/{name}/recover", self.recover, methods=["POST"]),
         ]
+        for routes_of in self.extra:
+            routes.extend(routes_of(self))
         return Starlette(routes=routes)
 
     def build(self) -> Any:
@@ -474,6 +479,7 @@ def _rbac_denied(request: Request, vault: str, principal: str) -> JSONResponse:
     return _error(KeyVaultError(403, "Forbidden", message, inner="ForbiddenByRbac"))
 
 
-def vault_asgi(store: StateStore, vault_name: str, tenant_id: str) -> Any:
-    """The ASGI app serving one vault."""
-    return VaultApp(store, vault_name, tenant_id).build()
+def vault_asgi(store: StateStore, vault_name: str, tenant_id: str,
+               extra: Sequence[Callable[[VaultApp], list[Route]]] = ()) -> Any:
+    """The ASGI app serving one vault (secrets, and the `extra` object types' routes)."""
+    return VaultApp(store, vault_name, tenant_id, extra).build()

@@ -8,6 +8,7 @@ it is for local development only and is created owner-readable only.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import sqlite3
@@ -15,10 +16,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
-from pitcrew_dev.azure_endpoint.config import EndpointConfig
+from pitcrew_dev.azure_endpoint.config import CertificateSeed, EndpointConfig, KeySeed
 from pitcrew_dev.azure_endpoint.resources import (
     ResourceKind,
     canonical_id,
@@ -54,10 +56,60 @@ class SecretRecord(BaseModel):
         return next((v for v in self.versions if v.version == version.lower()), None)
 
 
+class KeyVersion(BaseModel):
+    version: str
+    kty: str = "RSA"
+    n: str = Field(default="", repr=False)  # public modulus (base64url); no private part is kept
+    key_ops: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+    enabled: bool = True
+    not_before: int | None = None
+    expires: int | None = None
+    created: int
+    updated: int
+
+
+class KeyRecord(BaseModel):
+    name: str
+    versions: list[KeyVersion] = Field(default_factory=list)  # oldest first
+    # The rotation policy as Key Vault stores it: lifetimeActions + attributes.expiryTime.
+    rotation_policy: dict[str, Any] | None = None
+    rotations: int = 0  # rotate operations, counted so tests can assert "exactly once"
+
+    @property
+    def latest(self) -> KeyVersion:
+        return self.versions[-1]
+
+
+class CertificateVersion(BaseModel):
+    version: str
+    tags: dict[str, str] = Field(default_factory=dict)
+    enabled: bool = True
+    not_before: int | None = None
+    expires: int | None = None
+    created: int
+    updated: int
+
+
+class CertificateRecord(BaseModel):
+    name: str
+    versions: list[CertificateVersion] = Field(default_factory=list)  # oldest first
+    policy: dict[str, Any] = Field(default_factory=dict)  # Key Vault's policy JSON
+    pending: dict[str, Any] | None = None  # the pending (create) operation, if any
+    creations: int = 0  # create operations, counted so tests can assert "exactly once"
+
+    @property
+    def latest(self) -> CertificateVersion:
+        return self.versions[-1]
+
+
 class VaultRecord(BaseModel):
     port: int = 0  # the port it was last served on, reused after a restart when free
     secrets: dict[str, SecretRecord] = Field(default_factory=dict)  # lower-case name -> record
     deleted: dict[str, SecretRecord] = Field(default_factory=dict)  # soft-deleted, recoverable
+    keys: dict[str, KeyRecord] = Field(default_factory=dict)  # lower-case name -> record
+    certificates: dict[str, CertificateRecord] = Field(default_factory=dict)
+    issuers: dict[str, str] = Field(default_factory=dict)  # issuer name -> provider (DigiCert)
 
 
 class ResourceRecord(BaseModel):
@@ -87,6 +139,54 @@ class StateData(BaseModel):
     vaults: dict[str, VaultRecord] = Field(default_factory=dict)  # lower-case vault name
     resources: dict[str, ResourceRecord] = Field(default_factory=dict)  # canonical id
     operations: list[Operation] = Field(default_factory=list)
+
+
+def public_modulus() -> str:
+    """A made-up RSA modulus (base64url): pitcrew never uses key material, only properties."""
+    return base64.urlsafe_b64encode(b"\xc1" + os.urandom(255)).decode().rstrip("=")
+
+
+def certificate_policy(*, issuer: str, subject: str, validity_months: int,
+                       lifetime_percentage: int | None, days_before_expiry: int | None,
+                       now: int) -> dict[str, Any]:
+    """A certificate policy in Key Vault's JSON shape."""
+    trigger: dict[str, int] = {}
+    if days_before_expiry is not None:
+        trigger["days_before_expiry"] = days_before_expiry
+    elif lifetime_percentage is not None:
+        trigger["lifetime_percentage"] = lifetime_percentage
+    action = {"trigger": trigger or {"lifetime_percentage": 90},
+              "action": {"action_type": "AutoRenew" if trigger else "EmailContacts"}}
+    return {
+        "key_props": {"exportable": True, "kty": "RSA", "key_size": 2048, "reuse_key": False},
+        "secret_props": {"contentType": "application/x-pkcs12"},
+        "x509_props": {"subject": subject, "validity_months": validity_months},
+        "lifetime_actions": [action],
+        "issuer": {"name": issuer},
+        "attributes": {"enabled": True, "created": now, "updated": now},
+    }
+
+
+def _seeded_key(name: str, seed: KeySeed, now: int) -> KeyRecord:
+    created = seed.created or now
+    return KeyRecord(name=name, rotation_policy=seed.rotation_policy, versions=[KeyVersion(
+        version=seed.version or os.urandom(16).hex(), kty=seed.kty, n=public_modulus(),
+        key_ops=["sign", "verify", "wrapKey", "unwrapKey", "encrypt", "decrypt"],
+        tags=dict(seed.tags), expires=seed.expires_on, created=created, updated=created)])
+
+
+def _seeded_certificate(name: str, seed: CertificateSeed, now: int) -> CertificateRecord:
+    created = seed.created or now
+    expires = seed.expires_on or created + seed.validity_months * 30 * 86400
+    return CertificateRecord(
+        name=name,
+        policy=certificate_policy(issuer=seed.issuer, subject=seed.subject,
+                                  validity_months=seed.validity_months,
+                                  lifetime_percentage=seed.lifetime_percentage,
+                                  days_before_expiry=seed.days_before_expiry, now=created),
+        versions=[CertificateVersion(version=seed.version or os.urandom(16).hex(),
+                                     tags=dict(seed.tags), not_before=created, expires=expires,
+                                     created=created, updated=created)])
 
 
 # Bounded so a long dev session doesn't grow the state file without limit.
@@ -132,6 +232,21 @@ class StateStore:
                     vault.port = port
             for seed in config.resources:
                 self._ensure_resource(data, seed.id, seed.keys, now, seed.rights)
+            for vault_name, key_seeds in config.keys.items():
+                vault = data.vaults.setdefault(vault_name.lower(), VaultRecord())
+                for key_name, key_seed in key_seeds.items():
+                    if key_name.lower() not in vault.keys:
+                        vault.keys[key_name.lower()] = _seeded_key(key_name, key_seed, now)
+            for vault_name, cert_seeds in config.certificates.items():
+                vault = data.vaults.setdefault(vault_name.lower(), VaultRecord())
+                for cert_name, cert_seed in cert_seeds.items():
+                    if cert_name.lower() not in vault.certificates:
+                        vault.certificates[cert_name.lower()] = _seeded_certificate(
+                            cert_name, cert_seed, now)
+            for vault_name, issuers in config.issuers.items():
+                vault = data.vaults.setdefault(vault_name.lower(), VaultRecord())
+                for issuer, provider in issuers.items():
+                    vault.issuers.setdefault(issuer, provider)
             for vault_name, seeds in config.secrets.items():
                 vault = data.vaults.setdefault(vault_name.lower(), VaultRecord())
                 for secret_name, secret_seed in seeds.items():
