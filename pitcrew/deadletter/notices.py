@@ -56,4 +56,7 @@ def group_notification(group: Group, level: int, policy: DeadletterPolicy) -> No
             "First seen": group.first_seen.isoformat(), "Last seen": group.last_seen.isoformat(),
         },
         actions=tuple(actions),
+        labels={"kind": "deadletter", "alertRule": "deadletter-group",
+                "severity": "critical" if top else "warning", "entity": group.entity,
+                "source": group.source, "deadletterGroup": group.id},
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+from pitcrew.alerting.labels import alert_labels
 from pitcrew.alerting.substance import alert_substance
 from pitcrew.events import AlertEvent, KeyVaultObjectEvent
 from pitcrew.links import safe_link
@@ -86,6 +87,8 @@ def expiry_notification(
         correlation_id=event.id,
         facts=facts,
         actions=tuple(actions),
+        labels={"kind": "expiry", "alertRule": f"keyvault-{kind}-expiry", "vault": event.vault_name,
+                "object": f"{kind}/{event.object_name}", "objectType": kind},
     )
 
 
@@ -152,4 +155,7 @@ def alert_notification(alert: AlertEvent) -> Notification:
         correlation_id=alert.alert_id,
         facts=facts,
         actions=tuple(actions),
+        labels=alert_labels(alert),
+        starts_at=alert.fired_at,
+        ends_at=alert.resolved_at,
     )

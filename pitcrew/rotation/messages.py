@@ -7,6 +7,13 @@ from typing import Any
 from pitcrew.notify.model import Action, Notification
 
 
+def _labels(vault: str, secret: str, rule: str = "rotation-failed") -> dict[str, str]:
+    """A rotation's labels: the same for its failure and its success, so a success resolves
+    the failure's group (severity is the failure's)."""
+    return {"kind": "rotation", "alertRule": rule, "severity": "critical", "vault": vault,
+            "secret": secret}
+
+
 def _facts(data: dict[str, Any]) -> dict[str, str]:
     facts = {
         "Vault": str(data.get("vault")),
@@ -45,6 +52,8 @@ def rotated(run_id: str, data: dict[str, Any]) -> Notification:
         correlation_id=run_id,
         facts=_facts(data),
         actions=(Action(label="Inspect the run", command="pitcrew rotations"),),
+        labels={**_labels(str(data["vault"]), str(data["secret"]), "rotation-succeeded"),
+                "severity": "info"},
     )
 
 
@@ -72,6 +81,7 @@ def failed(run_id: str, data: dict[str, Any], reason: str, runbook: str | None) 
         correlation_id=run_id,
         facts={**_facts(data), "Reason": reason, "Attempts": str(data.get("attempts", 0))},
         actions=tuple(actions),
+        labels=_labels(str(data["vault"]), str(data["secret"])),
     )
 
 
@@ -94,6 +104,8 @@ def planned(run_id: str, plan: dict[str, Any]) -> Notification:
                                                            "strategy", "resource", "holds",
                                                            "would_regenerate")},
         actions=(Action(label="Rotate now", command=f"pitcrew rotate {name}"),),
+        labels={**_labels(str(plan["vault"]), str(plan["secret"]), "rotation-planned"),
+                "severity": "warning"},
     )
 
 
@@ -114,4 +126,6 @@ def vault_unavailable(vault: str, secret: str, problem: str, action: str, *, kin
         correlation_id=correlation_id,
         facts={"Vault": vault, "Secret": secret, "Problem": problem},
         actions=(Action(label="Rotate once fixed", command=f"pitcrew rotate {vault}/{secret}"),),
+        labels={"kind": "rotation", "alertRule": "rotation-vault-unavailable",
+                "severity": "critical", "vault": vault, "secret": secret},
     )
