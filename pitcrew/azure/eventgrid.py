@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -24,3 +24,17 @@ class EventGridPublisher:
             datacontenttype=event.get("datacontenttype", "application/json"),
         )
         self._client.send([cloud_event])
+
+
+def topic_publisher(endpoint: str, *, key: str | None, credential: Callable[[], Any],
+                    **client_kwargs: Any) -> EventGridPublisher:
+    """A publisher to the custom topic at `endpoint`: with an access key when one is given,
+    else with `credential()` (the app's identity)."""
+    from azure.eventgrid import EventGridPublisherClient  # SDK on first use (cold start)
+
+    if key:
+        from azure.core.credentials import AzureKeyCredential  # SDK on first use (cold start)
+
+        return EventGridPublisher(
+            EventGridPublisherClient(endpoint, AzureKeyCredential(key), **client_kwargs))
+    return EventGridPublisher(EventGridPublisherClient(endpoint, credential(), **client_kwargs))

@@ -75,7 +75,7 @@ def email_message(notification: Notification, config: EmailConfig) -> EmailMessa
     message["To"] = ", ".join(config.to)
     message["Date"] = formatdate(localtime=False)
     key = idempotency_key(notification.id)
-    message["Message-ID"] = f"<{key}@pitcrew>"
+    message["Message-ID"] = f"<{key[:40]}@pitcrew>"  # short enough never to be folded
     message["X-Pitcrew-Idempotency-Key"] = key
     message["X-Pitcrew-Group"] = idempotency_key(seen.group_key)
     message.set_content(_text(seen))
