@@ -2,9 +2,19 @@
 
 import azure.functions as func
 
-from functions import console, deadletter, housekeeping, intake, notify, operator, quota, rotation
+from functions import (
+    console,
+    deadletter,
+    housekeeping,
+    intake,
+    notify,
+    operator,
+    quota,
+    recovery,
+    rotation,
+)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (rotation.bp, intake.bp, notify.bp, operator.bp, deadletter.bp,
-                  console.bp, housekeeping.bp, quota.bp):
+                  console.bp, housekeeping.bp, recovery.bp, quota.bp):
     app.register_functions(blueprint)

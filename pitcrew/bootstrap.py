@@ -23,13 +23,17 @@ from pitcrew.alerting.silence import Silences
 from pitcrew.azure.alerting import QueueFlushQueue
 from pitcrew.azure.arm import DataPlane, SiteRestarts, providers
 from pitcrew.azure.blobs import BlobBodyStore
+from pitcrew.azure.cosmos_backup import AzureCosmosBackups, metrics_client
 from pitcrew.azure.deadletter import AzureBrokers
 from pitcrew.azure.eventgrid import EventGridPublisher
 from pitcrew.azure.keyvault import KeyVaultSecretStore
 from pitcrew.azure.keyvault_certificates import KeyVaultCertificateStore, certificate_client_for
 from pitcrew.azure.keyvault_keys import KeyVaultKeyStore, key_client_for
+from pitcrew.azure.loganalytics import LogAnalyticsBackupJobs, logs_client
 from pitcrew.azure.metrics import AzureMetrics
 from pitcrew.azure.quota import AzureQuotaSource
+from pitcrew.azure.registry import AcrImageRegistry, registry_clients
+from pitcrew.azure.storage_protection import AzureStorageProtection
 from pitcrew.azure.tables.alerting import (
     TableAlertStore,
     TableNotificationLog,
@@ -44,6 +48,7 @@ from pitcrew.azure.tables.rejected import TableRejectedEventLog
 from pitcrew.azure.tables.state import TableStateStore
 from pitcrew.deadletter.ports import DeadletterServices
 from pitcrew.housekeeping.ports import HousekeepingPorts
+from pitcrew.housekeeping.recovery_ports import RecoveryServices
 from pitcrew.notify.channels import build_channels
 from pitcrew.notify.outbox import Outbox
 from pitcrew.policy import Policy
@@ -87,6 +92,12 @@ class Services:
     def housekeeping(self) -> HousekeepingPorts:
         """The expiry sweep's Key Vault listings (secrets, keys, certificates) and findings."""
         return housekeeping_ports(self.runtime)
+
+    @cached_property
+    def recovery(self) -> RecoveryServices:
+        """Backup checks, restore drills and the image purge (Cosmos DB, Storage, Log
+        Analytics, Container Registry)."""
+        return recovery_services(self)
 
 
 def build_services(runtime: Runtime, policy: Policy) -> Services:
@@ -154,6 +165,21 @@ def deadletter_services(services: Services) -> DeadletterServices:
         store=TableFailedMessageStore(runtime.table("dlqmessages"), runtime.table("dlqgroups"),
                                       bodies),
         brokers=AzureBrokers(runtime),
+    )
+
+
+def recovery_services(services: Services) -> RecoveryServices:
+    runtime = services.runtime
+    return RecoveryServices(
+        policy=services.policy.recovery,
+        state=services.state,
+        audit=services.audit,
+        router=services.router,
+        cosmos=AzureCosmosBackups(runtime.arm_client, lambda: metrics_client(runtime)),
+        storage=AzureStorageProtection(runtime.arm_client),
+        jobs=LogAnalyticsBackupJobs(lambda: logs_client(runtime)),
+        registry=AcrImageRegistry(registry_clients(runtime)),
+        plan_only=services.policy.mode == "plan",
     )
 
 

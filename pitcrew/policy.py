@@ -32,13 +32,15 @@ from pitcrew.alerting.policy import (
 from pitcrew.deadletter.policy import DeadletterPolicy
 from pitcrew.errors import PolicyInvalid
 from pitcrew.housekeeping.policy import ExpiryPolicy
+from pitcrew.housekeeping.recovery_policy import RecoveryPolicy
 from pitcrew.quota.policy import QuotaPolicy
 from pitcrew.rotation.hooks import hook_names, import_problem
 from pitcrew.rotation.policy import RotationPolicy
 from pitcrew.schema import StrictModel
 
 DEFAULT_POLICY_FILE = "pitcrew.yaml"
-NotificationKind = Literal["expiry", "alert", "rotation", "deadletter", "quota", "pitcrew"]
+NotificationKind = Literal["expiry", "alert", "rotation", "deadletter", "quota", "pitcrew",
+                           "recovery"]
 Severity = Literal["critical", "warning", "info"]
 _NAME = r"^[a-z][a-z0-9-]{0,62}$"
 _SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -154,6 +156,7 @@ class Policy(StrictModel):
     deadletter: DeadletterPolicy = Field(default_factory=DeadletterPolicy)
     quota: QuotaPolicy = Field(default_factory=QuotaPolicy)
     expiry: ExpiryPolicy = Field(default_factory=ExpiryPolicy)
+    recovery: RecoveryPolicy = Field(default_factory=RecoveryPolicy)
 
     @model_validator(mode="before")
     @classmethod

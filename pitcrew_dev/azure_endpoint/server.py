@@ -41,6 +41,7 @@ from pitcrew_dev.azure_endpoint.keyvault import vault_asgi
 from pitcrew_dev.azure_endpoint.keyvault_certificates import certificate_routes
 from pitcrew_dev.azure_endpoint.keyvault_keys import key_routes
 from pitcrew_dev.azure_endpoint.quota import QuotaService
+from pitcrew_dev.azure_endpoint.recovery import RecoveryApp
 from pitcrew_dev.azure_endpoint.resources import canonical_id
 from pitcrew_dev.azure_endpoint.state import StateStore, UnknownResourceKind, VaultRecord
 
@@ -132,6 +133,7 @@ class EndpointRuntime:
         self._vault_lock = asyncio.Lock()
         # Events published to local Event Grid topics, newest last; in memory only, bounded.
         self.published: deque[dict[str, Any]] = deque(maxlen=MAX_PUBLISHED_EVENTS)
+        self.recovery = RecoveryApp(config.recovery)
         self.quota = QuotaService(config.quotas, config.metrics)
 
     async def _serve(self, app: ASGIApp, sock: socket.socket) -> None:
@@ -212,9 +214,14 @@ class EndpointRuntime:
             Route("/subscriptions/{s}/providers/Microsoft.Quota/operationsStatus/{op}",
                   quota.operation_status, methods=["GET"]),
             Route("/subscriptions/{rest:path}/providers/Microsoft.Insights/metrics",
-                  quota.query_metrics, methods=["GET"]),
+                  self.recovery.metrics_or(quota.query_metrics), methods=["GET"]),
             Route("/_local/quotas", quota.inspect, methods=["GET", "POST"]),
-            Route("/subscriptions/{rest:path}", arm.handle, methods=["GET", "POST"]),
+            Route("/subscriptions/{rest:path}", self.recovery.wrap(arm.handle),
+                  methods=["GET", "POST", "PUT", "DELETE"]),
+            Route("/loganalytics/v1/workspaces/{workspace}/query", self.recovery.logs_query,
+                  methods=["POST"]),
+            Route("/acr/{server}/{rest:path}", self.recovery.acr,
+                  methods=["GET", "POST", "DELETE"]),
             Route("/cosmos/{account}/", data_plane.cosmos, methods=["GET", "HEAD"]),
             Route("/cosmos/{account}/{rest:path}", data_plane.cosmos, methods=["GET", "HEAD"]),
             Route("/storage/{account}/blob", data_plane.storage, methods=["GET", "HEAD"]),
@@ -400,6 +407,11 @@ class LocalAzure:
         with self.store.read() as data:
             record = data.resources.get(canonical_id(site_id))
             return record.reference_refreshes if record else 0
+
+    @property
+    def recovery(self) -> RecoveryApp:
+        """Backup, restore and registry state (tests inspect scratch accounts and deletes)."""
+        return self._runtime.recovery
 
     def operations(self) -> list[dict[str, Any]]:
         with self.store.read() as data:

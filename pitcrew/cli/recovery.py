@@ -1,0 +1,130 @@
+"""`pitcrew backups`, `pitcrew drills`, `pitcrew drill run NAME [--dry-run]` and `pitcrew images
+purge [--dry-run]`: recovery readiness through the app's API (the app acts with its own
+identity and audits who asked)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pitcrew.cli import client as cli_client
+
+out = Console()
+err = Console(stderr=True)
+drill_app = typer.Typer(help="Restore drills: run one now (or its dry run).",
+                        no_args_is_help=True)
+images_app = typer.Typer(help="Registry images: the purge.", no_args_is_help=True)
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _client() -> Any:
+    return cli_client.api_client()
+
+
+def _all(path: str, key: str, params: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    client, token = _client(), None
+    while True:
+        body = client.get(path, params=(params or {}) | ({"continuation": token} if token
+                                                         else {}))
+        yield from body.get(key) or []
+        token = body.get("continuation")
+        if not token:
+            return
+
+
+def _seconds(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value / 60:.1f} min" if value >= 120 else f"{value:.1f} s"
+
+
+def backups(
+    failing: Annotated[bool, typer.Option("--failing", help="Only failing checks.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """The last result of each backup check, per resource (role Reader)."""
+    checks = list(_all("/api/backups", "checks", {"failing": "true"} if failing else None))
+    if as_json:
+        out.print_json(json.dumps(checks))
+        return
+    table = Table("check", "resource", "ok", "problems", "checked")
+    for check in checks:
+        for res in check.get("resources", []):
+            table.add_row(check["check"], str(res["resource"]).rsplit("/", 1)[-1],
+                          "yes" if res["ok"] else "[red]no[/red]",
+                          "; ".join(res["problems"]) or "-", check["checkedAt"][:19])
+    out.print(table)
+
+
+def drills(as_json: AsJson = False) -> None:
+    """Every restore drill with its last result and measured RTO (role Reader)."""
+    views = list(_all("/api/drills", "drills"))
+    if as_json:
+        out.print_json(json.dumps(views))
+        return
+    table = Table("drill", "status", "last result", "RTO", "restore", "next due", "problems")
+    for v in views:
+        table.add_row(v["name"], v["status"], v.get("lastResult") or "-",
+                      _seconds(v.get("rtoSeconds")), _seconds(v.get("restoreSeconds")),
+                      (v.get("nextDue") or "-")[:10], "; ".join(v.get("problems") or []) or "-")
+    out.print(table)
+
+
+@drill_app.command("run")
+def drill_run(
+    name: Annotated[str, typer.Argument(help="The drill's name in the policy.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the restorable window "
+                                          "and print what would be created; change nothing.")]
+    = False,
+    as_json: AsJson = False,
+) -> None:
+    """Run a restore drill now (role Operator). Try --dry-run first."""
+    body = _client().post(f"/api/drills/{quote(name, safe='')}/run",
+                          json={"dryRun": dry_run})
+    if as_json:
+        out.print_json(json.dumps(body))
+        return
+    if dry_run:
+        out.print(f"dry run of drill {name}: mode {body.get('mode')}")
+        for key in ("restoreAt", "scratchAccount", "oldestRestorable"):
+            if body.get(key):
+                out.print(f"  {key}: {body[key]}")
+        if body.get("supportCase"):
+            out.print("support case text:\n" + body["supportCase"])
+    else:
+        out.print(f"drill {name}: run {body.get('run')} {body.get('status')} "
+                  f"(step {body.get('step')}), RTO {_seconds(body.get('rtoSeconds'))}")
+    for problem in body.get("problems") or []:
+        err.print(f"[red]✗ {problem}[/red]")
+
+
+@images_app.command("purge")
+def images_purge(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what the filter would "
+                                          "remove; delete nothing.")] = False,
+    registry: Annotated[str | None, typer.Option(help="One registry's login server.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Purge old registry images by the policy's filter (role Operator)."""
+    request: dict[str, Any] = {"dryRun": dry_run}
+    if registry:
+        request["registry"] = registry
+    body = _client().post("/api/images/purge", json=request)
+    if as_json:
+        out.print_json(json.dumps(body))
+        return
+    for reg in body.get("registries", []):
+        verb = "would remove" if reg["dryRun"] else "removed"
+        out.print(f"{reg['registry']}: {verb} {reg['count']} images, {reg['bytes']} bytes; "
+                  f"kept {reg['kept']}")
+        for image in reg["images"]:
+            out.print(f"  {image['repository']}@{image['digest'][:19]} "
+                      f"{','.join(image['tags']) or '<untagged>'} {image['bytes']} B")
+        for problem in reg["problems"]:
+            err.print(f"[red]✗ {problem}[/red]")

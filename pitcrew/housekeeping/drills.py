@@ -1,0 +1,377 @@
+"""Restore drills: a persisted, resumable, idempotent job per drill run (kind `drill`).
+
+Continuous backup: window (restorable timestamps cover the RPO) -> restore (a scratch account
+created with createMode Restore at a recent point in time) -> verify (containers present, item
+counts within tolerance of the source at that time, from the DocumentCount metric) -> cleanup
+(delete the scratch account) -> done. Each step re-reads the world before it acts (AWS
+rotation-lambda style): the scratch account's name is saved before it is created, so a crash
+at any point is resumed by the `resume_drills` timer, and a run older than `max_hours` skips
+to cleanup: the scratch account never stays behind for ever.
+
+Periodic backup cannot be restored by pitcrew (Azure restores it through a support case): the
+drill writes the case text and waits as a manual step with an owner and a due date, completed
+with `POST /api/drills/{name}/run {"manualOutcome": ...}`.
+
+A failed or overdue drill is one grouped alert of the `drills` check.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pitcrew.audit import AuditRecord
+from pitcrew.errors import Conflict, InvalidInput
+from pitcrew.housekeeping.backups import CheckResult, ResourceResult, report
+from pitcrew.housekeeping.recovery_policy import DrillRule
+from pitcrew.housekeeping.recovery_ports import RecoveryServices
+from pitcrew.state import RunRecord, StaleRun
+
+KIND = "drill"
+ACTIVE = ("running", "waiting-manual")
+STEPS = ("window", "restore", "verify", "cleanup", "done")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _parse(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def scratch_id(rule: DrillRule, started: datetime) -> str:
+    parts = rule.account.strip("/").split("/")
+    group = rule.scratch_resource_group or parts[3]
+    name = f"{parts[-1][:28].rstrip('-')}-dr{started:%y%m%d%H%M}"
+    return f"/subscriptions/{parts[1]}/resourceGroups/{group}/providers/" \
+           f"Microsoft.DocumentDB/databaseAccounts/{name}"
+
+
+def runs_of(svc: RecoveryServices, name: str) -> list[RunRecord]:
+    runs = [r for r in svc.state.list_runs(KIND) if r.data.get("drill") == name]
+    return sorted(runs, key=lambda r: r.created_at)
+
+
+def active_run(svc: RecoveryServices, name: str) -> RunRecord | None:
+    return next((r for r in reversed(runs_of(svc, name)) if r.status in ACTIVE), None)
+
+
+@dataclass
+class Plan:
+    """What a drill would do now (the dry run's answer; nothing is created)."""
+
+    drill: str
+    mode: str
+    problems: list[str]
+    restore_at: datetime | None = None
+    scratch: str | None = None
+    oldest_restorable: datetime | None = None
+    case_text: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"drill": self.drill, "dryRun": True, "mode": self.mode,
+                "problems": self.problems, "restoreAt": _iso(self.restore_at),
+                "scratchAccount": self.scratch, "oldestRestorable": _iso(self.oldest_restorable),
+                "supportCase": self.case_text}
+
+
+def support_case_text(rule: DrillRule, location: str, interval: int | None,
+                      retention: int | None) -> str:
+    return (
+        f"Subject: Restore drill - restore Cosmos DB account {rule.account.rsplit('/', 1)[-1]} "
+        f"from periodic backup\n\n"
+        f"Please restore the Cosmos DB account {rule.account} (region {location}) from its most "
+        f"recent periodic backup into a NEW account named "
+        f"{rule.account.rsplit('/', 1)[-1][:30]}-drill in resource group "
+        f"{rule.scratch_resource_group or rule.account.split('/')[4]}. This is a scheduled "
+        f"restore drill (no incident): do not overwrite the source account. The backup "
+        f"interval is {interval} minutes and retention {retention} hours. Please report the "
+        f"time the restore completed so we can record our recovery time.\n"
+        f"Severity: C (drill). Owner: {rule.owner}."
+    )
+
+
+def plan(svc: RecoveryServices, rule: DrillRule, *, now: datetime | None = None) -> Plan:
+    """Read-only: does the backup cover the RPO window, and what would the drill create."""
+    now = now or _now()
+    backup = svc.cosmos.backup(rule.account)
+    if backup.mode != "Continuous":
+        text = support_case_text(rule, backup.location, backup.interval_minutes,
+                                 backup.retention_hours)
+        return Plan(rule.name, "manual", [], case_text=text)
+    source = svc.cosmos.restorable(rule.account, backup.location)
+    if source is None:
+        return Plan(rule.name, "restore", ["no restorable account for the source (is "
+                                           "continuous backup on?)"])
+    problems: list[str] = []
+    need = now - timedelta(minutes=rule.rpo_minutes)
+    at = now - timedelta(minutes=rule.restore_lag_minutes)
+    if source.oldest_restorable is None or source.oldest_restorable > need:
+        problems.append(f"restorable window starts {_iso(source.oldest_restorable)}, the RPO "
+                        f"needs {need.isoformat()}")
+    elif source.oldest_restorable > at:
+        problems.append(f"restore point {at.isoformat()} is before the oldest restorable time")
+    return Plan(rule.name, "restore" if rule.restore else "window", problems, restore_at=at,
+                scratch=scratch_id(rule, now) if rule.restore else None,
+                oldest_restorable=source.oldest_restorable)
+
+
+def start(svc: RecoveryServices, rule: DrillRule, actor: str, *,
+          now: datetime | None = None) -> RunRecord:
+    """A new run of the drill, or the one already going (one active run per drill)."""
+    existing = active_run(svc, rule.name)
+    if existing is not None:
+        return existing
+    now = now or _now()
+    run = RunRecord(KIND, f"{rule.name}-{now:%Y%m%dT%H%M%S}", "window", "running", {
+        "drill": rule.name, "account": rule.account, "actor": actor, "startedAt": _iso(now),
+        "problems": [],
+    })
+    created = svc.state.create_run(run)
+    if created is None:
+        raise StaleRun(f"drill {rule.name} was started concurrently")
+    svc.audit.append(AuditRecord(actor=actor, action="recovery.drill.start",
+                                 target=f"drill/{rule.name}", outcome="queued",
+                                 correlation_id=run.run_id, details={"account": rule.account}))
+    return created
+
+
+def _save(svc: RecoveryServices, run: RunRecord, step: str | None = None) -> RunRecord:
+    if step is not None:
+        run.step = step
+    try:
+        return svc.state.save_run(run)
+    except Conflict:
+        raise StaleRun(f"drill run {run.run_id} was advanced by another worker") from None
+
+
+def advance(svc: RecoveryServices, rule: DrillRule, run: RunRecord,
+            *, budget_seconds: float | None = None) -> RunRecord:
+    """Advance a run as far as the time budget allows; every step is safe to repeat."""
+    deadline = time.monotonic() + (budget_seconds if budget_seconds is not None
+                                   else svc.budget_seconds)
+    data = run.data
+    while run.status == "running":
+        left = max(0.0, deadline - time.monotonic())
+        started = _parse(data.get("startedAt")) or run.created_at
+        if run.step in ("window", "restore", "verify") and \
+                _now() - started > timedelta(hours=rule.max_hours):
+            data["problems"].append(f"the drill took longer than {rule.max_hours:g} h")
+            run = _save(svc, run, "cleanup" if data.get("scratch") else "done")
+            continue
+        if run.step == "window":
+            found = plan(svc, rule)
+            if found.mode == "manual":
+                due = _now() + timedelta(days=rule.manual_due_days)
+                data.update({"mode": "manual", "owner": rule.owner, "due": _iso(due),
+                             "supportCase": found.case_text})
+                run.status = "waiting-manual"
+                run = _save(svc, run, "manual")
+                svc.audit.append(AuditRecord(
+                    actor=data["actor"], action="recovery.drill.manual",
+                    target=f"drill/{rule.name}", outcome="queued", correlation_id=run.run_id,
+                    details={"owner": rule.owner, "due": _iso(due)}))
+                break
+            data.update({"mode": found.mode, "restoreAt": _iso(found.restore_at),
+                         "oldestRestorable": _iso(found.oldest_restorable)})
+            data["problems"] += found.problems
+            if found.problems or not rule.restore:
+                run = _save(svc, run, "done")
+                continue
+            data["scratch"] = found.scratch  # saved before it is created: never lost
+            run = _save(svc, run, "restore")
+        elif run.step == "restore":
+            scratch = data["scratch"]
+            state = svc.cosmos.state(scratch)
+            if state is None:
+                backup = svc.cosmos.backup(rule.account)
+                source = svc.cosmos.restorable(rule.account, backup.location)
+                if source is None:
+                    data["problems"].append("the source's restorable account disappeared")
+                    run = _save(svc, run, "cleanup")
+                    continue
+                data["restoreStartedAt"] = _iso(_now())
+                data["location"] = backup.location
+                run = _save(svc, run)
+                svc.cosmos.start_restore(
+                    scratch, location=backup.location, source=source,
+                    at=_parse(data["restoreAt"]) or _now(),
+                    tags={"pitcrew-drill": run.run_id[:256]}, wait_seconds=left)
+                state = svc.cosmos.state(scratch)
+            if state in ("Creating", "Updating"):
+                state = svc.cosmos.wait(scratch, left)
+            if state in ("Creating", "Updating"):
+                break  # still restoring: the resume timer goes on
+            if state != "Succeeded":
+                data["problems"].append(f"the restore ended {state or 'without an account'}")
+                run = _save(svc, run, "cleanup")
+                continue
+            finished = _now()
+            data["restoreFinishedAt"] = _iso(finished)
+            begun = _parse(data.get("restoreStartedAt")) or finished
+            data["restoreSeconds"] = round((finished - begun).total_seconds(), 3)
+            run = _save(svc, run, "verify")
+        elif run.step == "verify":
+            t0 = _now()
+            data["problems"] += verify(svc, rule, data["scratch"],
+                                       _parse(data["restoreAt"]) or t0)
+            data["verifiedAt"] = _iso(_now())
+            data["rtoSeconds"] = round(((_now()) - (_parse(data.get("restoreStartedAt"))
+                                                    or t0)).total_seconds(), 3)
+            run = _save(svc, run, "cleanup")
+        elif run.step == "cleanup":
+            if not svc.cosmos.delete(data["scratch"], left):
+                break  # deletion still running: resumed later
+            data["scratchDeletedAt"] = _iso(_now())
+            run = _save(svc, run, "done")
+        elif run.step == "done":
+            run.status = "failed" if data["problems"] else "succeeded"
+            data["finishedAt"] = _iso(_now())
+            run = _save(svc, run)
+            svc.audit.append(AuditRecord(
+                actor=data["actor"], action="recovery.drill", target=f"drill/{rule.name}",
+                outcome="failed" if data["problems"] else "succeeded", correlation_id=run.run_id,
+                details={k: data.get(k) for k in (
+                    "account", "scratch", "restoreAt", "restoreSeconds", "rtoSeconds",
+                    "scratchDeletedAt", "problems")}))
+            check_drills(svc)
+        else:
+            break
+        if time.monotonic() >= deadline and run.status == "running":
+            break
+    return run
+
+
+def verify(svc: RecoveryServices, rule: DrillRule, scratch: str, at: datetime) -> list[str]:
+    problems: list[str] = []
+    source_containers = svc.cosmos.containers(rule.account)
+    restored = svc.cosmos.containers(scratch)
+    missing = sorted(source_containers - restored)
+    if missing:
+        problems.append(f"containers missing after the restore: {', '.join(missing[:10])}")
+    before = svc.cosmos.item_counts(rule.account, at)
+    after = svc.cosmos.item_counts(scratch, _now())
+    for name, count in sorted(before.items()):
+        got = after.get(name)
+        if got is None:
+            problems.append(f"{name}: no item count for the restored container")
+            continue
+        limit = count * rule.tolerance_percent / 100
+        if abs(got - count) > limit:
+            problems.append(f"{name}: {got:g} items restored, {count:g} at the restore point "
+                            f"(tolerance {rule.tolerance_percent:g}%)")
+    return problems
+
+
+def complete_manual(svc: RecoveryServices, rule: DrillRule, actor: str, outcome: str,
+                    rto_minutes: float | None, note: str) -> RunRecord:
+    run = active_run(svc, rule.name)
+    if run is None or run.status != "waiting-manual":
+        raise InvalidInput("manualOutcome", f"drill {rule.name} has no manual step waiting")
+    run.data.update({"finishedAt": _iso(_now()), "completedBy": actor, "note": note[:500],
+                     "rtoSeconds": rto_minutes * 60 if rto_minutes is not None else None})
+    if outcome != "passed":
+        run.data["problems"].append(f"the manual restore {outcome}: {note[:200]}")
+    run.status = "succeeded" if outcome == "passed" else "failed"
+    run = _save(svc, run, "done")
+    svc.audit.append(AuditRecord(
+        actor=actor, action="recovery.drill", target=f"drill/{rule.name}",
+        outcome="succeeded" if outcome == "passed" else "failed", correlation_id=run.run_id,
+        details={"mode": "manual", "rtoSeconds": run.data["rtoSeconds"]}))
+    check_drills(svc)
+    return run
+
+
+def drill_view(svc: RecoveryServices, rule: DrillRule, *, now: datetime | None = None,
+               runs: list[RunRecord] | None = None) -> dict[str, Any]:
+    now = now or _now()
+    runs = runs if runs is not None else runs_of(svc, rule.name)
+    last = runs[-1] if runs else None
+    finished = [r for r in runs if r.status in ("succeeded", "failed")]
+    last_done = finished[-1] if finished else None
+    good = [r for r in finished if r.status == "succeeded"]
+    since = good[-1].created_at if good else None
+    due = (since + timedelta(days=rule.every_days)) if since else now
+    problems: list[str] = []
+    if last_done is not None and last_done.status == "failed":
+        problems.append("last drill failed: " + "; ".join(last_done.data.get("problems", []))[:300])
+    if since is None or now > due + timedelta(days=rule.grace_days):
+        problems.append(f"overdue: no successful drill in {rule.every_days + rule.grace_days} "
+                        "days" if since else "overdue: never succeeded")
+    if last is not None and last.status == "waiting-manual":
+        manual_due = _parse(last.data.get("due"))
+        if manual_due and now > manual_due:
+            problems.append(f"manual restore step overdue since {manual_due:%Y-%m-%d} "
+                            f"(owner {last.data.get('owner')})")
+    return {
+        "name": rule.name, "account": rule.account,
+        "lastRun": last.run_id if last else None,
+        "status": last.status if last else "never-run",
+        "step": last.step if last else None,
+        "lastResult": last_done.status if last_done else None,
+        "lastFinishedAt": last_done.data.get("finishedAt") if last_done else None,
+        "rtoSeconds": last_done.data.get("rtoSeconds") if last_done else None,
+        "restoreSeconds": last_done.data.get("restoreSeconds") if last_done else None,
+        "scratch": last.data.get("scratch") if last else None,
+        "owner": rule.owner, "nextDue": _iso(due), "problems": problems,
+        "manual": ({"owner": last.data.get("owner"), "due": last.data.get("due"),
+                    "supportCase": last.data.get("supportCase")}
+                   if last is not None and last.status == "waiting-manual" else None),
+    }
+
+
+def check_drills(svc: RecoveryServices) -> CheckResult:
+    """The `drills` check: one grouped alert for every failed or overdue drill."""
+    check = CheckResult("drills", "Restore drills")
+    by_drill: dict[str, list[RunRecord]] = {}
+    for run in svc.state.list_runs(KIND):
+        by_drill.setdefault(str(run.data.get("drill")), []).append(run)
+    for rule in svc.policy.drills:
+        runs = sorted(by_drill.get(rule.name, []), key=lambda r: r.created_at)
+        view = drill_view(svc, rule, runs=runs)
+        check.results.append(ResourceResult(f"drill/{rule.name}", view["problems"],
+                                            {"status": view["status"]}))
+    return report(svc, check) if check.results else check
+
+
+def run_due(svc: RecoveryServices, actor: str) -> list[str]:
+    """Timer: start every drill whose last successful run is `every_days` old (monthly by
+    default), advance it within the budget, then check overdue and failed drills."""
+    started: list[str] = []
+    for rule in svc.policy.drills:
+        runs = runs_of(svc, rule.name)
+        if any(r.status in ACTIVE for r in runs):
+            continue
+        recent = [r for r in runs if r.status == "succeeded"
+                  or _now() - r.created_at < timedelta(days=1)]
+        if recent and _now() - recent[-1].created_at < timedelta(days=rule.every_days):
+            continue
+        if svc.plan_only:
+            continue
+        run = start(svc, rule, actor)
+        advance(svc, rule, run)
+        started.append(run.run_id)
+    check_drills(svc)
+    return started
+
+
+def resume(svc: RecoveryServices) -> list[str]:
+    """Timer: advance every running drill (a crash or a long restore left it running)."""
+    moved: list[str] = []
+    for run in list(svc.state.list_runs(KIND, status="running")):
+        rule = svc.policy.drill(str(run.data.get("drill")))
+        if rule is None:
+            continue
+        try:
+            advance(svc, rule, run)
+        except StaleRun:
+            continue
+        moved.append(run.run_id)
+    return moved

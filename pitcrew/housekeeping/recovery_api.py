@@ -1,0 +1,134 @@
+"""HTTP use cases for recovery readiness (GET /api/backups, GET /api/drills, POST
+/api/drills/{name}/run, POST /api/images/purge) and the entry points of its timers. Plain data
+in, HttpResult out; the triggers only translate."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from pitcrew.audit import app_identity
+from pitcrew.auth import Role, require
+from pitcrew.bootstrap import get_services
+from pitcrew.errors import InvalidInput
+from pitcrew.housekeeping import backups, drills, images
+from pitcrew.housekeeping.recovery_ports import RecoveryServices
+from pitcrew.http.errors import HttpResult, http_errors
+from pitcrew.http.models import RequestModel
+from pitcrew.http.paging import Page, decode_token, encode_token, limit_param
+
+_DRILL = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+
+class DrillRunRequest(RequestModel):
+    dry_run: bool = Field(default=True, alias="dryRun")
+    manual_outcome: Literal["passed", "failed"] | None = Field(default=None,
+                                                                alias="manualOutcome")
+    rto_minutes: float | None = Field(default=None, alias="rtoMinutes", ge=0, le=100_000)
+    note: str = Field(default="", max_length=500)
+
+
+class PurgeImagesRequest(RequestModel):
+    dry_run: bool = Field(default=True, alias="dryRun")
+    registry: str | None = Field(default=None, max_length=100)
+
+
+def _body(model: type[DrillRunRequest] | type[PurgeImagesRequest], body: bytes) -> Any:
+    raw = model.raw(body) if body.strip() else {}
+    if not isinstance(raw, dict):
+        raise InvalidInput("body", "must be a JSON object")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        raise InvalidInput(where, error["msg"]) from None
+
+
+def _svc() -> RecoveryServices:
+    return get_services().recovery
+
+
+def _page(items: list[Any], query: Mapping[str, str], key: str) -> dict[str, Any]:
+    limit = limit_param(query)
+    state = decode_token(query.get("continuation"))
+    offset = state.get("o") if state else 0
+    if not isinstance(offset, int) or offset < 0:
+        raise InvalidInput("continuation", "is not a continuation token pitcrew issued")
+    chunk = items[offset:offset + limit]
+    token = encode_token({"o": offset + limit}) if offset + limit < len(items) else None
+    return Page(chunk, token).body(key)
+
+
+@http_errors
+def list_backups(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpResult:
+    """GET /api/backups?limit=&continuation=&failing=true: the last result of each check."""
+    require(headers, Role.READER)
+    results = backups.last_results(_svc())
+    if query.get("failing", "").strip().lower() in ("1", "true", "yes"):
+        results = [r for r in results if not r.get("ok")]
+    return HttpResult(200, _page(results, query, "checks"))
+
+
+@http_errors
+def list_drills(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpResult:
+    """GET /api/drills?limit=&continuation=: every drill with its last result and RTO."""
+    require(headers, Role.READER)
+    svc = _svc()
+    views = [drills.drill_view(svc, rule) for rule in svc.policy.drills]
+    return HttpResult(200, _page(views, query, "drills"))
+
+
+@http_errors
+def run_drill(headers: Mapping[str, str], name: str, body: bytes) -> HttpResult:
+    """POST /api/drills/{name}/run {"dryRun": true (default) | false, "manualOutcome": ...}."""
+    principal = require(headers, Role.OPERATOR)
+    if not _DRILL.match(name):
+        raise InvalidInput("name", "is not a drill name")
+    request = _body(DrillRunRequest, body)
+    svc = _svc()
+    rule = svc.policy.drill(name)
+    if rule is None:
+        raise InvalidInput("name", f"no drill {name!r} in the policy")
+    if request.manual_outcome is not None:
+        drills.complete_manual(svc, rule, principal.actor, request.manual_outcome,
+                               request.rto_minutes, request.note)
+        return HttpResult(200, drills.drill_view(svc, rule))
+    if request.dry_run or svc.plan_only:
+        return HttpResult(200, drills.plan(svc, rule).to_dict())
+    run = drills.advance(svc, rule, drills.start(svc, rule, principal.actor))
+    status = 200 if run.status not in drills.ACTIVE else 202
+    return HttpResult(status, {"run": run.run_id, "status": run.status, "step": run.step,
+                               **drills.drill_view(svc, rule)})
+
+
+@http_errors
+def purge_images(headers: Mapping[str, str], body: bytes) -> HttpResult:
+    """POST /api/images/purge {"dryRun": true (default), "registry": login server}."""
+    principal = require(headers, Role.OPERATOR)
+    request = _body(PurgeImagesRequest, body)
+    results = images.run_purge(_svc(), dry_run=request.dry_run, actor=principal.actor,
+                               registry=request.registry)
+    return HttpResult(200, {"registries": [r.to_dict() for r in results]})
+
+
+# ------------------------------------------------------------------ trigger entry points
+
+
+def run_backup_checks() -> dict[str, bool]:
+    return {c.check: not c.failing for c in backups.run_backup_checks(_svc())}
+
+
+def run_due_drills() -> list[str]:
+    return drills.run_due(_svc(), app_identity())
+
+
+def resume_drills() -> list[str]:
+    return drills.resume(_svc())
+
+
+def run_image_purge() -> list[dict[str, Any]]:
+    return [r.to_dict() for r in images.run_purge(_svc(), dry_run=False, actor=app_identity())]
