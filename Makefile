@@ -64,6 +64,7 @@ typecheck: install
 bench: install
 	$(PY) bench/cold_start.py
 	$(PY) bench/intake.py
+	$(PY) bench/alerts.py
 	$(PY) bench/rotation.py
 	$(PY) bench/replay.py --messages 2000 --memory-messages 20000
 
