@@ -73,13 +73,13 @@ def level(notification: Notification, labels: Mapping[str, str] | None = None) -
     labels = labels if labels is not None else _str_map(getattr(notification, "labels", None))
     named = labels.get("severity", "")
     if named in LEVELS:
-        return named  # type: ignore[return-value]
+        return named
     azure = AZURE_LEVEL.get(labels.get("azure_severity", "") or notification.facts.get(
         "Severity", ""))
     if azure is not None and notification.severity != "info":
         return azure
     severity = str(notification.severity)
-    return severity if severity in LEVELS else "warning"  # type: ignore[return-value]
+    return severity if severity in LEVELS else "warning"
 
 
 def alert_line(alert: Any) -> str:
