@@ -1,0 +1,277 @@
+"""The expiry sweep finds what events miss, rotates what a rule owns exactly once (an event
+arriving during the sweep included), and reports the rest in one notification per vault.
+
+Everything runs through the production adapters against the local Azure endpoint (Key Vault
+secrets, keys, certificates; ARM keys) and Azurite (claims, runs, findings, audit, outbox)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from azure.keyvault.keys import KeyClient
+
+from pitcrew.auth import encode_principal
+from pitcrew.housekeeping import api
+from pitcrew.housekeeping.expiry import Sweeper
+from pitcrew_dev.azure_endpoint import LocalAzure, LocalCredential, start_local_azure
+from tests.integration.rotation_support import (
+    SUB,
+    VAULT,
+    RotationWorld,
+    deliver,
+    event_body,
+    outcome,
+    runs,
+)
+from tests.receiver import Receiver
+
+NOW = int(time.time())
+DAY = 86400
+ROTATOR = {"X-MS-CLIENT-PRINCIPAL": encode_principal("ops@example.com", ["Rotator"])}
+READER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("eve@example.com", ["Reader"])}
+
+
+@pytest.fixture(scope="module")
+def local_azure() -> Iterator[LocalAzure]:
+    config: dict[str, Any] = {
+        "vaults": [VAULT],
+        "keys": {VAULT: {
+            "signing": {"exp": NOW + 2 * DAY},  # near expiry, a rule rotates it
+            "racing": {"exp": NOW + 2 * DAY},   # near expiry, event and sweep race
+            "orphan-key": {"exp": NOW + 2 * DAY},  # near expiry, no rule
+        }},
+        "certificates": {VAULT: {
+            # self-signed, auto-renew at 80% was due long ago and did not happen
+            "edge-self": {"issuer": "Self", "created": NOW - 330 * DAY, "exp": NOW + 5 * DAY},
+            # a CA outside Key Vault: a person renews it
+            "edge-ext": {"issuer": "Unknown", "created": NOW - 330 * DAY, "exp": NOW + 5 * DAY,
+                         "tags": {"owner": "team-edge"}},
+        }},
+    }
+    with start_local_azure(config=config) as endpoint:
+        yield endpoint
+
+
+EXPIRY = f"""
+expiry:
+  vaults: [{VAULT}]
+  window_days: 30
+  hygiene:
+    retention_days: 30
+  renewal_wait_seconds: 5
+  renewal_poll_seconds: 0.05
+  keys:
+    - vault: {VAULT}
+      key: signing
+      pinned_consumers: [payments-api]
+#more-keys
+  certificates:
+    - vault: {VAULT}
+      certificate: "edge-*"
+      renew_at_percent: 80
+"""
+
+
+def configure(world: RotationWorld, extra: str = EXPIRY, *, mode: str = "act") -> None:
+    world.write_policy(mode=mode)
+    with open(world.policy_path, "a", encoding="utf-8") as policy:
+        policy.write(extra)
+    from pitcrew.bootstrap import reset_services
+    from pitcrew.runtime import reset_runtime
+
+    reset_runtime()
+    reset_services()
+
+
+def set_expiry(world: RotationWorld, secret: str, expires: datetime | None) -> None:
+    props = world.client.get_secret(secret).properties
+    world.client.update_secret_properties(secret, props.version, expires_on=expires)
+
+
+def sweep(**kwargs: Any) -> Any:
+    from pitcrew.bootstrap import get_services
+
+    return Sweeper(get_services(), **kwargs).run()
+
+
+def findings(**query: str) -> list[dict[str, Any]]:
+    result = api.list_expiry(READER, {"limit": "1000", **query})
+    assert result.status == 200, result.body
+    return list(result.body["objects"])
+
+
+def summaries(receiver: Receiver) -> list[dict[str, Any]]:
+    return [n for n in receiver.received if str(n["id"]).startswith("expiry-sweep:")]
+
+
+@pytest.fixture(autouse=True)
+def _operator_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+
+
+def test_the_sweep_finds_what_events_miss_and_acts_once(
+        world: RotationWorld, local_azure: LocalAzure, receiver: Receiver) -> None:
+    # A secret a rule owns, expiring tomorrow: its NearExpiry event never came.
+    owned = world.seed_dual("cosmos-keys", "sweepcosmos")
+    set_expiry(world, owned.secret, datetime.now(UTC) + timedelta(days=1))
+    world.client.set_secret("no-expiry-secret", "v", content_type="text/plain",
+                            tags={"owner": "team-a"})
+    world.client.set_secret("orphan-expiring", "v", expires_on=datetime.now(UTC)
+                            + timedelta(days=3))
+    configure(world)
+
+    report = sweep()
+    by_name = {f["name"]: f for f in findings()}
+    # The secret rotated through the engine: one regeneration, one run.
+    assert local_azure.regenerations(owned.resource) == {"secondaryMasterKey": 1}
+    assert by_name[owned.secret]["class"] == "expiring"
+    assert by_name[owned.secret]["owner"] == "rotation:cosmos-keys"
+    assert "rotation succeeded" in by_name[owned.secret]["action"]
+    assert by_name["no-expiry-secret"]["class"] == "no-expiry"
+    assert by_name["orphan-expiring"]["class"] == "expiring"
+    assert "needs a person" in by_name["orphan-expiring"]["action"]
+    assert "no content type" in by_name["orphan-expiring"]["problems"]
+    assert "no owner tag" in by_name["orphan-expiring"]["problems"]
+    # The key near expiry: Key Vault's own rotate operation, once; pinned consumers told.
+    assert local_azure.vault_operations(VAULT)["keys"]["signing"] == 1
+    assert "rotated by Key Vault's rotate operation" in by_name["signing"]["action"]
+    assert "needs a person" in by_name["orphan-key"]["action"]
+    pinned = [n for n in receiver.received if str(n["id"]).startswith("key-rotated:")]
+    assert len(pinned) == 1 and "payments-api" in pinned[0]["summary"]
+    # The self-signed certificate whose auto-renew was missed: renewed once.
+    assert local_azure.vault_operations(VAULT)["certificates"]["edge-self"] == 1
+    assert by_name["edge-self"]["action"].startswith("renewed:")
+    # The external issuer's certificate: the owner and the exact action.
+    assert "team-edge" in by_name["edge-ext"]["action"]
+    assert local_azure.vault_operations(VAULT)["certificates"]["edge-ext"] == 0
+    # One notification for the vault.
+    assert [s["facts"]["Vault"] for s in summaries(receiver)] == [VAULT]
+    assert report.vaults[0].notified == "delivered"
+
+    # Sweeping again (and again) acts on nothing twice.
+    sweep()
+    sweep()
+    assert local_azure.regenerations(owned.resource) == {"secondaryMasterKey": 1}
+    ops = local_azure.vault_operations(VAULT)
+    assert ops["keys"]["signing"] == 1 and ops["certificates"]["edge-self"] == 1
+    assert len([r for r in runs() if r["data"]["secret"] == owned.secret]) == 1
+
+
+def test_an_event_during_the_sweep_rotates_once(
+        world: RotationWorld, local_azure: LocalAzure) -> None:
+    owned = world.seed_dual("cosmos-keys", "racecosmos")
+    set_expiry(world, owned.secret, datetime.now(UTC) + timedelta(days=1))
+    version = world.client.get_secret(owned.secret).properties.version
+    configure(world, EXPIRY.replace("window_days: 30", "window_days: 3").replace(
+        "#more-keys", f"    - vault: {VAULT}\n      key: racing"))
+    keys = KeyClient(local_azure.vault_url(VAULT), LocalCredential("t"),
+                     **local_azure.keyvault_client_kwargs())
+    key_version = keys.get_key("racing").properties.version
+    start = threading.Barrier(3)
+    outcomes: list[str] = []
+
+    def deliver_until_done(body: bytes) -> None:
+        start.wait()
+        for _ in range(200):
+            result = outcome(deliver(body))
+            if result != "retry":
+                outcomes.append(result)
+                return
+            time.sleep(0.05)
+
+    secret_event = event_body(VAULT, owned.secret, version)
+    key_event = _key_event("racing", key_version)
+    threads = [threading.Thread(target=deliver_until_done, args=(secret_event,)),
+               threading.Thread(target=deliver_until_done, args=(key_event,))]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    sweep()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["handled", "handled"]
+    assert local_azure.regenerations(owned.resource) == {"secondaryMasterKey": 1}
+    assert local_azure.vault_operations(VAULT)["keys"]["racing"] == 1
+    assert len([r for r in runs() if r["data"]["secret"] == owned.secret]) == 1
+
+
+def _key_event(key: str, version: str) -> bytes:
+    return json.dumps([{
+        "id": f"evt-key-{version[:8]}",
+        "topic": f"/subscriptions/{SUB}/resourceGroups/rot-rg/providers/Microsoft.KeyVault/"
+                 f"vaults/{VAULT}",
+        "subject": key, "eventType": "Microsoft.KeyVault.KeyNearExpiry",
+        "eventTime": datetime.now(UTC).isoformat(),
+        "data": {"Id": f"https://{VAULT}.vault.azure.net/keys/{key}/{version}",
+                 "VaultName": VAULT, "ObjectType": "Key", "ObjectName": key,
+                 "Version": version, "NBF": None, "EXP": NOW + 2 * DAY},
+        "dataVersion": "1", "metadataVersion": "1"}]).encode()
+
+
+def test_plan_changes_nothing_and_fix_applies_key_policies(
+        world: RotationWorld, local_azure: LocalAzure, receiver: Receiver) -> None:
+    configure(world)
+    keys = KeyClient(local_azure.vault_url(VAULT), LocalCredential("t"),
+                     **local_azure.keyvault_client_kwargs())
+    keys.create_rsa_key("planned-key", expires_on=datetime.now(UTC) + timedelta(days=200))
+    configure(world, EXPIRY.replace("#more-keys", f"    - vault: {VAULT}\n      key: planned-key"))
+    before = local_azure.vault_operations(VAULT)
+    result = api.request_sweep(ROTATOR, b'{"dry_run": true}')
+    assert result.status == 200 and result.body["plan"] is True
+    assert local_azure.vault_operations(VAULT) == before
+    planned = {f["name"]: f for f in findings(kind="key")}["planned-key"]
+    assert any("expiryTime is unset" in p for p in planned["problems"])
+    assert keys.get_key_rotation_policy("planned-key").expires_in is None
+    # --fix applies pitcrew.yaml's rotation policy; the next sweep finds nothing to change.
+    assert api.request_sweep(ROTATOR, b'{"fix": true}').status == 200
+    assert keys.get_key_rotation_policy("planned-key").expires_in == "P90D"
+    api.request_sweep(ROTATOR, b"{}")
+    assert {f["name"]: f for f in findings(kind="key")}["planned-key"]["problems"] == []
+
+
+def test_hygiene_disables_old_enabled_versions_plan_first(
+        world: RotationWorld, local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch) -> None:
+    for value in ("one", "two", "three"):
+        world.client.set_secret("rotated-often", value, tags={"pitcrew-rotated-at": "x"},
+                                expires_on=datetime.now(UTC) + timedelta(days=300))
+    configure(world, EXPIRY.replace("retention_days: 30", "retention_days: 0.00001"))
+    time.sleep(1.1)
+    sweep()
+    versions = list(world.client.list_properties_of_secret_versions("rotated-often"))
+    assert all(v.enabled for v in versions)  # plan first
+    row = {f["name"]: f for f in findings(kind="secret")}["rotated-often"]
+    assert any("superseded version(s)" in p for p in row["problems"])
+    sweep(fix=True)
+    enabled = [v for v in world.client.list_properties_of_secret_versions("rotated-often")
+               if v.enabled]
+    assert len(enabled) == 1
+    assert enabled[0].version == world.client.get_secret("rotated-often").properties.version
+
+
+def test_list_expiry_pages_filters_and_refuses_bad_input(world: RotationWorld) -> None:
+    configure(world)
+    for i in range(3):
+        world.client.set_secret(f"page-{i}", "v")
+    sweep()
+    first = api.list_expiry(READER, {"limit": "2", "class": "no-expiry"})
+    assert first.status == 200 and len(first.body["objects"]) == 2
+    assert all(o["class"] == "no-expiry" for o in first.body["objects"])
+    second = api.list_expiry(READER, {"limit": "1000", "class": "no-expiry",
+                                      "continuation": first.body["continuation"]})
+    assert second.status == 200
+    for query, field in (({"class": "bogus"}, "class"), ({"kind": "blob"}, "kind"),
+                         ({"vault": "a/b"}, "vault"), ({"limit": "0"}, "limit"),
+                         ({"continuation": "!!"}, "continuation")):
+        answer = api.list_expiry(READER, query)
+        assert answer.status == 400 and answer.body["field"] == field, query
+    assert api.list_expiry({}, {}).status == 401
+    assert api.request_sweep(READER, b"{}").status == 403
+    bad = api.request_sweep(ROTATOR, b'{"vault": "other-kv"}')
+    assert bad.status == 400 and bad.body["field"] == "vault"
+    assert api.request_sweep(ROTATOR, b'{"fix": "yes"}').body["field"] == "fix"
