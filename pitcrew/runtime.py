@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from pitcrew.errors import ConfigurationError
 from pitcrew.policy import Policy, load_policy
@@ -242,7 +243,19 @@ class Runtime:
     # (PITCREW_LOCAL_AZURE_VAULTS, JSON name -> URL) and pitcrew.endpoint_credential.
 
     def local_azure_url(self) -> str | None:
-        return os.environ.get("PITCREW_LOCAL_AZURE_URL", "").strip().rstrip("/") or None
+        """The local Azure endpoint's URL, for development and tests only. It must be https on
+        loopback: set by mistake in Azure, a non-loopback URL would send the app's requests
+        (and the secret values it writes) to another host, so it is refused outright."""
+        raw = os.environ.get("PITCREW_LOCAL_AZURE_URL", "").strip().rstrip("/")
+        if not raw:
+            return None
+        parts = urlsplit(raw)
+        if parts.scheme != "https" or parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigurationError(
+                "PITCREW_LOCAL_AZURE_URL must be an https URL on loopback (the local Azure "
+                "endpoint of `pitcrew dev`); never set it in Azure"
+            )
+        return raw
 
     def azure_credential(self) -> Any:
         """The credential for Key Vault, ARM and Event Grid."""
