@@ -58,10 +58,10 @@ class TableFindingStore:
             entity = {k: v for k, v in _row(finding).items() if v is not None}
             batch.append(("upsert", entity))
             if len(batch) == _BATCH:
-                self._table.submit_transaction(batch)  # type: ignore[arg-type]
+                self._table.submit_transaction(batch)
                 batch = []
         if batch:
-            self._table.submit_transaction(batch)  # type: ignore[arg-type]
+            self._table.submit_transaction(batch)
         stale = self._table.query_entities(
             "PartitionKey eq @p and Sweep ne @s", parameters={"p": vault.lower(), "s": sweep_id},
             select=["PartitionKey", "RowKey"])
@@ -70,10 +70,10 @@ class TableFindingStore:
             deletes.append(("delete", {"PartitionKey": row["PartitionKey"],
                                        "RowKey": row["RowKey"]}))
             if len(deletes) == _BATCH:
-                self._table.submit_transaction(deletes)  # type: ignore[arg-type]
+                self._table.submit_transaction(deletes)
                 deletes = []
         if deletes:
-            self._table.submit_transaction(deletes)  # type: ignore[arg-type]
+            self._table.submit_transaction(deletes)
 
     def page(self, *, vault: str | None, cls: str | None, kind: str | None, limit: int,
              continuation: Mapping[str, Any] | None = None) -> Page[Finding]:
