@@ -268,3 +268,29 @@ def _later() -> Any:
     from datetime import UTC, datetime, timedelta
 
     return datetime.now(UTC) + timedelta(hours=1)
+
+
+def test_the_demo_seed_has_one_failing_case_of_each_check(
+        pitcrew_env: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pitcrew.bootstrap import reset_services
+    from pitcrew.housekeeping import recovery_api
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+    policy = (root / "pitcrew.demo.yaml").read_text().replace(
+        "http://127.0.0.1:7071/_pitcrew/inbox", receiver.url)
+    pitcrew_env.write_text(policy)
+    with start_local_azure(config=root / "local-azure.demo.json") as azure:
+        env = azure.environment()
+        for name in ("PITCREW_LOCAL_AZURE_URL", "PITCREW_LOCAL_AZURE_CA"):
+            monkeypatch.setenv(name, env[name])
+        monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+        reset_services()
+        recovery_api.run_backup_checks()
+        recovery_api.run_image_purge()
+        assert recovery_api.run_drill(_operator(), "orders", b"").body["problems"] == []
+    checks = sorted(n["dedupKey"] for n in receiver.received if n["kind"] == "recovery")
+    assert checks == ["recovery:backup-jobs", "recovery:cosmos-backup", "recovery:image-purge",
+                      "recovery:storage-protection"]
+    facts = json.dumps([n["facts"] for n in receiver.received])
+    for healthy in ("sample-orders", "samplestate", "vm-web-1"):
+        assert healthy not in facts
