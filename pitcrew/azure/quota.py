@@ -84,6 +84,7 @@ class AzureQuotaSource:
     def request_status(self, scope: str, azure_request: str) -> SubmittedRequest:
         details = self._client(scope).quota_request_status.get(id=azure_request, scope=scope)
         props = details.properties
-        state = str(_get(props, "provisioning_state") or "InProgress")
+        raw = _get(props, "provisioning_state") or "InProgress"
+        state = str(getattr(raw, "value", raw))  # an enum member or a string the enum lacks
         message = _get(props, "error", "message") or _get(props, "message") or ""
         return SubmittedRequest(azure_request, state, str(message)[:1000])

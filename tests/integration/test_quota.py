@@ -1,0 +1,214 @@
+"""Quota end to end: the local Azure endpoint's Quota API through azure-mgmt-quota, Azurite,
+a webhook receiver. A quota growing toward its limit produces one alert with a forecast, one
+increase request, its status followed to the end and the audit of each step; a concurrent
+scan and a quota alert for the same quota add no second request."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pitcrew.audit import AuditQuery
+from pitcrew.bootstrap import get_services
+from pitcrew.events import parse_alert
+from pitcrew.intake.pipeline import process_alert
+from pitcrew.quota import api
+from pitcrew.quota.requests import follow
+from pitcrew.quota.scan import scan
+from pitcrew_dev.azure_endpoint import LocalAzure, start_local_azure
+from tests.integration.quota_support import QUOTA, QuotaWorld
+from tests.receiver import Receiver
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[LocalAzure]:
+    with start_local_azure() as local:
+        yield local
+
+
+@pytest.fixture
+def world(pitcrew_env: Path, endpoint: LocalAzure, monkeypatch: pytest.MonkeyPatch
+          ) -> QuotaWorld:
+    env = endpoint.environment()
+    for name in ("PITCREW_LOCAL_AZURE_URL", "PITCREW_LOCAL_AZURE_CA"):
+        monkeypatch.setenv(name, env[name])
+    monkeypatch.setenv("PITCREW_QUOTA_AUTO_INCREASE", "true")
+    w = QuotaWorld(endpoint, pitcrew_env)
+    w.write_policy()
+    return w
+
+
+def quota_notes(receiver: Receiver) -> list[dict[str, Any]]:
+    return [n for n in receiver.received if n.get("kind") == "quota"]
+
+
+def audit_actions(target: str) -> list[str]:
+    services = get_services()
+    now = datetime.now(UTC)
+    page = services.audit.page(AuditQuery(since=now - timedelta(days=1),
+                                          until=now + timedelta(minutes=1), target=target),
+                               limit=1000)
+    return [r.action for r in page.items]
+
+
+def grow(world: QuotaWorld, usages: list[int], start: datetime = T0) -> list[Any]:
+    """One scan per usage, an hour apart."""
+    reports = []
+    for i, usage in enumerate(usages):
+        world.seed(usage=usage)
+        reports.append(scan(get_services().quota, now=start + timedelta(hours=i)))
+    return reports
+
+
+def test_growing_quota_one_alert_one_request_followed_to_the_end(
+        world: QuotaWorld, receiver: Receiver) -> None:
+    world.seed(limit=100, usage=50, polls=1, outcome="Succeeded")
+    reports = grow(world, [50, 55, 60])
+    q = get_services().quota
+    quota_id = f"{world.scope}/{QUOTA}"
+
+    # The third sample gives a forecast: +5/hour = 120/day, 40 left: a third of a day.
+    state = q.store.get(reports[-1].requests[0].request.quota)
+    assert state is not None and state.days_to_exhaustion == pytest.approx(40 / 120, rel=0.01)
+    assert state.level == "critical"
+    alerts = [n for n in quota_notes(receiver) if n["id"].startswith("quota:")]
+    assert len(alerts) == 1
+    assert alerts[0]["facts"]["quota"] == QUOTA and alerts[0]["facts"]["location"] == "eastus"
+    assert alerts[0]["facts"]["daysToExhaustion"] == "0.3"
+    # One request: max(60 x 1.5, 100 + 10) = 110.
+    assert [r["limit"] for r in world.requests_for()] == [110]
+
+    # More growth, a second scan at the same moment from another instance, Azure's quota
+    # alert for the same quota: still one request and one threshold alert.
+    world.seed(usage=65)
+    later = T0 + timedelta(hours=3)
+    threads = [threading.Thread(target=scan, args=(q,), kwargs={"now": later}) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    outcome = process_alert(parse_alert(world.quota_alert()), get_services())
+    assert outcome.kind == "handled"
+    assert len(world.requests_for()) == 1
+    assert len([n for n in quota_notes(receiver) if n["id"].startswith("quota:")]) == 1
+    alert_note = next(n for n in quota_notes(receiver) if n["id"].startswith("quota-alert:"))
+    assert alert_note["facts"]["quota"] == QUOTA
+    assert alert_note["facts"]["daysToExhaustion"] != "never (not growing)"
+
+    # Followed to the end: InProgress, then Succeeded (the limit is raised).
+    assert [o.request.status for o in follow(q)] == ["InProgress"]
+    assert [o.request.status for o in follow(q)] == ["Succeeded"]
+    assert follow(q) == []
+    assert world.limit_of() == 110
+    assert q.requests.open_for(state.quota) is None
+    statuses = [n["facts"]["status"] for n in quota_notes(receiver)
+                if n["id"].startswith("quota-request:")]
+    assert statuses == ["Accepted", "InProgress", "Succeeded"]
+    actions = audit_actions(quota_id)
+    for action in ("notify.quota", "quota.request.claimed", "quota.request.submitted",
+                   "quota.request.status", "notify.quota.request", "notify.quota.alert"):
+        assert action in actions, action
+    # The next scan reads the new limit: 65/110 is below every threshold; resolved once.
+    scan(q, now=T0 + timedelta(hours=4))
+    state = q.store.get(state.quota)
+    assert state is not None and state.limit == 110
+
+
+def test_flat_quota_is_not_forecast_and_not_noise(world: QuotaWorld, receiver: Receiver) -> None:
+    world.seed(limit=100, usage=40)
+    grow(world, [40, 40, 40, 40, 40])
+    state = get_services().quota.store.get(
+        next(iter(get_services().quota.store.states(world.scope).values())).quota)
+    assert state is not None
+    assert state.slope_per_day == 0 and state.days_to_exhaustion is None and state.level == "ok"
+    assert quota_notes(receiver) == [] and world.requests_for() == []
+
+
+def test_dry_run_and_plan_mode_send_nothing(world: QuotaWorld, receiver: Receiver,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    world.seed(limit=100, usage=70)
+    monkeypatch.setenv("PITCREW_QUOTA_AUTO_INCREASE", "false")
+    grow(world, [70, 80, 90])
+    assert world.requests_for() == []  # the switch is off: planned, audited, not sent
+    assert "quota.request.planned" in audit_actions(f"{world.scope}/{QUOTA}")
+
+
+def test_failed_request_and_non_adjustable_quota_get_support_text(
+        world: QuotaWorld, receiver: Receiver) -> None:
+    world.seed(limit=100, usage=50, outcome="Failed", polls=0)
+    world.seed(name="lowPriorityCores", limit=10, usage=9, adjustable=False)
+    grow(world, [50, 70, 90])
+    q = get_services().quota
+    assert [o.request.status for o in follow(q)] == ["Failed"]
+    failed = [n for n in quota_notes(receiver) if n["facts"].get("status") == "Failed"]
+    assert len(failed) == 1
+    text = failed[0]["facts"]["supportRequest"]
+    assert "What: increase the quota standardDSv5Family" in text and "Wanted: limit" in text
+    fixed = [n for n in quota_notes(receiver)
+             if n["facts"].get("quota") == "lowPriorityCores" and "supportRequest" in n["facts"]]
+    assert fixed and "cannot adjust" in fixed[0]["facts"]["supportRequest"]
+    assert not [r for r in world.requests_for("lowPriorityCores")]
+
+
+def test_operator_routes(world: QuotaWorld, receiver: Receiver,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from pitcrew.auth import encode_principal
+
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+    operator = {"X-MS-CLIENT-PRINCIPAL": encode_principal("olga", ["Operator"])}
+    reader = {"X-MS-CLIENT-PRINCIPAL": encode_principal("rita", ["Reader"])}
+    world.seed(limit=100, usage=10)
+    assert api.scan_now(operator).status == 200
+    listed = api.list_quotas(reader, {"location": "eastus", "limit": "5"})
+    assert listed.status == 200
+    row = next(r for r in listed.body["quotas"] if r["subscription"] == world.subscription)
+    assert row["usage"] == 10 and row["limit"] == 100 and row["percent"] == 10
+    body = f'{{"quota": "{world.scope}/{QUOTA}", "limit": 150}}'.encode()
+    planned = api.create_request(operator, body)
+    assert planned.status == 200 and planned.body["status"] == "Planned"
+    assert world.requests_for() == []
+    assert api.create_request(reader, body).status == 403
+    sent = api.create_request(
+        operator, f'{{"quota": "{world.scope}/{QUOTA}", "limit": 150, "dryRun": false}}'.encode())
+    assert sent.status == 202 and sent.body["actor"].endswith("olga")
+    again = api.create_request(
+        operator, f'{{"quota": "{world.scope}/{QUOTA}", "limit": 160, "dryRun": false}}'.encode())
+    assert again.status == 200 and again.body["detail"].startswith("a request")
+    assert len(world.requests_for()) == 1
+    requests = api.list_requests(reader, {})
+    assert requests.status == 200 and requests.body["requests"][0]["newLimit"] == 150
+    for bad in (b'{"quota": "nope", "limit": 1}', b'{"quota": "' + world.scope.encode()
+                + b'/' + QUOTA.encode() + b'", "limit": 50}', b"[]", b'{"limit": true}'):
+        answer = api.create_request(operator, bad)
+        assert answer.status == 400, bad
+    assert api.list_quotas(reader, {"level": "bogus"}).status == 400
+    assert api.list_requests(reader, {"continuation": "x"}).status == 400
+
+
+def test_sdk_poller_follows_the_long_running_operation(world: QuotaWorld) -> None:
+    """The Quota API's PUT is long-running: the SDK's own poller reaches the final limit."""
+    from azure.mgmt.quota import QuotaMgmtClient
+
+    from pitcrew_dev.azure_endpoint.credential import LocalCredential
+
+    world.seed(limit=20, usage=5, polls=2)
+    client = QuotaMgmtClient(LocalCredential(), world.subscription,
+                             **world.endpoint.mgmt_client_kwargs())
+    poller = client.quota.begin_create_or_update(
+        resource_name=QUOTA, scope=world.scope,
+        create_quota_request={"properties": {"limit": {"limitObjectType": "LimitValue",
+                                                       "value": 40}}})
+    result = poller.result()
+    assert result.properties.limit.value == 40
+    with pytest.raises(Exception) as refused:
+        client.quota.begin_create_or_update(
+            resource_name=QUOTA, scope=world.scope,
+            create_quota_request={"properties": {"limit": {"value": 1}}}).result()
+    assert "below the current usage" in str(refused.value)
