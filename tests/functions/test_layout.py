@@ -255,7 +255,27 @@ def test_the_cli_and_the_development_tooling_have_no_circles_even_lazily() -> No
 def test_the_development_tooling_is_never_deployed() -> None:
     ignored = (ROOT / ".funcignore").read_text().split()
     assert "pitcrew_dev/" in ignored
-    assert not any(line.startswith("pitcrew/") for line in ignored)
+    # The operator CLI (typer, rich: dev requirements only) is not deployed either; nothing
+    # else of the product package may be left out.
+    assert [line for line in ignored if line.startswith("pitcrew/")] == ["pitcrew/cli/"]
+
+
+def test_the_deployed_app_never_imports_the_cli() -> None:
+    import ast
+
+    offenders = []
+    for path in [*(ROOT / "pitcrew").rglob("*.py"), *(ROOT / "functions").rglob("*.py"),
+                 ROOT / "function_app.py"]:
+        if (ROOT / "pitcrew" / "cli") in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = (
+                [a.name for a in node.names] if isinstance(node, ast.Import)
+                else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            )
+            if any(n == "pitcrew.cli" or n.startswith("pitcrew.cli.") for n in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
 
 
 def test_the_dev_install_holds_both_packages_and_the_entry_point() -> None:
