@@ -3,6 +3,7 @@
 import azure.functions as func
 
 from functions import (
+    alerting,
     console,
     deadletter,
     housekeeping,
@@ -16,5 +17,5 @@ from functions import (
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (rotation.bp, intake.bp, notify.bp, operator.bp, deadletter.bp,
-                  console.bp, housekeeping.bp, recovery.bp, quota.bp):
+                  console.bp, housekeeping.bp, recovery.bp, quota.bp, alerting.bp):
     app.register_functions(blueprint)

@@ -275,3 +275,37 @@ def test_list_expiry_pages_filters_and_refuses_bad_input(world: RotationWorld) -
     bad = api.request_sweep(ROTATOR, b'{"vault": "other-kv"}')
     assert bad.status == 400 and bad.body["field"] == "vault"
     assert api.request_sweep(ROTATOR, b'{"fix": "yes"}').body["field"] == "fix"
+
+
+@pytest.fixture
+def host_url(world: RotationWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    import os
+
+    import function_app
+    from pitcrew_dev.host import build_host, serving
+
+    configure(world)
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "")  # build_host turns it on; restored after
+    local = build_host(function_app.app, function_key="k", allow_dev_principal=True,
+                       settings=os.environ)
+    with serving(local) as url:
+        yield url
+
+
+def test_the_cli_sweeps_and_lists(world: RotationWorld, host_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from pitcrew.cli.main import app
+
+    world.client.set_secret("cli-no-expiry", "v")
+    env = {"PITCREW_URL": host_url, "PITCREW_DEV_PRINCIPAL": "ops@localhost:Rotator",
+           "COLUMNS": "80"}
+    swept = CliRunner().invoke(app, ["expiry", "sweep", "--dry-run", "--json"], env=env)
+    assert swept.exit_code == 0, swept.stdout
+    assert json.loads(swept.stdout)["plan"] is True
+    listed = CliRunner().invoke(app, ["expiry", "--class", "no-expiry", "--json"], env=env)
+    assert listed.exit_code == 0, listed.stdout
+    assert "cli-no-expiry" in {o["name"] for o in json.loads(listed.stdout)["objects"]}
+    table = CliRunner().invoke(app, ["expiry", "--vault", VAULT], env=env)
+    assert table.exit_code == 0 and "cli-no-expiry" in table.stdout
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
