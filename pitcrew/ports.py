@@ -115,6 +115,11 @@ class OutboxStore(Protocol):
 
     def pending(self) -> list[OutboxEntry]: ...
 
+    def get(self, channel: str, notification_id: str) -> OutboxEntry | None: ...
+
+    def page(self, *, limit: int, status: str | None = None, channel: str | None = None,
+             continuation: Mapping[str, Any] | None = None) -> Page[OutboxEntry]: ...
+
 
 class Channel(Protocol):
     name: str

@@ -93,7 +93,7 @@ class Pipeline:
         if notification.status != "firing":
             return self._one_shot(notification, labels, now)
         dispatch = Dispatch()
-        muted = self._mutes(labels, fp, now)
+        muted = self.mutes(labels, fp, now)
         for route in match_routes(self.tree, labels):
             dispatch.merge(self._add(route, notification, labels, fp, now))
         if muted and not (dispatch.delivered or dispatch.queued or dispatch.already):
@@ -234,7 +234,7 @@ class Pipeline:
             for alert in alerts:
                 if alert.status != "firing":
                     continue
-                why = self._mutes(alert.labels, alert.fingerprint, now, silences, firing)
+                why = self.mutes(alert.labels, alert.fingerprint, now, silences, firing)
                 if why:
                     muted[alert.fingerprint] = why
         entry = self.nflog.get(group.id, group.receiver)
@@ -251,7 +251,7 @@ class Pipeline:
         if decision.notify:
             notification = self._group_notification(group, decision, entry)
             notification_id = notification.id
-            result = self._deliver(group.receiver, notification)
+            result = self.deliver_to(group.receiver, notification)
             getattr(dispatch, {"delivered": "delivered", "already": "already"}.get(
                 result, "queued")).append(group.receiver)
             if audited:
@@ -318,7 +318,7 @@ class Pipeline:
             seconds = max(seconds, MUTED_RECHECK_SECONDS) if seconds else MUTED_RECHECK_SECONDS
         return now + timedelta(seconds=seconds) if seconds else None
 
-    def _mutes(self, labels: dict[str, str], fp: str, now: datetime,
+    def mutes(self, labels: dict[str, str], fp: str, now: datetime,
                silences: list[Silence] | None = None,
                firing: list[tuple[str, dict[str, str]]] | None = None) -> dict[str, list[str]]:
         if silences is None:
@@ -378,7 +378,8 @@ class Pipeline:
             starts_at=min(a.starts_at for a in listed),
         )
 
-    def _deliver(self, receiver: str, notification: Notification) -> str:
+    def deliver_to(self, receiver: str, notification: Notification) -> str:
+        """Hand a notification to the outbox for one receiver and attempt it once now."""
         entry = self.outbox.enqueue(receiver, notification)
         channel = self.receivers.get(receiver)
         if entry.created:
@@ -388,7 +389,7 @@ class Pipeline:
     def _one_shot(self, notification: Notification, labels: dict[str, str],
                   now: datetime) -> Dispatch:
         dispatch = Dispatch()
-        muted = self._mutes(labels, fingerprint(notification), now)
+        muted = self.mutes(labels, fingerprint(notification), now)
         if muted:
             dispatch.muted_by = muted
             return dispatch
@@ -399,7 +400,7 @@ class Pipeline:
             if why:
                 dispatch.muted_by.setdefault("timeIntervals", []).append(why)
                 continue
-            result = self._deliver(route.receiver, replace(notification, labels=labels))
+            result = self.deliver_to(route.receiver, replace(notification, labels=labels))
             getattr(dispatch, {"delivered": "delivered", "already": "already"}.get(
                 result, "queued")).append(route.receiver)
         return dispatch

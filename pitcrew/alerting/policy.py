@@ -17,6 +17,7 @@ flat `routes:` list of earlier policies into a tree.
 
 from __future__ import annotations
 
+import calendar
 import re
 from datetime import datetime, time
 from typing import Annotated, Any, Literal
@@ -216,8 +217,6 @@ class TimeInterval(StrictModel):
         ):
             return False
         if self.days_of_month:
-            import calendar
-
             last = calendar.monthrange(local.year, local.month)[1]
             day = local.day
             for a, b in _ranges(self.days_of_month, None, 1, 31, "day of month"):

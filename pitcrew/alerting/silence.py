@@ -8,13 +8,16 @@ Expiring sets the end to now: a silence is never deleted, so the audit and the l
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from pitcrew.alerting.model import Silence
 from pitcrew.alerting.policy import Matcher
 from pitcrew.alerting.ports import SilenceStore
 from pitcrew.audit import AuditRecord
 from pitcrew.errors import Conflict, InvalidInput, RetryLater
+from pitcrew.http.paging import Page
 from pitcrew.ports import AuditLog
 from pitcrew.state import utcnow
 
@@ -78,6 +81,10 @@ class Silences:
 
     def get(self, silence_id: str) -> Silence | None:
         return self._store.get(silence_id)
+
+    def page(self, *, limit: int, continuation: Mapping[str, Any] | None = None
+             ) -> Page[Silence]:
+        return self._store.page(limit=limit, continuation=continuation)
 
     def active(self, now: datetime | None = None) -> list[Silence]:
         now = now or utcnow()

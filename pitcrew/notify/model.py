@@ -8,6 +8,8 @@ left out too. Builders of links from outside data check them first; this is the 
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -147,6 +149,33 @@ class OutboxEntry:
     lease_until: datetime | None = None
     created: bool = False
     """True when `enqueue` wrote this row just now (and so holds its lease)."""
+    created_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+    @property
+    def ref(self) -> str:
+        """How the API names this row: receiver and notification id, base64url."""
+        raw = json.dumps([self.channel, self.notification.id]).encode("utf-8", "surrogatepass")
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @property
+    def view_status(self) -> str:
+        if self.status == "delivered":
+            return "delivered"
+        return "failed" if self.attempts else "pending"
+
+    def to_dict(self) -> dict[str, Any]:
+        n = self.notification
+        return {
+            "id": self.ref, "receiver": self.channel, "notification": n.id, "kind": n.kind,
+            "title": n.title, "severity": n.severity, "groupKey": n.group_key or None,
+            "status": self.view_status, "attempts": self.attempts,
+            "lastError": self.last_error or None,
+            "nextAttemptAt": self.next_attempt_at.isoformat()
+            if self.status != "delivered" else None,
+            "createdAt": self.created_at.isoformat() if self.created_at else None,
+            "deliveredAt": self.delivered_at.isoformat() if self.delivered_at else None,
+        }
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pitcrew.audit import AuditRecord, app_identity
 from pitcrew.errors import Conflict
+from pitcrew.http.paging import Page
 from pitcrew.notify.channels import DeliveryFailed
 from pitcrew.notify.model import Notification, OutboxEntry, UnreadableRow
 from pitcrew.policy import OutboxSettings
@@ -138,6 +139,25 @@ class Outbox:
 
     def pending(self) -> list[OutboxEntry]:
         return self._store.pending()
+
+    def get(self, channel: str, notification_id: str) -> OutboxEntry | None:
+        return self._store.get(channel, notification_id)
+
+    def page(self, *, limit: int, status: str | None = None, channel: str | None = None,
+             continuation: Mapping[str, Any] | None = None) -> Page[OutboxEntry]:
+        return self._store.page(limit=limit, status=status, channel=channel,
+                                continuation=continuation)
+
+    def retry_now(self, entry: OutboxEntry, channel: Channel | None) -> AttemptResult:
+        """An operator's retry: make the row due now and attempt it at once (unless another
+        attempt holds its lease: "busy")."""
+        if entry.status == "delivered":
+            return "already"
+        if entry.lease_until is not None and entry.lease_until > utcnow():
+            return "busy"
+        if not self._take_lease(entry):
+            return "busy"
+        return self.attempt(entry, channel, leased=True)
 
     # ------------------------------------------------------------------ internals
 

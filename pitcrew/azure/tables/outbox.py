@@ -4,13 +4,15 @@ RowKey = notification id, every update conditional on the row's ETag."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from pitcrew.azure.tables.keys import row_etag, table_key
+from pitcrew.azure.tables.paging import query_page, where
 from pitcrew.errors import Conflict
+from pitcrew.http.paging import Page
 from pitcrew.notify.model import Notification, OutboxEntry, UnreadableRow
 
 if TYPE_CHECKING:
@@ -116,9 +118,35 @@ class TableOutboxStore:
     def pending(self) -> list[OutboxEntry]:
         return [_entry(r) for r in self._table.query_entities("Status eq 'pending'")]
 
+    def get(self, channel: str, notification_id: str) -> OutboxEntry | None:
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
+
+        try:
+            return _entry(self._table.get_entity(table_key(channel), table_key(notification_id)))
+        except ResourceNotFoundError:
+            return None
+
+    def page(self, *, limit: int, status: str | None = None, channel: str | None = None,
+             continuation: Mapping[str, Any] | None = None) -> Page[OutboxEntry]:
+        """Rows by receiver and notification id; `status` pending (never attempted), failed
+        (attempted, still pending) or delivered."""
+        parameters: dict[str, Any] = {}
+        query = "RowKey ne ''"
+        if status == "delivered":
+            query += " and Status eq 'delivered'"
+        elif status == "failed":
+            query += " and Status eq 'pending' and Attempts ge 1"
+        elif status == "pending":
+            query += " and Status eq 'pending' and Attempts eq 0"
+        query = where(query, parameters, ("PartitionKey", "eq", "p",
+                                          table_key(channel) if channel else None))
+        page = query_page(self._table, query, parameters=parameters, limit=limit,
+                          continuation=continuation)
+        return page.map(_entry)
+
 
 def _entry(row: Any) -> OutboxEntry:
-    etag = row["etag"] if "etag" in row else row.metadata["etag"]
+    etag = row["etag"] if "etag" in row else (row_etag(row) or "")
     return OutboxEntry(
         channel=row["Channel"],
         notification=Notification.from_dict(json.loads(row["Payload"])),
@@ -128,6 +156,8 @@ def _entry(row: Any) -> OutboxEntry:
         etag=etag,
         last_error=row.get("LastError", ""),
         lease_until=row.get("LeaseUntil"),
+        created_at=row.get("CreatedAt"),
+        delivered_at=row.get("DeliveredAt"),
     )
 
 

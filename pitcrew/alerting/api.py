@@ -1,0 +1,325 @@
+"""The entry points of alerting: the operator routes (`GET /api/alerts`, `/api/silences`,
+`/api/notifications`), the flush queue trigger and the sweep timer (overdue groups and the
+watchdog over pitcrew's own deliveries). Plain data in, HttpResult out."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from pitcrew.alerting.dispatch import Pipeline
+from pitcrew.alerting.labels import digest
+from pitcrew.alerting.policy import Matcher, parse_duration
+from pitcrew.audit import AuditRecord, app_identity
+from pitcrew.auth import Role, require
+from pitcrew.bootstrap import Services, get_services
+from pitcrew.errors import InvalidInput
+from pitcrew.events import load_json
+from pitcrew.http.errors import HttpResult, http_errors
+from pitcrew.http.paging import decode_token, encode_token, limit_param
+from pitcrew.notify.model import Notification, OutboxEntry
+from pitcrew.state import utcnow
+
+log = logging.getLogger(__name__)
+MAX_MATCHERS = 20
+MAX_COMMENT = 1000
+NOTIFICATION_STATUSES = ("pending", "failed", "delivered")
+
+
+# ------------------------------------------------------------------ triggers
+
+
+def flush_group(message: str) -> None:
+    """The `flush_alert_group` queue trigger: a group is due (or a stale wake-up: ignored)."""
+    group_id = message.strip()
+    if not group_id or len(group_id) > 64 or not group_id.isalnum():
+        log.warning("alerting: ignored a flush message that is not a group id")
+        return
+    get_services().alerting.flush(group_id)
+
+
+def sweep() -> dict[str, int]:
+    """The `sweep_alert_groups` timer: flush overdue groups, then watch stuck notifications."""
+    services = get_services()
+    flushed = services.alerting.sweep()
+    raised = watch_deliveries(services)
+    if flushed or raised:
+        log.info("alerting sweep: %d group(s) flushed, %d stuck notification(s) raised",
+                 len(flushed), raised)
+    return {"flushed": len(flushed), "stuck": raised}
+
+
+def watch_deliveries(services: Services, *, now: datetime | None = None) -> int:
+    """pitcrew watches itself: a notification still undelivered after
+    `alerting.watchdog.after_attempts` attempts, or older than `older_than`, raises one
+    pitcrew alert (kind `pitcrew`) to the watchdog's receiver (else the root's), delivered
+    through the outbox once per stuck notification."""
+    now = now or utcnow()
+    settings = services.policy.alerting.watchdog
+    pipeline = services.alerting
+    target = settings.receiver or pipeline.tree.receiver
+    raised = 0
+    for entry in services.outbox.pending():
+        if entry.notification.kind == "pitcrew" and entry.notification.id.startswith(
+            "pitcrew:stuck:"
+        ):
+            continue  # never an alert about an alert about an alert
+        old = entry.created_at is not None and (now - entry.created_at) >= timedelta(
+            seconds=settings.older_than)
+        if entry.attempts < settings.after_attempts and not old:
+            continue
+        notification = stuck_notification(entry, now)
+        existing = services.outbox.get(target, notification.id)
+        if existing is not None:
+            continue
+        result = pipeline.deliver_to(target, notification)
+        raised += 1
+        services.audit.append(AuditRecord(
+            actor=app_identity(), action="alerting.watchdog", target=f"receiver/{entry.channel}",
+            outcome="succeeded" if result in ("delivered", "already") else "queued",
+            correlation_id=notification.id,
+            details={"stuck": entry.notification.id, "attempts": entry.attempts,
+                     "lastError": entry.last_error[:300], "raisedTo": target},
+        ))
+    return raised
+
+
+def stuck_notification(entry: OutboxEntry, now: datetime) -> Notification:
+    stuck = entry.notification
+    age = f"since {entry.created_at:%Y-%m-%d %H:%M UTC}" if entry.created_at else ""
+    return Notification(
+        id=f"pitcrew:stuck:{entry.channel}:{digest(stuck.id)}",
+        dedup_key=f"pitcrew:stuck:{entry.channel}",
+        kind="pitcrew",
+        severity="critical",
+        status="firing",
+        title=f"pitcrew cannot deliver to receiver {entry.channel}",
+        summary=(f"Notification {stuck.title!r} has not reached receiver {entry.channel} after "
+                 f"{entry.attempts} attempt(s) {age}; last error: {entry.last_error or 'none'}. "
+                 "It is still retried. Check the receiver's settings and the service it "
+                 "posts to, then retry it."),
+        correlation_id=stuck.id,
+        facts={"Receiver": entry.channel, "Notification": stuck.id[:200],
+               "Attempts": str(entry.attempts), "Last error": entry.last_error[:300]},
+        labels={"kind": "pitcrew", "alertRule": "pitcrew-notification-stuck",
+                "severity": "critical", "receiver": entry.channel},
+        created_at=now,
+    )
+
+
+# ------------------------------------------------------------------ GET /api/alerts
+
+
+@http_errors
+def list_alerts(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpResult:
+    """GET /api/alerts?limit=&continuation=&receiver=&filter=MATCHER (role Reader): the active
+    groups with their alerts, each marked silenced (by which silences) or inhibited (by which
+    alerts)."""
+    require(headers, Role.READER)
+    limit = limit_param(query)
+    state = decode_token(query.get("continuation"))
+    after = str(state.get("after") or "") if state else ""
+    receiver = _text(query, "receiver", 100)
+    matcher = _matcher_param(query, "filter")
+    pipeline = get_services().alerting
+    now = utcnow()
+    groups = sorted((g for g in pipeline.store.groups() if g.id > after), key=lambda g: g.id)
+    if receiver:
+        groups = [g for g in groups if g.receiver == receiver]
+    silences = pipeline.silences.active(now)
+    firing = [(a.fingerprint, a.labels) for a in pipeline.store.firing_alerts()]
+    out: list[dict[str, Any]] = []
+    for group in groups:
+        if len(out) >= limit:
+            break
+        alerts = [a for a in pipeline.store.alerts(group.id)
+                  if matcher is None or matcher.matches(a.labels)]
+        if not alerts:
+            continue
+        items = []
+        for alert in alerts:
+            view = alert.to_dict()
+            muted = pipeline.mutes(alert.labels, alert.fingerprint, now, silences, firing)
+            view["silencedBy"] = muted.get("silences", [])
+            view["inhibitedBy"] = muted.get("inhibitedBy", [])
+            items.append(view)
+        out.append({**group.to_dict(), "alerts": items})
+    more = len(out) == limit and groups and out[-1]["id"] != groups[-1].id
+    token = encode_token({"after": out[-1]["id"]}) if more and out else None
+    return HttpResult(200, {"groups": out, "continuation": token})
+
+
+# ------------------------------------------------------------------ silences
+
+
+@http_errors
+def silences(method: str, headers: Mapping[str, str], query: Mapping[str, str],
+             body: bytes) -> HttpResult:
+    """GET /api/silences (Reader) lists; POST /api/silences (Operator) creates:
+    `{"matchers": ["alertRule=cpu-high", ...], "for": "2h" | "endsAt": ISO, "startsAt"?: ISO,
+    "comment": "..."}`. 201 with the silence; audited `alerting.silence.create`."""
+    if method.upper() == "POST":
+        principal = require(headers, Role.OPERATOR)
+        raw = load_json(body)
+        if not isinstance(raw, dict):
+            raise InvalidInput("body", "must be a JSON object")
+        matchers = _matchers(raw.get("matchers"))
+        comment = raw.get("comment")
+        if not isinstance(comment, str) or not comment.strip():
+            raise InvalidInput("comment", "is required: say why (who reads the alert list "
+                               "later needs to know)")
+        if len(comment) > MAX_COMMENT:
+            raise InvalidInput("comment", f"is at most {MAX_COMMENT} characters")
+        now = utcnow()
+        starts = _time(raw.get("startsAt"), "startsAt") if raw.get("startsAt") else now
+        if raw.get("endsAt") is not None and raw.get("for") is not None:
+            raise InvalidInput("for", "give `for` or `endsAt`, not both")
+        if raw.get("endsAt") is not None:
+            ends = _time(raw.get("endsAt"), "endsAt")
+        else:
+            try:
+                seconds = parse_duration(raw.get("for"))
+            except ValueError as exc:
+                raise InvalidInput("for", str(exc)) from None
+            ends = starts + timedelta(seconds=seconds)
+        created = get_services().alerting.silences.create(
+            matchers=matchers, starts_at=starts, ends_at=ends, comment=comment.strip(),
+            actor=principal.actor, now=now)
+        return HttpResult(201, created.to_dict(now),
+                          {"Location": f"/api/silences/{created.id}"})
+    require(headers, Role.READER)
+    limit = limit_param(query)
+    state = decode_token(query.get("continuation"))
+    wanted = _text(query, "state", 20)
+    if wanted and wanted not in ("pending", "active", "expired"):
+        raise InvalidInput("state", "must be pending, active or expired")
+    now = utcnow()
+    store = get_services().alerting.silences
+    page = store.page(limit=limit, continuation=state)
+    items = [s.to_dict(now) for s in page.items if not wanted or s.state(now) == wanted]
+    return HttpResult(200, {"silences": items, "continuation": page.continuation})
+
+
+@http_errors
+def expire_silence(headers: Mapping[str, str], silence_id: str) -> HttpResult:
+    """DELETE /api/silences/{id} (Operator): the silence ends now (kept, audited)."""
+    principal = require(headers, Role.OPERATOR)
+    if not silence_id or len(silence_id) != 32 or not all(
+        c in "0123456789abcdef" for c in silence_id
+    ):
+        raise InvalidInput("id", "is not a silence id (32 hex digits)")
+    try:
+        silence = get_services().alerting.silences.expire(silence_id, actor=principal.actor)
+    except LookupError:
+        return HttpResult(404, {"error": "not_found", "message": f"no silence {silence_id}"})
+    return HttpResult(200, silence.to_dict(utcnow()))
+
+
+# ------------------------------------------------------------------ notifications
+
+
+@http_errors
+def list_notifications(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpResult:
+    """GET /api/notifications?status=pending|failed|delivered&receiver=&limit=&continuation=
+    (Reader): the outbox, with attempts and the last error."""
+    require(headers, Role.READER)
+    limit = limit_param(query)
+    status = _text(query, "status", 20) or None
+    if status is not None and status not in NOTIFICATION_STATUSES:
+        raise InvalidInput("status", f"must be one of {', '.join(NOTIFICATION_STATUSES)}")
+    receiver = _text(query, "receiver", 100) or None
+    page = get_services().outbox.page(limit=limit, status=status, channel=receiver,
+                                      continuation=decode_token(query.get("continuation")))
+    return HttpResult(200, page.map(lambda e: e.to_dict()).body("notifications"))
+
+
+@http_errors
+def retry_notification(headers: Mapping[str, str], ref: str) -> HttpResult:
+    """POST /api/notifications/{id}/retry (Operator): attempt a pending or failed delivery now
+    (audited `notify.retry`)."""
+    principal = require(headers, Role.OPERATOR)
+    channel, notification_id = _ref(ref)
+    services = get_services()
+    entry = services.outbox.get(channel, notification_id)
+    if entry is None:
+        return HttpResult(404, {"error": "not_found", "message": "no such notification"})
+    result = services.outbox.retry_now(entry, services.channels.get(channel))
+    services.audit.append(AuditRecord(
+        actor=principal.actor, action="notify.retry", target=f"receiver/{channel}",
+        outcome="succeeded" if result in ("delivered", "already") else "failed",
+        correlation_id=notification_id[:200],
+        details={"notification": notification_id[:200], "result": result},
+    ))
+    fresh = services.outbox.get(channel, notification_id) or entry
+    return HttpResult(200, {**fresh.to_dict(), "result": result})
+
+
+# ------------------------------------------------------------------ input
+
+
+def _text(query: Mapping[str, str], name: str, limit: int) -> str:
+    value = (query.get(name) or "").strip()
+    if len(value) > limit or any(ord(c) < 32 for c in value):
+        raise InvalidInput(name, f"must be at most {limit} printable characters")
+    return value
+
+
+def _matcher_param(query: Mapping[str, str], name: str) -> Matcher | None:
+    text = _text(query, name, 500)
+    if not text:
+        return None
+    try:
+        return Matcher.parse(text)
+    except ValueError as exc:
+        raise InvalidInput(name, str(exc)) from None
+
+
+def _matchers(raw: Any) -> list[Matcher]:
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInput("matchers", "must be a non-empty array of matchers such as "
+                           "\"alertRule=cpu-high\"")
+    if len(raw) > MAX_MATCHERS:
+        raise InvalidInput("matchers", f"at most {MAX_MATCHERS}")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, str) or len(item) > 500:
+            raise InvalidInput(f"matchers[{i}]", "must be a string of at most 500 characters")
+        try:
+            out.append(Matcher.parse(item))
+        except ValueError as exc:
+            raise InvalidInput(f"matchers[{i}]", str(exc)) from None
+    return out
+
+
+def _time(raw: Any, name: str) -> datetime:
+    if not isinstance(raw, str):
+        raise InvalidInput(name, "must be an ISO 8601 time with a zone")
+    try:
+        moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(name, "must be an ISO 8601 time with a zone") from None
+    if moment.tzinfo is None or not 2000 <= moment.year <= 2999:
+        raise InvalidInput(name, "must be an ISO 8601 time with a zone, years 2000-2999")
+    return moment
+
+
+def _ref(ref: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(ref + "=" * (-len(ref) % 4))
+        value = json.loads(raw.decode("utf-8", "surrogatepass"))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidInput("id", "is not a notification id from GET /api/notifications") \
+            from None
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, str) and v for v in value)):
+        raise InvalidInput("id", "is not a notification id from GET /api/notifications")
+    return value[0], value[1]
+
+
+__all__ = ["Pipeline", "expire_silence", "flush_group", "list_alerts", "list_notifications",
+           "retry_notification", "silences", "sweep"]
