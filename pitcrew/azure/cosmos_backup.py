@@ -91,15 +91,16 @@ class AzureCosmosBackups:
         parameters = models.DatabaseAccountCreateUpdateParameters(
             location=location,
             tags=tags,
-            locations=[models.Location(location_name=location, failover_priority=0)],
-            database_account_offer_type="Standard",
-            create_mode="Restore",
-            restore_parameters=models.RestoreParameters(
-                restore_mode="PointInTime",
-                restore_source=source.id,
-                restore_timestamp_in_utc=at,
+            properties=models.DatabaseAccountCreateUpdateProperties(
+                locations=[models.Location(location_name=location, failover_priority=0)],
+                create_mode="Restore",
+                restore_parameters=models.RestoreParameters(
+                    restore_mode="PointInTime",
+                    restore_source=source.id,
+                    restore_timestamp_in_utc=at,
+                ),
+                backup_policy=models.ContinuousModeBackupPolicy(),
             ),
-            backup_policy=models.ContinuousModeBackupPolicy(),
         )
         poller = self._client(rid).database_accounts.begin_create_or_update(
             rid.resource_group, name, parameters, polling_interval=1

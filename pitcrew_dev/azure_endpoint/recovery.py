@@ -355,7 +355,8 @@ class RecoveryApp:
         if not _ACCOUNT_NAME.match(name):
             return _error(400, "InvalidResourceName", f"Account name {name!r} must be 3-44 "
                           "lower-case letters, digits or hyphens.")
-        props = body.get("properties") if isinstance(body.get("properties"), dict) else {}
+        props: dict[str, Any] = body["properties"] if isinstance(body.get("properties"),
+                                                                  dict) else {}
         location = body.get("location")
         if not isinstance(location, str) or not props.get("locations"):
             return _error(400, "BadRequest", "location and properties.locations are required.")
@@ -367,7 +368,7 @@ class RecoveryApp:
         if (props.get("backupPolicy") or {}).get("type") != "Continuous":
             return _error(400, "BadRequest", "A restored account needs backupPolicy type "
                                              "Continuous.")
-        restore = props.get("restoreParameters") or {}
+        restore: dict[str, Any] = props.get("restoreParameters") or {}
         source_id = str(restore.get("restoreSource") or "")
         if restore.get("restoreMode") != "PointInTime":
             return _error(400, "BadRequest", "restoreParameters.restoreMode must be PointInTime.")
@@ -397,7 +398,7 @@ class RecoveryApp:
             tags={str(k): str(v) for k, v in (body.get("tags") or {}).items()})
         self.accounts[key] = account
         return self._accepted(request, account, "create", 200,
-                              JSONResponse(self._document(request, account)).body)
+                              bytes(JSONResponse(self._document(request, account)).body))
 
     def _delete(self, request: Request, account: Account) -> Response:
         if account.state == "Deleting":
