@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from pitcrew.cli import audit, deadletter, dev, expiry, policy, recovery, rotation
+from pitcrew.cli import alerting, audit, deadletter, dev, expiry, policy, recovery, rotation
 from pitcrew.cli.client import ApiError
 from pitcrew.cli.output import fail
 
@@ -34,6 +34,9 @@ app.command()(dev.send)
 app.command()(audit.audit)
 app.command("rotate")(rotation.rotate)
 app.command("rotations")(rotation.rotations)
+app.command("alerts")(alerting.alerts)
+app.add_typer(alerting.silences_app, name="silences")
+app.add_typer(alerting.notifications_app, name="notifications")
 
 
 def main() -> None:

@@ -1,0 +1,151 @@
+"""`pitcrew alerts`, `pitcrew silences [add|expire]` and `pitcrew notifications [retry]`: the
+alerting pipeline's state and its silences, through the app's API (silences are audited with
+who asked)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pitcrew.cli import client as cli_client
+
+out = Console()
+err = Console(stderr=True)
+
+silences_app = typer.Typer(help="Silences: mute alerts that match, for a while (role Operator "
+                           "to add or expire).", invoke_without_command=True,
+                           no_args_is_help=False)
+notifications_app = typer.Typer(help="The outbox: every notification and its deliveries.",
+                                invoke_without_command=True, no_args_is_help=False)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _client() -> Any:
+    return cli_client.api_client()
+
+
+def alerts(
+    receiver: Annotated[str | None, typer.Option("--receiver", help="Only this receiver.")] = None,
+    match: Annotated[str | None, typer.Option(
+        "--match", help="Only alerts matching NAME=VALUE (or !=, =~, !~).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The active alert groups and their alerts; silenced and inhibited ones are marked."""
+    params = {k: v for k, v in {"receiver": receiver, "filter": match}.items() if v}
+    body = _client().get("/api/alerts", params=params)
+    if as_json:
+        out.print_json(json.dumps(body))
+        return
+    if not body["groups"]:
+        out.print("No active alerts.")
+        return
+    for group in body["groups"]:
+        out.print(f"[bold]{group['groupKey']}[/bold] → {group['receiver']} "
+                  f"(next flush {group.get('nextFlushAt') or '-'})", highlight=False)
+        for alert in group["alerts"]:
+            mark = ""
+            if alert["silencedBy"]:
+                mark = f" [yellow]silenced by {', '.join(alert['silencedBy'])}[/yellow]"
+            elif alert["inhibitedBy"]:
+                mark = " [yellow]inhibited[/yellow]"
+            colour = "red" if alert["status"] == "firing" else "green"
+            out.print(f"  [{colour}]{alert['status']}[/{colour}] ", end="", highlight=False)
+            out.print(alert["title"], end="", markup=False, highlight=False)
+            out.print(mark, highlight=False)
+
+
+@silences_app.callback()
+def silences(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option(
+        "--state", help="pending, active or expired.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List silences (without a subcommand)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    body = _client().get("/api/silences", params={"state": state} if state else None)
+    if as_json:
+        out.print_json(json.dumps(body))
+        return
+    table = Table("id", "state", "matchers", "ends", "created by", "comment")
+    for s in body["silences"]:
+        table.add_row(s["id"], s["state"], ", ".join(s["matchers"]), s["endsAt"],
+                      s["createdBy"], s["comment"])
+    out.print(table)
+
+
+@silences_app.command("add")
+def add_silence(
+    match: Annotated[list[str], typer.Option(
+        "--match", help="NAME=VALUE (or !=, =~, !~); repeat for more (all must match).")],
+    duration: Annotated[str, typer.Option("--for", help="How long: 30m, 2h, 1d.")],
+    comment: Annotated[str, typer.Option("--comment", help="Why (audited).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Silence the alerts that match, starting now."""
+    body = _client().post("/api/silences", json={
+        "matchers": match, "for": duration, "comment": comment})
+    if as_json:
+        out.print_json(json.dumps(body))
+        return
+    out.print(f"[green]✓ silence {body['id']}[/green] until {body['endsAt']}: "
+              f"{', '.join(body['matchers'])}", highlight=False)
+
+
+@silences_app.command("expire")
+def expire_silence(
+    silence_id: Annotated[str, typer.Argument(help="The silence id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """End a silence now (it stays listed, as expired)."""
+    body = _client().request("DELETE", f"/api/silences/{quote(silence_id, safe='')}")
+    if as_json:
+        out.print_json(json.dumps(body))
+        return
+    out.print(f"[green]✓ silence {body['id']} expired[/green]", highlight=False)
+
+
+@notifications_app.callback()
+def notifications(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(
+        "--status", help="pending, failed or delivered.")] = None,
+    receiver: Annotated[str | None, typer.Option("--receiver")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """List notifications in the outbox (without a subcommand)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    params = {k: v for k, v in {"status": status, "receiver": receiver,
+                                "limit": str(limit)}.items() if v}
+    body = _client().get("/api/notifications", params=params)
+    if as_json:
+        out.print_json(json.dumps(body))
+        return
+    table = Table("id", "receiver", "status", "attempts", "title", "last error")
+    for n in body["notifications"]:
+        table.add_row(n["id"], n["receiver"], n["status"], str(n["attempts"]), n["title"],
+                      n.get("lastError") or "")
+    out.print(table)
+
+
+@notifications_app.command("retry")
+def retry(
+    notification_id: Annotated[str, typer.Argument(help="The id `pitcrew notifications` shows.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Attempt a pending or failed delivery now (role Operator)."""
+    body = _client().post(f"/api/notifications/{quote(notification_id, safe='')}/retry")
+    if as_json:
+        out.print_json(json.dumps(body))
+        return
+    colour = "green" if body["result"] in ("delivered", "already") else "yellow"
+    out.print(f"[{colour}]{body['result']}[/{colour}] {body['title']}", highlight=False)
