@@ -331,7 +331,8 @@ class QuotaService:
         body: dict[str, Any] = {"id": request.url.path, "name": found.id, "status": status}
         if status == "Failed":
             body["error"] = {"code": f"Quota{state}", "message": found.error or state}
-        return JSONResponse(body)
+        # Not `Retry-After: 0`: azure-core reads that as "no hint" and waits its 30 s default.
+        return JSONResponse(body, headers={"retry-after-ms": "10"})
 
     async def query_metrics(self, request: Request) -> Response:
         try:

@@ -25,11 +25,15 @@ from tests.integration.quota_support import QUOTA, QuotaWorld
 from tests.receiver import Receiver
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+COSMOS = ("/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/app-rg/providers/"
+          "Microsoft.DocumentDB/databaseAccounts/app-cosmos")
 
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[LocalAzure]:
-    with start_local_azure() as local:
+    config = {"metrics": [{"resource": COSMOS, "metric": "NormalizedRUConsumption",
+                           "value": 70, "growth_per_hour": 0, "unit": "Percent"}]}
+    with start_local_azure(config=config) as local:
         yield local
 
 
@@ -212,3 +216,24 @@ def test_sdk_poller_follows_the_long_running_operation(world: QuotaWorld) -> Non
             resource_name=QUOTA, scope=world.scope,
             create_quota_request={"properties": {"limit": {"value": 1}}}).result()
     assert "below the current usage" in str(refused.value)
+
+
+def test_capacity_metric_is_scanned_like_a_quota(world: QuotaWorld, receiver: Receiver) -> None:
+    world.write_policy(
+        "  capacity:\n"
+        "    - name: cosmos-ru\n"
+        f"      resource: {COSMOS}\n"
+        "      metric: NormalizedRUConsumption\n"
+        "      capacity: 80\n"
+        "    - name: typo\n"
+        f"      resource: {COSMOS}\n"
+        "      metric: NoSuchMetric\n"
+        "      capacity: 100\n")
+    report = scan(get_services().quota, now=T0)
+    assert report.failed_scopes == [f"{COSMOS.strip('/')}/NoSuchMetric"]
+    states = get_services().quota.store.states(COSMOS.strip("/"))
+    ru = states["NormalizedRUConsumption"]
+    assert ru.quota.kind == "metric" and ru.usage == 70 and ru.limit == 80
+    assert ru.level == "warning"  # 87.5 % of the capacity
+    note = next(n for n in quota_notes(receiver) if n["facts"]["quota"] == "NormalizedRUConsumption")
+    assert note["facts"]["provider"] == "Microsoft.DocumentDB"
