@@ -30,6 +30,7 @@ class SecretSeed(BaseModel):
     content_type: str | None = Field(default=None, alias="contentType")
     tags: dict[str, str] = Field(default_factory=dict)
     expires_on: int | None = Field(default=None, alias="exp", description="unix seconds")
+    expires_in_days: float | None = Field(default=None, description="relative to the start")
     # Pins the first version's id, so a sample event naming that version matches (the demo).
     version: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
 
@@ -43,6 +44,8 @@ class KeySeed(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     expires_on: int | None = Field(default=None, alias="exp", description="unix seconds")
     created: int | None = Field(default=None, description="unix seconds (back-date a key)")
+    expires_in_days: float | None = Field(default=None, description="relative to the start")
+    created_days_ago: float | None = Field(default=None, description="relative to the start")
     version: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
     # Key Vault's rotation policy JSON: {"lifetimeActions": [...], "attributes": {...}}
     rotation_policy: dict[str, Any] | None = Field(default=None, alias="rotationPolicy")
@@ -56,6 +59,8 @@ class CertificateSeed(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     expires_on: int | None = Field(default=None, alias="exp", description="unix seconds")
     created: int | None = Field(default=None, description="unix seconds (back-date it)")
+    expires_in_days: float | None = Field(default=None, description="relative to the start")
+    created_days_ago: float | None = Field(default=None, description="relative to the start")
     version: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
     issuer: str = "Self"
     subject: str = "CN=pitcrew.local"

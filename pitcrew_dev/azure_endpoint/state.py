@@ -167,17 +167,25 @@ def certificate_policy(*, issuer: str, subject: str, validity_months: int,
     }
 
 
+def _relative(days: float | None, now: int) -> int | None:
+    return now + int(days * 86400) if days is not None else None
+
+
 def _seeded_key(name: str, seed: KeySeed, now: int) -> KeyRecord:
-    created = seed.created or now
+    created = _relative(-seed.created_days_ago if seed.created_days_ago else None, now) \
+        or seed.created or now
+    expires = _relative(seed.expires_in_days, now) or seed.expires_on
     return KeyRecord(name=name, rotation_policy=seed.rotation_policy, versions=[KeyVersion(
         version=seed.version or os.urandom(16).hex(), kty=seed.kty, n=public_modulus(),
         key_ops=["sign", "verify", "wrapKey", "unwrapKey", "encrypt", "decrypt"],
-        tags=dict(seed.tags), expires=seed.expires_on, created=created, updated=created)])
+        tags=dict(seed.tags), expires=expires, created=created, updated=created)])
 
 
 def _seeded_certificate(name: str, seed: CertificateSeed, now: int) -> CertificateRecord:
-    created = seed.created or now
-    expires = seed.expires_on or created + seed.validity_months * 30 * 86400
+    created = _relative(-seed.created_days_ago if seed.created_days_ago else None, now) \
+        or seed.created or now
+    expires = _relative(seed.expires_in_days, now) or seed.expires_on \
+        or created + seed.validity_months * 30 * 86400
     return CertificateRecord(
         name=name,
         policy=certificate_policy(issuer=seed.issuer, subject=seed.subject,
@@ -260,7 +268,8 @@ class StateStore:
                                 value=secret_seed.value,
                                 content_type=secret_seed.content_type,
                                 tags=dict(secret_seed.tags),
-                                expires=secret_seed.expires_on,
+                                expires=_relative(secret_seed.expires_in_days, now)
+                                or secret_seed.expires_on,
                                 created=now,
                                 updated=now,
                             )

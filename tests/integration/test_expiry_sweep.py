@@ -309,3 +309,41 @@ def test_the_cli_sweeps_and_lists(world: RotationWorld, host_url: str) -> None:
     table = CliRunner().invoke(app, ["expiry", "--vault", VAULT], env=env)
     assert table.exit_code == 0 and "cli-no-expiry" in table.stdout
     assert max(len(line) for line in table.stdout.splitlines()) <= 80
+
+
+def test_the_demo_sweep_shows_each_class(
+        pitcrew_env: Any, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `make run` + `pitcrew expiry sweep` shows: a missed expiry, a secret without expiry,
+    a key rotated by Key Vault's operation and a certificate renewal, in one notification."""
+    from pathlib import Path
+
+    import yaml
+
+    from pitcrew.bootstrap import reset_services
+    from pitcrew.runtime import reset_runtime
+
+    root = Path(__file__).resolve().parents[2]
+    demo = yaml.safe_load((root / "examples" / "pitcrew.demo.yaml").read_text())
+    demo["channels"] = {"hook": {"type": "webhook", "url": receiver.url}}
+    demo["routes"] = [{"name": "all", "channels": ["hook"]}]
+    demo["expiry"]["renewal_poll_seconds"] = 0.05
+    pitcrew_env.write_text(yaml.safe_dump(demo))
+    with start_local_azure(config=root / "examples" / "local-azure.demo.json") as endpoint:
+        for name, value in endpoint.environment().items():
+            if name.startswith("PITCREW_"):
+                monkeypatch.setenv(name, value)
+        reset_runtime()
+        reset_services()
+        report = sweep(dry_run=True)
+        assert endpoint.vault_operations("sample-kv") == {
+            "keys": {"payments-signing": 0}, "certificates": {"edge-tls": 0}}
+        report = sweep()
+        by_name = {f.name: f for f in report.vaults[0].findings}
+        assert by_name["orders-db-password"].cls == "expiring"
+        assert "needs a person" in by_name["orders-db-password"].action
+        assert by_name["legacy-api-token"].cls == "no-expiry"
+        assert "rotated by Key Vault's rotate operation" in by_name["payments-signing"].action
+        assert by_name["edge-tls"].action.startswith("renewed:")
+        assert endpoint.vault_operations("sample-kv") == {
+            "keys": {"payments-signing": 1}, "certificates": {"edge-tls": 1}}
+        assert len(summaries(receiver)) == 2  # the plan's and the sweep's, one each
