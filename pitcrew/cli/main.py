@@ -12,7 +12,17 @@ import sys
 
 import typer
 
-from pitcrew.cli import alerting, audit, deadletter, dev, expiry, policy, recovery, rotation
+from pitcrew.cli import (
+    alerting,
+    audit,
+    deadletter,
+    dev,
+    expiry,
+    policy,
+    quota,
+    recovery,
+    rotation,
+)
 from pitcrew.cli.client import ApiError
 from pitcrew.cli.output import fail
 
@@ -25,6 +35,7 @@ app = typer.Typer(
 app.add_typer(policy.app, name="policy")
 app.add_typer(deadletter.app, name="dlq")
 app.add_typer(expiry.app, name="expiry")
+app.add_typer(quota.app, name="quota")
 app.add_typer(recovery.drill_app, name="drill")
 app.add_typer(recovery.images_app, name="images")
 app.command("backups")(recovery.backups)
