@@ -235,5 +235,6 @@ def test_capacity_metric_is_scanned_like_a_quota(world: QuotaWorld, receiver: Re
     ru = states["NormalizedRUConsumption"]
     assert ru.quota.kind == "metric" and ru.usage == 70 and ru.limit == 80
     assert ru.level == "warning"  # 87.5 % of the capacity
-    note = next(n for n in quota_notes(receiver) if n["facts"]["quota"] == "NormalizedRUConsumption")
+    note = next(n for n in quota_notes(receiver)
+                if n["facts"]["quota"] == "NormalizedRUConsumption")
     assert note["facts"]["provider"] == "Microsoft.DocumentDB"

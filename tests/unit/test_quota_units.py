@@ -49,7 +49,7 @@ def test_policy_overrides_and_validation() -> None:
     assert policy.scopes() == [SCOPE]
     assert policy.thresholds_for(QuotaId(SCOPE, "standardDSv5Family")).warning_percent == 60
     assert policy.thresholds_for(QuotaId(SCOPE, "cores")).warning_percent == 80
-    with pytest.raises(ValueError, match="rules\\[0\\].thresholds"):
+    with pytest.raises(ValueError, match=r"rules\[0\]\.thresholds"):
         QuotaPolicy.model_validate({"rules": [{"match": {}, "thresholds":
                                                {"critical_percent": 50}}]})
     with pytest.raises(ValueError, match="subscription id"):
