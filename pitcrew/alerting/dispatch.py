@@ -163,17 +163,19 @@ class Pipeline:
         return self._schedule(group, route, now)
 
     def _schedule(self, group: Group, route: Route, now: datetime) -> Dispatch:
-        """Make sure the group's flush is scheduled; run it now when it is due now."""
+        """Make sure the group's flush is scheduled no later than a change may be sent (group_wait
+        after the group began, group_interval after its last flush); run it now when due."""
         for _ in range(_TRIES):
-            if group.next_flush_at is not None:
+            if group.last_flush_at is None:
+                earliest = group.created_at + timedelta(seconds=route.group_wait)
+            else:
+                earliest = group.last_flush_at + timedelta(seconds=route.group_interval)
+            due = max(earliest, now)
+            if group.next_flush_at is not None and group.next_flush_at <= due:
                 if group.next_flush_at <= now and not _leased(group, now):
                     return self.flush(group.id, now=now, audited=False)
                 return Dispatch(grouped=[group.receiver])
-            if group.last_flush_at is None:
-                when = group.created_at + timedelta(seconds=route.group_wait)
-            else:
-                when = group.last_flush_at + timedelta(seconds=route.group_interval)
-            due = group.next_flush_at = max(when, now)
+            group.next_flush_at = due
             try:
                 self.store.save_group(group)
             except Conflict:
@@ -182,9 +184,10 @@ class Pipeline:
                     return Dispatch(grouped=[group.receiver])
                 group = fresh
                 continue
-            if due <= now:
+            if due <= now and not _leased(group, now):
                 return self.flush(group.id, now=now, audited=False)
-            self._enqueue(group, now)
+            if due > now:
+                self._enqueue(group, now)
             return Dispatch(grouped=[group.receiver])
         return Dispatch(grouped=[group.receiver])
 
@@ -313,9 +316,14 @@ class Pipeline:
         ))
 
     def _next_tick(self, route: Route, now: datetime, has_muted: bool) -> datetime | None:
-        seconds = route.group_interval or route.repeat_interval
-        if has_muted:
-            seconds = max(seconds, MUTED_RECHECK_SECONDS) if seconds else MUTED_RECHECK_SECONDS
+        """The next time a group with alerts left is looked at: every group_interval (changes
+        wait for it), else to re-check muted alerts, else when a reminder is due."""
+        if route.group_interval:
+            seconds = route.group_interval
+        elif has_muted:
+            seconds = MUTED_RECHECK_SECONDS
+        else:
+            seconds = route.repeat_interval
         return now + timedelta(seconds=seconds) if seconds else None
 
     def mutes(self, labels: dict[str, str], fp: str, now: datetime,

@@ -1,0 +1,291 @@
+"""Issue 12: the alerting pipeline against Azurite and real local HTTP receivers.
+
+Fired then Resolved reach the same receivers once each; ten alerts of one rule within
+group_wait are one notification listing ten; a silenced alert sends nothing and its silence is
+audited; an alert nothing else matches reaches the root receiver; inhibition; the outbox view
+and retry; the watchdog. Group timing is driven by `sweep(now=...)` (what the timer and the
+queue trigger call), never by sleeping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pitcrew.alerting import api as alerting_api
+from pitcrew.auth import encode_principal
+from pitcrew.bootstrap import get_services, reset_services
+from pitcrew.intake import api
+from pitcrew.rotation import messages as rotation_messages
+from pitcrew.runtime import reset_runtime
+from tests.conftest import SAMPLES
+from tests.receiver import Receiver
+
+OPERATOR = {"X-MS-CLIENT-PRINCIPAL": encode_principal("ops@example.com", ["Operator"])}
+
+
+@pytest.fixture
+def pager() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(autouse=True)
+def _auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+
+
+def write(policy: Path, text: str) -> None:
+    policy.write_text(text)
+    reset_runtime()
+    reset_services()
+
+
+def tree_policy(hook: Receiver, pager: Receiver, *, group_wait: str = "0s",
+                group_by: str = "[alertRule]", extra: str = "", child: str = "") -> str:
+    return (
+        "version: 1\n"
+        "receivers:\n"
+        f"  hook: {{type: webhook, url: '{hook.url}', timeout_seconds: 1}}\n"
+        f"  pager: {{type: webhook, url: '{pager.url}', timeout_seconds: 1}}\n"
+        "route:\n"
+        "  receiver: hook\n"
+        f"  group_by: {group_by}\n"
+        f"  group_wait: {group_wait}\n"
+        "  group_interval: 0s\n"
+        "  repeat_interval: 4h\n"
+        "  routes:\n"
+        + (child or
+           "    - matchers: ['severity=\"critical\"']\n"
+           "      receiver: pager\n"
+           "      continue: true\n"
+           "    - matchers: ['kind=\"alert\"']\n"
+           "      receiver: hook\n")
+        + "outbox: {base_delay_seconds: 0.01, max_delay_seconds: 0.05}\n"
+        + extra
+    )
+
+
+def alert(alert_id: str, *, rule: str = "sb-deadletter-depth", sev: str = "Sev2",
+          condition: str = "Fired", rg: str = "sample-rg") -> bytes:
+    payload = json.loads((SAMPLES / "common-alert-metric.json").read_text())
+    essentials = payload["data"]["essentials"]
+    essentials["alertId"] = (
+        f"/subscriptions/0/providers/Microsoft.AlertsManagement/alerts/{alert_id}")
+    essentials["alertRule"] = rule
+    essentials["severity"] = sev
+    essentials["monitorCondition"] = condition
+    essentials["alertTargetIDs"] = [
+        f"/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/{rg}/providers/"
+        "microsoft.servicebus/namespaces/sample-sb"
+    ]
+    if condition == "Resolved":
+        essentials["resolvedDateTime"] = "2026-11-21T14:10:00Z"
+    return json.dumps(payload).encode()
+
+
+def post(body: bytes) -> dict[str, Any]:
+    result = api.receive_alert({}, body)
+    assert result.status == 200, result.body
+    return dict(result.body)
+
+
+def audit(action: str) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    records = get_services().audit.query(since=now - timedelta(hours=1),
+                                         until=now + timedelta(minutes=1))
+    return [r.to_dict() for r in records if r.action == action]
+
+
+def test_fired_then_resolved_reach_the_same_receivers_once_each(
+    pitcrew_env: Path, receiver: Receiver, pager: Receiver
+) -> None:
+    write(pitcrew_env, tree_policy(receiver, pager))
+    fired = alert("a1", sev="Sev1")
+    post(fired)
+    assert post(fired)["outcome"] == "duplicate"
+    assert [m["status"] for m in receiver.received] == ["firing"]
+    assert [m["status"] for m in pager.received] == ["firing"]
+    # The pager route is gone by the time it resolves: the Resolved still goes to exactly the
+    # receivers that got the Fired (the group remembers them).
+    write(pitcrew_env, tree_policy(receiver, pager, child=(
+        "    - matchers: ['kind=\"alert\"']\n      receiver: hook\n")))
+    resolved = alert("a1", sev="Sev1", condition="Resolved")
+    post(resolved)
+    assert post(resolved)["outcome"] == "duplicate"
+    get_services().alerting.sweep(now=datetime.now(UTC) + timedelta(hours=5))
+    assert [m["status"] for m in receiver.received] == ["firing", "resolved"]
+    assert [m["status"] for m in pager.received] == ["firing", "resolved"]
+    assert receiver.received[1]["alerts"][0]["status"] == "resolved"
+    # The group resolved: nothing is left active.
+    body = alerting_api.list_alerts(OPERATOR, {}).body
+    assert body["groups"] == []
+
+
+def test_a_resolved_nobody_heard_fire_is_not_sent(
+    pitcrew_env: Path, receiver: Receiver, pager: Receiver
+) -> None:
+    write(pitcrew_env, tree_policy(receiver, pager))
+    outcome = post(alert("never-fired", condition="Resolved"))
+    assert "not sent" in outcome["detail"]
+    assert receiver.received == [] and pager.received == []
+
+
+def test_ten_alerts_of_one_rule_within_group_wait_are_one_notification(
+    pitcrew_env: Path, receiver: Receiver, pager: Receiver
+) -> None:
+    write(pitcrew_env, tree_policy(receiver, pager, group_wait="30s"))
+    with ThreadPoolExecutor(max_workers=5) as pool:  # concurrent deliveries, one group
+        outcomes = list(pool.map(lambda i: post(alert(f"ten-{i}")), range(10)))
+    assert {o["outcome"] for o in outcomes} == {"handled"}
+    assert all("grouped" in o["detail"] for o in outcomes)
+    assert receiver.received == []
+    (group,) = alerting_api.list_alerts(OPERATOR, {}).body["groups"]
+    assert len(group["alerts"]) == 10 and group["labels"] == {"alertRule": "sb-deadletter-depth"}
+    services = get_services()
+    assert services.alerting.sweep() == []  # not due yet
+    later = datetime.now(UTC) + timedelta(seconds=31)
+    assert services.alerting.sweep(now=later) == [group["id"]]
+    services.alerting.sweep(now=later)  # again: nothing new
+    alerting_api.flush_group(group["id"])  # a late queue wake-up: nothing new either
+    (message,) = receiver.received
+    assert len(message["alerts"]) == 10
+    assert message["status"] == "firing" and message["groupKey"] == group["groupKey"]
+    assert "10 firing" in message["title"]
+    assert len(audit("alerting.notify")) == 1
+
+
+def test_a_silenced_alert_sends_nothing_and_its_silence_is_audited(
+    pitcrew_env: Path, receiver: Receiver, pager: Receiver
+) -> None:
+    write(pitcrew_env, tree_policy(receiver, pager))
+    created = alerting_api.silences("POST", OPERATOR, {}, json.dumps({
+        "matchers": ["alertRule=sb-deadletter-depth"], "for": "2h",
+        "comment": "planned maintenance"}).encode())
+    assert created.status == 201, created.body
+    silence_id = created.body["id"]
+    outcome = post(alert("silenced-1"))
+    assert outcome["detail"] == "notification silenced"
+    assert receiver.received == [] and pager.received == []
+    (record,) = audit("alerting.silence.create")
+    assert record["actor"] == "user:ops@example.com"
+    assert record["details"]["comment"] == "planned maintenance"
+    (notified,) = audit("notify.alert")
+    assert notified["outcome"] == "silenced"
+    assert notified["details"]["mutedBy"]["silences"] == [silence_id]
+    (group,) = alerting_api.list_alerts(OPERATOR, {}).body["groups"]
+    assert group["alerts"][0]["silencedBy"] == [silence_id]
+    # Another rule is not silenced.
+    post(alert("loud-1", rule="cpu-high"))
+    assert len(receiver.received) == 1
+    # Expire: audited, listed as expired; expiring again changes nothing.
+    expired = alerting_api.expire_silence(OPERATOR, silence_id)
+    assert expired.status == 200 and expired.body["state"] == "expired"
+    assert alerting_api.expire_silence(OPERATOR, silence_id).status == 200
+    assert len(audit("alerting.silence.expire")) == 1
+    listed = alerting_api.silences("GET", OPERATOR, {"state": "expired"}, b"").body
+    assert [s["id"] for s in listed["silences"]] == [silence_id]
+    # Once the silence is over the muted alert is told at the group's next tick.
+    get_services().alerting.sweep(now=datetime.now(UTC) + timedelta(minutes=2))
+    assert any(m["title"].startswith("[Fired] sb-deadletter-depth") for m in receiver.received)
+
+
+def test_silences_need_the_operator_role_and_valid_input(pitcrew_env: Path) -> None:
+    reader = {"X-MS-CLIENT-PRINCIPAL": encode_principal("r@example.com", ["Reader"])}
+    body = json.dumps({"matchers": ["alertRule=x"], "for": "1h", "comment": "c"}).encode()
+    assert alerting_api.silences("POST", reader, {}, body).status == 403
+    assert alerting_api.silences("POST", {}, {}, body).status == 401
+    for bad, field in [({"matchers": [], "for": "1h", "comment": "c"}, "matchers"),
+                       ({"matchers": ["alertRule=~\"(\""], "for": "1h", "comment": "c"},
+                        "matchers[0]"),
+                       ({"matchers": ["alertRule=~\".*\""], "for": "1h", "comment": "c"},
+                        "matchers"),
+                       ({"matchers": ["alertRule=x"], "for": "soon", "comment": "c"}, "for"),
+                       ({"matchers": ["alertRule=x"], "for": "1h"}, "comment")]:
+        answer = alerting_api.silences("POST", OPERATOR, {}, json.dumps(bad).encode())
+        assert answer.status == 400 and answer.body["field"] == field, (bad, answer.body)
+    assert alerting_api.expire_silence(OPERATOR, "0" * 32).status == 404
+    assert alerting_api.expire_silence(OPERATOR, "../x").status == 400
+
+
+def test_an_alert_nothing_else_matches_reaches_the_root_receiver(
+    pitcrew_env: Path, receiver: Receiver, pager: Receiver
+) -> None:
+    write(pitcrew_env, tree_policy(receiver, pager, child=(
+        "    - matchers: ['alertRule=\"disk-full\"']\n      receiver: pager\n")))
+    post(alert("root-1", rule="sb-deadletter-depth"))
+    assert len(receiver.received) == 1 and pager.received == []
+    assert get_services().alerting.receivers_for(
+        get_services().outbox.pending()[0].notification if get_services().outbox.pending()
+        else _expiry()) == ["hook"]
+
+
+def _expiry() -> Any:
+    from pitcrew.notify.model import Notification
+
+    return Notification(id="x", dedup_key="x", kind="expiry", severity="warning",
+                        status="firing", title="t", summary="s", correlation_id="c")
+
+
+def test_inhibition_mutes_the_target_never_the_source_itself(
+    pitcrew_env: Path, receiver: Receiver, pager: Receiver
+) -> None:
+    write(pitcrew_env, tree_policy(receiver, pager, extra=(
+        "inhibit_rules:\n"
+        "  - source_matchers: ['severity=\"critical\"']\n"
+        "    target_matchers: ['kind=\"alert\"']\n"
+        "    equal: [resourceGroup]\n")))
+    post(alert("src-1", rule="namespace-down", sev="Sev0"))  # matches source and target
+    assert len(pager.received) == 1  # never inhibited by itself
+    outcome = post(alert("tgt-1", rule="queue-depth", sev="Sev2"))
+    assert outcome["detail"] == "notification inhibited"
+    post(alert("other-rg", rule="queue-depth-2", sev="Sev2", rg="other-rg"))
+    titles = [m["title"] for m in receiver.received]
+    assert any("namespace-down" in t for t in titles)
+    assert any("queue-depth-2" in t for t in titles)
+    assert not any("queue-depth (" in t for t in titles)
+
+
+def test_rotation_failure_is_resolved_by_a_later_success(
+    pitcrew_env: Path, receiver: Receiver, pager: Receiver
+) -> None:
+    write(pitcrew_env, tree_policy(receiver, pager))
+    data = {"vault": "kv", "secret": "db", "strategy": "cosmos-keys", "trigger_version": "v1"}
+    pipeline = get_services().alerting
+    pipeline.send(rotation_messages.failed("run-1", data, "the provider said no.", None))
+    pipeline.send(rotation_messages.rotated("run-2", {**data, "new_version": "v2"}))
+    assert [m["status"] for m in pager.received] == ["firing", "resolved"]
+    # A success that resolves nothing is still news, sent once on its own.
+    pipeline.send(rotation_messages.rotated("run-3", {**data, "new_version": "v3"}))
+    assert receiver.received[-1]["id"] == "rotation:run-3:succeeded"
+
+
+def test_the_outbox_view_and_retry(pitcrew_env: Path, receiver: Receiver,
+                                   pager: Receiver) -> None:
+    write(pitcrew_env, tree_policy(receiver, pager, extra=(
+        "alerting: {watchdog: {after_attempts: 1, receiver: pager}}\n")))
+    receiver.status = 500
+    post(alert("retry-1"))
+    page = alerting_api.list_notifications(OPERATOR, {"status": "failed"}).body
+    (failed,) = page["notifications"]
+    assert failed["attempts"] == 1 and failed["lastError"] == "HTTP 500"
+    assert alerting_api.list_notifications(OPERATOR, {"status": "nope"}).status == 400
+    # The watchdog raises one pitcrew alert to its receiver, once.
+    services = get_services()
+    assert alerting_api.watch_deliveries(services) == 1
+    assert alerting_api.watch_deliveries(services) == 0
+    (stuck,) = pager.received
+    assert stuck["kind"] == "pitcrew" and "hook" in stuck["title"]
+    receiver.status = 200
+    retried = alerting_api.retry_notification(OPERATOR, failed["id"])
+    assert retried.status == 200 and retried.body["result"] == "delivered"
+    assert len(receiver.received) == 1
+    assert alerting_api.retry_notification(OPERATOR, failed["id"]).body["result"] == "already"
+    assert [r["details"]["result"] for r in audit("notify.retry")] == ["delivered", "already"]
+    assert alerting_api.retry_notification(OPERATOR, "!!").status == 400
