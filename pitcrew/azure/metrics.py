@@ -34,8 +34,8 @@ class AzureMetrics:
         best: float | None = None
         for found in result.metrics:
             for series in found.timeseries:
-                values = [getattr(p, field, None) for p in series.data]
-                values = [v for v in values if v is not None]
+                values = [float(v) for p in series.data
+                          if (v := getattr(p, field, None)) is not None]
                 if values and (best is None or values[-1] > best):
-                    best = float(values[-1])
+                    best = values[-1]
         return best

@@ -161,4 +161,4 @@ def _threshold_line(state: QuotaState) -> None:
 
 
 def level_rank(level: str) -> int:
-    return LEVELS.index(level) if level in LEVELS else 0  # type: ignore[arg-type]
+    return LEVELS.index(level) if level in LEVELS else 0
