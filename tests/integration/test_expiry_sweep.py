@@ -49,6 +49,8 @@ def local_azure() -> Iterator[LocalAzure]:
         "certificates": {VAULT: {
             # self-signed, auto-renew at 80% was due long ago and did not happen
             "edge-self": {"issuer": "Self", "created": NOW - 330 * DAY, "exp": NOW + 5 * DAY},
+            # self-signed, auto-renew missed: its CertificateNearExpiry event renews it
+            "event-self": {"issuer": "Self", "created": NOW - 330 * DAY, "exp": NOW + 40 * DAY},
             # a CA outside Key Vault: a person renews it
             "edge-ext": {"issuer": "Unknown", "created": NOW - 330 * DAY, "exp": NOW + 5 * DAY,
                          "tags": {"owner": "team-edge"}},
@@ -347,3 +349,40 @@ def test_the_demo_sweep_shows_each_class(
         assert endpoint.vault_operations("sample-kv") == {
             "keys": {"payments-signing": 1}, "certificates": {"edge-tls": 1}}
         assert len(summaries(receiver)) == 2  # the plan's and the sweep's, one each
+
+
+def _certificate_event(name: str, version: str, event_id: str) -> bytes:
+    return json.dumps([{
+        "id": event_id,
+        "topic": f"/subscriptions/{SUB}/resourceGroups/rot-rg/providers/Microsoft.KeyVault/"
+                 f"vaults/{VAULT}",
+        "subject": name, "eventType": "Microsoft.KeyVault.CertificateNearExpiry",
+        "eventTime": datetime.now(UTC).isoformat(),
+        "data": {"Id": f"https://{VAULT}.vault.azure.net/certificates/{name}/{version}",
+                 "VaultName": VAULT, "ObjectType": "Certificate", "ObjectName": name,
+                 "Version": version, "NBF": None, "EXP": NOW + 5 * DAY},
+        "dataVersion": "1", "metadataVersion": "1"}]).encode()
+
+
+def test_certificate_events_renew_once_or_tell_the_owner(
+        world: RotationWorld, local_azure: LocalAzure, receiver: Receiver) -> None:
+    from azure.keyvault.certificates import CertificateClient
+
+    configure(world, EXPIRY.replace("window_days: 30", "window_days: 45"))
+    client = CertificateClient(local_azure.vault_url(VAULT), LocalCredential("t"),
+                               **local_azure.keyvault_client_kwargs())
+    before = local_azure.vault_operations(VAULT)["certificates"]
+    version = str(client.get_certificate("event-self").properties.version)
+    assert outcome(deliver(_certificate_event("event-self", version, "evt-c1"))) == "handled"
+    assert outcome(deliver(_certificate_event("event-self", version, "evt-c2"))) == "handled"
+    sweep()  # finds the renewed version: nothing more
+    ops = local_azure.vault_operations(VAULT)["certificates"]
+    assert ops["event-self"] == before["event-self"] + 1
+    external = str(client.get_certificate("edge-ext").properties.version)
+    assert outcome(deliver(_certificate_event("edge-ext", external, "evt-c3"))) == "handled"
+    told = [n for n in receiver.received if str(n["id"]).startswith("certificate:")
+            and "edge-ext" in n["title"]]
+    assert len(told) == 1 and told[0]["facts"]["Owner"] == "team-edge"
+    assert "pending merge" in told[0]["summary"]
+    assert local_azure.vault_operations(VAULT)["certificates"]["edge-ext"] == \
+        before["edge-ext"]
