@@ -57,6 +57,9 @@ param serviceBusEventNamespaceIds array = []
 @description('Let pitcrew request quota increases itself (Quota Request Operator on the subscription). Otherwise it only reads quota usage.')
 param quotaAutoIncrease bool = false
 
+@description('Resources whose metrics pitcrew reads as capacity (the policy\'s quota.capacity): Monitoring Reader on each (Cosmos DB accounts, Service Bus namespaces, storage accounts).')
+param capacityResourceIds array = []
+
 @description('Resource ids of container registries pitcrew purges old images from.')
 param purgedRegistryIds array = []
 
@@ -275,6 +278,15 @@ module quotaAccess 'modules/quota-access.bicep' = {
     principalId: identities.outputs.appIdentityPrincipalId
   }
 }
+
+module quotaMetricsAccess 'modules/quota-metrics-access.bicep' = [for id in capacityResourceIds: {
+  name: 'pitcrew-quota-metrics-${uniqueString(id)}'
+  scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+  params: {
+    resourceId: id
+    principalId: identities.outputs.appIdentityPrincipalId
+  }
+}]
 
 // ---------------------------------------------------------------------------------------------
 // Watched Key Vaults: Secrets Officer on each rotated secret (or the vault when the names are not

@@ -226,8 +226,10 @@ resource failedRotations 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   }
 }
 
-// Quota usage: pitcrew's quota scan logs a line starting with "pitcrew.quota.threshold" for each
-// quota above its policy threshold (docs/deploy.md#telemetry); one alert per quota name.
+// Quota usage: pitcrew's quota scan (pitcrew/quota/scan.py) logs, for each quota above a policy
+// threshold (percent used or days to exhaustion), one line
+//   pitcrew.quota.threshold <quota> <location> <provider> <subscription> level=... percent=... days=...
+// One alert per quota, location, provider and subscription; it resolves when the lines stop.
 resource quotaUsage 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   name: '${namePrefix}-quota-usage'
   location: location
@@ -245,18 +247,16 @@ resource quotaUsage 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
     criteria: {
       allOf: [
         {
-          query: 'traces | where message startswith "pitcrew.quota.threshold" | extend Quota = tostring(split(message, " ")[1]) | summarize hits = count() by Quota'
+          query: 'traces | where message startswith "pitcrew.quota.threshold " | extend f = split(message, " ") | extend Quota = tostring(f[1]), Location = tostring(f[2]), Provider = tostring(f[3]), Subscription = tostring(f[4]) | summarize hits = count() by Quota, Location, Provider, Subscription'
           timeAggregation: 'Total'
           metricMeasureColumn: 'hits'
-          dimensions: [
-            {
-              name: 'Quota'
-              operator: 'Include'
-              values: [
-                '*'
-              ]
-            }
-          ]
+          dimensions: [for d in ['Quota', 'Location', 'Provider', 'Subscription']: {
+            name: d
+            operator: 'Include'
+            values: [
+              '*'
+            ]
+          }]
           operator: 'GreaterThan'
           threshold: 0
           failingPeriods: {

@@ -41,6 +41,7 @@ KNOWN_BUILTIN_ROLES = {
     "7f951dda-4ed3-4680-a7ca-43fe172d538d": "AcrPull",
     "73c42c96-874c-492b-b04d-ab87d138a893": "Log Analytics Reader",
     "0e5f05e5-9ab9-446b-b98d-1e2157c94125": "Quota Request Operator",
+    "43d0d8ad-25c7-4714-9337-8ba259a9fe05": "Monitoring Reader",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "d5a91429-5739-47e2-a06b-3470a27159e7": "EventGrid Data Sender",
 }
