@@ -32,7 +32,8 @@ $(NODE_STAMP): package.json package-lock.json
 install: $(PY_STAMP) $(NODE_STAMP)
 
 run: install
-	$(VENV)/bin/pitcrew dev --policy examples/pitcrew.demo.yaml --allow-dev-principal
+	PITCREW_QUOTA_AUTO_INCREASE=$${PITCREW_QUOTA_AUTO_INCREASE:-true} \
+	  $(VENV)/bin/pitcrew dev --policy examples/pitcrew.demo.yaml --allow-dev-principal
 
 # checkov runs first, in its own virtual environment (.venv-checkov), so pytest's summary is
 # the last line of the output.
