@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+
 from pitcrew.deadletter.model import Group
 from pitcrew.deadletter.policy import DeadletterPolicy
+from pitcrew.deadletter.ports import DeadletterServices
 from pitcrew.links import public_url, safe_link
 from pitcrew.notify.model import Action, Notification
+
+log = logging.getLogger(__name__)
+
+
+def resolve_group(dl: DeadletterServices, group_id: str, why: str) -> None:
+    """The group's alert resolves once no failed message is left in it (replayed, archived or
+    purged): its receivers are told, once. A failure here is logged, never raised: the
+    operation that emptied the group succeeded."""
+    try:
+        if next(dl.store.in_group(group_id, status="failed"), None) is not None:
+            return
+        dl.router.resolve(f"deadletter:{group_id}",
+                          summary=f"Dead-letter group {group_id} has no failed message left: "
+                                  f"{why}.")
+    except Exception:
+        log.exception("dead-letter group %s: could not resolve its alert", group_id)
 
 
 def group_link(group_id: str, policy: DeadletterPolicy) -> str | None:

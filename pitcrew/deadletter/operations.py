@@ -12,6 +12,7 @@ from pitcrew.audit import AuditRecord, app_identity
 from pitcrew.deadletter.bodies import view as body_view
 from pitcrew.deadletter.grouping import message_id as new_message_id
 from pitcrew.deadletter.model import FailedMessage, MessageFilter, plain_properties, utcnow
+from pitcrew.deadletter.notices import resolve_group
 from pitcrew.deadletter.ports import DeadletterServices
 from pitcrew.errors import Forbidden, InvalidInput
 
@@ -100,6 +101,8 @@ def archive(dl: DeadletterServices, *, actor: str, group: str | None,
               for m in candidates if m.status == "failed"]
     done = dl.store.update_many(wanted)
     result = {"archived": len(done), "skipped": len(candidates) - len(done)}
+    if group and done:
+        resolve_group(dl, group, f"archived by {actor}")
     dl.audit.append(AuditRecord(
         actor=actor, action="dlq.archive", target=f"dlq-group:{group}" if group else
         f"dlq-messages:{len(ids)}", outcome="succeeded", correlation_id=group or ids[0],

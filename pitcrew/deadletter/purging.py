@@ -18,6 +18,7 @@ from typing import Any
 
 from pitcrew.audit import AuditRecord
 from pitcrew.deadletter.model import FailedMessage
+from pitcrew.deadletter.notices import resolve_group
 from pitcrew.deadletter.policy import ServiceBusSource
 from pitcrew.deadletter.ports import DeadletterServices
 from pitcrew.http.models import PurgeRequest
@@ -66,6 +67,7 @@ def purge_now(dl: DeadletterServices, request: PurgeRequest, actor: str) -> dict
             next(store.in_group(request.group), None) is None:
         store.delete_group(request.group)
         result["groupDeleted"] = True
+        resolve_group(dl, request.group, f"purged by {actor}")
     result.update(purged=len(chosen), brokerDeleted=broker)
     dl.audit.append(AuditRecord(
         actor=actor, action="dlq.purge.now", target=_target(request), outcome="succeeded",

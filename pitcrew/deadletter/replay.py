@@ -49,6 +49,7 @@ from pitcrew.deadletter.model import (
     Target,
     utcnow,
 )
+from pitcrew.deadletter.notices import resolve_group
 from pitcrew.deadletter.ports import DeadletterServices, Sender
 from pitcrew.deadletter.targets import ReplayTargets, TargetRefused
 from pitcrew.errors import ConfigurationError, InvalidInput, RetryLater
@@ -617,6 +618,9 @@ class ReplayWorker:
             data["total"] = _done(counts)
         run.status, run.step = status, "done"
         self._save(run, lease=False)
+        group = data["selection"].get("group")
+        if group and run.status == "succeeded" and not data["dryRun"]:
+            resolve_group(self.dl, group, "replayed")
         self.dl.audit.append(AuditRecord(
             actor=data["actor"], action="dlq.replay", target=_selection_label(data["selection"]),
             outcome=("planned" if data["dryRun"] else

@@ -289,3 +289,26 @@ def test_the_outbox_view_and_retry(pitcrew_env: Path, receiver: Receiver,
     assert alerting_api.retry_notification(OPERATOR, failed["id"]).body["result"] == "already"
     assert [r["details"]["result"] for r in audit("notify.retry")] == ["delivered", "already"]
     assert alerting_api.retry_notification(OPERATOR, "!!").status == 400
+
+
+def test_a_dead_letter_group_fires_escalates_and_resolves_once(
+    pitcrew_env: Path, receiver: Receiver, pager: Receiver
+) -> None:
+    from pitcrew.deadletter.model import Group
+    from pitcrew.deadletter.notices import group_notification
+
+    write(pitcrew_env, tree_policy(receiver, pager))
+    services = get_services()
+    now = datetime.now(UTC)
+    group = Group(id="0123456789ab", source="orders", entity="orders", cause="boom",
+                  reason="r", description="d", count=3, first_seen=now, last_seen=now)
+    dlq_policy = services.policy.deadletter
+    services.alerting.send(group_notification(group, 1, dlq_policy))
+    services.alerting.send(group_notification(group, 1, dlq_policy))  # the same news: nothing
+    services.alerting.send(group_notification(group, 10, dlq_policy))  # a threshold: news
+    assert [m["id"] for m in receiver.received] == [
+        "deadletter:0123456789ab:1", "deadletter:0123456789ab:10"]
+    services.alerting.resolve("deadletter:0123456789ab", summary="replayed")
+    services.alerting.resolve("deadletter:0123456789ab", summary="replayed")
+    assert [m["status"] for m in receiver.received] == ["firing", "firing", "resolved"]
+    assert alerting_api.list_alerts(OPERATOR, {}).body["groups"] == []
