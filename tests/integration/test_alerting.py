@@ -312,3 +312,26 @@ def test_a_dead_letter_group_fires_escalates_and_resolves_once(
     services.alerting.resolve("deadletter:0123456789ab", summary="replayed")
     assert [m["status"] for m in receiver.received] == ["firing", "firing", "resolved"]
     assert alerting_api.list_alerts(OPERATOR, {}).body["groups"] == []
+
+
+def test_get_and_post_on_the_alerts_route_are_two_functions_on_the_local_host(
+    pitcrew_env: Path, receiver: Receiver
+) -> None:
+    """POST /api/alerts keeps its function key; GET /api/alerts is an operator route."""
+    import os
+
+    import httpx
+
+    import function_app
+    from pitcrew_dev.host import build_host, serving
+
+    host = build_host(function_app.app, function_key="k", allow_dev_principal=True,
+                      settings=os.environ)
+    with serving(host) as url:
+        assert httpx.post(f"{url}/api/alerts", content=alert("host-1")).status_code == 401
+        posted = httpx.post(f"{url}/api/alerts", content=alert("host-1"),
+                            headers={"x-functions-key": "k"})
+        assert posted.status_code == 200, posted.text
+        assert httpx.get(f"{url}/api/alerts").status_code == 401  # no principal
+        listed = httpx.get(f"{url}/api/alerts", headers=OPERATOR)
+        assert listed.status_code == 200 and "groups" in listed.json()
