@@ -87,8 +87,9 @@ class IncreaseBody(RequestModel):
     """`POST /api/quota/requests`: {"quota": "SCOPE/NAME", "limit": N, "dryRun": true,
     "reason": "..."}; dryRun defaults to true (see what would be asked first)."""
 
-    quota: Annotated[QuotaId, BeforeValidator(_quota_id)]
-    limit: Annotated[int, BeforeValidator(_new_limit)]
+    # Defaults run through the validators too (validate_default): a missing field is a 400.
+    quota: Annotated[QuotaId | None, BeforeValidator(_quota_id)] = None
+    limit: Annotated[int | None, BeforeValidator(_new_limit)] = None
     dry_run: Annotated[bool, BeforeValidator(_dry_run)] = Field(default=True, alias="dryRun")
     reason: Annotated[str, BeforeValidator(_reason)] = "requested by an operator"
 
@@ -122,6 +123,7 @@ def create_request(headers: Mapping[str, str], body: bytes) -> HttpResult:
     request once sent, 200 with the open request when one exists already."""
     principal = require(headers, Role.OPERATOR)
     request = IncreaseBody.from_body(body)
+    assert request.quota is not None and request.limit is not None  # the validators saw to it
     q = _q()
     state = q.store.get(request.quota)
     if state is None:
