@@ -29,6 +29,12 @@ from pitcrew.alerting.policy import (
     translate_flat_routes,
     tree_problems,
 )
+from pitcrew.alerting.receivers.email import EmailConfig
+from pitcrew.alerting.receivers.eventgrid import EventGridConfig
+from pitcrew.alerting.receivers.pagerduty import PagerDutyConfig
+from pitcrew.alerting.receivers.slack import SlackConfig
+from pitcrew.alerting.receivers.teams import TeamsConfig
+from pitcrew.alerting.receivers.webhook import WebhookConfig
 from pitcrew.deadletter.policy import DeadletterPolicy
 from pitcrew.errors import PolicyInvalid
 from pitcrew.housekeeping.policy import ExpiryPolicy
@@ -46,45 +52,14 @@ _NAME = r"^[a-z][a-z0-9-]{0,62}$"
 _SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class WebhookChannel(StrictModel):
-    """A generic JSON webhook: one POST per notification, `Idempotency-Key` header set."""
-
-    type: Literal["webhook"]
-    url: HttpUrl | None = Field(default=None, description="The endpoint, when it holds no token.")
-    url_setting: str | None = Field(
-        default=None,
-        description="Name of the app setting holding the URL (a Key Vault reference in Azure), "
-        "for URLs that embed a token.",
-    )
-    headers_setting: str | None = Field(
-        default=None,
-        description="Name of an app setting holding extra headers as JSON (e.g. an auth header).",
-    )
-    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
-
-    @model_validator(mode="after")
-    def _one_url_source(self) -> WebhookChannel:
-        if (self.url is None) == (self.url_setting is None):
-            raise ValueError("give exactly one of 'url' or 'url_setting'")
-        for name in (self.url_setting, self.headers_setting):
-            if name is not None and not _SETTING.match(name):
-                raise ValueError(f"{name!r} is not a valid app setting name")
-        return self
-
-    def resolved_url(self) -> str:
-        if self.url is not None:
-            return str(self.url)
-        assert self.url_setting is not None
-        value = os.environ.get(self.url_setting, "").strip()
-        if not value:
-            raise LookupError(f"app setting {self.url_setting} (webhook URL) is not set")
-        return value
-
-
 # The receivers' config models, one per `type` (pitcrew/alerting/receivers/<type>.py define
-# theirs; each is added to this union, discriminated by `type`).
-ReceiverConfig = Annotated[WebhookChannel, Field(discriminator="type")]
+# theirs); the policy's `receivers:` map is their union, discriminated by `type`.
+ReceiverConfig = Annotated[
+    WebhookConfig | PagerDutyConfig | TeamsConfig | SlackConfig | EmailConfig | EventGridConfig,
+    Field(discriminator="type"),
+]
 Channel = ReceiverConfig  # the earlier name
+WebhookChannel = WebhookConfig  # the earlier name
 
 
 class RouteMatch(StrictModel):
