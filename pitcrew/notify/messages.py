@@ -77,7 +77,9 @@ def expiry_notification(
         Action(label="Check the new version's expiry after renewing", command=_check_command(event))
     )
     return Notification(
-        id=f"expiry:{event.id}",
+        # The event's identity is its source and id (claim_key); the id alone would let
+        # another publisher's event with the same id take this notification's place.
+        id=f"expiry:{event.id}|{event.event.claim_key[:16]}",
         dedup_key=f"expiry:{event.vault_name}/{kind}s/{event.object_name}",
         kind="expiry",
         severity="critical" if urgent else "warning",
