@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +43,7 @@ CLASSES = ("expired", "expiring", "no-expiry", "ok", "disabled")
 ACTIONABLE = ("expired", "expiring")
 SWEEP_SCOPE = "expiry-sweep"
 LIST_COMMAND = "pitcrew expiry --vault {vault} --class expiring"
+PARALLEL_VAULTS = 4
 
 
 def classify(props: ObjectProperties, *, now: datetime, window: timedelta,
@@ -111,9 +113,15 @@ class Sweeper:
         return f"sweep:{self.sweep_id}"
 
     def run(self, vaults: Iterable[str] | None = None) -> SweepReport:
+        """Sweep each vault; up to PARALLEL_VAULTS at once (the sweep waits on Key Vault)."""
         report = SweepReport(self.sweep_id, self.plan, self.fix)
-        for vault in vaults if vaults is not None else self.policy.vaults:
-            report.vaults.append(self.sweep_vault(vault))
+        names = list(vaults if vaults is not None else self.policy.vaults)
+        if len(names) <= 1:
+            report.vaults = [self.sweep_vault(name) for name in names]
+            return report
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_VAULTS, len(names)),
+                                thread_name_prefix="expiry-sweep") as pool:
+            report.vaults = list(pool.map(self.sweep_vault, names))
         return report
 
     # ------------------------------------------------------------------ one vault
