@@ -33,6 +33,7 @@ from tests.receiver import Receiver
 
 NOW = int(time.time())
 DAY = 86400
+OTHER = "rot-kv-two"
 ROTATOR = {"X-MS-CLIENT-PRINCIPAL": encode_principal("ops@example.com", ["Rotator"])}
 READER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("eve@example.com", ["Reader"])}
 
@@ -40,7 +41,8 @@ READER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("eve@example.com", ["Reader"
 @pytest.fixture(scope="module")
 def local_azure() -> Iterator[LocalAzure]:
     config: dict[str, Any] = {
-        "vaults": [VAULT],
+        "vaults": [VAULT, OTHER],
+        "secrets": {OTHER: {"other-no-expiry": {"value": "v"}}},
         "keys": {VAULT: {
             "signing": {"exp": NOW + 2 * DAY},  # near expiry, a rule rotates it
             "racing": {"exp": NOW + 2 * DAY},   # near expiry, event and sweep race
@@ -62,7 +64,7 @@ def local_azure() -> Iterator[LocalAzure]:
 
 EXPIRY = f"""
 expiry:
-  vaults: [{VAULT}]
+  vaults: [{VAULT}, {OTHER}]
   window_days: 30
   hygiene:
     retention_days: 30
@@ -152,9 +154,10 @@ def test_the_sweep_finds_what_events_miss_and_acts_once(
     # The external issuer's certificate: the owner and the exact action.
     assert "team-edge" in by_name["edge-ext"]["action"]
     assert local_azure.vault_operations(VAULT)["certificates"]["edge-ext"] == 0
-    # One notification for the vault.
-    assert [s["facts"]["Vault"] for s in summaries(receiver)] == [VAULT]
-    assert report.vaults[0].notified == "delivered"
+    # One notification per vault.
+    assert sorted(s["facts"]["Vault"] for s in summaries(receiver)) == [VAULT, OTHER]
+    assert [v.notified for v in report.vaults] == ["delivered", "delivered"]
+    assert {f["name"] for f in findings(vault=OTHER)} == {"other-no-expiry"}
 
     # Sweeping again (and again) acts on nothing twice.
     sweep()
