@@ -129,6 +129,12 @@ class Runtime:
         self._lock = threading.RLock()
         self._cache: dict[str, Any] = {}
         self._policy: tuple[float, Policy] | None = None
+        # Benches only (never set by the product): builds the azure-core transport each Storage
+        # client (tables, blobs, queues) sends through, e.g. one counting round trips.
+        self.storage_transport: Callable[[], Any] | None = None
+
+    def storage_client_kwargs(self) -> dict[str, Any]:
+        return {"transport": self.storage_transport()} if self.storage_transport else {}
 
     def cached(self, key: str, build: Callable[[], T]) -> T:
         with self._lock:
@@ -149,10 +155,11 @@ class Runtime:
 
             if self.settings.storage_connection_string:
                 return TableServiceClient.from_connection_string(
-                    self.settings.storage_connection_string
+                    self.settings.storage_connection_string, **self.storage_client_kwargs()
                 )
             return TableServiceClient(
-                endpoint=self.settings.table_endpoint, credential=self.credential
+                endpoint=self.settings.table_endpoint, credential=self.credential,
+                **self.storage_client_kwargs(),
             )
 
         return self.cached("table_service", build)
@@ -196,7 +203,7 @@ class Runtime:
                 if conn == DEVELOPMENT_STORAGE:
                     conn = azurite_connection_string()
             if conn:
-                return client.from_connection_string(conn)
+                return client.from_connection_string(conn, **self.storage_client_kwargs())
             uri = env.get(f"{connection}__{kind}ServiceUri", "").strip()
             account = env.get(f"{connection}__accountName", "").strip()
             if not uri and account:
@@ -206,7 +213,8 @@ class Runtime:
                     f"storage connection {connection!r} is not configured: set {connection} "
                     f"or {connection}__accountName"
                 )
-            return client(account_url=uri, credential=self.credential)
+            return client(account_url=uri, credential=self.credential,
+                          **self.storage_client_kwargs())
 
         return self.cached(f"storage:{kind}:{connection}", build)
 

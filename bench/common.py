@@ -1,0 +1,138 @@
+"""What the benches share: a fresh in-memory Azurite on free ports (stopped even on SIGTERM), a
+transport counting every Storage round trip the SDK clients make, and the results table.
+
+Never imported by the product. Each bench script runs with bench/ on sys.path (Python puts the
+script's folder there), so `from common import ...` works.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def _free_triple() -> tuple[int, int, int]:
+    """Three consecutive ports nothing listens on (blob, queue, table)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = probe.getsockname()[1]
+        if first > 65530:
+            continue
+        ports = (first, first + 1, first + 2)
+        ok = True
+        for port in ports:
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return ports
+    raise RuntimeError("no three consecutive free ports")
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (make interrupted, a CI timeout) ends the bench through SystemExit, so the
+    atexit hook and `finally` blocks stop the Azurite it started."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def fresh_azurite() -> Iterator[Any]:
+    """A new in-memory Azurite on free ports (never the shared one on 10000), stopped on exit,
+    on SIGTERM and (Linux) when this process dies."""
+    from pitcrew_dev.azurite import ensure_azurite
+
+    _stop_on_sigterm()
+    azurite = ensure_azurite(ports=_free_triple())
+    assert azurite.started, "a fresh Azurite must be ours"
+    try:
+        yield azurite
+    finally:
+        azurite.stop()
+
+
+class RoundTrips:
+    """Counts every HTTP request Storage clients send (retries included), by method."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_method: Counter[str] = Counter()
+        self.trace: list[str] | None = None  # set to [] to record "METHOD /path" of each
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.by_method.values())
+
+    def reset(self) -> None:
+        with self._lock:
+            self.by_method.clear()
+
+    def snapshot(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self.by_method)
+
+    def transport(self) -> Any:
+        """An azure-core RequestsTransport counting each request it sends (pool sized for
+        the batch pool's threads)."""
+        import requests
+        from azure.core.pipeline.transport import RequestsTransport
+
+        counter = self
+
+        class CountingTransport(RequestsTransport):  # type: ignore[misc]
+            def send(self, request: Any, **kwargs: Any) -> Any:
+                with counter._lock:
+                    counter.by_method[request.method] += 1
+                    if counter.trace is not None:
+                        counter.trace.append(f"{request.method} {request.url.split('?')[0]}")
+                return super().send(request, **kwargs)
+
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return CountingTransport(session=session, session_owner=True)
+
+
+def count_round_trips() -> RoundTrips:
+    """Install a counting transport on the process's runtime (before any client is built)."""
+    from pitcrew.runtime import get_runtime
+
+    trips = RoundTrips()
+    get_runtime().storage_transport = trips.transport
+    return trips
+
+
+def fmt_trips(trips: Counter[str], per: int) -> str:
+    total = sum(trips.values())
+    parts = " ".join(f"{m}={n / per:.2f}" for m, n in sorted(trips.items()))
+    return f"{total / per:.2f} ({parts})"
+
+
+def results_table(rows: list[tuple[str, str, str, str]]) -> str:
+    """figure | value | ratio to baseline (same run) | target."""
+    header = ("figure", "value", "ratio to baseline", "target")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
