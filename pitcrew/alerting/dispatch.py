@@ -93,9 +93,10 @@ class Pipeline:
         if notification.status != "firing":
             return self._one_shot(notification, labels, now)
         dispatch = Dispatch()
-        muted = self.mutes(labels, fp, now)
+        silences = self.silences.active(now)  # read once for this send and its inline flush
+        muted = self.mutes(labels, fp, now, silences)
         for route in match_routes(self.tree, labels):
-            dispatch.merge(self._add(route, notification, labels, fp, now))
+            dispatch.merge(self._add(route, notification, labels, fp, now, silences))
         if muted and not (dispatch.delivered or dispatch.queued or dispatch.already):
             dispatch.grouped.clear()
             dispatch.muted_by = muted
@@ -138,7 +139,7 @@ class Pipeline:
         return dispatch
 
     def _add(self, route: Route, notification: Notification, labels: dict[str, str], fp: str,
-             now: datetime) -> Dispatch:
+             now: datetime, silences: list[Silence] | None = None) -> Dispatch:
         key = route.group_key(labels, fp)
         group_id = digest(key)
         group = self.store.get_group(group_id) or self.store.create_group(Group(
@@ -148,8 +149,10 @@ class Pipeline:
         stored = notification if notification.labels == labels else replace(
             notification, labels=labels)
         stored = replace(stored, starts_at=stored.starts_at or now)
-        for _ in range(_TRIES):
-            current = self.store.get_alert(group_id, fp)
+        for attempt in range(_TRIES):
+            # A new alert is inserted without a read first (insert-only: an existing row is a
+            # Conflict, and the next round reads it and replaces it on its ETag).
+            current = self.store.get_alert(group_id, fp) if attempt else None
             alert = StoredAlert(
                 group_id=group_id, fingerprint=fp, labels=labels, status="firing",
                 starts_at=current.starts_at if current and current.status == "firing" else now,
@@ -160,9 +163,10 @@ class Pipeline:
             except Conflict:
                 continue
             break
-        return self._schedule(group, route, now)
+        return self._schedule(group, route, now, silences)
 
-    def _schedule(self, group: Group, route: Route, now: datetime) -> Dispatch:
+    def _schedule(self, group: Group, route: Route, now: datetime,
+                  silences: list[Silence] | None = None) -> Dispatch:
         """Make sure the group's flush is scheduled no later than a change may be sent (group_wait
         after the group began, group_interval after its last flush); run it now when due."""
         for _ in range(_TRIES):
@@ -173,7 +177,8 @@ class Pipeline:
             due = max(earliest, now)
             if group.next_flush_at is not None and group.next_flush_at <= due:
                 if group.next_flush_at <= now and not _leased(group, now):
-                    return self.flush(group.id, now=now, audited=False)
+                    return self.flush(group.id, now=now, audited=False, group=group,
+                                      silences=silences)
                 return Dispatch(grouped=[group.receiver])
             group.next_flush_at = due
             try:
@@ -185,7 +190,9 @@ class Pipeline:
                 group = fresh
                 continue
             if due <= now and not _leased(group, now):
-                return self.flush(group.id, now=now, audited=False)
+                # The row just saved (its ETag is current): not read back.
+                return self.flush(group.id, now=now, audited=False, group=group,
+                                  silences=silences)
             if due > now:
                 self._enqueue(group, now)
             return Dispatch(grouped=[group.receiver])
@@ -203,14 +210,18 @@ class Pipeline:
     # ------------------------------------------------------------------ flush
 
     def flush(self, group_id: str, *, now: datetime | None = None,
-              audited: bool = True) -> Dispatch:
+              audited: bool = True, group: Group | None = None,
+              silences: list[Silence] | None = None) -> Dispatch:
         """Flush one group if it is due. Safe to call any number of times, from anywhere.
         `audited=False`: the caller audits what became of the notification that set it off
-        (an inline flush, from `send`)."""
+        (an inline flush, from `send`). `group`: the row the caller just saved (its ETag is
+        current, so it is not read back; a stale one only loses the lease race and is re-read);
+        `silences`: the active silences the caller read at `now`."""
         now = now or utcnow()
         dispatch = Dispatch()
-        for _ in range(3):  # another round when alerts changed while flushing
-            group = self.store.get_group(group_id)
+        for round_ in range(3):  # another round when alerts changed while flushing
+            if round_ or group is None:
+                group = self.store.get_group(group_id)
             if group is None or group.next_flush_at is None:
                 return dispatch
             if group.next_flush_at > now + timedelta(seconds=1) or _leased(group, now):
@@ -221,19 +232,24 @@ class Pipeline:
                 self.store.save_group(group)
             except Conflict:
                 continue
-            again = self._flush(group, now, dispatch, audited)
+            again = self._flush(group, now, dispatch, audited, silences)
+            silences = None  # a later round reads them again
             if not again:
                 return dispatch
         return dispatch
 
-    def _flush(self, group: Group, now: datetime, dispatch: Dispatch, audited: bool) -> bool:
+    def _flush(self, group: Group, now: datetime, dispatch: Dispatch, audited: bool,
+               silences: list[Silence] | None = None) -> bool:
         route = find_route(self.tree, group.route) or self.tree
         alerts = self.store.alerts(group.id)
         muted_route = time_muted(route, self.policy.time_intervals, now)
         muted: dict[str, dict[str, list[str]]] = {}
         if muted_route is None:
-            silences = self.silences.active(now)
-            firing = [(a.fingerprint, a.labels) for a in self.store.firing_alerts()]
+            if silences is None:
+                silences = self.silences.active(now)
+            # Every firing alert (a scan of the alerts table) only matters to inhibition rules.
+            firing = [(a.fingerprint, a.labels) for a in self.store.firing_alerts()] \
+                if self.inhibitor.rules else []
             for alert in alerts:
                 if alert.status != "firing":
                     continue
