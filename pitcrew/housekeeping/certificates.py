@@ -170,8 +170,10 @@ def handle_certificate_event(kv: KeyVaultObjectEvent, services: Services) -> str
 
 def _certificate_event(kv: KeyVaultObjectEvent, services: Services) -> str | None:
     policy = services.policy.expiry
-    store = services.housekeeping.certificates
     rule = policy.certificate_rule(kv.vault_name, kv.object_name)
+    if rule is None and kv.vault_name.lower() not in {v.lower() for v in policy.vaults}:
+        return None  # pitcrew does not look after this vault's certificates: a person does
+    store = services.housekeeping.certificates
     view = store.policy(kv.vault_name, kv.object_name)
     kind = issuer_kind(store, policy, kv.vault_name, view)
     props = next((p for p in store.list_properties(kv.vault_name)
