@@ -390,3 +390,19 @@ def test_certificate_events_renew_once_or_tell_the_owner(
     assert "pending merge" in told[0]["summary"]
     assert local_azure.vault_operations(VAULT)["certificates"]["edge-ext"] == \
         before["edge-ext"]
+
+
+def test_the_timer_sweeps_once_per_interval(world: RotationWorld, receiver: Receiver) -> None:
+    from pitcrew.bootstrap import get_services
+    from pitcrew.housekeeping.expiry import sweep_due
+
+    configure(world, EXPIRY.replace("window_days: 30", "window_days: 30\n  interval_hours: 24"))
+    moment = datetime(2026, 12, 1, 6, tzinfo=UTC)
+    first = sweep_due(get_services(), now=moment)
+    assert first is not None and first.sweep_id == "timer-20261201T0000"
+    # Later ticks of the same day (any instance) sweep nothing; the next day sweeps again.
+    assert sweep_due(get_services(), now=moment + timedelta(hours=5)) is None
+    assert sweep_due(get_services(), now=moment + timedelta(days=1)) is not None
+    ids = {s["id"] for s in summaries(receiver)}
+    assert {f"expiry-sweep:timer-20261201T0000:{VAULT}",
+            f"expiry-sweep:timer-20261202T0000:{VAULT}"} <= ids
