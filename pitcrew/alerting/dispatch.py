@@ -181,6 +181,10 @@ class Pipeline:
                                       silences=silences)
                 return Dispatch(grouped=[group.receiver])
             group.next_flush_at = due
+            flush_now = due <= now and not _leased(group, now)
+            if flush_now:
+                # Scheduled and leased for the flush in one conditional write.
+                group.flushing_until = now + timedelta(seconds=FLUSH_LEASE_SECONDS)
             try:
                 self.store.save_group(group)
             except Conflict:
@@ -189,10 +193,10 @@ class Pipeline:
                     return Dispatch(grouped=[group.receiver])
                 group = fresh
                 continue
-            if due <= now and not _leased(group, now):
-                # The row just saved (its ETag is current): not read back.
+            if flush_now:
+                # The row just saved, with its flush lease (its ETag is current): not read back.
                 return self.flush(group.id, now=now, audited=False, group=group,
-                                  silences=silences)
+                                  silences=silences, leased=True)
             if due > now:
                 self._enqueue(group, now)
             return Dispatch(grouped=[group.receiver])
@@ -211,27 +215,30 @@ class Pipeline:
 
     def flush(self, group_id: str, *, now: datetime | None = None,
               audited: bool = True, group: Group | None = None,
-              silences: list[Silence] | None = None) -> Dispatch:
+              silences: list[Silence] | None = None, leased: bool = False) -> Dispatch:
         """Flush one group if it is due. Safe to call any number of times, from anywhere.
         `audited=False`: the caller audits what became of the notification that set it off
         (an inline flush, from `send`). `group`: the row the caller just saved (its ETag is
         current, so it is not read back; a stale one only loses the lease race and is re-read);
-        `silences`: the active silences the caller read at `now`."""
+        `silences`: the active silences the caller read at `now`; `leased`: the caller saved
+        `group` with this flush's lease already."""
         now = now or utcnow()
         dispatch = Dispatch()
         for round_ in range(3):  # another round when alerts changed while flushing
             if round_ or group is None:
                 group = self.store.get_group(group_id)
+                leased = False
             if group is None or group.next_flush_at is None:
                 return dispatch
-            if group.next_flush_at > now + timedelta(seconds=1) or _leased(group, now):
-                dispatch.grouped.append(group.receiver)
-                return dispatch
-            group.flushing_until = now + timedelta(seconds=FLUSH_LEASE_SECONDS)
-            try:
-                self.store.save_group(group)
-            except Conflict:
-                continue
+            if not leased:
+                if group.next_flush_at > now + timedelta(seconds=1) or _leased(group, now):
+                    dispatch.grouped.append(group.receiver)
+                    return dispatch
+                group.flushing_until = now + timedelta(seconds=FLUSH_LEASE_SECONDS)
+                try:
+                    self.store.save_group(group)
+                except Conflict:
+                    continue
             again = self._flush(group, now, dispatch, audited, silences)
             silences = None  # a later round reads them again
             if not again:

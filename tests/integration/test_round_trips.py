@@ -62,6 +62,10 @@ def test_one_event_reads_silences_once_its_group_once_and_never_scans_alerts(
     groups = [u for m, u in wire.requests if m == "GET" and f"/{prefix}alertgroups(" in u]
     scans = [u for m, u in wire.requests if m == "GET" and f"/{prefix}alerts()" in u
              and "PartitionKey eq" not in u]
+    group_writes = [u for m, u in wire.requests if m in ("POST", "PUT", "PATCH", "MERGE")
+                    and f"/{prefix}alertgroups" in u]
     assert len(silences) == 1, silences  # one read for the send and its inline flush
     assert len(groups) <= 1, groups  # the group just saved is not read back
     assert scans == [], scans  # no inhibition rules: no scan of every firing alert
+    # Created, then scheduled and leased for the inline flush in one write, then saved after it.
+    assert len(group_writes) == 3, group_writes
