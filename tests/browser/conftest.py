@@ -36,7 +36,7 @@ def chromium_path() -> str:
                 "or set PITCREW_CHROMIUM to a chromium binary.", pytrace=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # the sync API holds an event loop; let go of it after the module
 def browser() -> Iterator[Any]:
     executable = chromium_path()
     try:
