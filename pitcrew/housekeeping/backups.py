@@ -192,6 +192,8 @@ def alert_for(check: CheckResult, *, kind: str = "recovery") -> Notification | N
         facts=facts,
         actions=(Action(label="Follow the recovery runbook", url=RUNBOOK),
                  Action(label="See every result", command="pitcrew backups")),
+        # One alert rule per check, so each check groups (and resolves) on its own.
+        labels={"kind": kind, "alertRule": f"recovery-{check.check}", "check": check.check},
     )
 
 
