@@ -1,69 +1,140 @@
-// Alerts (active groups), silences (create from an alert, expire) and the notifications outbox
-// (failed, retry). These views follow the alerting routes; a route this version lacks is said
-// to be "not available in this version" rather than breaking the page.
+// Alerts (active groups), silences (create, from an alert or by hand; expire) and the
+// notifications outbox (retry), over the alerting routes (docs/alerting.md):
+//   GET  /api/alerts          {groups: [{id, receiver, labels, ..., alerts: [{fingerprint, status,
+//                              labels, title, startsAt, silencedBy, inhibitedBy}]}], continuation}
+//   GET  /api/silences        {silences: [{id, matchers: ['name="value"'], startsAt, endsAt, state,
+//                              comment, createdBy, expiredBy}], continuation}
+//   POST /api/silences        {matchers: ['alertRule=cpu-high'], for: '2h', comment}
+//   DELETE /api/silences/{id} the silence ends now
+//   GET  /api/notifications   {notifications: [{id, receiver, title, status, attempts, lastError,
+//                              nextAttemptAt}], continuation}; POST /api/notifications/{id}/retry
+// A route this version lacks is said to be "not available in this version".
 
-import { ApiError, del, get, post, seg } from './api.js';
+import { del, get, post, seg } from './api.js';
 import {
-  actionButton, append, clear, confirmAction, field, fmtTime, h, problem, reportError, say,
+  actionButton, append, clear, confirmAction, field, fmt, fmtTime, h, pager, reportError, say, table,
 } from './dom.js';
-import { autoTable, itemsOf, labelsText } from './generic.js';
+import { labelsText, mono } from './generic.js';
 
-function labelsOf(item) {
-  return item?.labels || item?.groupLabels || item?.commonLabels || {};
+// The server's matcher grammar (pitcrew/alerting/policy.py): name op value, value maybe quoted.
+const MATCHER = /^\s*[A-Za-z_][A-Za-z0-9_.-]*\s*(=~|!~|!=|=)\s*.*$/s;
+const DURATION = /^(\d+(\.\d+)?(ms|s|m|h|d|w))+$|^\d+(\.\d+)?$/;
+
+// `name=value`, quoted when the value would not survive unquoted (edge spaces, quotes).
+function matcherText(name, value) {
+  const plain = value === value.trim() && !value.includes('"') && !value.includes('\\');
+  return plain ? `${name}=${value}` : `${name}="${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
+
+const badge = (text) => h('span', { class: `badge ${text}`, text });
 
 // ----------------------------------------------------------------------------- silences form
 
 function silenceForm(host, onCreated) {
   const matchers = h('textarea', { id: 'silence-matchers', rows: '4', spellcheck: 'false',
-    placeholder: 'alertname=HighDeadLetterDepth\nseverity=critical' });
-  const hours = h('input', { id: 'silence-hours', type: 'number', min: '0.1', step: 'any', value: '2' });
-  const comment = h('input', { id: 'silence-comment', maxlength: '500', required: true });
+    placeholder: 'alertRule=cpu-high\nseverity=critical' });
+  const duration = h('input', { id: 'silence-for', value: '2h', spellcheck: 'false',
+    autocomplete: 'off', inputmode: 'text' });
+  const comment = h('input', { id: 'silence-comment', maxlength: '1000', required: true });
   const form = h('fieldset', { class: 'silence', id: 'silence-form' }, h('legend', {}, 'New silence'),
-    field('Matchers (one name=value a line; name=~regex for a pattern)', matchers),
-    field('Duration (hours)', hours), field('Comment (required; audited)', comment),
+    field('Matchers (one a line: name=value, name!=value, name=~regex, name!~regex)', matchers),
+    field('For', duration, 'A duration: 30m, 2h, 1h30m, 1d.'),
+    field('Comment (required; audited)', comment),
     actionButton('Create silence…', 'Operator', async () => {
-      const parsed = [];
-      for (const line of matchers.value.split('\n').map((l) => l.trim()).filter(Boolean)) {
-        const m = line.match(/^([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!=|!~|=)\s*(.*)$/);
-        if (!m) { say(`Matcher "${line}" is not name=value.`, 'error'); return; }
-        parsed.push({ name: m[1], value: m[3], isRegex: m[2].includes('~'), isEqual: !m[2].startsWith('!') });
-      }
-      if (!parsed.length) { say('Give at least one matcher.', 'error'); return; }
+      const lines = matchers.value.split('\n').map((l) => l.trim()).filter(Boolean);
+      const bad = lines.find((l) => !MATCHER.test(l));
+      if (bad !== undefined) { say(`"${bad}" is not a matcher: write name=value.`, 'error'); matchers.focus(); return; }
+      if (!lines.length) { say('Give at least one matcher.', 'error'); matchers.focus(); return; }
+      const span = duration.value.trim();
+      if (!DURATION.test(span)) { say(`"${span}" is not a duration such as 30m or 2h.`, 'error'); duration.focus(); return; }
       if (!comment.value.trim()) { say('Say why: a comment is required.', 'error'); comment.focus(); return; }
-      const ends = new Date(Date.now() + Number(hours.value || 2) * 3600 * 1000);
       if (!await confirmAction('Create this silence?', [
-        `Alerts matching ${parsed.map((p) => `${p.name}${p.isEqual ? '' : '!'}${p.isRegex ? '=~' : '='}${p.value}`).join(', ')} are not notified until ${fmtTime(ends.toISOString())}.`,
+        `Alerts matching ${lines.join(', ')} are not notified for ${span}.`,
       ], 'Operator')) return;
       try {
         const created = await post('/api/silences', {
-          matchers: parsed, startsAt: new Date().toISOString(), endsAt: ends.toISOString(),
-          comment: comment.value.trim(),
+          matchers: lines, for: span, comment: comment.value.trim(),
         });
-        say(`Silence ${created?.id ?? created?.silence?.id ?? ''} created.`, 'ok');
+        say(`Silence ${created.id} created, until ${fmtTime(created.endsAt)}.`, 'ok');
         await onCreated();
       } catch (error) { reportError(error); }
     }, { id: 'silence-go' }));
   append(host, [form]);
   return {
-    prefill(labels) {
-      matchers.value = Object.entries(labels).map(([k, v]) => `${k}=${v}`).join('\n');
-      comment.focus();
+    prefill(labels, why) {
+      matchers.value = Object.entries(labels).map(([k, v]) => matcherText(k, v)).join('\n');
+      if (why && !comment.value.trim()) comment.value = why;
       form.scrollIntoView({ block: 'nearest' });
+      comment.focus();
     },
   };
 }
 
-async function expireSilence(id) {
-  try {
-    return await post(`/api/silences/${seg(id)}/expire`, {});
-  } catch (error) {
-    if (error instanceof ApiError && error.notAvailable) return del(`/api/silences/${seg(id)}`);
-    throw error;
-  }
+function silencesTable(items, reload) {
+  return table('Silences', [
+    ['Id', (s) => mono(s.id)],
+    ['State', (s) => badge(s.state)],
+    ['Matchers', (s) => h('span', { class: 'mono', text: (s.matchers || []).join(', ') })],
+    ['Starts', (s) => fmtTime(s.startsAt)],
+    ['Ends', (s) => fmtTime(s.endsAt)],
+    ['Created by', (s) => fmt(s.createdBy)],
+    ['Comment', (s) => fmt(s.comment)],
+    ['Expire', (s) => (s.state === 'expired'
+      ? `expired${s.expiredBy ? ` by ${s.expiredBy}` : ''}`
+      : actionButton('Expire…', 'Operator', async () => {
+        if (!await confirmAction(`Expire silence ${s.id}?`, ['Matching alerts are notified again from now on.'], 'Operator')) return;
+        try {
+          await del(`/api/silences/${seg(s.id)}`);
+          say(`Silence ${s.id} expired.`, 'ok');
+          await reload();
+        } catch (error) { reportError(error); }
+      }, { id: `expire-${s.id}` }))],
+  ], items, { empty: 'No silences.' });
 }
 
-// ----------------------------------------------------------------------------- the view
+// ----------------------------------------------------------------------------- alert groups
+
+// The labels a group's alerts share: what "silence this group" matches on.
+function commonLabels(group) {
+  if (group.labels && Object.keys(group.labels).length) return group.labels;
+  const [first, ...rest] = group.alerts || [];
+  const out = { ...(first?.labels || {}) };
+  for (const alert of rest) for (const k of Object.keys(out)) if (alert.labels?.[k] !== out[k]) delete out[k];
+  return out;
+}
+
+function muted(alert) {
+  const parts = [];
+  if (alert.silencedBy?.length) parts.push(`silenced by ${alert.silencedBy.join(', ')}`);
+  if (alert.inhibitedBy?.length) parts.push(`inhibited by ${alert.inhibitedBy.join(', ')}`);
+  return parts.length ? parts.join('; ') : '—';
+}
+
+function groupsView(groups, form) {
+  if (!groups.length) return h('p', { class: 'empty' }, 'No active alerts.');
+  return h('div', { class: 'alert-groups' }, groups.map((g) => h('section', {
+    class: 'alert-group', 'aria-label': `Alert group ${labelsText(commonLabels(g)) || g.id}`,
+    dataset: { group: g.id },
+  },
+  h('h3', {}, h('span', { class: 'mono', text: labelsText(commonLabels(g)) || g.id })),
+  h('p', { class: 'toolbar' },
+    h('span', {}, 'Receiver ', h('strong', { text: g.receiver })),
+    h('span', { text: `Next flush ${fmtTime(g.nextFlushAt)}` }),
+    h('span', { text: `Last flush ${fmtTime(g.lastFlushAt)}` }),
+    actionButton('Silence group…', 'Operator', async () => form.prefill(commonLabels(g),
+      `silence group ${g.id}`), { id: `silence-group-${g.id}` })),
+  table(`Alerts of group ${g.id}`, [
+    ['Status', (a) => badge(a.status)],
+    ['Title', (a) => fmt(a.title)],
+    ['Labels', (a) => h('span', { class: 'mono', text: labelsText(a.labels) })],
+    ['Since', (a) => fmtTime(a.startsAt)],
+    ['Muted', muted],
+    ['Silence', (a) => actionButton('Silence…', 'Operator', async () => form.prefill(a.labels || {}),
+      { id: `silence-alert-${a.fingerprint}` })],
+  ], g.alerts || [], { empty: 'No alerts.' }))));
+}
+
+// ----------------------------------------------------------------------------- the views
 
 export async function view(main) {
   append(main, [h('h1', {}, 'Alerts'),
@@ -75,38 +146,30 @@ export async function view(main) {
   const form = silenceForm(silencesSection, () => loadSilences());
   append(silencesSection, [silencesList]);
 
-  async function loadSilences() {
+  function loadSilences() {
     clear(silencesList);
-    try {
-      const data = await get('/api/silences', { limit: 100 });
-      const items = itemsOf(data, ['silences', 'items']);
-      append(silencesList, [autoTable('Silences', items, {
-        prefer: ['id', 'status', 'matchers', 'startsAt', 'endsAt', 'createdBy', 'comment'],
-        extra: [['Expire', (s) => {
-          const state = typeof s.status === 'object' ? s.status?.state : s.status;
-          if (state === 'expired') return 'expired';
-          return actionButton('Expire…', 'Operator', async () => {
-            if (!await confirmAction(`Expire silence ${s.id}?`, ['Matching alerts are notified again from now on.'], 'Operator')) return;
-            try { await expireSilence(s.id); say(`Silence ${s.id} expired.`, 'ok'); await loadSilences(); } catch (error) { reportError(error); }
-          }, { id: `expire-${s.id}` });
-        }]],
-        empty: 'No silences.',
-      })]);
-    } catch (error) { append(silencesList, [problem(error)]); }
+    return pager(silencesList, async (token) => {
+      const data = await get('/api/silences', { limit: 100, continuation: token });
+      return { items: data.silences, continuation: data.continuation };
+    }, (items) => silencesTable(items, loadSilences));
   }
 
-  async function loadAlerts() {
-    try {
-      const data = await get('/api/alerts', { limit: 100 });
-      const items = itemsOf(data, ['groups', 'alerts', 'items']);
-      append(alertsSection, [autoTable('Active alert groups', items, {
-        prefer: ['id', 'status', 'labels', 'groupLabels', 'receiver', 'count', 'startsAt', 'updatedAt'],
-        extra: [['Silence', (a) => actionButton('Silence…', 'Operator', async () => form.prefill(labelsOf(a)),
-          { id: `silence-from-${a.id ?? a.fingerprint ?? labelsText(labelsOf(a))}` })]],
-        empty: 'No active alerts.',
-      })]);
-    } catch (error) { append(alertsSection, [problem(error)]); }
+  const filter = h('input', { id: 'alerts-filter', spellcheck: 'false', placeholder: 'severity=critical' });
+  const receiver = h('input', { id: 'alerts-receiver', spellcheck: 'false' });
+  const filters = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter alerts' },
+    field('Matcher', filter), field('Receiver', receiver), h('button', { type: 'submit' }, 'Filter'));
+  const groupsList = h('div', { id: 'alerts-list' });
+  append(alertsSection, [filters, groupsList]);
+  function loadAlerts() {
+    clear(groupsList);
+    return pager(groupsList, async (token) => {
+      const data = await get('/api/alerts', {
+        limit: 50, continuation: token, filter: filter.value.trim(), receiver: receiver.value.trim(),
+      });
+      return { items: data.groups, continuation: data.continuation };
+    }, (groups) => groupsView(groups, form));
   }
+  filters.addEventListener('submit', (e) => { e.preventDefault(); loadAlerts(); });
   await Promise.all([loadAlerts(), loadSilences()]);
 }
 
@@ -114,26 +177,40 @@ export async function notifications(main) {
   append(main, [h('h1', {}, 'Notifications'),
     h('p', { class: 'lead' }, 'The outbox: every notification is written here before any attempt; failed ones are retried with backoff, or now from here.')]);
   const status = h('select', { id: 'notify-status' }, ['failed', 'pending', 'delivered', ''].map((s) => h('option', { value: s }, s || 'any')));
+  const receiver = h('input', { id: 'notify-receiver', spellcheck: 'false' });
   const filters = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter notifications' },
-    field('Status', status), h('button', { type: 'submit' }, 'Filter'));
-  const list = h('section', { 'aria-label': 'Notifications' });
+    field('Status', status), field('Receiver', receiver), h('button', { type: 'submit' }, 'Filter'));
+  const list = h('section', { 'aria-label': 'Notifications', id: 'notifications-list' });
   append(main, [filters, list]);
-  const load = async () => {
+  const load = () => {
     clear(list);
-    try {
-      const data = await get('/api/notifications', { status: status.value, limit: 100 });
-      const items = itemsOf(data, ['notifications', 'items']);
-      append(list, [autoTable('Notifications', items, {
-        prefer: ['id', 'channel', 'receiver', 'status', 'attempts', 'lastError', 'nextAttemptAt', 'updatedAt'],
-        extra: [['Retry', (n) => (n.status === 'delivered' ? '—' : actionButton('Retry now…', 'Operator', async () => {
-          if (!await confirmAction(`Retry notification ${n.id}?`, ['pitcrew tries the delivery once more now.'], 'Operator')) return;
-          try { await post(`/api/notifications/${seg(n.id)}/retry`, {}); say(`Retried ${n.id}.`, 'ok'); await load(); } catch (error) { reportError(error); }
-        }))]],
-        empty: 'No notifications with this status.',
-      })]);
-    } catch (error) { append(list, [problem(error)]); }
+    return pager(list, async (token) => {
+      const data = await get('/api/notifications', {
+        status: status.value, receiver: receiver.value.trim(), limit: 100, continuation: token,
+      });
+      return { items: data.notifications, continuation: data.continuation };
+    }, (items) => table('Notifications', [
+      ['Title', (n) => fmt(n.title)],
+      ['Receiver', (n) => fmt(n.receiver)],
+      ['Kind', (n) => fmt(n.kind)],
+      ['Severity', (n) => fmt(n.severity)],
+      ['Status', (n) => badge(n.status)],
+      ['Attempts', (n) => fmt(n.attempts)],
+      ['Last error', (n) => fmt(n.lastError)],
+      ['Next attempt', (n) => fmtTime(n.nextAttemptAt)],
+      ['Created', (n) => fmtTime(n.createdAt)],
+      ['Retry', (n) => (n.status === 'delivered' ? `delivered ${fmtTime(n.deliveredAt)}`
+        : actionButton('Retry now…', 'Operator', async () => {
+          if (!await confirmAction(`Retry notification "${n.title}" to ${n.receiver}?`,
+            ['pitcrew tries the delivery once more now.'], 'Operator')) return;
+          try {
+            const done = await post(`/api/notifications/${seg(n.id)}/retry`, {});
+            say(`Retried "${n.title}" to ${n.receiver}: ${done.result}.`, 'ok');
+            await load();
+          } catch (error) { reportError(error); }
+        }))],
+    ], items, { empty: 'No notifications with this status.' }));
   };
   filters.addEventListener('submit', (e) => { e.preventDefault(); load(); });
   await load();
 }
-

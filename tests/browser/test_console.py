@@ -182,13 +182,16 @@ def test_silences_create_and_expire_or_not_available(sign_in: Any) -> None:
         assert "not available in this version" in notice.lower()
         assert console.errors == []
         return
-    page.fill("#silence-matchers", "alertname=ConsoleTest")
-    page.fill("#silence-hours", "1")
+    # The shapes of docs/alerting.md: matchers on pitcrew's labels, a duration `for`.
+    page.fill("#silence-matchers", "alertRule=ConsoleTest\nseverity=~\"critical|warning\"")
+    page.fill("#silence-for", "1h")
     page.fill("#silence-comment", "browser test: maintenance")
     page.click("#silence-go")
     page.click("#confirm-ok")
     row = page.locator("#silences-list tr", has_text="browser test: maintenance")
     row.wait_for(timeout=10_000)
+    assert 'alertRule="ConsoleTest"' in row.inner_text()
+    assert "active" in row.inner_text()
     row.locator("button", has_text="Expire").click()
     page.click("#confirm-ok")
     from playwright.sync_api import expect
@@ -196,5 +199,8 @@ def test_silences_create_and_expire_or_not_available(sign_in: Any) -> None:
     live = page.locator("#silences-list tr", has_text="browser test: maintenance").filter(
         has=page.locator("button", has_text="Expire"))
     expect(live).to_have_count(0, timeout=10_000)
+    # The expiry is visible: the row stays, marked expired by whoever expired it.
+    expired = page.locator("#silences-list tr", has_text="browser test: maintenance")
+    expect(expired).to_contain_text("expired by user:ops@example.com")
     console.shot("alerts-silenced")
     assert console.errors == []
