@@ -204,3 +204,33 @@ def test_silences_create_and_expire_or_not_available(sign_in: Any) -> None:
     expect(expired).to_contain_text("expired by user:ops@example.com")
     console.shot("alerts-silenced")
     assert console.errors == []
+
+
+def test_a_silence_from_an_alert_group_prefills_its_labels(sign_in: Any) -> None:
+    from pitcrew.bootstrap import reset_services
+    from pitcrew.intake.api import receive_alert
+    from tests.integration.test_alerting import alert
+
+    reset_services()
+    result = receive_alert({}, alert("console-from-alert", rule="console-from-alert"))
+    assert result.status == 200, result.body
+    console: Console = sign_in()
+    page = console.page
+    console.open("alerts")
+    group = page.locator("#alerts-list .alert-group", has_text="console-from-alert")
+    group.wait_for(timeout=10_000)
+    group.locator("button", has_text="Silence group").click()
+    assert 'alertRule=console-from-alert' in page.input_value("#silence-matchers")
+    page.fill("#silence-comment", "browser test: from an alert")
+    page.click("#silence-go")
+    page.click("#confirm-ok")
+    row = page.locator("#silences-list tr", has_text="browser test: from an alert")
+    row.wait_for(timeout=10_000)
+    assert 'alertRule="console-from-alert"' in row.inner_text()
+    console.open("alerts")  # the alert now says which silence holds it back
+    from playwright.sync_api import expect
+
+    expect(page.locator("#alerts-list .alert-group", has_text="console-from-alert")
+           ).to_contain_text("silenced by")
+    console.shot("alerts-group")
+    assert console.errors == []
