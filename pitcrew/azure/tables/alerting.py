@@ -18,6 +18,7 @@ from pitcrew.alerting.model import Group, LogEntry, Silence, StoredAlert
 from pitcrew.alerting.policy import Matcher
 from pitcrew.azure.tables.keys import printable, row_etag, table_key
 from pitcrew.azure.tables.paging import query_page
+from pitcrew.azure.tables.payload import pack, unpack
 from pitcrew.errors import Conflict
 from pitcrew.http.paging import Page
 from pitcrew.notify.model import Notification
@@ -129,7 +130,7 @@ class TableAlertStore:
             "StartsAt": alert.starts_at,
             "EndsAt": alert.ends_at,
             "UpdatedAt": alert.updated_at,
-            "Payload": json.dumps(alert.notification.to_dict()),
+            **pack("Payload", json.dumps(alert.notification.to_dict())),
         }
         alert.etag = _insert_or_update(self._alerts, entity, alert.etag)
 
@@ -180,7 +181,7 @@ def _alert(row: Any) -> StoredAlert:
         group_id=row["GroupId"], fingerprint=row["Fingerprint"],
         labels=json.loads(row.get("Labels") or "{}"), status=row["Status"],
         starts_at=row["StartsAt"], ends_at=row.get("EndsAt"), updated_at=row["UpdatedAt"],
-        notification=Notification.from_dict(json.loads(row["Payload"])), etag=_etag(row),
+        notification=Notification.from_dict(json.loads(unpack("Payload", row))), etag=_etag(row),
     )
 
 

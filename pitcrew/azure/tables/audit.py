@@ -21,6 +21,7 @@ from pitcrew.audit import (
 )
 from pitcrew.azure.tables.keys import table_key
 from pitcrew.azure.tables.paging import query_page
+from pitcrew.azure.tables.payload import pack, unpack
 from pitcrew.errors import InvalidInput
 from pitcrew.http.paging import (
     CONTINUATION_PARAM,
@@ -56,7 +57,7 @@ class TableAuditLog:
                 "TargetKey": table_key(record.target),
                 "Outcome": record.outcome,
                 "CorrelationId": record.correlation_id,
-                "Details": json.dumps(record.details, default=str, sort_keys=True),
+                **pack("Details", json.dumps(record.details, default=str, sort_keys=True)),
             }
         )
 
@@ -147,7 +148,7 @@ def _record(row: Any) -> AuditRecord:
         target=row["Target"],
         outcome=row["Outcome"],
         correlation_id=row["CorrelationId"],
-        details=json.loads(row.get("Details") or "{}"),
+        details=json.loads(unpack("Details", row, "{}")),
         time=row["Time"],
         record_id=row["RowKey"].split("-", 1)[1],
     )

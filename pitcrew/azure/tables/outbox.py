@@ -11,6 +11,7 @@ from urllib.parse import unquote
 
 from pitcrew.azure.tables.keys import row_etag, table_key
 from pitcrew.azure.tables.paging import query_page, where
+from pitcrew.azure.tables.payload import pack, unpack
 from pitcrew.errors import Conflict
 from pitcrew.http.paging import Page
 from pitcrew.notify.model import Notification, OutboxEntry, UnreadableRow
@@ -38,7 +39,7 @@ class TableOutboxStore:
             "PartitionKey": partition,
             "RowKey": row,
             "Channel": channel,
-            "Payload": json.dumps(notification.to_dict()),
+            **pack("Payload", json.dumps(notification.to_dict())),
             "Status": "pending",
             "Attempts": 0,
             "NextAttemptAt": now,
@@ -149,7 +150,7 @@ def _entry(row: Any) -> OutboxEntry:
     etag = row["etag"] if "etag" in row else (row_etag(row) or "")
     return OutboxEntry(
         channel=row["Channel"],
-        notification=Notification.from_dict(json.loads(row["Payload"])),
+        notification=Notification.from_dict(json.loads(unpack("Payload", row))),
         status=row["Status"],
         attempts=int(row["Attempts"]),
         next_attempt_at=row["NextAttemptAt"],

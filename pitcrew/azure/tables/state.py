@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pitcrew import state
 from pitcrew.azure.tables.keys import printable, row_etag, table_key
 from pitcrew.azure.tables.paging import keyed_page, query_page, where
+from pitcrew.azure.tables.payload import pack, unpack
 from pitcrew.errors import RetryLater
 from pitcrew.http.paging import Page
 from pitcrew.state import Claim, ClaimStatus, RunRecord, StaleRun
@@ -230,7 +231,7 @@ def _run_entity(run: RunRecord) -> dict[str, Any]:
         "RunId": run.run_id,
         "Step": run.step,
         "Status": run.status,
-        "Data": json.dumps(run.data, default=str),
+        **pack("Data", json.dumps(run.data, default=str)),
         "CreatedAt": run.created_at,
         "UpdatedAt": run.updated_at,
     }
@@ -242,7 +243,7 @@ def _run_from_entity(row: Any) -> RunRecord:
         run_id=row.get("RunId") or row["RowKey"],
         step=row["Step"],
         status=row["Status"],
-        data=json.loads(row.get("Data") or "{}"),
+        data=json.loads(unpack("Data", row, "{}")),
         created_at=row["CreatedAt"],
         updated_at=row["UpdatedAt"],
         etag=row_etag(row),
