@@ -50,13 +50,13 @@ def main() -> None:
     parser.add_argument("--rules", type=int, default=100)
     args = parser.parse_args()
 
-    from pitcrew_dev.azurite import ensure_azurite
+    from common import count_round_trips, fmt_trips, fresh_azurite
+
     from tests.receiver import Receiver
 
     bodies = alert_bodies(args.alerts, args.rules)
-    azurite = ensure_azurite()
     receiver = Receiver()
-    with tempfile.TemporaryDirectory() as tmp:
+    with fresh_azurite() as azurite, tempfile.TemporaryDirectory() as tmp:
         policy = Path(tmp) / "pitcrew.yaml"
         policy.write_text(
             "version: 1\nchannels:\n  hook:\n    type: webhook\n"
@@ -71,11 +71,14 @@ def main() -> None:
         from pitcrew.events import parse_alert
         from pitcrew.intake.pipeline import process_alert
 
+        trips = count_round_trips()
         services = get_services()
         start = time.perf_counter()
         for body in bodies:
             process_alert(parse_alert(body), services)
         intake_seconds = time.perf_counter() - start
+        intake_trips = trips.snapshot()
+        trips.reset()
 
         flush_start = time.perf_counter()
         grouping = hasattr(services.router, "sweep")
@@ -84,6 +87,7 @@ def main() -> None:
             services.router.sweep(now=later)  # type: ignore[attr-defined]
         services.outbox.drain(services.channels)
         flush_seconds = time.perf_counter() - flush_start
+        flush_trips = trips.snapshot()
     receiver.close()
 
     sent = len(receiver.received)
@@ -92,6 +96,8 @@ def main() -> None:
           f"({'grouped' if grouping else 'no grouping in this build: one notification each'})")
     print(f"intake            {args.alerts / intake_seconds:9.0f} alerts/s  "
           f"({intake_seconds * 1000 / args.alerts:.2f} ms/alert)")
+    print(f"round trips/alert {fmt_trips(intake_trips, args.alerts)} at intake, "
+          f"{fmt_trips(flush_trips, args.alerts)} flush + outbox (counted)")
     print(f"flush + outbox    {flush_seconds:9.2f} s")
     print(f"end to end        {args.alerts / total:9.0f} alerts/s")
     print(f"notifications     {sent}")

@@ -30,16 +30,19 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import RoundTrips, fmt_trips, fresh_azurite
+
+TRIPS = RoundTrips()
+AZURITE: Any = None  # the fresh Azurite main() started
 STORAGE = "AzureWebJobsStorage"
 MEMORY_CHUNK = 10_000
 
 
 def setup(queue: str) -> None:
     from pitcrew.bootstrap import reset_services
-    from pitcrew.runtime import reset_runtime
-    from pitcrew_dev.azurite import ensure_azurite
+    from pitcrew.runtime import get_runtime, reset_runtime
 
-    azurite = ensure_azurite()
+    azurite = AZURITE
     policy = Path(tempfile.mkdtemp()) / "pitcrew.yaml"
     policy.write_text(
         "version: 1\nchannels:\n  none:\n    type: webhook\n    url: http://127.0.0.1:9/\n"
@@ -52,6 +55,7 @@ def setup(queue: str) -> None:
     os.environ["PITCREW_TABLE_PREFIX"] = "bench" + uuid.uuid4().hex[:8]
     reset_runtime()
     reset_services()
+    get_runtime().storage_transport = TRIPS.transport  # pitcrew's round trips, counted
 
 
 def queue_client(name: str) -> Any:
@@ -109,15 +113,19 @@ def pitcrew_run(count_: int) -> tuple[float, float, int]:
     setup(queue)
     seed(f"{queue}-poison", count_)
     dl = get_services().deadletter
+    TRIPS.reset()
     started = time.perf_counter()
     scan(dl, ["bench"])
     ingested = time.perf_counter() - started
+    print(f"  round trips per ingested message: {fmt_trips(TRIPS.snapshot(), count_)}")
     group = next(dl.store.groups()).id
     job = request_replay(dl, ReplayRequest(actor="user:bench", group=group, rate=5000,
                                            batch_size=100))
+    TRIPS.reset()
     started = time.perf_counter()
     outcome = ReplayWorker(dl, job.run_id, budget=1e9).run()
     replayed = time.perf_counter() - started
+    print(f"  round trips per replayed message: {fmt_trips(TRIPS.snapshot(), count_)}")
     assert outcome == "succeeded", outcome
     arrived = count(queue)
     assert arrived == count_ and count(f"{queue}-poison") == 0, (arrived, count_)
@@ -157,6 +165,12 @@ def main() -> None:
     parser.add_argument("--memory-messages", type=int, default=20000,
                         help="memory run size (the target is stated for 100000); 0 skips")
     args = parser.parse_args()
+    global AZURITE
+    with fresh_azurite() as AZURITE:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     n = args.messages
     setup("unused")
     print(f"replay bench on Azurite, {n} messages of ~260 bytes")
