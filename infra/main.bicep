@@ -26,7 +26,7 @@ param operatorApiClientId string
 @description('Tenant of the operator app registration; default the deployment tenant.')
 param operatorTenantId string = tenant().tenantId
 
-@description('Key Vaults whose expiry events pitcrew handles and whose secrets it rotates: [{ name, resourceGroup, secrets? }]. secrets: names of the secrets pitcrew rotates there (Secrets Officer on each, Key Vault Reader on the vault); without it, Secrets Officer on the whole vault. The vaults must use Azure RBAC.')
+@description('Key Vaults whose expiry events pitcrew handles and whose secrets it rotates: [{ name, resourceGroup, secrets?, keys?, certificates? }]. keys: true when pitcrew.yaml has key rules for the vault (Key Vault Crypto Officer on it); certificates: true when it has certificate rules (Key Vault Certificates Officer on it). secrets: names of the secrets pitcrew rotates there (Secrets Officer on each, Key Vault Reader on the vault); without it, Secrets Officer on the whole vault. The vaults must use Azure RBAC.')
 param watchedKeyVaults array = []
 
 @description('Resource ids of Cosmos DB accounts whose keys pitcrew rotates.')
@@ -62,6 +62,15 @@ param capacityResourceIds array = []
 
 @description('Resource ids of container registries pitcrew purges old images from.')
 param purgedRegistryIds array = []
+
+@description('Recovery checks: resource ids of Cosmos DB accounts whose backup policy pitcrew checks and drills restore from (pitcrew recovery checker and Monitoring Reader on each).')
+param protectedCosmosAccountIds array = []
+
+@description('Recovery checks: resource ids of storage accounts whose blob protection (soft delete, versioning, point-in-time restore) pitcrew checks (pitcrew recovery checker on each).')
+param protectedStorageAccountIds array = []
+
+@description('Restore drills: name of an existing, dedicated resource group (in this subscription) where pitcrew restores scratch Cosmos DB accounts and deletes them again. Empty: no drill rights at all.')
+param drillScratchResourceGroup string = ''
 
 @description('Create an Event Grid topic on which pitcrew publishes pitcrew.SecretRotated.')
 param eventGridTopicEnabled bool = false
@@ -305,6 +314,8 @@ module vaultAccess 'modules/keyvault-access.bicep' = [for v in watchedKeyVaults:
     vaultName: v.name
     principalId: identities.outputs.appIdentityPrincipalId
     secretNames: contains(v, 'secrets') ? v.secrets : []
+    keys: contains(v, 'keys') ? bool(v.keys) : false
+    certificates: contains(v, 'certificates') ? bool(v.certificates) : false
   }
 }]
 
@@ -437,6 +448,38 @@ module registryPurge 'modules/registry-purge.bicep' = [for id in purgedRegistryI
     principalId: identities.outputs.appIdentityPrincipalId
   }
 }]
+
+// ---------------------------------------------------------------------------------------------
+// Recovery readiness: read-only checks on each protected resource; restore drills create and delete
+// scratch accounts only in the scratch resource group (the one resource-group-scope assignment)
+// ---------------------------------------------------------------------------------------------
+
+module recoveryAccess 'modules/recovery-access.bicep' = [for id in concat(protectedCosmosAccountIds, protectedStorageAccountIds): {
+  name: take('pitcrew-recovery-${uniqueString(id)}', 64)
+  scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+  params: {
+    resourceId: id
+    roleDefinitionId: customRoles.outputs.recoveryCheckerId
+    principalId: identities.outputs.appIdentityPrincipalId
+  }
+}]
+
+module drillAccess 'modules/drill-access.bicep' = if (!empty(drillScratchResourceGroup)) {
+  name: 'pitcrew-drill-access'
+  scope: resourceGroup(drillScratchResourceGroup)
+  params: {
+    roleDefinitionId: customRoles.outputs.restoreDrillId
+    principalId: identities.outputs.appIdentityPrincipalId
+  }
+}
+
+module restoreSourceAccess 'modules/restore-source-access.bicep' = if (!empty(drillScratchResourceGroup) && !empty(protectedCosmosAccountIds)) {
+  name: 'pitcrew-restore-source-access'
+  params: {
+    roleDefinitionId: customRoles.outputs.restoreSourceId
+    principalId: identities.outputs.appIdentityPrincipalId
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Outputs (azd stores them in the environment; the pipeline's smoke test reads them)

@@ -174,9 +174,98 @@ resource quotaReader 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   }
 }
 
+// Recovery checks (issue 15): read a protected resource's backup and protection settings. Assigned
+// on each protected Cosmos DB account and storage account only (recovery-access.bicep).
+resource recoveryChecker 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, environmentName, 'pitcrew-recovery-checker')
+  properties: {
+    roleName: 'pitcrew recovery checker (${environmentName})'
+    description: 'Read the backup policy, databases and containers of a Cosmos DB account, or the blob service properties of a storage account. No keys, no writes. Assigned by pitcrew on each protected resource only.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.DocumentDB/databaseAccounts/read'
+          'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/read'
+          'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/read'
+          'Microsoft.Storage/storageAccounts/blobServices/read'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
+// Restore drills (issue 15): create the scratch account a point-in-time restore writes, read it
+// back (containers, DocumentCount), follow the async operation, and delete it. Assigned on the
+// scratch resource group only (drill-access.bicep): the one resource-group-scope assignment.
+resource restoreDrill 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, environmentName, 'pitcrew-restore-drill')
+  properties: {
+    roleName: 'pitcrew restore drill (${environmentName})'
+    description: 'Create, read and delete scratch Cosmos DB accounts restored by a drill, read their containers and metrics and the status of their operations. No keys, no data-plane access. Assigned by pitcrew on the scratch resource group only.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.DocumentDB/databaseAccounts/read'
+          'Microsoft.DocumentDB/databaseAccounts/write'
+          'Microsoft.DocumentDB/databaseAccounts/delete'
+          'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/read'
+          'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/read'
+          'Microsoft.DocumentDB/locations/operationsStatus/read'
+          'Microsoft.DocumentDB/operationResults/read'
+          'Microsoft.Insights/metrics/read'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
+// Restore drills (issue 15): the restore request on a source's restorable account, which Cosmos DB
+// authorizes only at that restorable account or the subscription (restore-source-access.bicep).
+resource restoreSource 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, environmentName, 'pitcrew-restore-source')
+  properties: {
+    roleName: 'pitcrew restore source (${environmentName})'
+    description: 'List restorable Cosmos DB accounts, submit a point-in-time restore from one, and read the status of Cosmos DB async operations. Creates nothing by itself. Assigned by pitcrew on the subscription only when restore drills are configured.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.DocumentDB/locations/restorableDatabaseAccounts/read'
+          'Microsoft.DocumentDB/locations/restorableDatabaseAccounts/restore/action'
+          'Microsoft.DocumentDB/locations/operationsStatus/read'
+          'Microsoft.DocumentDB/operationResults/read'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
+
 output cosmosKeyOperatorId string = cosmosKeyOperator.id
 output storageKeyOperatorId string = storageKeyOperator.id
 output serviceBusKeyOperatorId string = serviceBusKeyOperator.id
 output eventHubsKeyOperatorId string = eventHubsKeyOperator.id
 output consumerRefresherId string = consumerRefresher.id
 output quotaReaderId string = quotaReader.id
+output recoveryCheckerId string = recoveryChecker.id
+output restoreDrillId string = restoreDrill.id
+output restoreSourceId string = restoreSource.id

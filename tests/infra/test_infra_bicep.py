@@ -44,7 +44,16 @@ KNOWN_BUILTIN_ROLES = {
     "43d0d8ad-25c7-4714-9337-8ba259a9fe05": "Monitoring Reader",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "d5a91429-5739-47e2-a06b-3470a27159e7": "EventGrid Data Sender",
+    "14b46e9e-c2b7-41b4-b07b-48a6ebf60603": "Key Vault Crypto Officer",
+    "a4417e6f-fecd-4de8-b567-7b0420556985": "Key Vault Certificates Officer",
 }
+
+# The documented exceptions to "every assignment names one resource" (docs/security.md), each by
+# file and symbol: the restore drill role on the dedicated scratch resource group (the restored
+# account does not exist when deploying), and the restore source role on the subscription (Cosmos
+# DB authorizes a restore only on the restorable account or the subscription).
+RESOURCE_GROUP_SCOPE_EXCEPTIONS = {("drill-access.bicep", "scratchGroup")}
+SUBSCRIPTION_SCOPE_EXCEPTIONS = {("restore-source-access.bicep", "restoreSource")}
 
 
 @dataclass(frozen=True)
@@ -280,8 +289,13 @@ def test_no_contributor_or_owner_and_every_assignment_is_resource_scoped() -> No
         where = f"{t.path.name}:{r.symbol}"
         assert not guids & {OWNER, CONTRIBUTOR, USER_ACCESS_ADMINISTRATOR}, where
         if t.scope == "subscription" and "scope" not in r.body:
-            # Subscription-scope assignments: only the quota role, which has no narrower scope.
-            assert t.path.name == "quota-access.bicep", f"{where} is subscription-wide"
+            # Subscription-scope assignments: only the quota role, which has no narrower scope,
+            # and the named restore source exception.
+            assert t.path.name == "quota-access.bicep" or (
+                (t.path.name, r.symbol) in SUBSCRIPTION_SCOPE_EXCEPTIONS
+            ), f"{where} is subscription-wide"
+        elif (t.path.name, r.symbol) in RESOURCE_GROUP_SCOPE_EXCEPTIONS:
+            assert "scope" not in r.body, f"{where}: the exception is the scratch group itself"
         else:
             # Resource-group templates: always an explicit resource scope, never the whole group.
             assert r.body.get("scope"), f"{where} is assigned to its whole resource group"
@@ -314,6 +328,35 @@ CONSUMER_REFRESHER_ACTIONS = {
 }
 
 
+# Recovery roles (issue 15): exactly these actions, each copied from Microsoft's published
+# operations list (azure-docs role-based-access-control/permissions/databases.md, storage.md,
+# monitor.md). The drill role's writes exist only on the scratch resource group.
+RECOVERY_ROLE_ACTIONS = {
+    "recoveryChecker": {
+        "Microsoft.DocumentDB/databaseAccounts/read",
+        "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/read",
+        "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/read",
+        "Microsoft.Storage/storageAccounts/blobServices/read",
+    },
+    "restoreDrill": {
+        "Microsoft.DocumentDB/databaseAccounts/read",
+        "Microsoft.DocumentDB/databaseAccounts/write",
+        "Microsoft.DocumentDB/databaseAccounts/delete",
+        "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/read",
+        "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/read",
+        "Microsoft.DocumentDB/locations/operationsStatus/read",
+        "Microsoft.DocumentDB/operationResults/read",
+        "Microsoft.Insights/metrics/read",
+    },
+    "restoreSource": {
+        "Microsoft.DocumentDB/locations/restorableDatabaseAccounts/read",
+        "Microsoft.DocumentDB/locations/restorableDatabaseAccounts/restore/action",
+        "Microsoft.DocumentDB/locations/operationsStatus/read",
+        "Microsoft.DocumentDB/operationResults/read",
+    },
+}
+
+
 def test_custom_roles_hold_only_list_and_regenerate_keys() -> None:
     roles = list(deployed("Microsoft.Authorization/roleDefinitions"))
     assert len(roles) >= 3
@@ -325,6 +368,8 @@ def test_custom_roles_hold_only_list_and_regenerate_keys() -> None:
             assert permission["dataActions"] == []
             for action in permission["actions"]:
                 if r.symbol == "consumerRefresher" and action in CONSUMER_REFRESHER_ACTIONS:
+                    continue
+                if action in RECOVERY_ROLE_ACTIONS.get(r.symbol, set()):
                     continue
                 assert ALLOWED_CUSTOM_ACTION.match(action), f"{r.symbol}: {action}"
                 assert "*" not in action and not action.endswith("/write"), action
@@ -723,3 +768,98 @@ def test_security_doc_lists_every_role_and_custom_action() -> None:
         for p in r.body["properties"]["permissions"]:
             for action in p["actions"]:
                 assert action in doc, f"docs/security.md does not explain {action}"
+
+
+def _condition(t: Template, symbol: str) -> str:
+    parsed = _parser().parse(file_path=t.path)
+    return text_of(parsed["resources"][symbol]["config"].get("condition"))
+
+
+def test_key_and_certificate_officers_only_on_vaults_with_such_rules() -> None:
+    kv = template(INFRA / "modules" / "keyvault-access.bicep")
+    by_symbol = {r.symbol: r for r in kv.resources}
+    assert kv.parameters["keys"]["default"] is False
+    assert kv.parameters["certificates"]["default"] is False
+    keys = by_symbol["keyOfficer"]
+    assert keys.body["scope"] == "vault"
+    assert _role_guids(kv, keys) == {"14b46e9e-c2b7-41b4-b07b-48a6ebf60603"}
+    assert "keys" in _condition(kv, "keyOfficer")
+    certs = by_symbol["certificateOfficer"]
+    assert certs.body["scope"] == "vault"
+    assert _role_guids(kv, certs) == {"a4417e6f-fecd-4de8-b567-7b0420556985"}
+    assert "certificates" in _condition(kv, "certificateOfficer")
+    text = (INFRA / "main.bicep").read_text()
+    assert "keys: contains(v, 'keys') ? bool(v.keys) : false" in text
+    assert "certificates: contains(v, 'certificates') ? bool(v.certificates) : false" in text
+
+
+def test_recovery_roles_hold_exactly_their_published_actions() -> None:
+    for symbol, expected in RECOVERY_ROLE_ACTIONS.items():
+        props = _custom_role(symbol)
+        actions = {a for p in props["permissions"] for a in p["actions"]}
+        assert actions == expected, symbol
+        for p in props["permissions"]:
+            assert p["notActions"] == [] and p["dataActions"] == [] and p["notDataActions"] == []
+        lowered = {a.lower() for a in actions}
+        assert not any("listkeys" in a or "listconnectionstrings" in a for a in lowered)
+        assert not any("*" in a for a in lowered)
+    assert "recovery checker" in text_of(_custom_role("recoveryChecker")["roleName"])
+    assert "restore drill" in text_of(_custom_role("restoreDrill")["roleName"])
+    # Only the drill role writes or deletes, and it is assigned on the scratch group only.
+    for symbol in ("recoveryChecker", "restoreSource"):
+        assert not any(a.endswith(("/write", "/delete")) for a in RECOVERY_ROLE_ACTIONS[symbol])
+
+
+def test_recovery_checker_and_metrics_on_each_protected_resource_only() -> None:
+    main = template(INFRA / "main.bicep")
+    for param in ("protectedCosmosAccountIds", "protectedStorageAccountIds"):
+        assert main.parameters[param]["default"] == []
+        assert param in _azd_parameters()
+    assert main.parameters["drillScratchResourceGroup"]["default"] == ""
+    assert "drillScratchResourceGroup" in _azd_parameters()
+    text = (INFRA / "main.bicep").read_text()
+    block = _module_blocks(text, "modules/recovery-access.bicep")
+    assert len(block) == 1
+    assert "[for id in concat(protectedCosmosAccountIds, protectedStorageAccountIds):" in block[0]
+    assert "scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])" in block[0]
+    assert "roleDefinitionId: customRoles.outputs.recoveryCheckerId" in block[0]
+    m = template(INFRA / "modules" / "recovery-access.bicep")
+    by_symbol = {r.symbol: r for r in m.resources}
+    assert {r.type for r in m.resources if r.existing} == {
+        "Microsoft.DocumentDB/databaseAccounts", "Microsoft.Storage/storageAccounts"}
+    assert by_symbol["cosmosChecker"].body["scope"] == "cosmos"
+    assert by_symbol["storageChecker"].body["scope"] == "storage"
+    assert by_symbol["cosmosMetrics"].body["scope"] == "cosmos"
+    assert _role_guids(m, by_symbol["cosmosMetrics"]) == {"43d0d8ad-25c7-4714-9337-8ba259a9fe05"}
+    assert "isCosmos" in _condition(m, "cosmosMetrics")
+
+
+def test_drill_writes_only_in_the_scratch_group_and_only_when_configured() -> None:
+    text = (INFRA / "main.bicep").read_text()
+    drill = re.search(r"^module drillAccess 'modules/drill-access.bicep' = (.*?)^\}$", text,
+                      re.M | re.S)
+    assert drill, "main.bicep does not deploy modules/drill-access.bicep"
+    assert drill.group(1).startswith("if (!empty(drillScratchResourceGroup))")
+    assert "scope: resourceGroup(drillScratchResourceGroup)" in drill.group(1)
+    assert "roleDefinitionId: customRoles.outputs.restoreDrillId" in drill.group(1)
+    source = re.search(
+        r"^module restoreSourceAccess 'modules/restore-source-access.bicep' = (.*?)^\}$", text,
+        re.M | re.S)
+    assert source, "main.bicep does not deploy modules/restore-source-access.bicep"
+    assert source.group(1).startswith(
+        "if (!empty(drillScratchResourceGroup) && !empty(protectedCosmosAccountIds))")
+    assert "roleDefinitionId: customRoles.outputs.restoreSourceId" in source.group(1)
+    # Exactly one resource-group-scope assignment in the whole deployment: the scratch group.
+    whole_group = [
+        (t.path.name, r.symbol)
+        for t, r in deployed("Microsoft.Authorization/roleAssignments")
+        if t.scope == "resourceGroup" and "scope" not in r.body
+    ]
+    assert whole_group == [("drill-access.bicep", "scratchGroup")]
+    subscription_wide = {
+        (t.path.name, r.symbol)
+        for t, r in deployed("Microsoft.Authorization/roleAssignments")
+        if t.scope == "subscription" and "scope" not in r.body
+    }
+    others = {(f, symbol) for f, symbol in subscription_wide if f != "quota-access.bicep"}
+    assert others == SUBSCRIPTION_SCOPE_EXCEPTIONS
