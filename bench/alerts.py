@@ -59,8 +59,11 @@ def main() -> None:
     with fresh_azurite() as azurite, tempfile.TemporaryDirectory() as tmp:
         policy = Path(tmp) / "pitcrew.yaml"
         policy.write_text(
-            "version: 1\nchannels:\n  hook:\n    type: webhook\n"
-            f"    url: {receiver.url}\nroutes:\n  - name: all\n    channels: [hook]\n"
+            "version: 1\nreceivers:\n  hook:\n    type: webhook\n"
+            f"    url: {receiver.url}\n"
+            # Alertmanager's defaults: one group per rule, sent after group_wait.
+            "route:\n  receiver: hook\n  group_by: [alertRule]\n  group_wait: 30s\n"
+            "  group_interval: 5m\n  repeat_interval: 4h\n"
         )
         os.environ.update({
             "AzureWebJobsStorage": azurite.connection_string,
