@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from pitcrew.ports import Channel
 from pitcrew.schema import StrictModel
@@ -67,6 +67,10 @@ def check_setting_name(name: str | None) -> str | None:
     if name is not None and not SETTING_NAME.match(name):
         raise ValueError(f"{name!r} is not a valid app setting name")
     return name
+
+
+SettingName = Annotated[str, AfterValidator(check_setting_name)]
+"""A config field holding the name of an app setting, checked as one."""
 
 
 def check_endpoint(url: str | None) -> str | None:
@@ -257,3 +261,31 @@ def headers_from_setting(name: str) -> dict[str, str]:
 def cut(text: str, limit: int) -> str:
     """`text` in at most `limit` characters, an ellipsis marking a cut."""
     return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+ConfigT = TypeVar("ConfigT", bound=ReceiverConfig)
+
+
+class HttpReceiver(Generic[ConfigT]):
+    """A receiver that POSTs JSON through `client` behind its rate gate (the process's gate of
+    `kind` and `name` unless one is given). Subclasses set `kind`, `default_per_minute` and
+    `deliver`."""
+
+    kind: ClassVar[str]
+    default_per_minute: ClassVar[int]
+
+    def __init__(self, name: str, config: ConfigT, client: httpx.Client,
+                 gate: RateGate | None = None) -> None:
+        self.name = name
+        self._config = config
+        self._client = client
+        self._gate = gate or rate_gate(self.kind, name,
+                                       config.max_per_minute or self.default_per_minute)
+
+    def _post(self, url: str, payload: Any, notification_id: str,
+              secrets: tuple[str, ...] = ()) -> None:
+        """post_json with this receiver's name, gate, timeout and the notification's
+        Idempotency-Key."""
+        post_json(self._client, url, payload, name=self.name, gate=self._gate,
+                  timeout=self._config.timeout_seconds,
+                  headers={"Idempotency-Key": idempotency_key(notification_id)}, secrets=secrets)

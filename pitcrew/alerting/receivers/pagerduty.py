@@ -13,18 +13,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
-import httpx
 from pydantic import Field, field_validator
 
 from pitcrew.alerting.receivers.base import (
-    RateGate,
+    HttpReceiver,
     ReceiverConfig,
+    SettingName,
     check_endpoint,
-    check_setting_name,
     cut,
-    idempotency_key,
-    post_json,
-    rate_gate,
     setting,
 )
 from pitcrew.alerting.receivers.render import View, view
@@ -42,7 +38,7 @@ class PagerDutyConfig(ReceiverConfig):
     """PagerDuty Events API v2 (an Events API v2 integration on a service)."""
 
     type: Literal["pagerduty"]
-    routing_key_setting: str = Field(
+    routing_key_setting: SettingName = Field(
         description="Name of the app setting holding the integration's routing key (a Key "
         "Vault reference in Azure); the key itself never goes in the policy.",
     )
@@ -53,12 +49,6 @@ class PagerDutyConfig(ReceiverConfig):
     )
     component: str | None = Field(default=None, max_length=255)
     group: str | None = Field(default=None, max_length=255)
-
-    @field_validator("routing_key_setting")
-    @classmethod
-    def _setting(cls, value: str) -> str:
-        check_setting_name(value)
-        return value
 
     @field_validator("url")
     @classmethod
@@ -123,19 +113,11 @@ def _payload(seen: View, config: PagerDutyConfig) -> dict[str, Any]:
     return payload
 
 
-class PagerDutyReceiver:
-    def __init__(self, name: str, config: PagerDutyConfig, client: httpx.Client,
-                 gate: RateGate | None = None) -> None:
-        self.name = name
-        self._config = config
-        self._client = client
-        self._gate = gate or rate_gate("pagerduty", name,
-                                       config.max_per_minute or DEFAULT_PER_MINUTE)
+class PagerDutyReceiver(HttpReceiver[PagerDutyConfig]):
+    kind = "pagerduty"
+    default_per_minute = DEFAULT_PER_MINUTE
 
     def deliver(self, notification: Notification) -> None:
         key = setting(self._config.routing_key_setting, "PagerDuty routing key")
-        post_json(
-            self._client, self._config.url, event(notification, key, self._config),
-            name=self.name, gate=self._gate, timeout=self._config.timeout_seconds,
-            headers={"Idempotency-Key": idempotency_key(notification.id)}, secrets=(key,),
-        )
+        self._post(self._config.url, event(notification, key, self._config), notification.id,
+                   secrets=(key,))

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import httpx
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from pitcrew.alerting.receivers.base import (
-    RateGate,
+    HttpReceiver,
     ReceiverConfig,
-    check_setting_name,
+    SettingName,
     cut,
-    idempotency_key,
-    post_json,
-    rate_gate,
     setting,
 )
 from pitcrew.alerting.receivers.render import view
@@ -41,16 +37,10 @@ class SlackConfig(ReceiverConfig):
     """A Slack channel through an incoming webhook."""
 
     type: Literal["slack"]
-    url_setting: str = Field(
+    url_setting: SettingName = Field(
         description="Name of the app setting holding the incoming webhook URL (it embeds a "
         "token; a Key Vault reference in Azure).",
     )
-
-    @field_validator("url_setting")
-    @classmethod
-    def _setting(cls, value: str) -> str:
-        check_setting_name(value)
-        return value
 
 
 def escape(text: str) -> str:
@@ -97,16 +87,10 @@ def message(notification: Notification) -> dict[str, Any]:
     return {"text": cut(fallback, SECTION_LIMIT), "blocks": blocks[:MAX_BLOCKS]}
 
 
-class SlackReceiver:
-    def __init__(self, name: str, config: SlackConfig, client: httpx.Client,
-                 gate: RateGate | None = None) -> None:
-        self.name = name
-        self._config = config
-        self._client = client
-        self._gate = gate or rate_gate("slack", name, config.max_per_minute or DEFAULT_PER_MINUTE)
+class SlackReceiver(HttpReceiver[SlackConfig]):
+    kind = "slack"
+    default_per_minute = DEFAULT_PER_MINUTE
 
     def deliver(self, notification: Notification) -> None:
         url = setting(self._config.url_setting, "Slack webhook URL")
-        post_json(self._client, url, message(notification), name=self.name, gate=self._gate,
-                  timeout=self._config.timeout_seconds,
-                  headers={"Idempotency-Key": idempotency_key(notification.id)})
+        self._post(url, message(notification), notification.id)

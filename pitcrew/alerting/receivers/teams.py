@@ -8,17 +8,13 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-import httpx
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from pitcrew.alerting.receivers.base import (
-    RateGate,
+    HttpReceiver,
     ReceiverConfig,
-    check_setting_name,
+    SettingName,
     cut,
-    idempotency_key,
-    post_json,
-    rate_gate,
     setting,
 )
 from pitcrew.alerting.receivers.render import View, view
@@ -37,16 +33,10 @@ class TeamsConfig(ReceiverConfig):
     """A Teams channel through a Workflows webhook."""
 
     type: Literal["teams"]
-    url_setting: str = Field(
+    url_setting: SettingName = Field(
         description="Name of the app setting holding the Workflows webhook URL (it embeds a "
         "signature; a Key Vault reference in Azure).",
     )
-
-    @field_validator("url_setting")
-    @classmethod
-    def _setting(cls, value: str) -> str:
-        check_setting_name(value)
-        return value
 
 
 def message(notification: Notification) -> dict[str, Any]:
@@ -110,16 +100,10 @@ def _card(seen: View, facts: list[tuple[str, str]], alerts: list[str],
     return card
 
 
-class TeamsReceiver:
-    def __init__(self, name: str, config: TeamsConfig, client: httpx.Client,
-                 gate: RateGate | None = None) -> None:
-        self.name = name
-        self._config = config
-        self._client = client
-        self._gate = gate or rate_gate("teams", name, config.max_per_minute or DEFAULT_PER_MINUTE)
+class TeamsReceiver(HttpReceiver[TeamsConfig]):
+    kind = "teams"
+    default_per_minute = DEFAULT_PER_MINUTE
 
     def deliver(self, notification: Notification) -> None:
         url = setting(self._config.url_setting, "Teams Workflows webhook URL")
-        post_json(self._client, url, message(notification), name=self.name, gate=self._gate,
-                  timeout=self._config.timeout_seconds,
-                  headers={"Idempotency-Key": idempotency_key(notification.id)})
+        self._post(url, message(notification), notification.id)
