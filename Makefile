@@ -62,12 +62,9 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy pitcrew pitcrew_dev functions function_app.py
 
+# Every bench, small sizes, each on its own fresh Azurite; one table (bench/README.md).
 bench: install
-	$(PY) bench/cold_start.py
-	$(PY) bench/intake.py
-	$(PY) bench/alerts.py
-	$(PY) bench/rotation.py
-	$(PY) bench/replay.py --messages 2000 --memory-messages 20000
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) node_modules .azurite .pitcrew

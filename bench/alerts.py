@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--rules", type=int, default=100)
     args = parser.parse_args()
 
-    from common import count_round_trips, fmt_trips, fresh_azurite
+    from common import count_round_trips, emit, fmt_trips, fresh_azurite
 
     from tests.receiver import Receiver
 
@@ -95,17 +95,17 @@ def main() -> None:
 
     sent = len(receiver.received)
     total = intake_seconds + flush_seconds
-    print(f"alerts            {args.alerts} of {args.rules} rules "
-          f"({'grouped' if grouping else 'no grouping in this build: one notification each'})")
-    print(f"intake            {args.alerts / intake_seconds:9.0f} alerts/s  "
-          f"({intake_seconds * 1000 / args.alerts:.2f} ms/alert)")
-    print(f"round trips/alert {fmt_trips(intake_trips, args.alerts)} at intake, "
-          f"{fmt_trips(flush_trips, args.alerts)} flush + outbox (counted)")
-    print(f"flush + outbox    {flush_seconds:9.2f} s")
-    print(f"end to end        {args.alerts / total:9.0f} alerts/s")
-    print(f"notifications     {sent}")
-    print(f"notifications/alerts ratio  {sent / args.alerts:.4f}")
-
+    mode = "grouped" if grouping else "no grouping in this build: one notification each"
+    emit(f"alerts: intake, {args.alerts} alerts of {args.rules} rules", args.alerts /
+         intake_seconds, "alerts/s", None, "", mode)
+    emit("alerts: round trips per alert, intake", sum(intake_trips.values()) / args.alerts,
+         "trips", None, "", fmt_trips(intake_trips, args.alerts))
+    emit("alerts: round trips per alert, flush + outbox", sum(flush_trips.values()) /
+         args.alerts, "trips", None, "", fmt_trips(flush_trips, args.alerts))
+    emit("alerts: end to end", args.alerts / total, "alerts/s", None, "",
+         f"flush + outbox {flush_seconds:.2f} s")
+    emit("alerts: notifications per alert", sent / args.alerts, "", None, "",
+         f"{sent} notifications")
 
 if __name__ == "__main__":
     main()

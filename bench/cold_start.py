@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from common import emit
+
 REPO = Path(__file__).resolve().parents[1]
 
 INDEX = (
@@ -83,18 +85,11 @@ def main() -> None:
         [sys.executable, "-c", INDEX], capture_output=True, text=True, check=True, cwd=REPO
     ).stdout.split()[1]
     index_median, eager_median = statistics.median(index_ms), statistics.median(eager_ms)
-    print(f"fresh interpreters: {args.runs} each (median)")
-    print(
-        f"import function_app + index {functions} functions: {index_median:7.1f} ms "
-        f"(min {min(index_ms):.1f}, max {max(index_ms):.1f})   target < 200 ms"
-    )
-    print(
-        f"eager import of {len(modules)} SDKs/libraries:        {eager_median:7.1f} ms "
-        f"(min {min(eager_ms):.1f}, max {max(eager_ms):.1f})"
-    )
-    print(f"indexing / eager: {index_median / eager_median:.0%}   target < 40%")
-    print("eager set: " + ", ".join(modules))
-
+    note = f"median of {args.runs} fresh interpreters"
+    emit(f"cold start: eager import of {len(modules)} SDKs (baseline)", eager_median, "ms",
+         eager_median, "", note)
+    emit(f"cold start: import function_app + index {functions} functions", index_median, "ms",
+         eager_median, "< 200 ms and < 0.40x", note)
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,6 @@
 """What the benches share: a fresh in-memory Azurite on free ports (stopped even on SIGTERM), a
-transport counting every Storage round trip the SDK clients make, and the results table.
+transport counting every Storage round trip the SDK clients make, the results table and
+`emit()`, which every bench reports its figures through (bench/run_all.py collects them).
 
 Never imported by the product. Each bench script runs with bench/ on sys.path (Python puts the
 script's folder there), so `from common import ...` works.
@@ -7,6 +8,8 @@ script's folder there), so `from common import ...` works.
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import socket
 import sys
@@ -136,3 +139,33 @@ def results_table(rows: list[tuple[str, str, str, str]]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(lines)
+
+
+JSON_ENV = "PITCREW_BENCH_JSON"  # set to 1 (bench/run_all.py does): emit() prints JSON lines
+
+
+def emit(figure: str, value: float, unit: str, baseline: float | None = None,
+         target: str = "", note: str = "") -> None:
+    """Report one figure. `baseline` is the same quantity measured in the same run on the same
+    emulator (ratio = value / baseline); `target` is issue 16's, as text. With
+    PITCREW_BENCH_JSON=1 it prints one JSON object a line (for bench/run_all.py), else a line
+    of text."""
+    ratio = value / baseline if baseline else None
+    if os.environ.get(JSON_ENV) == "1":
+        print(json.dumps({"figure": figure, "value": value, "unit": unit, "ratio": ratio,
+                          "target": target, "note": note}), flush=True)
+        return
+    text = f"{figure}: {fmt_value(value)} {unit}"
+    if ratio is not None:
+        text += f"  ({ratio:.2f}x baseline)"
+    if target:
+        text += f"  target {target}"
+    if note:
+        text += f"  [{note}]"
+    print(text, flush=True)
+
+
+def fmt_value(value: float) -> str:
+    if value == 0 or abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"

@@ -5,8 +5,8 @@ Each scan reads every scope (usages.list + quota.list), folds one sample into ea
 state (the forecast window), writes states and samples in transactions of 100 per scope and
 prunes old samples. Figures: quotas/s per scan, Table storage round trips per quota (counted
 with an azure-core request hook), and peak Python memory (tracemalloc). The first scan creates
-every state; later scans read and rewrite them with a growing forecast window. Azurite is
-started if nothing answers on 10000-10002. Prints figures; asserts nothing.
+every state; later scans read and rewrite them with a growing forecast window. Runs on its own
+fresh in-memory Azurite (bench/common.py). Prints figures; asserts nothing.
 
     .venv/bin/python bench/quota.py [--quotas 5000] [--scopes 50] [--scans 3]
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -24,8 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import emit, fresh_azurite
 
 
 def main() -> None:
@@ -35,8 +33,12 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=3)
     args = parser.parse_args()
 
+    with fresh_azurite() as azurite:
+        bench(args, azurite)
+
+
+def bench(args: argparse.Namespace, azurite: Any) -> None:
     from pitcrew_dev.azure_endpoint import start_local_azure
-    from pitcrew_dev.azurite import ensure_azurite
     from tests.receiver import Receiver
 
     per_scope = max(1, args.quotas // args.scopes)
@@ -47,7 +49,6 @@ def main() -> None:
     quotas = [{"scope": scope, "name": f"family{j}", "limit": 1000, "usage": j % 700,
                "growth_per_hour": (j % 7) * 10.0}
               for scope in scopes for j in range(per_scope)]
-    azurite = ensure_azurite()
     receiver = Receiver()
     with start_local_azure(config={"quotas": quotas}) as endpoint, \
             tempfile.TemporaryDirectory() as tmp:
@@ -84,8 +85,6 @@ def main() -> None:
             azurite.connection_string, raw_request_hook=count))
         q = get_services().quota
         total = len(quotas)
-        print(f"{total} quotas in {len(scopes)} scopes "
-              f"({len(subscriptions)} subscriptions x {len(locations)} locations)")
         start_at = datetime.now(UTC)
         for i in range(args.scans):
             calls["tables"] = 0
@@ -95,10 +94,13 @@ def main() -> None:
             seconds = time.perf_counter() - began
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
-            print(f"scan {i + 1}: {report.quotas / seconds:8.0f} quotas/s  ({seconds:.2f} s)  "
-                  f"{calls['tables'] / report.quotas:.3f} table round trips/quota  "
-                  f"peak {peak / 1e6:.1f} MB  above threshold {report.above}  "
-                  f"notifications {len(report.notifications)}")
+            which = "first scan (creates states)" if i == 0 else f"scan {i + 1}"
+            note = f"{total} quotas in {len(scopes)} scopes"
+            emit(f"quota: {which}", report.quotas / seconds, "quotas/s", None, "", note)
+            emit(f"quota: {which}, table round trips per quota",
+                 calls["tables"] / report.quotas, "trips", None, "",
+                 f"above threshold {report.above}, notifications {len(report.notifications)}")
+            emit(f"quota: {which}, peak Python memory", peak / 1e6, "MB", None, "", "tracemalloc")
     receiver.close()
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import RoundTrips, fmt_trips, fresh_azurite
+from common import RoundTrips, emit, fmt_trips, fresh_azurite
 
 TRIPS = RoundTrips()
 AZURITE: Any = None  # the fresh Azurite main() started
@@ -117,7 +117,8 @@ def pitcrew_run(count_: int) -> tuple[float, float, int]:
     started = time.perf_counter()
     scan(dl, ["bench"])
     ingested = time.perf_counter() - started
-    print(f"  round trips per ingested message: {fmt_trips(TRIPS.snapshot(), count_)}")
+    emit("replay: round trips per ingested message", TRIPS.total / count_, "trips", None, "",
+         fmt_trips(TRIPS.snapshot(), count_))
     group = next(dl.store.groups()).id
     job = request_replay(dl, ReplayRequest(actor="user:bench", group=group, rate=5000,
                                            batch_size=100))
@@ -125,7 +126,8 @@ def pitcrew_run(count_: int) -> tuple[float, float, int]:
     started = time.perf_counter()
     outcome = ReplayWorker(dl, job.run_id, budget=1e9).run()
     replayed = time.perf_counter() - started
-    print(f"  round trips per replayed message: {fmt_trips(TRIPS.snapshot(), count_)}")
+    emit("replay: round trips per replayed message", TRIPS.total / count_, "trips", None, "",
+         fmt_trips(TRIPS.snapshot(), count_))
     assert outcome == "succeeded", outcome
     arrived = count(queue)
     assert arrived == count_ and count(f"{queue}-poison") == 0, (arrived, count_)
@@ -173,26 +175,24 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     n = args.messages
     setup("unused")
-    print(f"replay bench on Azurite, {n} messages of ~260 bytes")
     if n:
         throughput(n)
     if args.memory_messages:
         small = max(1000, args.memory_messages // 10)
         for size in (small, args.memory_messages):
             peak, rss = memory(size)
-            print(f"  replay of {size} messages: peak heap {peak:.1f} MB; process max RSS "
-                  f"{rss:.0f} MB so far (target < 200 MB)", flush=True)
+            emit(f"replay: {size} messages, process max RSS", rss, "MB", None, "< 200 MB",
+                 f"peak heap {peak:.1f} MB")
 
 
 def throughput(n: int) -> None:
     base = baseline(n)
-    print(f"  plain receive-send-delete loop: {n / base:8.0f} msg/s ({base:.1f} s)")
+    emit("replay: plain receive-send-delete loop (baseline)", n / base, "msg/s", n / base, "",
+         f"{n} messages")
     ingest, replay, _ = pitcrew_run(n)
-    print(f"  pitcrew ingest (store + settle): {n / ingest:7.0f} msg/s ({ingest:.1f} s)")
-    print(f"  pitcrew replay (all guarantees): {n / replay:7.0f} msg/s ({replay:.1f} s)"
-          f"  -> {base / replay:.2f} x the plain loop (target >= 0.8)")
-    print(f"  pitcrew ingest + replay, end to end: {n / (ingest + replay):4.0f} msg/s"
-          f"  -> {base / (ingest + replay):.2f} x the plain loop")
+    emit("replay: pitcrew ingest (store + settle)", n / ingest, "msg/s", n / base)
+    emit("replay: pitcrew replay (all guarantees)", n / replay, "msg/s", n / base, ">= 0.8x")
+    emit("replay: ingest + replay, end to end", n / (ingest + replay), "msg/s", n / base)
 
 
 if __name__ == "__main__":

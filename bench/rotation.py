@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import emit, fresh_azurite
 
 SUB = "00000000-0000-0000-0000-000000000000"
 VAULT = "bench-kv"
@@ -70,10 +71,13 @@ def main() -> int:
     parser.add_argument("--rotations", type=int, default=40)
     args = parser.parse_args()
 
-    from pitcrew_dev.azure_endpoint import LocalCredential, start_local_azure
-    from pitcrew_dev.azurite import ensure_azurite
+    with fresh_azurite() as azurite:
+        return bench(args, azurite)
 
-    azurite = ensure_azurite()
+
+def bench(args: argparse.Namespace, azurite: Any) -> int:
+    from pitcrew_dev.azure_endpoint import LocalCredential, start_local_azure
+
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     sink_url = f"http://127.0.0.1:{sink.server_address[1]}/hook"
@@ -154,21 +158,17 @@ def main() -> int:
         regenerated = sum(sum(endpoint.regenerations(
             f"/subscriptions/{SUB}/resourceGroups/bench/providers/Microsoft.DocumentDB/"
             f"databaseAccounts/bench{i}").values()) for i in range(args.rotations))
-        print(f"rotations (sequential, end to end): {n} in {elapsed:.2f} s "
-              f"= {n / elapsed:.1f} rotations/s")
-        print(f"  per rotation: median {statistics.median(durations) * 1000:.1f} ms, "
-              f"p95 {_p95(durations) * 1000:.1f} ms")
-        print(f"  provider calls (Key Vault, ARM, data plane, Event Grid): median "
-              f"{statistics.median(provider_each) * 1000:.1f} ms per rotation")
-        print(f"  engine overhead, provider calls excluded (claims, run records, audit, outbox, "
-              f"bookkeeping): median {statistics.median(overhead) * 1000:.1f} ms, "
-              f"p95 {_p95(overhead) * 1000:.1f} ms per rotation")
-        print(f"  keys regenerated: {regenerated} for {n + 1} rotations (warm-up included)")
+        provider = statistics.median(provider_each) * 1000
+        emit("rotation: provider calls per rotation (baseline)", provider, "ms median",
+             provider, "", "Key Vault, ARM, data plane, Event Grid on the local endpoint")
+        emit("rotation: end to end, sequential", n / elapsed, "rotations/s", None, "",
+             f"{n} rotations, p95 {_p95(durations) * 1000:.0f} ms")
+        emit("rotation: engine overhead per rotation", statistics.median(overhead) * 1000,
+             "ms median", provider, "", f"p95 {_p95(overhead) * 1000:.0f} ms; "
+             f"{regenerated} keys regenerated for {n + 1} rotations")
     finally:
         endpoint.stop()
         sink.shutdown()
-        if azurite.started:
-            azurite.stop()
     return 0
 
 

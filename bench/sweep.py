@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import emit, fresh_azurite
 
 DAY = 86400
 
@@ -71,11 +72,14 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=10_000)
     args = parser.parse_args()
 
+    with fresh_azurite() as azurite:
+        bench(args, azurite)
+
+
+def bench(args: argparse.Namespace, azurite: Any) -> None:
     from pitcrew_dev.azure_endpoint import start_local_azure
-    from pitcrew_dev.azurite import ensure_azurite
 
     vaults = [f"bench-kv-{i}" for i in range(args.vaults)]
-    azurite = ensure_azurite()
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     tmp = Path(tempfile.mkdtemp(prefix="pitcrew-bench-"))
@@ -126,19 +130,17 @@ def main() -> None:
         for vault in report.vaults:
             for cls, n in vault.counts().items():
                 counts[cls] = counts.get(cls, 0) + n
-        print(f"sweep: {swept} objects in {len(vaults)} vaults in {elapsed:.2f} s = "
-              f"{swept / elapsed:,.0f} objects/s ({counts})")
-        print(f"peak Python memory during a sweep: {peak / 1e6:.1f} MB (tracemalloc)")
-        print(f"baseline (the listings alone): {listed} objects in {baseline:.2f} s = "
-              f"{listed / baseline:,.0f} objects/s; sweep / baseline time: "
-              f"{elapsed / baseline:.2f}x")
-        print(f"notifications: {sum(1 for v in report.vaults if v.notified)} "
-              f"(one per vault)")
+        emit("sweep: the Key Vault listings alone (baseline)", listed / baseline, "objects/s",
+             listed / baseline, "", f"{listed} objects")
+        emit(f"sweep: {swept} objects in {len(vaults)} vaults", swept / elapsed, "objects/s",
+             listed / baseline, "", f"{counts}")
+        emit("sweep: peak Python memory during a sweep", peak / 1e6, "MB", None, "",
+             "tracemalloc")
+        emit("sweep: notifications (one per vault)",
+             sum(1 for v in report.vaults if v.notified), "", None, f"{len(vaults)}")
     finally:
         endpoint.stop()
         sink.shutdown()
-        if azurite.started:
-            azurite.stop()
 
 
 if __name__ == "__main__":
