@@ -47,6 +47,7 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   }
   // checkov:skip=CKV_AZURE_35: Flex Consumption reaches its storage over the public endpoint unless the app is VNet-integrated (not in this baseline, see docs/security.md). The endpoint accepts only Entra tokens: shared keys are disabled, HTTPS only, TLS 1.2.
   // checkov:skip=CKV_AZURE_59: Same reason as CKV_AZURE_35: without VNet integration the Flex Consumption host needs the public endpoint; it accepts only Entra tokens.
+  // checkov:skip=CKV_AZURE_43: The name is `stpitcrew` + uniqueString() (22 lowercase letters and digits, checked by @minLength/@maxLength here and by tests/infra); checkov renders the interpolated name differently from run to run and then fails this check at random.
   properties: {
     accessTier: 'Hot'
     allowSharedKeyAccess: false
