@@ -111,13 +111,16 @@ def _check_name(name: str) -> None:
         )
 
 
-def _attributes(version: SecretVersion) -> dict[str, Any]:
+def _attributes(version: Any, **extra: Any) -> dict[str, Any]:
+    """Key Vault's `attributes` of a secret, key or certificate version (`extra` adds what one
+    object type has beyond the others, e.g. a key's `exportable`)."""
     attributes: dict[str, Any] = {
         "enabled": version.enabled,
         "created": version.created,
         "updated": version.updated,
         "recoveryLevel": RECOVERY_LEVEL,
         "recoverableDays": RECOVERABLE_DAYS,
+        **extra,
     }
     if version.not_before is not None:
         attributes["nbf"] = version.not_before

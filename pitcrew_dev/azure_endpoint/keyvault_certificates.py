@@ -27,8 +27,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pitcrew_dev.azure_endpoint.keyvault import (
-    RECOVERABLE_DAYS,
-    RECOVERY_LEVEL,
     SECRET_NAME,
     KeyVaultError,
     VaultApp,
@@ -36,6 +34,9 @@ from pitcrew_dev.azure_endpoint.keyvault import (
     _error,
     _page,
     _parse,
+)
+from pitcrew_dev.azure_endpoint.keyvault import (
+    _attributes as vault_attributes,
 )
 from pitcrew_dev.azure_endpoint.state import CertificateRecord, CertificateVersion
 
@@ -72,14 +73,7 @@ def _x5t(record: CertificateRecord, version: CertificateVersion) -> str:
 
 
 def _attributes(version: CertificateVersion) -> dict[str, Any]:
-    out: dict[str, Any] = {"enabled": version.enabled, "created": version.created,
-                           "updated": version.updated, "recoveryLevel": RECOVERY_LEVEL,
-                           "recoverableDays": RECOVERABLE_DAYS}
-    if version.not_before is not None:
-        out["nbf"] = version.not_before
-    if version.expires is not None:
-        out["exp"] = version.expires
-    return out
+    return vault_attributes(version)
 
 
 def _policy_json(base: str, record: CertificateRecord) -> dict[str, Any]:

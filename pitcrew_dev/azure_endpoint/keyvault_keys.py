@@ -25,8 +25,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pitcrew_dev.azure_endpoint.keyvault import (
-    RECOVERABLE_DAYS,
-    RECOVERY_LEVEL,
     SECRET_NAME,
     AttributesIn,
     KeyVaultError,
@@ -35,6 +33,9 @@ from pitcrew_dev.azure_endpoint.keyvault import (
     _error,
     _page,
     _parse,
+)
+from pitcrew_dev.azure_endpoint.keyvault import (
+    _attributes as vault_attributes,
 )
 from pitcrew_dev.azure_endpoint.state import KeyRecord, KeyVersion, public_modulus
 
@@ -128,14 +129,7 @@ def _check_name(name: str) -> None:
 
 
 def _attributes(version: KeyVersion) -> dict[str, Any]:
-    out: dict[str, Any] = {"enabled": version.enabled, "created": version.created,
-                           "updated": version.updated, "recoveryLevel": RECOVERY_LEVEL,
-                           "recoverableDays": RECOVERABLE_DAYS, "exportable": False}
-    if version.not_before is not None:
-        out["nbf"] = version.not_before
-    if version.expires is not None:
-        out["exp"] = version.expires
-    return out
+    return vault_attributes(version, exportable=False)
 
 
 def _bundle(base: str, record: KeyRecord, version: KeyVersion) -> dict[str, Any]:
