@@ -64,7 +64,9 @@ class QuotaWorld:
 
     def quota_alert(self, name: str = QUOTA, *, alert_id: str | None = None) -> dict[str, Any]:
         """Azure's quota alert (shared/samples/common-alert-log-quota.json) for this quota."""
-        sample = Path(__file__).resolve().parents[3] / "shared/samples/common-alert-log-quota.json"
+        from tests.conftest import SAMPLES  # ../shared/samples, or the repo's copy
+
+        sample = SAMPLES / "common-alert-log-quota.json"
         payload: dict[str, Any] = json.loads(sample.read_text())
         text = json.dumps(payload).replace("00000000-0000-0000-0000-000000000000",
                                            self.subscription)

@@ -4,7 +4,6 @@ CLI's ordering."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +14,8 @@ from pitcrew.quota.model import QuotaId, QuotaState
 from pitcrew.quota.policy import AutoIncrease, QuotaPolicy, Thresholds
 from pitcrew.quota.requests import planned_limit
 from pitcrew.quota.scan import evaluate
+from tests.conftest import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 SCOPE = ("subscriptions/00000000-0000-0000-0000-000000000000/providers/Microsoft.Compute/"
          "locations/eastus")
 
