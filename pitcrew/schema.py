@@ -1,6 +1,9 @@
-"""The base every policy model shares: unknown keys are errors, models are immutable."""
+"""The base every policy model shares: unknown keys are errors, models are immutable; and the
+one check of a value against a pattern that field validators share."""
 
 from __future__ import annotations
+
+import re
 
 from pydantic import BaseModel, ConfigDict
 
@@ -8,3 +11,12 @@ from pydantic import BaseModel, ConfigDict
 class StrictModel(BaseModel):
     # A typo in a key must be an error, not a setting silently ignored.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def matching(value: str, pattern: re.Pattern[str], problem: str, *, shown: int | None = 100,
+             max_length: int | None = None) -> str:
+    """`value` when it matches `pattern` (and is at most `max_length` long); else a ValueError
+    quoting its first `shown` characters (None: all), then `problem` (a validator's error)."""
+    if not pattern.match(value) or (max_length is not None and len(value) > max_length):
+        raise ValueError(f"{value[:shown]!r}{problem}")
+    return value

@@ -22,7 +22,7 @@ from pitcrew.errors import InvalidInput
 from pitcrew.events import load_json
 from pitcrew.http.errors import HttpResult, http_errors
 from pitcrew.http.paging import decode_token, encode_token, limit_param
-from pitcrew.notify.model import Notification, OutboxEntry
+from pitcrew.notify.model import Notification, OutboxEntry, notice
 from pitcrew.state import utcnow
 
 log = logging.getLogger(__name__)
@@ -92,12 +92,10 @@ def watch_deliveries(services: Services, *, now: datetime | None = None) -> int:
 def stuck_notification(entry: OutboxEntry, now: datetime) -> Notification:
     stuck = entry.notification
     age = f"since {entry.created_at:%Y-%m-%d %H:%M UTC}" if entry.created_at else ""
-    return Notification(
+    return notice(
+        "pitcrew", "pitcrew-notification-stuck", "critical",
         id=f"pitcrew:stuck:{entry.channel}:{digest(stuck.id)}",
         dedup_key=f"pitcrew:stuck:{entry.channel}",
-        kind="pitcrew",
-        severity="critical",
-        status="firing",
         title=f"pitcrew cannot deliver to receiver {entry.channel}",
         summary=(f"Notification {stuck.title!r} has not reached receiver {entry.channel} after "
                  f"{entry.attempts} attempt(s) {age}; last error: {entry.last_error or 'none'}. "
@@ -106,8 +104,7 @@ def stuck_notification(entry: OutboxEntry, now: datetime) -> Notification:
         correlation_id=stuck.id,
         facts={"Receiver": entry.channel, "Notification": stuck.id[:200],
                "Attempts": str(entry.attempts), "Last error": entry.last_error[:300]},
-        labels={"kind": "pitcrew", "alertRule": "pitcrew-notification-stuck",
-                "severity": "critical", "receiver": entry.channel},
+        labels={"receiver": entry.channel},
         created_at=now,
     )
 

@@ -8,7 +8,7 @@ from pitcrew.deadletter.model import Group
 from pitcrew.deadletter.policy import DeadletterPolicy
 from pitcrew.deadletter.ports import DeadletterServices
 from pitcrew.links import public_url, safe_link
-from pitcrew.notify.model import Action, Notification
+from pitcrew.notify.model import Action, Notification, notice
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,10 @@ def group_notification(group: Group, level: int, policy: DeadletterPolicy) -> No
     link = group_link(group.id, policy)
     if link is not None:  # never a relative link: nobody can open one from a chat message
         actions.insert(0, Action(label="Open the group", url=link))
-    return Notification(
+    return notice(
+        "deadletter", "deadletter-group", "critical" if top else "warning",
         id=f"deadletter:{group.id}:{level}",
         dedup_key=f"deadletter:{group.id}",
-        kind="deadletter",
-        severity="critical" if top else "warning",
-        status="firing",
         title=title,
         summary=summary,
         correlation_id=group.id,
@@ -74,8 +72,6 @@ def group_notification(group: Group, level: int, policy: DeadletterPolicy) -> No
             "Count": str(group.count), "Group": group.id,
             "First seen": group.first_seen.isoformat(), "Last seen": group.last_seen.isoformat(),
         },
-        actions=tuple(actions),
-        labels={"kind": "deadletter", "alertRule": "deadletter-group",
-                "severity": "critical" if top else "warning", "entity": group.entity,
-                "source": group.source, "deadletterGroup": group.id},
+        actions=actions,
+        labels={"entity": group.entity, "source": group.source, "deadletterGroup": group.id},
     )

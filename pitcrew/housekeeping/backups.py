@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from pitcrew.audit import AuditRecord, app_identity
 from pitcrew.housekeeping.recovery_policy import (
@@ -19,7 +19,7 @@ from pitcrew.housekeeping.recovery_policy import (
     CosmosBackupRule,
     StorageProtectionRule,
 )
-from pitcrew.housekeeping.recovery_ports import RecoveryServices
+from pitcrew.housekeeping.recovery_ports import BlobProtection, CosmosBackup, RecoveryServices
 from pitcrew.notify.model import Action, Notification
 from pitcrew.state import RunRecord, StaleRun
 
@@ -69,67 +69,84 @@ def _unreadable(resource: str, exc: Exception) -> ResourceResult:
     return ResourceResult(resource, [f"could not be read ({what})"])
 
 
-def check_cosmos(svc: RecoveryServices, rules: Iterable[CosmosBackupRule]) -> CheckResult:
-    check = CheckResult("cosmos-backup", "Cosmos DB backup policy")
+class _AccountRule(Protocol):
+    @property
+    def account(self) -> str: ...
+
+
+R = TypeVar("R", bound=_AccountRule)
+C = TypeVar("C")
+
+
+def _each_account(check: CheckResult, rules: Iterable[R], read: Callable[[str], C],
+                  judge: Callable[[R, C], ResourceResult]) -> CheckResult:
+    """Read each rule's account and judge what is configured against the rule; an account
+    that cannot be read is a failing result naming why."""
     for rule in rules:
         try:
-            backup = svc.cosmos.backup(rule.account)
+            configured = read(rule.account)
         except Exception as exc:
             check.results.append(_unreadable(rule.account, exc))
             continue
-        result = ResourceResult(rule.account, configured={
-            "mode": backup.mode, "tier": backup.tier, "intervalMinutes": backup.interval_minutes,
-            "retentionHours": backup.retention_hours})
-        if backup.mode == "Continuous":
-            hours = backup.continuous_hours or 0
-            if hours < rule.retention_hours:
-                result.problems.append(f"continuous tier {backup.tier} keeps {hours} h, the "
-                                       f"policy needs {rule.retention_hours} h")
-        elif rule.continuous:
-            result.problems.append("periodic backup; the policy needs continuous backup "
-                                   "(point-in-time restore)")
-        else:
-            interval, retention = backup.interval_minutes or 0, backup.retention_hours or 0
-            if interval > rule.rpo_minutes:
-                result.problems.append(f"backup every {interval} min, RPO is "
-                                       f"{rule.rpo_minutes} min")
-            if retention < rule.retention_hours:
-                result.problems.append(f"backups kept {retention} h, the policy needs "
-                                       f"{rule.retention_hours} h")
-        check.results.append(result)
+        check.results.append(judge(rule, configured))
     return check
+
+
+def check_cosmos(svc: RecoveryServices, rules: Iterable[CosmosBackupRule]) -> CheckResult:
+    return _each_account(CheckResult("cosmos-backup", "Cosmos DB backup policy"), rules,
+                         svc.cosmos.backup, _cosmos_result)
+
+
+def _cosmos_result(rule: CosmosBackupRule, backup: CosmosBackup) -> ResourceResult:
+    result = ResourceResult(rule.account, configured={
+        "mode": backup.mode, "tier": backup.tier, "intervalMinutes": backup.interval_minutes,
+        "retentionHours": backup.retention_hours})
+    if backup.mode == "Continuous":
+        hours = backup.continuous_hours or 0
+        if hours < rule.retention_hours:
+            result.problems.append(f"continuous tier {backup.tier} keeps {hours} h, the "
+                                   f"policy needs {rule.retention_hours} h")
+    elif rule.continuous:
+        result.problems.append("periodic backup; the policy needs continuous backup "
+                               "(point-in-time restore)")
+    else:
+        interval, retention = backup.interval_minutes or 0, backup.retention_hours or 0
+        if interval > rule.rpo_minutes:
+            result.problems.append(f"backup every {interval} min, RPO is "
+                                   f"{rule.rpo_minutes} min")
+        if retention < rule.retention_hours:
+            result.problems.append(f"backups kept {retention} h, the policy needs "
+                                   f"{rule.retention_hours} h")
+    return result
 
 
 def check_storage(svc: RecoveryServices, rules: Iterable[StorageProtectionRule]) -> CheckResult:
-    check = CheckResult("storage-protection", "Storage blob data protection")
-    for rule in rules:
-        try:
-            got = svc.storage.blob_protection(rule.account)
-        except Exception as exc:
-            check.results.append(_unreadable(rule.account, exc))
-            continue
-        result = ResourceResult(rule.account, configured={
-            "softDeleteDays": got.soft_delete_days,
-            "containerSoftDeleteDays": got.container_soft_delete_days,
-            "versioning": got.versioning,
-            "pointInTimeRestoreDays": got.point_in_time_restore_days})
-        if (got.soft_delete_days or 0) < rule.soft_delete_days:
-            result.problems.append(f"blob soft delete {got.soft_delete_days or 'off'} "
-                                   f"(days), the policy needs {rule.soft_delete_days}")
-        wanted = rule.container_soft_delete_days
-        if wanted and (got.container_soft_delete_days or 0) < wanted:
-            have = got.container_soft_delete_days or "off"
-            result.problems.append(f"container soft delete {have} (days), the policy needs "
-                                   f"{wanted}")
-        if rule.versioning and not got.versioning:
-            result.problems.append("blob versioning is off")
-        pitr = rule.point_in_time_restore_days
-        if pitr and (got.point_in_time_restore_days or 0) < pitr:
-            have = got.point_in_time_restore_days or "off"
-            result.problems.append(f"point-in-time restore {have} (days), the policy needs "
-                                   f"{pitr}")
-        check.results.append(result)
-    return check
+    return _each_account(CheckResult("storage-protection", "Storage blob data protection"),
+                         rules, svc.storage.blob_protection, _storage_result)
+
+
+def _storage_result(rule: StorageProtectionRule, got: BlobProtection) -> ResourceResult:
+    result = ResourceResult(rule.account, configured={
+        "softDeleteDays": got.soft_delete_days,
+        "containerSoftDeleteDays": got.container_soft_delete_days,
+        "versioning": got.versioning,
+        "pointInTimeRestoreDays": got.point_in_time_restore_days})
+    if (got.soft_delete_days or 0) < rule.soft_delete_days:
+        result.problems.append(f"blob soft delete {got.soft_delete_days or 'off'} "
+                               f"(days), the policy needs {rule.soft_delete_days}")
+    wanted = rule.container_soft_delete_days
+    if wanted and (got.container_soft_delete_days or 0) < wanted:
+        have = got.container_soft_delete_days or "off"
+        result.problems.append(f"container soft delete {have} (days), the policy needs "
+                               f"{wanted}")
+    if rule.versioning and not got.versioning:
+        result.problems.append("blob versioning is off")
+    pitr = rule.point_in_time_restore_days
+    if pitr and (got.point_in_time_restore_days or 0) < pitr:
+        have = got.point_in_time_restore_days or "off"
+        result.problems.append(f"point-in-time restore {have} (days), the policy needs "
+                               f"{pitr}")
+    return result
 
 
 def check_jobs(svc: RecoveryServices, rule: BackupJobsRule | None, *,

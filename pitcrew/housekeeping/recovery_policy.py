@@ -43,7 +43,7 @@ import uuid
 
 from pydantic import Field, field_validator, model_validator
 
-from pitcrew.schema import StrictModel
+from pitcrew.schema import StrictModel, matching
 
 _NAME = r"^[a-z][a-z0-9-]{0,62}$"
 _COSMOS = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
@@ -57,9 +57,7 @@ _REFERENCE = re.compile(r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*(:[\w][\w.-]{0,127}|@sha
 
 
 def _cosmos_id(value: str) -> str:
-    if not _COSMOS.match(value):
-        raise ValueError(f"{value[:200]!r} is not a Cosmos DB account resource id")
-    return value
+    return matching(value, _COSMOS, " is not a Cosmos DB account resource id", shown=200)
 
 
 class CosmosBackupRule(StrictModel):
@@ -85,9 +83,7 @@ class StorageProtectionRule(StrictModel):
     @field_validator("account")
     @classmethod
     def _storage(cls, value: str) -> str:
-        if not _STORAGE.match(value):
-            raise ValueError(f"{value[:200]!r} is not a storage account resource id")
-        return value
+        return matching(value, _STORAGE, " is not a storage account resource id", shown=200)
 
     @model_validator(mode="after")
     def _restore_fits(self) -> StorageProtectionRule:
@@ -152,9 +148,7 @@ class DrillRule(StrictModel):
     @field_validator("scratch_resource_group")
     @classmethod
     def _group(cls, value: str | None) -> str | None:
-        if value is not None and not _GROUP.match(value):
-            raise ValueError(f"{value[:100]!r} is not a resource group name")
-        return value
+        return None if value is None else matching(value, _GROUP, " is not a resource group name")
 
 
 class RegistryRule(StrictModel):
@@ -171,17 +165,13 @@ class RegistryRule(StrictModel):
     @field_validator("login_server")
     @classmethod
     def _server(cls, value: str) -> str:
-        if not _LOGIN_SERVER.match(value):
-            raise ValueError(f"{value[:100]!r} is not a registry login server")
-        return value
+        return matching(value, _LOGIN_SERVER, " is not a registry login server")
 
     @field_validator("repositories")
     @classmethod
     def _repos(cls, value: list[str]) -> list[str]:
-        for repo in value:
-            if not _REPOSITORY.match(repo) or len(repo) > 256:
-                raise ValueError(f"{repo[:100]!r} is not a repository name")
-        return value
+        return [matching(repo, _REPOSITORY, " is not a repository name", max_length=256)
+                for repo in value]
 
     @field_validator("protect")
     @classmethod
@@ -196,10 +186,8 @@ class RegistryRule(StrictModel):
     @field_validator("in_use")
     @classmethod
     def _references(cls, value: list[str]) -> list[str]:
-        for ref in value:
-            if not _REFERENCE.match(ref):
-                raise ValueError(f"{ref[:100]!r}: give repo:tag or repo@sha256:<digest>")
-        return value
+        return [matching(ref, _REFERENCE, ": give repo:tag or repo@sha256:<digest>")
+                for ref in value]
 
 
 class ImagesPolicy(StrictModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -131,6 +132,22 @@ class Notification:
             starts_at=_time(raw.get("startsAt")),
             ends_at=_time(raw.get("endsAt")),
         )
+
+
+def notice(kind: str, rule: str, severity: Severity, *, id: str, dedup_key: str,
+           title: str, summary: str, correlation_id: str, facts: dict[str, str],
+           actions: Iterable[Action] = (), status: Status = "firing",
+           labels: Mapping[str, str] | None = None,
+           created_at: datetime | None = None) -> Notification:
+    """A notification pitcrew raises about its own work (a rotation, a dead-letter group, a
+    receiver it cannot reach): labelled with its `kind`, its alert `rule` and its `severity`,
+    so routes, silences and inhibitions match it, then with the builder's own `labels`."""
+    return Notification(
+        id=id, dedup_key=dedup_key, kind=kind, severity=severity, status=status, title=title,
+        summary=summary, correlation_id=correlation_id, facts=facts, actions=tuple(actions),
+        labels={"kind": kind, "alertRule": rule, "severity": severity, **(labels or {})},
+        created_at=created_at or datetime.now(UTC),
+    )
 
 
 def _time(value: Any) -> datetime | None:

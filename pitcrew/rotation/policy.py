@@ -30,7 +30,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pitcrew.schema import StrictModel
+from pitcrew.schema import StrictModel, matching
 
 DualKeyStrategy = Literal["cosmos-keys", "storage-keys", "servicebus-keys", "eventhubs-keys"]
 StrategyName = Literal[
@@ -40,25 +40,25 @@ DUAL_KEY_STRATEGIES: tuple[str, ...] = (
     "cosmos-keys", "storage-keys", "servicebus-keys", "eventhubs-keys",
 )
 
+
+def _arm_id(provider_path: str) -> re.Pattern[str]:
+    """An ARM resource id (any case) whose part after `/providers/` matches `provider_path`."""
+    return re.compile(
+        rf"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/{provider_path}$", re.I)
+
+
 # What each dual-key strategy's resource id must look like (checked at load time, so a typo fails
 # `pitcrew policy validate` instead of the first rotation).
 _RESOURCE_PATTERNS: dict[str, re.Pattern[str]] = {
-    "cosmos-keys": re.compile(
-        r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.DocumentDB/"
-        r"databaseAccounts/[^/]+$", re.I),
-    "storage-keys": re.compile(
-        r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Storage/"
-        r"storageAccounts/[^/]+$", re.I),
-    "servicebus-keys": re.compile(
-        r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ServiceBus/namespaces/"
-        r"[^/]+(/(queues|topics)/[^/]+)?/authorizationRules/[^/]+$", re.I),
-    "eventhubs-keys": re.compile(
-        r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.EventHub/namespaces/"
-        r"[^/]+(/eventhubs/[^/]+)?/authorizationRules/[^/]+$", re.I),
+    "cosmos-keys": _arm_id(r"Microsoft\.DocumentDB/databaseAccounts/[^/]+"),
+    "storage-keys": _arm_id(r"Microsoft\.Storage/storageAccounts/[^/]+"),
+    "servicebus-keys": _arm_id(r"Microsoft\.ServiceBus/namespaces/[^/]+(/(queues|topics)/[^/]+)?"
+                               r"/authorizationRules/[^/]+"),
+    "eventhubs-keys": _arm_id(r"Microsoft\.EventHub/namespaces/[^/]+(/eventhubs/[^/]+)?"
+                              r"/authorizationRules/[^/]+"),
 }
-_SITE = re.compile(
-    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Web/sites/[^/]+$", re.I
-)
+_SITE = _arm_id(r"Microsoft\.Web/sites/[^/]+")
+_NOT_A_SITE = " is not an App Service / Function App site id"
 _HOOK = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 
 
@@ -101,9 +101,7 @@ class Consumer(StrictModel):
     @field_validator("site")
     @classmethod
     def _site(cls, site: str) -> str:
-        if not _SITE.match(site):
-            raise ValueError(f"{site!r} is not an App Service / Function App site id")
-        return site
+        return matching(site, _SITE, _NOT_A_SITE, shown=None)
 
 
 class SecretRule(StrictModel):
@@ -140,10 +138,7 @@ class SecretRule(StrictModel):
     @field_validator("restart_sites")
     @classmethod
     def _sites(cls, sites: list[str]) -> list[str]:
-        for site in sites:
-            if not _SITE.match(site):
-                raise ValueError(f"{site!r} is not an App Service / Function App site id")
-        return sites
+        return [matching(site, _SITE, _NOT_A_SITE, shown=None) for site in sites]
 
     def all_consumers(self) -> list[Consumer]:
         """`consumers`, then `restart_sites` (refreshed and restarted), each site once."""
