@@ -67,11 +67,27 @@ def ingest_source(dl: DeadletterServices, config: SourceConfig,
 
 def _ingest_batch(dl: DeadletterServices, batch: list[Captured], report: IngestReport,
                   *, parallel: bool = False) -> None:
+    """Store, count, settle, notify. Counting comes before the settle: a crash after the store
+    write leaves the messages at the source, and the next ingest (which finds them stored) must
+    not have to count them."""
     store = dl.store
     report.received += len(batch)
     created = store.put_many([(c.message, c.body) for c in batch])  # raises: nothing settled
     report.stored += len(created)
     report.already_stored += len(batch) - len(created)
+    by_group: dict[str, list[Captured]] = {}
+    for captured in batch:
+        by_group.setdefault(captured.message.group, []).append(captured)
+    thresholds = dl.policy.thresholds
+    arrivals: list[Arrival] = []
+    for group_id, members in by_group.items():
+        report.groups.add(group_id)
+        new = sum(1 for c in members if c.message.id in created)
+        if new == 0 and _group_exists(dl, group_id):
+            continue
+        # new == 0 with no group: an earlier ingest stored these and crashed before counting.
+        arrivals.append(store.record_arrivals(members[0].message, new or len(members),
+                                              utcnow(), thresholds))
     settled = (list(_SETTLE_POOL.map(_settle, batch)) if parallel
                else [_settle(c) for c in batch])
     for captured, exc in zip(batch, settled, strict=True):
@@ -80,18 +96,7 @@ def _ingest_batch(dl: DeadletterServices, batch: list[Captured], report: IngestR
             log.warning("could not settle failed message %s at %s (%s); it stays there and the "
                         "next ingest recognises it", captured.message.id,
                         captured.message.entity, type(exc).__name__)
-    by_group: dict[str, list[Captured]] = {}
-    for captured in batch:
-        by_group.setdefault(captured.message.group, []).append(captured)
-    thresholds = dl.policy.thresholds
-    for group_id, members in by_group.items():
-        report.groups.add(group_id)
-        new = sum(1 for c in members if c.message.id in created)
-        if new == 0 and _group_exists(dl, group_id):
-            continue
-        # new == 0 with no group: an earlier ingest stored these and crashed before counting.
-        arrival = store.record_arrivals(members[0].message, new or len(members), utcnow(),
-                                        thresholds)
+    for arrival in arrivals:
         report.notified += notify_due(dl, arrival.group, arrival)
 
 

@@ -39,7 +39,8 @@ SYSTEM_PROPERTIES = (
 
 @dataclass
 class FailedMessage:
-    """One failed message in the store. `body` is loaded only when asked for."""
+    """One failed message in the store. `body` is held only when the store keeps it in the
+    row (small bodies: no extra round trip); otherwise the store loads it when asked for."""
 
     id: str
     group: str
@@ -72,6 +73,7 @@ class FailedMessage:
     archived_by: str | None = None
     preview: str | None = None  # the decoded body's first characters, escaped (bodies.py)
     etag: str | None = None
+    body: bytes | None = field(default=None, repr=False, compare=False)  # never in summary()
 
     def summary(self) -> dict[str, Any]:
         """Metadata for operators: never the body."""

@@ -56,6 +56,13 @@ class FailedMessageStore(Protocol):
 
     def body(self, message_id: str) -> bytes: ...
 
+    def bodies_of(self, messages: Sequence[FailedMessage]) -> list[bytes]:
+        """Bodies of messages read from the store, in order (those kept in the row cost no
+        round trip)."""
+        ...
+
+    def count_in_group(self, group: str, *, ingested_until: datetime | None = None) -> int: ...
+
     def in_group(self, group: str, *, status: str | None = None,
                  ingested_until: datetime | None = None, after: str | None = None,
                  page_size: int = 100) -> Iterator[FailedMessage]: ...

@@ -388,7 +388,8 @@ class ReplayWorker:
         selection = run.data["selection"]
         if not selection.get("group"):
             return len(selection["ids"])
-        return sum(1 for _ in self._selection(run, None))
+        return self.dl.store.count_in_group(
+            selection["group"], ingested_until=datetime.fromisoformat(selection["until"]))
 
     def _batches(self, run: RunRecord) -> Iterator[list[tuple[Any, FailedMessage | None]]]:
         size = run.data["batchSize"]
@@ -485,8 +486,7 @@ class ReplayWorker:
         sending = claimed + in_doubt
         if not sending:
             return
-        bodies = dict(zip((m.id for m in sending),
-                          store.bodies.get_many(m.id for m in sending), strict=True))
+        bodies = dict(zip((m.id for m in sending), store.bodies_of(sending), strict=True))
         by_target: dict[str, list[FailedMessage]] = {}
         for message in sending:
             by_target.setdefault(targets[message.id].label, []).append(message)

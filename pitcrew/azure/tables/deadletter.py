@@ -2,6 +2,9 @@
 
 Messages: `<prefix>dlqmessages`, PartitionKey = group, RowKey = message id. The id is derived
 from the message's identity at its source, so ingesting the same message twice inserts once.
+A body up to INLINE_MAX bytes is kept in the row (`Body`, binary): stored, read and replayed
+with the row, no blob round trip; a larger one is a blob named by the message id, written
+before the row.
 Groups: `<prefix>dlqgroups`, PartitionKey "group", RowKey = group id, with counts, first and
 last seen and which notifications were sent. Every change is ETag-conditional.
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from hashlib import sha256
@@ -43,6 +46,8 @@ log = logging.getLogger(__name__)
 GROUP_PARTITION = "group"
 _CHUNK = 250
 _MAX_TEXT = 30_000  # a Table string property holds 32 K characters
+INLINE_MAX = 32 * 1024  # bodies up to this many bytes live in the row (a binary holds 64 KiB)
+_TRANSACTION_BYTES = 3 * 2**20  # a transaction's payload may not exceed 4 MiB
 
 
 class TableFailedMessageStore:
@@ -57,37 +62,59 @@ class TableFailedMessageStore:
     # ------------------------------------------------------------------ writes
 
     def put_many(self, items: Sequence[tuple[FailedMessage, bytes]]) -> set[str]:
-        """Store messages (bodies first, then rows); return the ids that were new. A message
-        already stored (a second ingest) is left as it is."""
-        from azure.core.exceptions import ResourceExistsError  # SDK on first use (cold start)
-        from azure.data.tables import TableTransactionError
-
+        """Store messages and return the ids that were new. A body up to INLINE_MAX bytes is
+        kept in the row itself (one write, no blob); a larger one goes to Blob storage first,
+        then the row. Rows of one group go in entity-group transactions. A message already
+        stored (a second ingest) is left as it is."""
         if not items:
             return set()
-        self.bodies.put_many((m.id, body) for m, body in items)
-        created: set[str] = set()
+        large = [(m.id, body) for m, body in items if len(body) > INLINE_MAX]
+        if large:
+            self.bodies.put_many(large)
         by_group: dict[str, list[FailedMessage]] = {}
         for message, body in items:
+            message.body = body if len(body) <= INLINE_MAX else None
             message.body_size = len(body)
             message.body_sha256 = _digest(body)
             message.preview = preview(body, message.source_kind)
             by_group.setdefault(message.group, []).append(message)
-        for group, messages in by_group.items():
-            for chunk in _chunks(messages, 100):
-                entities = [_entity(m) for m in chunk]
-                try:
-                    self._messages.submit_transaction([("create", e) for e in entities])
-                    created.update(m.id for m in chunk)
-                    continue
-                except TableTransactionError:
-                    pass  # some exist already: insert one by one
-                for message, entity in zip(chunk, entities, strict=True):
-                    try:
-                        self._messages.create_entity(entity)
-                        created.add(message.id)
-                    except ResourceExistsError:
-                        log.info("failed message %s in group %s is already stored", message.id,
-                                 group)
+        created: set[str] = set()
+        for messages in by_group.values():
+            entities = [(m, _entity(m)) for m in messages]
+            for chunk in _transactions(entities):
+                created |= self._create_chunk(chunk)
+        return created
+
+    def _create_chunk(self, chunk: list[tuple[FailedMessage, dict[str, Any]]]) -> set[str]:
+        """Insert one group's rows in transactions. A row that exists makes the transaction
+        fail naming its index: that one is tried alone (ResourceExistsError proves it is
+        stored; never assumed) and the rest go again together; after two such rounds the
+        rest go one by one (a whole batch ingested before)."""
+        from azure.core.exceptions import ResourceExistsError  # SDK on first use (cold start)
+        from azure.data.tables import TableTransactionError
+
+        created: set[str] = set()
+        pending = list(chunk)
+        alone: list[tuple[FailedMessage, dict[str, Any]]] = []
+        for _ in range(2):
+            if len(pending) < 2:
+                break
+            try:
+                self._messages.submit_transaction([("create", e) for _, e in pending])
+            except TableTransactionError as exc:
+                index = exc.index if 0 <= exc.index < len(pending) else 0
+                alone.append(pending.pop(index))
+                continue
+            created.update(m.id for m, _ in pending)
+            pending = []
+            break
+        for message, entity in alone + pending:
+            try:
+                self._messages.create_entity(entity)
+                created.add(message.id)
+            except ResourceExistsError:
+                log.info("failed message %s in group %s is already stored", message.id,
+                         message.group)
         return created
 
     def put(self, message: FailedMessage, body: bytes) -> bool:
@@ -109,38 +136,50 @@ class TableFailedMessageStore:
         return message
 
     def update_many(self, messages: Sequence[FailedMessage]) -> list[FailedMessage]:
-        """Conditional replace of messages of one group in one transaction when possible; the
-        ones that changed under us are left out of the result."""
+        """Conditional replace of the messages of one group in one transaction (per 100 rows
+        and 3 MB); the ones that changed under us are left out of the result. A failed
+        transaction names the stale row: the rest go again together, that one alone."""
         from azure.core import MatchConditions  # SDK on first use (cold start)
         from azure.data.tables import TableTransactionError, UpdateMode
 
         done: list[FailedMessage] = []
-        for chunk in _chunks(list(messages), 100):
-            groups = {m.group for m in chunk}
-            if len(groups) == 1 and len(chunk) > 1:
-                ops = [("update", _entity(m), {"mode": UpdateMode.REPLACE, "etag": m.etag,
-                                                "match_condition": MatchConditions.IfNotModified})
-                       for m in chunk]
-                try:
-                    results = self._messages.submit_transaction(ops)
-                except TableTransactionError:
-                    pass
-                else:
-                    for message, meta in zip(chunk, results, strict=True):
+        by_group: dict[str, list[FailedMessage]] = {}
+        for message in messages:
+            by_group.setdefault(message.group, []).append(message)
+        for group_messages in by_group.values():
+            for chunk in _transactions([(m, _entity(m)) for m in group_messages]):
+                pending = list(chunk)
+                alone: list[FailedMessage] = []
+                for _ in range(3):
+                    if len(pending) < 2:
+                        break
+                    ops = [("update", e, {"mode": UpdateMode.REPLACE, "etag": m.etag,
+                                          "match_condition": MatchConditions.IfNotModified})
+                           for m, e in pending]
+                    try:
+                        results = self._messages.submit_transaction(ops)
+                    except TableTransactionError as exc:
+                        index = exc.index if 0 <= exc.index < len(pending) else 0
+                        alone.append(pending.pop(index)[0])
+                        continue
+                    for (message, _), meta in zip(pending, results, strict=True):
                         message.etag = meta["etag"]
-                    done += chunk
-                    continue
-            for message in chunk:
-                try:
-                    done.append(self.update(message))
-                except StaleMessage:
-                    log.info("failed message %s changed under us; skipped", message.id)
-        return done
+                        done.append(message)
+                    pending = []
+                    break
+                for message in alone + [m for m, _ in pending]:
+                    try:
+                        done.append(self.update(message))
+                    except StaleMessage:
+                        log.info("failed message %s changed under us; skipped", message.id)
+        order = {id(m): i for i, m in enumerate(messages)}
+        return sorted(done, key=lambda m: order[id(m)])
 
     def delete(self, message: FailedMessage) -> None:
         from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
-        self.bodies.delete(message.id)
+        if message.body is None:  # held in Blob storage (or not known: delete it anyway)
+            self.bodies.delete(message.id)
         with contextlib.suppress(ResourceNotFoundError):
             self._messages.delete_entity(message.group, message.id)
 
@@ -156,12 +195,26 @@ class TableFailedMessageStore:
         return _message(row)
 
     def body(self, message_id: str) -> bytes:
+        """The body, from the row when it is held there, else from Blob storage."""
         from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
+        inline: Any = None
+        with contextlib.suppress(ResourceNotFoundError):
+            inline = self._messages.get_entity(group_of(message_id), message_id,
+                                               select=["Body"]).get("Body")
+        if inline is not None:
+            return bytes(inline)
         try:
             return self.bodies.get(message_id)
         except ResourceNotFoundError:
             raise NotFound("body", message_id) from None
+
+    def bodies_of(self, messages: Sequence[FailedMessage]) -> list[bytes]:
+        """The bodies of messages read from the store, in order: those held in the row cost no
+        round trip; the rest are fetched from Blob storage concurrently."""
+        wanted = [m.id for m in messages if m.body is None]
+        fetched = dict(zip(wanted, self.bodies.get_many(wanted), strict=True)) if wanted else {}
+        return [m.body if m.body is not None else fetched[m.id] for m in messages]
 
     def in_group(self, group: str, *, status: str | None = None,
                  ingested_until: datetime | None = None, after: str | None = None,
@@ -174,6 +227,14 @@ class TableFailedMessageStore:
         for row in self._messages.query_entities(query, parameters=params,
                                                  results_per_page=page_size):
             yield _message(row)
+
+    def count_in_group(self, group: str, *, ingested_until: datetime | None = None) -> int:
+        """How many messages the group holds (ingested up to `ingested_until`): keys only, a
+        thousand a page, no row read into memory."""
+        params: dict[str, Any] = {"pk": group}
+        query = where("PartitionKey eq @pk", params, ("IngestedAt", "le", "until", ingested_until))
+        return sum(1 for _ in self._messages.query_entities(
+            query, parameters=params, select=["RowKey"], results_per_page=1000))
 
     def messages_page(self, group: str, flt: MessageFilter | None = None, *, limit: int,
                       after: str | None = None) -> Page[FailedMessage]:
@@ -215,17 +276,20 @@ class TableFailedMessageStore:
     def _bodies_text(self, rows: Sequence[FailedMessage], ids: Sequence[str]) -> list[str]:
         from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
-        kinds = {m.id: m.source_kind for m in rows}
+        by_id = {m.id: m for m in rows}
 
         def one(message_id: str) -> str:
+            message = by_id[message_id]
             try:
-                return searchable(self.bodies.get(message_id), kinds[message_id])
+                body = message.body if message.body is not None else self.bodies.get(message_id)
             except ResourceNotFoundError:
                 return ""
+            return searchable(body, message.source_kind)
 
-        if not ids:
-            return []
-        with ThreadPoolExecutor(max_workers=min(16, len(ids))) as pool:
+        remote = [i for i in ids if by_id[i].body is None]
+        if not remote:
+            return [one(i) for i in ids]
+        with ThreadPoolExecutor(max_workers=min(16, len(remote))) as pool:
             return list(pool.map(one, ids))
 
     def status_counts(self, group: str) -> dict[str, int]:
@@ -341,9 +405,34 @@ def _digest(body: bytes) -> str:
     return sha256(body).hexdigest()
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
+def _transactions(rows: Sequence[tuple[FailedMessage, dict[str, Any]]]
+                  ) -> Iterator[list[tuple[FailedMessage, dict[str, Any]]]]:
+    """Rows of one partition cut into transactions of at most 100 rows and about 3 MB."""
+    chunk: list[tuple[FailedMessage, dict[str, Any]]] = []
+    size = 0
+    for message, entity in rows:
+        weight = _weight(entity)
+        if chunk and (len(chunk) >= 100 or size + weight > _TRANSACTION_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((message, entity))
+        size += weight
+    if chunk:
+        yield chunk
+
+
+def _weight(entity: dict[str, Any]) -> int:
+    """A generous estimate of a row's bytes in a transaction (binary goes as base64; text
+    may be escaped up to 6 bytes a character)."""
+    total = 512
+    for value in entity.values():
+        if isinstance(value, bytes | bytearray):
+            total += len(value) * 4 // 3 + 4
+        elif isinstance(value, str):
+            total += len(value) if value.isascii() else len(value) * 6
+        else:
+            total += 40
+    return total
 
 
 def _entity(m: FailedMessage) -> dict[str, Any]:
@@ -362,6 +451,8 @@ def _entity(m: FailedMessage) -> dict[str, Any]:
     }
     if m.preview is not None:
         entity["Preview"] = m.preview
+    if m.body is not None:
+        entity["Body"] = bytes(m.body)  # Edm.Binary
     optional = {
         "DeliveryCount": m.delivery_count, "EnqueuedTime": m.enqueued_time,
         "SequenceNumber": m.sequence_number, "ReplayJob": m.replay_job,
@@ -400,6 +491,7 @@ def _message(row: Any) -> FailedMessage:
         edited_as=row.get("EditedAs"), edited_by=row.get("EditedBy"),
         archived_at=row.get("ArchivedAt"), archived_by=row.get("ArchivedBy"),
         preview=row.get("Preview"), etag=row_etag(row),
+        body=bytes(row["Body"]) if row.get("Body") is not None else None,
     )
 
 
