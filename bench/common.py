@@ -96,7 +96,6 @@ class RoundTrips:
     def transport(self) -> Any:
         """An azure-core RequestsTransport counting each request it sends (pool sized for
         the batch pool's threads)."""
-        import requests
         from azure.core.pipeline.transport import RequestsTransport
 
         counter = self
@@ -109,10 +108,9 @@ class RoundTrips:
                         counter.trace.append(f"{request.method} {request.url.split('?')[0]}")
                 return super().send(request, **kwargs)
 
-        session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
+        from pitcrew.runtime import pooled_transport
+
+        session = pooled_transport().session  # the product's pool and retry settings
         return CountingTransport(session=session, session_owner=True)
 
 

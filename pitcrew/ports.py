@@ -13,7 +13,8 @@ pitcrew/deadletter/ports.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -39,7 +40,19 @@ class StateStore(Protocol):
         another instance holds a live lease."""
         ...
 
+    def claim_new(
+        self, scope: str, items: Sequence[tuple[str, Mapping[str, str] | None]], *,
+        lease_seconds: float = ...,
+    ) -> dict[str, Claim]:
+        """Claim many keys at once (a delivery's events): the claims won by inserting their
+        rows; a key left out exists already and goes through `claim`."""
+        ...
+
     def complete(self, claim: Claim, *, outcome: str) -> None: ...
+
+    def complete_many(self, done: Sequence[tuple[Claim, str]]) -> None:
+        """`complete` each (claim, outcome), batched."""
+        ...
 
     def release(self, claim: Claim, *, reason: str) -> None: ...
 
@@ -71,6 +84,11 @@ class StateStore(Protocol):
 
 class AuditLog(Protocol):
     def append(self, record: AuditRecord) -> None: ...
+
+    def deferred(self) -> AbstractContextManager[None]:
+        """Records appended inside the block (and the contexts copied from it) are written
+        together when it ends, whether it ends well or not."""
+        ...
 
     def page(
         self, query: AuditQuery, *, limit: int, continuation: Mapping[str, Any] | None = None

@@ -117,6 +117,29 @@ class Settings:
         )
 
 
+# A delivery's events run 16 at a time (pitcrew.intake.api.BATCH_CONCURRENCY) over one Storage
+# client each: with requests' default pool of 10 connections the rest are opened and dropped
+# on every request.
+STORAGE_POOL_CONNECTIONS = 32
+
+
+def pooled_transport() -> Any:
+    """azure-core's requests transport (its own settings: no urllib3 retries, the SDK's retry
+    policy retries) with a connection pool as large as the concurrency pitcrew uses."""
+    import requests  # with the SDK, on first use (cold start)
+    from azure.core.pipeline.transport import RequestsTransport
+    from urllib3.util.retry import Retry
+
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(
+        pool_maxsize=STORAGE_POOL_CONNECTIONS,
+        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+    )
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
+    return RequestsTransport(session=session, session_owner=True)
+
+
 class Runtime:
     """Process-wide state: settings, the credential, SDK clients and the loaded policy.
 
@@ -134,7 +157,7 @@ class Runtime:
         self.storage_transport: Callable[[], Any] | None = None
 
     def storage_client_kwargs(self) -> dict[str, Any]:
-        return {"transport": self.storage_transport()} if self.storage_transport else {}
+        return {"transport": (self.storage_transport or pooled_transport)()}
 
     def cached(self, key: str, build: Callable[[], T]) -> T:
         with self._lock:

@@ -142,13 +142,24 @@ class Pipeline:
              now: datetime, silences: list[Silence] | None = None) -> Dispatch:
         key = route.group_key(labels, fp)
         group_id = digest(key)
-        group = self.store.get_group(group_id) or self.store.create_group(Group(
+        new = Group(
             id=group_id, key=key, route=route.id, receiver=route.receiver,
             labels=route.group_labels(labels) if not route.grouping_off else {}, created_at=now,
-        ))
+        )
+        flush_at_once = route.group_wait <= 0
+        if flush_at_once:
+            # Created scheduled and leased for the flush that follows: no second write.
+            new.next_flush_at = now
+            new.flushing_until = now + timedelta(seconds=FLUSH_LEASE_SECONDS)
+        if route.grouping_off:
+            # A group of one alert is nearly always new: insert first, read only if it exists.
+            group = self.store.create_group(new)
+        else:
+            group = self.store.get_group(group_id) or self.store.create_group(new)
         stored = notification if notification.labels == labels else replace(
             notification, labels=labels)
         stored = replace(stored, starts_at=stored.starts_at or now)
+        alert = None
         for attempt in range(_TRIES):
             # A new alert is inserted without a read first (insert-only: an existing row is a
             # Conflict, and the next round reads it and replaces it on its ETag).
@@ -161,8 +172,14 @@ class Pipeline:
             try:
                 self.store.put_alert(alert)
             except Conflict:
+                alert = None
                 continue
             break
+        if group is new and flush_at_once:
+            # This call made the group, so it holds the group's lease and knows its alerts
+            # (one that arrives meanwhile is found by the flush's read after delivering).
+            return self.flush(group.id, now=now, audited=False, group=group, silences=silences,
+                              leased=True, alerts=[alert] if alert is not None else None)
         return self._schedule(group, route, now, silences)
 
     def _schedule(self, group: Group, route: Route, now: datetime,
@@ -215,19 +232,22 @@ class Pipeline:
 
     def flush(self, group_id: str, *, now: datetime | None = None,
               audited: bool = True, group: Group | None = None,
-              silences: list[Silence] | None = None, leased: bool = False) -> Dispatch:
+              silences: list[Silence] | None = None, leased: bool = False,
+              alerts: list[StoredAlert] | None = None) -> Dispatch:
         """Flush one group if it is due. Safe to call any number of times, from anywhere.
         `audited=False`: the caller audits what became of the notification that set it off
         (an inline flush, from `send`). `group`: the row the caller just saved (its ETag is
         current, so it is not read back; a stale one only loses the lease race and is re-read);
         `silences`: the active silences the caller read at `now`; `leased`: the caller saved
-        `group` with this flush's lease already."""
+        `group` with this flush's lease already; `alerts`: the group's alerts, when the caller
+        created the group and holds its lease since (not read back)."""
         now = now or utcnow()
         dispatch = Dispatch()
         for round_ in range(3):  # another round when alerts changed while flushing
             if round_ or group is None:
                 group = self.store.get_group(group_id)
                 leased = False
+                alerts = None
             if group is None or group.next_flush_at is None:
                 return dispatch
             if not leased:
@@ -239,16 +259,18 @@ class Pipeline:
                     self.store.save_group(group)
                 except Conflict:
                     continue
-            again = self._flush(group, now, dispatch, audited, silences)
+            again = self._flush(group, now, dispatch, audited, silences, alerts)
             silences = None  # a later round reads them again
             if not again:
                 return dispatch
         return dispatch
 
     def _flush(self, group: Group, now: datetime, dispatch: Dispatch, audited: bool,
-               silences: list[Silence] | None = None) -> bool:
+               silences: list[Silence] | None = None,
+               alerts: list[StoredAlert] | None = None) -> bool:
         route = find_route(self.tree, group.route) or self.tree
-        alerts = self.store.alerts(group.id)
+        if alerts is None:
+            alerts = self.store.alerts(group.id)
         muted_route = time_muted(route, self.policy.time_intervals, now)
         muted: dict[str, dict[str, list[str]]] = {}
         if muted_route is None:

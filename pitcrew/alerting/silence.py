@@ -7,8 +7,11 @@ Expiring sets the end to now: a silence is never deleted, so the audit and the l
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +49,7 @@ class Silences:
                           ends_at=ends_at, comment=comment, created_by=actor, created_at=now,
                           updated_at=now)
         self._store.add(silence)
+        self._changed()
         self._audit.append(AuditRecord(
             actor=actor, action="alerting.silence.create", target=f"silence/{silence.id}",
             outcome="succeeded", correlation_id=silence.id,
@@ -70,6 +74,7 @@ class Silences:
                 self._store.save(silence)
             except Conflict:
                 continue
+            self._changed()
             self._audit.append(AuditRecord(
                 actor=actor, action="alerting.silence.expire", target=f"silence/{silence.id}",
                 outcome="succeeded", correlation_id=silence.id,
@@ -88,7 +93,47 @@ class Silences:
 
     def active(self, now: datetime | None = None) -> list[Silence]:
         now = now or utcnow()
-        return [s for s in self._store.all() if s.state(now) == "active"]
+        return [s for s in self._all() if s.state(now) == "active"]
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Read the silences once for the whole block (a delivery of many events, on this
+        context and the worker contexts copied from it) instead of once per alert. A silence
+        created or expired in this process during the block is seen at once; one created
+        elsewhere, from the next delivery on."""
+        if _SNAPSHOT.get() is not None:
+            yield
+            return
+        token = _SNAPSHOT.set(_Snapshot(self))
+        try:
+            yield
+        finally:
+            _SNAPSHOT.reset(token)
+
+    def _all(self) -> list[Silence]:
+        held = _SNAPSHOT.get()
+        if held is None or held.owner is not self:
+            return self._store.all()
+        with held.lock:
+            if held.silences is None:
+                held.silences = self._store.all()
+            return list(held.silences)
+
+    def _changed(self) -> None:
+        held = _SNAPSHOT.get()
+        if held is not None and held.owner is self:
+            with held.lock:
+                held.silences = None
+
+
+class _Snapshot:
+    def __init__(self, owner: Silences) -> None:
+        self.owner = owner
+        self.lock = threading.Lock()
+        self.silences: list[Silence] | None = None
+
+
+_SNAPSHOT: ContextVar[_Snapshot | None] = ContextVar("pitcrew_silences", default=None)
 
 
 def silenced_by(silences: list[Silence], labels: dict[str, str], now: datetime) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 from pitcrew.auth import Role, authenticate_alert, require
 from pitcrew.bootstrap import get_services
@@ -22,7 +21,7 @@ from pitcrew.events import (
 )
 from pitcrew.http.errors import HttpResult, http_errors
 from pitcrew.http.models import PageQuery
-from pitcrew.intake.pipeline import process_alert, process_event, validate_event
+from pitcrew.intake.pipeline import process_alert, process_event, process_events, validate_event
 from pitcrew.notify.outbox import DrainReport
 
 log = logging.getLogger(__name__)
@@ -76,11 +75,8 @@ def receive_events(method: str, headers: Mapping[str, str], body: bytes) -> Http
     services = get_services()
     if len(events) == 1:
         return HttpResult(200, {"events": [process_event(events[0], services).to_dict()]})
-    # Event Grid batches up to 5,000 events; each is independent and I/O bound (storage,
-    # webhooks), so they run side by side. Any failure fails the delivery: Event Grid retries
-    # the batch and the events already handled end at their claims as duplicates.
-    with ThreadPoolExecutor(max_workers=min(BATCH_CONCURRENCY, len(events))) as pool:
-        outcomes = [o.to_dict() for o in pool.map(lambda e: process_event(e, services), events)]
+    outcomes = [o.to_dict() for o in
+                process_events(events, services, concurrency=BATCH_CONCURRENCY)]
     return HttpResult(200, {"events": outcomes})
 
 

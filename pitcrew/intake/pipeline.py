@@ -9,8 +9,10 @@ repeats only what did not finish.
 
 from __future__ import annotations
 
+import contextvars
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,9 +20,10 @@ from pitcrew.audit import AuditRecord, app_identity
 from pitcrew.bootstrap import Services, get_services
 from pitcrew.errors import InvalidInput
 from pitcrew.events import AlertEvent, Event, event_from_binding
-from pitcrew.intake.handlers import handle_alert, handler_for
+from pitcrew.intake.handlers import Handler, handle_alert, handler_for
 from pitcrew.intake.rejected import ACTION as REJECTED_ACTION
 from pitcrew.intake.rejected import RejectedEvent
+from pitcrew.state import Claim
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +58,73 @@ def process_event(event: Event, services: Services) -> Outcome:
     # Keyed on the event's identity (source + id), so a sender cannot pre-claim the ids of
     # another source; the readable id and source stay in the claim row.
     return _once(services, "event", event.claim_key, event.id,
-                 lambda: handler.handle(typed, services),
-                 label={"EventId": event.id, "Source": event.source})
+                 lambda: handler.handle(typed, services), label=_label(event))
+
+
+def process_events(events: Sequence[Event], services: Services, *,
+                   concurrency: int) -> list[Outcome]:
+    """The events of one delivery, each still handled once and audited alone, at the cost of
+    fewer round trips: claimed together (a transaction per 100 claims), handled `concurrency`
+    at a time, completed together; the delivery's audit records are written together and its
+    silences read once. An event that fails releases its claim; the others are completed,
+    then the first failure is raised so the platform retries the delivery (whose handled
+    events then end at their claims as duplicates)."""
+    outcomes: dict[int, Outcome] = {}
+    todo: dict[str, tuple[int, Event, Handler, Any]] = {}
+    repeats: list[tuple[int, Event]] = []
+    for index, event in enumerate(events):
+        handler = handler_for(event)
+        if handler is None:
+            outcomes[index] = Outcome(event.id, "ignored", f"no handler for {event.type}")
+        elif event.claim_key in todo:
+            repeats.append((index, event))  # the same event twice: after its first copy
+        else:
+            todo[event.claim_key] = (index, event, handler, handler.parse(event))
+
+    failures: list[BaseException] = []
+    with services.audit.deferred(), services.alerting.silences.snapshot():
+        claims = services.state.claim_new(
+            "event", [(key, _label(event)) for key, (_, event, _, _) in todo.items()])
+
+        def run(key: str) -> tuple[Claim | None, Outcome | Exception]:
+            _, event, handler, typed = todo[key]
+            claim = claims.get(key)
+            try:
+                if claim is None:  # claimed before (a retried delivery): the one-by-one path
+                    return None, _once(services, "event", key, event.id,
+                                       lambda: handler.handle(typed, services),
+                                       label=_label(event))
+                detail = handler.handle(typed, services)
+            except Exception as exc:
+                if claim is not None:
+                    services.state.release(claim, reason=type(exc).__name__)
+                return None, exc
+            return claim, Outcome(event.id, "handled", detail)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(todo)))) as pool:
+            # Each task in a copy of this context: the deferred audit and the silences
+            # snapshot reach the worker threads.
+            futures = {key: pool.submit(contextvars.copy_context().run, run, key)
+                       for key in todo}
+            done: list[tuple[Claim, str]] = []
+            for key, future in futures.items():
+                claim, result = future.result()
+                if isinstance(result, Exception):
+                    failures.append(result)
+                    continue
+                outcomes[todo[key][0]] = result
+                if claim is not None:
+                    done.append((claim, result.detail))
+        services.state.complete_many(done)
+    if failures:
+        raise failures[0]
+    for index, event in repeats:
+        outcomes[index] = process_event(event, services)
+    return [outcomes[index] for index in range(len(events))]
+
+
+def _label(event: Event) -> dict[str, str]:
+    return {"EventId": event.id, "Source": event.source}
 
 
 def process_alert(alert: AlertEvent, services: Services) -> Outcome:

@@ -8,7 +8,10 @@ order. Rows are only ever inserted.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +22,7 @@ from pitcrew.audit import (
     AuditQuery,
     AuditRecord,
 )
+from pitcrew.azure.tables import transactions
 from pitcrew.azure.tables.keys import table_key
 from pitcrew.azure.tables.paging import query_page
 from pitcrew.azure.tables.payload import pack, unpack
@@ -45,21 +49,44 @@ class TableAuditLog:
         self._table = table
 
     def append(self, record: AuditRecord) -> None:
-        time = record.time.astimezone(UTC)
-        self._table.create_entity(
-            {
-                "PartitionKey": time.strftime("%Y%m%d"),
-                "RowKey": f"{time.strftime('%H%M%S%f')}-{record.record_id}",
-                "Time": time,
-                "Actor": record.actor,
-                "Action": record.action,
-                "Target": record.target,
-                "TargetKey": table_key(record.target),
-                "Outcome": record.outcome,
-                "CorrelationId": record.correlation_id,
-                **pack("Details", json.dumps(record.details, default=str, sort_keys=True)),
-            }
-        )
+        """Insert the record now, or (inside `deferred()` on this context) when the deferred
+        block ends."""
+        entity = _entity(record)
+        pending = _DEFERRED.get()
+        if pending is not None and pending.log is self:
+            pending.add(entity)
+            return
+        self._table.create_entity(entity)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Hold the records appended in this block (on this context and the contexts copied
+        from it, e.g. a delivery's worker threads) and insert them when it ends, success or
+        not, a transaction of up to 100 per day instead of one round trip each. Nested blocks
+        write at the outermost one's end."""
+        if _DEFERRED.get() is not None:
+            yield
+            return
+        pending = _Pending(self)
+        token = _DEFERRED.set(pending)
+        try:
+            yield
+        finally:
+            _DEFERRED.reset(token)
+            self._insert_many(pending.take())
+
+    def _insert_many(self, entities: list[dict[str, Any]]) -> None:
+        from azure.core.exceptions import ResourceExistsError  # SDK on first use (cold start)
+        from azure.data.tables import TableTransactionError  # SDK on first use
+
+        for chunk in transactions.chunked([("create", e) for e in entities]):
+            try:
+                transactions.submit(self._table, chunk)
+            except TableTransactionError:
+                # Row by row: a row already there (an earlier try of this very block) stays.
+                for _, entity in chunk:
+                    with suppress(ResourceExistsError):
+                        self._table.create_entity(entity)
 
     def page(
         self, query: AuditQuery, *, limit: int, continuation: Mapping[str, Any] | None = None
@@ -152,3 +179,40 @@ def _record(row: Any) -> AuditRecord:
         time=row["Time"],
         record_id=row["RowKey"].split("-", 1)[1],
     )
+
+
+def _entity(record: AuditRecord) -> dict[str, Any]:
+    time = record.time.astimezone(UTC)
+    return {
+        "PartitionKey": time.strftime("%Y%m%d"),
+        "RowKey": f"{time.strftime('%H%M%S%f')}-{record.record_id}",
+        "Time": time,
+        "Actor": record.actor,
+        "Action": record.action,
+        "Target": record.target,
+        "TargetKey": table_key(record.target),
+        "Outcome": record.outcome,
+        "CorrelationId": record.correlation_id,
+        **pack("Details", json.dumps(record.details, default=str, sort_keys=True)),
+    }
+
+
+class _Pending:
+    """The records a `deferred()` block holds; appended to from several threads."""
+
+    def __init__(self, log: TableAuditLog) -> None:
+        self.log = log
+        self._lock = threading.Lock()
+        self._entities: list[dict[str, Any]] = []
+
+    def add(self, entity: dict[str, Any]) -> None:
+        with self._lock:
+            self._entities.append(entity)
+
+    def take(self) -> list[dict[str, Any]]:
+        with self._lock:
+            taken, self._entities = self._entities, []
+        return taken
+
+
+_DEFERRED: ContextVar[_Pending | None] = ContextVar("pitcrew_audit_deferred", default=None)

@@ -11,11 +11,12 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pitcrew import state
+from pitcrew.azure.tables import transactions
 from pitcrew.azure.tables.keys import printable, row_etag, table_key
 from pitcrew.azure.tables.paging import keyed_page, query_page, where
 from pitcrew.azure.tables.payload import pack, unpack
@@ -64,19 +65,8 @@ class TableStateStore:
         )
 
         now = state.utcnow()
-        partition, row = table_key(scope), table_key(key)
-        entity: dict[str, Any] = {
-            "PartitionKey": partition,
-            "RowKey": row,
-            "Key": printable(key)[:2000],
-            "Status": "claimed",
-            "Owner": _INSTANCE,
-            "ClaimedAt": now,
-            "LeaseUntil": now + timedelta(seconds=lease_seconds),
-            "Attempt": 1,
-        }
-        for column, value in (label or {}).items():
-            entity[column] = printable(value)[:1000]
+        entity = _claim_entity(scope, key, now, lease_seconds, label)
+        partition, row = entity["PartitionKey"], entity["RowKey"]
         try:
             meta = self._claims.create_entity(entity)
             return Claim(scope=scope, key=key, etag=meta["etag"], attempt=1)
@@ -103,8 +93,74 @@ class TableStateStore:
         log.warning("took over %s %r after an expired lease (attempt %d)", scope, key, attempt)
         return Claim(scope=scope, key=key, etag=meta["etag"], attempt=attempt, taken_over=True)
 
+    def claim_new(
+        self,
+        scope: str,
+        items: Sequence[tuple[str, Mapping[str, str] | None]],
+        *,
+        lease_seconds: float = 300.0,
+    ) -> dict[str, Claim]:
+        """Claim many keys no one has claimed yet, up to 100 in one round trip: the claims
+        won by inserting their rows. A key missing from the answer exists already (done,
+        held, or expired) and must go through `claim`, which knows what to do with it."""
+        from azure.data.tables import TableTransactionError  # SDK on first use (cold start)
+
+        now = state.utcnow()
+        keys = {table_key(key): key for key, _ in items}
+        operations = [("create", _claim_entity(scope, key, now, lease_seconds, label))
+                      for key, label in dict(items).items()]
+        won: dict[str, Claim] = {}
+        for chunk in transactions.chunked(operations):
+            # Each round drops the row the service names as existing; a delivery seen before
+            # (every row exists) stops after a few rounds and goes row by row instead.
+            for _ in range(4):
+                if not chunk:
+                    break
+                try:
+                    results = transactions.submit(self._claims, chunk)
+                except TableTransactionError as exc:
+                    index = transactions.failed_index(exc, len(chunk))
+                    if exc.status_code != 409 or index is None:
+                        raise
+                    chunk = chunk[:index] + chunk[index + 1:]
+                    continue
+                for (_, entity), meta in zip(chunk, results, strict=True):
+                    key = keys[entity["RowKey"]]
+                    won[key] = Claim(scope=scope, key=key, etag=meta["etag"], attempt=1)
+                break
+        return won
+
+    def complete_many(self, done: Sequence[tuple[Claim, str]]) -> None:
+        """`complete` each claim, up to 100 in one round trip (ETag-conditional each); a
+        transaction that fails (a lease taken over meanwhile) is completed row by row, so
+        only the taken-over claim is left to the instance that took it."""
+        from azure.core import MatchConditions  # SDK on first use (cold start)
+        from azure.data.tables import TableTransactionError, UpdateMode  # SDK on first use
+
+        now = state.utcnow()
+        by_row: dict[tuple[str, str], Claim] = {}
+        operations: list[transactions.Operation] = []
+        for claim, outcome in done:
+            entity = {"PartitionKey": table_key(claim.scope), "RowKey": table_key(claim.key),
+                      **_done(outcome, now)}
+            by_row[(entity["PartitionKey"], entity["RowKey"])] = claim
+            operations.append(("update", entity, {
+                "mode": UpdateMode.MERGE, "etag": claim.etag,
+                "match_condition": MatchConditions.IfNotModified}))
+        for chunk in transactions.chunked(operations):
+            claims = [by_row[(op[1]["PartitionKey"], op[1]["RowKey"])] for op in chunk]
+            try:
+                results = transactions.submit(self._claims, chunk)
+            except TableTransactionError:
+                for claim, (_, entity, _) in zip(claims, chunk, strict=True):
+                    self._finish(claim, {k: v for k, v in entity.items()
+                                         if k not in ("PartitionKey", "RowKey")})
+                continue
+            for claim, meta in zip(claims, results, strict=True):
+                claim.etag = meta["etag"]
+
     def complete(self, claim: Claim, *, outcome: str) -> None:
-        self._finish(claim, {"Status": "done", "Outcome": outcome[:500], "DoneAt": state.utcnow()})
+        self._finish(claim, _done(outcome, state.utcnow()))
 
     def release(self, claim: Claim, *, reason: str) -> None:
         """Give the claim back (the effect failed): the platform's retry may claim it at once."""
@@ -248,3 +304,24 @@ def _run_from_entity(row: Any) -> RunRecord:
         updated_at=row["UpdatedAt"],
         etag=row_etag(row),
     )
+
+
+def _claim_entity(scope: str, key: str, now: datetime, lease_seconds: float,
+                  label: Mapping[str, str] | None) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": table_key(scope),
+        "RowKey": table_key(key),
+        "Key": printable(key)[:2000],
+        "Status": "claimed",
+        "Owner": _INSTANCE,
+        "ClaimedAt": now,
+        "LeaseUntil": now + timedelta(seconds=lease_seconds),
+        "Attempt": 1,
+    }
+    for column, value in (label or {}).items():
+        entity[column] = printable(value)[:1000]
+    return entity
+
+
+def _done(outcome: str, now: datetime) -> dict[str, Any]:
+    return {"Status": "done", "Outcome": outcome[:500], "DoneAt": now}

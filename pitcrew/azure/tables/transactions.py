@@ -1,0 +1,66 @@
+"""Entity-group transactions: many rows of one partition in one round trip.
+
+Table storage commits up to 100 operations on one partition atomically in one request of at
+most 4 MiB. Rows written per event (claims, their completions, audit records) are written
+here a delivery at a time instead of one request each. A transaction fails as a whole and
+names the operation that failed (`TableTransactionError.index`), so a caller can drop that one
+and submit the rest again, or fall back to writing row by row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+MAX_OPERATIONS = 100
+# Azure's limit is 4 MiB a request; the rest is the multipart envelope and JSON overhead.
+MAX_BYTES = 3_000_000
+
+Operation = tuple[Any, ...]  # ("create", entity) or ("update", entity, {options})
+
+
+def _size(entity: Mapping[str, Any]) -> int:
+    return sum(len(value) if isinstance(value, bytes | str) else 16 for value in entity.values())
+
+
+def chunked(operations: Sequence[Operation]) -> Iterator[list[Operation]]:
+    """The operations grouped by partition (first-seen order kept) and cut into transactions
+    of at most MAX_OPERATIONS rows and MAX_BYTES; a row key appears at most once in one."""
+    by_partition: dict[str, list[Operation]] = {}
+    for operation in operations:
+        by_partition.setdefault(str(operation[1]["PartitionKey"]), []).append(operation)
+    for group in by_partition.values():
+        chunk: list[Operation] = []
+        keys: set[str] = set()
+        size = 0
+        for operation in group:
+            entity = operation[1]
+            cost = _size(entity)
+            if chunk and (len(chunk) >= MAX_OPERATIONS or size + cost > MAX_BYTES
+                          or entity["RowKey"] in keys):
+                yield chunk
+                chunk, keys, size = [], set(), 0
+            chunk.append(operation)
+            keys.add(entity["RowKey"])
+            size += cost
+        if chunk:
+            yield chunk
+
+
+def submit(table: TableClient, chunk: Sequence[Operation]) -> list[Mapping[str, Any]]:
+    """One transaction; its results (each operation's new ETag) in order."""
+    return list(table.submit_transaction(list(chunk)))
+
+
+def failed_index(error: Exception, size: int) -> int | None:
+    """The operation a TableTransactionError names, when it names one of `size`."""
+    index = getattr(error, "index", None)
+    message = str(getattr(error, "message", "") or "")
+    # The SDK defaults the index to 0 when the service names none: trust it only when the
+    # message starts with it, as the service writes it ("3:The specified entity ...").
+    if isinstance(index, int) and 0 <= index < size and message.startswith(f"{index}:"):
+        return index
+    return None
