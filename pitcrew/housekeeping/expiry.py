@@ -182,14 +182,16 @@ class Sweeper:
     # ------------------------------------------------------------------ secrets
 
     def _secret(self, props: ObjectProperties, finding: Finding, now: datetime) -> None:
-        if self.engine.is_pending_secret(props.name):
+        if rotation_tags.is_pending(self.services.policy.rotation, props.name):
             finding.owner = "rotation:pending"
             return
         current = SecretVersion(name=props.name, version=props.version or "", value=None,
                                 tags=props.tags, expires_on=props.expires_on,
                                 created_on=props.created_on, enabled=props.enabled)
         try:
-            target = self.engine.target_for(props.vault, props.name, current)
+            target = rotation_tags.owner(self.services.policy.rotation,
+                                         self.services.rotation.secrets, props.vault,
+                                         props.name, current)
         except (InvalidInput, RotationStopped) as bad:
             target = None
             finding.problems.append(f"rotation tags: {bad}")

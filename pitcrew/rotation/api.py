@@ -21,7 +21,7 @@ from pitcrew.events import KeyVaultObjectEvent
 from pitcrew.http.errors import HttpResult, http_errors
 from pitcrew.http.models import RotationRequest, RotationsQuery
 from pitcrew.http.paging import decode_token, encode_token
-from pitcrew.rotation import messages
+from pitcrew.rotation import messages, tags
 from pitcrew.rotation.engine import (
     RUN_KIND,
     RotationEngine,
@@ -37,18 +37,14 @@ log = logging.getLogger(__name__)
 MAX_SCAN_ROWS = 5000  # rows one GET /api/rotations?secret=NAME reads before answering a page
 
 
-def engine_for(services: Services) -> RotationEngine:
-    return RotationEngine(services)
-
-
 def rotate_on_event(kv: KeyVaultObjectEvent, services: Services) -> str | None:
     """Rotate the secret a NearExpiry/Expired event names, when a strategy owns it. None means
     nobody does: the caller notifies a person instead."""
     if kv.object_type != "Secret":
         return None
-    engine = engine_for(services)  # never raises for a broken hook module
     try:
-        target = engine.target_for(kv.vault_name, kv.object_name)
+        target = tags.owner(services.policy.rotation, services.rotation.secrets, kv.vault_name,
+                            kv.object_name)
     except VaultUnavailable as unavailable:
         # Tags could not be read: tell a person about the vault, and (returning None) about the
         # expiry itself.
@@ -61,6 +57,7 @@ def rotate_on_event(kv: KeyVaultObjectEvent, services: Services) -> str | None:
         return None
     if target is None or target.strategy == "notify":
         return None
+    engine = RotationEngine(services)
     try:
         if services.policy.mode == "plan":
             return _plan_only(engine, kv.vault_name, kv.object_name, kv.version or None,
@@ -128,7 +125,7 @@ def request_rotation(headers: Mapping[str, str], body: bytes) -> HttpResult:
     principal = require(headers, Role.ROTATOR)
     request = RotationRequest.from_body(body)
     services = get_services()
-    engine = engine_for(services)
+    engine = RotationEngine(services)
     try:
         return _request_rotation(engine, services, principal.actor, request.vault,
                                  request.secret, dry_run=request.dry_run, force=request.force,
@@ -151,7 +148,7 @@ def _request_rotation(engine: RotationEngine, services: Services, actor: str, va
                      "reason": reason or None},
         ))
         return HttpResult(200, {"dryRun": True, "plan": plan})
-    target = engine.target_for(vault, secret)
+    target = tags.owner(services.policy.rotation, services.rotation.secrets, vault, secret)
     if target is None or target.strategy == "notify":
         raise InvalidInput("secret", f"no rotation strategy owns {vault}/{secret}: add a rule "
                            "to rotation.secrets in pitcrew.yaml")
@@ -217,7 +214,7 @@ def list_rotations(headers: Mapping[str, str], query: Mapping[str, str]) -> Http
 def advance_rotations() -> dict[str, int]:
     """The advance_rotations timer: resume runs that wait out a grace period or stalled."""
     services = get_services()
-    counts = engine_for(services).resume_due()
+    counts = RotationEngine(services).resume_due()
     if any(counts.values()):
         log.info("advance_rotations: %s", json.dumps(counts))
     return counts

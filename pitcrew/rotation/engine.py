@@ -44,7 +44,6 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -107,21 +106,6 @@ class RotationWaits(Exception):
         self.since = since
 
 
-@dataclass(frozen=True)
-class Target:
-    """The strategy that owns a secret, resolved from a policy rule or the secret's tags."""
-
-    strategy: str
-    source: str  # "policy" | "tags"
-    resource: str | None = None
-    hook: str | None = None
-    hook_target: str | None = None
-    password: PasswordPolicy = field(default_factory=PasswordPolicy)
-    validity_days: float = 90.0
-    restart_sites: tuple[str, ...] = ()
-    consumers: tuple[tuple[str, bool], ...] = ()  # (site, restart) pairs: refreshed after promote
-
-
 def run_id_for(vault: str, secret: str, version: str) -> str:
     return f"{vault.lower()}/{secret.lower()}@{version.lower()}"
 
@@ -165,8 +149,6 @@ class RotationEngine:
         self.policy = services.policy.rotation
         self._ports = ports
         self._faults = faults or (lambda point: None)
-        # Never raises: a module that fails to import only fails the rules that use its hooks.
-        self.hook_import_errors = load_hook_modules(self.policy.hook_modules)
 
     @property
     def ports(self) -> RotationPorts:
@@ -174,28 +156,11 @@ class RotationEngine:
             self._ports = self.services.rotation
         return self._ports
 
-    # ------------------------------------------------------------------ ownership
-
-    def is_pending_secret(self, secret: str) -> bool:
-        return secret.lower().endswith(self.policy.pending_suffix)
-
-    def target_for(
-        self, vault: str, secret: str, current: SecretVersion | None = None
-    ) -> Target | None:
-        """Who owns the secret: a policy rule first, then (if `use_tags`) its tags."""
-        if self.is_pending_secret(secret):
-            return None
-        rule = self.policy.rule_for(vault, secret)
-        if current is None and tags.needs_current(self.policy, rule):
-            current = self.ports.secrets.latest(vault, secret)
-        owner = tags.owner_for(self.policy, rule, current)  # InvalidInput names a bad tag
-        return Target(**owner) if owner is not None else None
-
     # ------------------------------------------------------------------ entry points
 
     def start(
         self, vault: str, secret: str, version: str | None, *, actor: str, correlation_id: str,
-        reason: str, target: Target | None = None, retry_failed: bool = False,
+        reason: str, target: tags.Target | None = None, retry_failed: bool = False,
         force: bool = False, both: bool = False,
     ) -> RunRecord:
         """Create (or find) the run for this version and advance it as far as it goes now.
@@ -208,7 +173,7 @@ class RotationEngine:
             if current is None:
                 raise InvalidInput("secret", f"{vault}/{secret} does not exist")
             version = current.version
-        target = target or self.target_for(vault, secret)
+        target = target or tags.owner(self.policy, self.ports.secrets, vault, secret)
         if target is None or target.strategy == "notify":
             raise InvalidInput("secret", f"no rotation strategy owns {vault}/{secret}")
         run_id = run_id_for(vault, secret, version)
@@ -543,9 +508,16 @@ class RotationEngine:
         sensitive.append(pending.value)
         return pending.value
 
+    def _registered_hook(self, name: str) -> CredentialHook:
+        """The hook a generated run names, once the policy's hook modules are imported. A module
+        that fails to import never raises here: only a rule that needs a hook it would have
+        registered fails (LookupError naming the module)."""
+        load_hook_modules(self.policy.hook_modules)
+        return get_hook(name)
+
     def _hook(self, run: RunRecord) -> CredentialHook:
         try:
-            return get_hook(run.data["hook"])
+            return self._registered_hook(run.data["hook"])
         except LookupError as missing:
             # Not transient (the module is what it is until the next deployment): alert now.
             raise RotationStopped(f"{missing}.") from None
@@ -820,7 +792,7 @@ class RotationEngine:
     def _rollback(self, run: RunRecord, sensitive: list[str]) -> str:
         d = run.data
         try:
-            hook = get_hook(d["hook"])
+            hook = self._registered_hook(d["hook"])
         except LookupError:
             self._audit(run, "rotation.rollback", "skipped", {"why": "hook not registered"})
             return "The hook is not registered, so the provider was not told to drop the value."
@@ -853,7 +825,7 @@ class RotationEngine:
         current = self.ports.secrets.latest(vault, secret)
         if current is None:
             raise InvalidInput("secret", f"{vault}/{secret} does not exist")
-        target = self.target_for(vault, secret, current)
+        target = tags.owner(self.policy, self.ports.secrets, vault, secret, current)
         plan: dict[str, Any] = {"vault": vault, "secret": secret, "version": current.version,
                                 "strategy": target.strategy if target else "notify"}
         if version and version != current.version:

@@ -1,5 +1,5 @@
-"""The tags pitcrew reads and writes on secret versions (documented in docs/rotation.md), and who
-owns a secret according to the policy and those tags.
+"""Who owns a secret (`owner`: the policy's rule, else the secret's tags), and the tags pitcrew
+reads and writes on secret versions (documented in docs/rotation.md).
 
 Tags carry names, ids and times only, never a value: Key Vault shows tags to anyone who may
 list secrets, including principals that may not read values.
@@ -16,12 +16,13 @@ so those secrets can move to pitcrew without re-tagging:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pitcrew.azure.arm import resource_kind
 from pitcrew.errors import InvalidInput
-from pitcrew.rotation.policy import RotationPolicy, SecretRule, resource_pattern_ok
-from pitcrew.rotation.ports import SecretVersion
+from pitcrew.rotation.policy import PasswordPolicy, RotationPolicy, resource_pattern_ok
+from pitcrew.rotation.ports import SecretStore, SecretVersion
 
 STRATEGY = "pitcrew-strategy"  # cosmos-keys | storage-keys | servicebus-keys | eventhubs-keys ...
 RESOURCE = "pitcrew-resource"  # the ARM id of the resource whose key the version holds
@@ -131,26 +132,46 @@ def carried_forward(previous: Mapping[str, str], data: Mapping[str, Any]) -> dic
     return carried
 
 
-def needs_current(policy: RotationPolicy, rule: SecretRule | None) -> bool:
-    """Whether deciding the owner reads the secret's current version (its tags)."""
-    if rule is None:
-        return policy.use_tags
-    return rule.use_tags or policy.use_tags
+@dataclass(frozen=True)
+class Target:
+    """The strategy that owns a secret, resolved from a policy rule or the secret's tags."""
+
+    strategy: str
+    source: str  # "policy" | "tags"
+    resource: str | None = None
+    hook: str | None = None
+    hook_target: str | None = None
+    password: PasswordPolicy = field(default_factory=PasswordPolicy)
+    validity_days: float = 90.0
+    restart_sites: tuple[str, ...] = ()
+    consumers: tuple[tuple[str, bool], ...] = ()  # (site, restart) pairs: refreshed after promote
 
 
-def owner_for(
-    policy: RotationPolicy, rule: SecretRule | None, current: SecretVersion | None
-) -> dict[str, Any] | None:
-    """Who owns the secret, as the engine's Target fields; None when nobody does.
+def is_pending(policy: RotationPolicy, secret: str) -> bool:
+    """A generated credential's pending secret: nobody rotates it, its run promotes it."""
+    return secret.lower().endswith(policy.pending_suffix)
+
+
+def owner(
+    policy: RotationPolicy, secrets: SecretStore, vault: str, secret: str,
+    current: SecretVersion | None = None,
+) -> Target | None:
+    """Who owns the secret; None when nobody does (a person is told instead).
 
     A policy rule first (with `use_tags: true`, its resource, strategy and validity come from the
     sample tags); then, when `rotation.use_tags` is on, the version's pitcrew-* tags or, failing
-    those, the sample tags. Validity: ValidityPeriodDays (when tags are consulted), else the
-    rule's validity_days, else rotation.validity_days. A malformed tag is an InvalidInput naming
-    the tag (HTTP 400), never a crash."""
+    those, the sample tags. The current version is read from `secrets` only when tags decide
+    and the caller did not pass it. Validity: ValidityPeriodDays (when tags are consulted), else
+    the rule's validity_days, else rotation.validity_days. A malformed tag is an InvalidInput
+    naming the tag (HTTP 400), never a crash; an unusable vault is VaultUnavailable."""
+    if is_pending(policy, secret):
+        return None
+    rule = policy.rule_for(vault, secret)
+    consult_tags = policy.use_tags if rule is None else (rule.use_tags or policy.use_tags)
+    if current is None and consult_tags:
+        current = secrets.latest(vault, secret)
     version_tags: Mapping[str, str] = current.tags if current is not None else {}
-    consult_tags = current is not None and needs_current(policy, rule)
-    tag_days = validity_days(version_tags) if consult_tags else None
+    tag_days = validity_days(version_tags) if consult_tags and current is not None else None
     if rule is not None:
         strategy: str | None = rule.strategy
         resource = rule.resource
@@ -171,14 +192,14 @@ def owner_for(
                                                      "and the rule names no resource")
             credential_slot(version_tags)  # validated; the value decides which key is held
         consumers = tuple((c.site, c.restart) for c in rule.all_consumers())
-        return {
-            "strategy": strategy, "source": "tags" if rule.use_tags else "policy",
-            "resource": resource, "hook": rule.hook, "hook_target": rule.target,
-            "password": rule.password,
-            "validity_days": tag_days or rule.validity_days or policy.validity_days,
-            "restart_sites": tuple(site for site, restart in consumers if restart),
-            "consumers": consumers,
-        }
+        return Target(
+            strategy=str(strategy), source="tags" if rule.use_tags else "policy",
+            resource=resource, hook=rule.hook, hook_target=rule.target,
+            password=rule.password,
+            validity_days=tag_days or rule.validity_days or policy.validity_days,
+            restart_sites=tuple(site for site, restart in consumers if restart),
+            consumers=consumers,
+        )
     if not policy.use_tags or current is None:
         return None
     days = tag_days or policy.validity_days
@@ -187,16 +208,15 @@ def owner_for(
         resource = str(version_tags.get(RESOURCE, "")).strip()
         if strategy_for_resource(resource, RESOURCE) != strategy:
             raise InvalidInput(RESOURCE, f"is not a valid resource id for strategy {strategy}")
-        return {"strategy": strategy, "source": "tags", "resource": resource,
-                "validity_days": days}
+        return Target(strategy=strategy, source="tags", resource=resource, validity_days=days)
     if strategy == "generated" and version_tags.get(HOOK):
-        return {"strategy": "generated", "source": "tags", "hook": version_tags[HOOK],
-                "hook_target": version_tags.get(TARGET), "validity_days": days}
+        return Target(strategy="generated", source="tags", hook=version_tags[HOOK],
+                      hook_target=version_tags.get(TARGET), validity_days=days)
     if strategy == "notify":
-        return {"strategy": "notify", "source": "tags"}
+        return Target(strategy="notify", source="tags")
     address = str(version_tags.get(PROVIDER_ADDRESS, "")).strip()
     if not strategy and address:
         credential_slot(version_tags)
-        return {"strategy": strategy_for_resource(address), "source": "tags",
-                "resource": address, "validity_days": days}
+        return Target(strategy=strategy_for_resource(address), source="tags",
+                      resource=address, validity_days=days)
     return None

@@ -46,7 +46,7 @@ def crash_at(monkeypatch: pytest.MonkeyPatch, point: str) -> list[str]:
             crashed.append(where)
             raise Crash(where)
 
-    monkeypatch.setattr(rotation_api, "engine_for",
+    monkeypatch.setattr(rotation_api, "RotationEngine",
                         lambda services: RotationEngine(services, faults=faults))
     return crashed
 

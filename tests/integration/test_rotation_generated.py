@@ -78,7 +78,7 @@ def test_a_generated_secret_rotates_again_and_again(
     the fix the second stuck at `store` (403 reading the disabled pending version)."""
     fake, secret, version = generated
     faults = Faults(point)
-    monkeypatch.setattr(rotation_api, "engine_for",
+    monkeypatch.setattr(rotation_api, "RotationEngine",
                         lambda services: RotationEngine(services, faults=faults))
     seen = {INITIAL}
     for rotation in range(1, 4):

@@ -204,7 +204,7 @@ def test_both_keys_after_a_leak(
             crashed.append(where)
             raise Crash(where)
 
-    monkeypatch.setattr(rotation_api, "engine_for",
+    monkeypatch.setattr(rotation_api, "RotationEngine",
                         lambda services: RotationEngine(services, faults=faults))
     assert rotate(VAULT, seeded.secret, both=True, force=True).status == 400  # no reason
     first = rotate(VAULT, seeded.secret, both=True, force=True, reason="leaked in a log")

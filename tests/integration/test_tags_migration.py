@@ -106,11 +106,13 @@ def test_bad_sample_tags_fail_naming_the_tag(
     world.write_policy()
 
     from pitcrew.bootstrap import get_services
-    from pitcrew.rotation.api import engine_for
+    from pitcrew.rotation.engine import RotationEngine
+    from pitcrew.rotation.tags import owner
 
-    engine = engine_for(get_services())
+    services = get_services()
+    engine = RotationEngine(services)
     with pytest.raises(InvalidInput) as bad:
-        engine.target_for(VAULT, secret)
+        owner(services.policy.rotation, services.rotation.secrets, VAULT, secret)
     assert bad.value.field == tag
     with pytest.raises(InvalidInput):
         engine.plan(VAULT, secret)  # dry-run: a 400 naming the tag over HTTP
