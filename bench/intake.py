@@ -24,6 +24,10 @@ from common import JSON_ENV, REPO, count_round_trips, emit, fmt_trips, fresh_azu
 
 SAMPLE = REPO.parent / "shared" / "samples" / "keyvault-secret-near-expiry.eventgrid.json"
 TARGET_RATIO = 0.8
+# What one event still costs alone: its alert group, alert row and notification log (read and
+# write), the outbox row before and after delivery, the group's read-back; claims,
+# completions and audit rows go in transactions of up to 100 per delivery.
+TRIPS_NOTE = "floor ~8: group, alert, nflog x2, outbox x2, read-back, group save"
 
 
 def batches(total: int, size: int) -> list[bytes]:
@@ -120,7 +124,7 @@ def main() -> None:
         (f"POST /api/events, batches of {args.batch}", f"{handled:.0f} events/s",
          f"{handled / plain:.2f}x", f">= {TARGET_RATIO}x"),
         ("storage round trips per event", fmt_trips(per_event, args.events), "",
-         ">= 5: claim, outbox x2, audit, done"),
+         TRIPS_NOTE),
     ]
     for workers, secs in big.items():
         rows.append((f"one delivery of {args.big} (1 MB), {workers} workers",
@@ -133,7 +137,7 @@ def main() -> None:
     emit(f"intake: POST /api/events, batches of {args.batch}", handled, "events/s", plain,
          f">= {TARGET_RATIO}x")
     emit("intake: storage round trips per event", sum(per_event.values()) / args.events,
-         "trips", None, ">= 5 (claim, outbox x2, audit, done)")
+         "trips", None, TRIPS_NOTE)
     for workers, secs in big.items():
         emit(f"intake: one delivery of {args.big} (1 MB), {workers} workers, at limit {limit}",
              secs * limit / args.big, "s (extrapolated)", None, "< 30 s")

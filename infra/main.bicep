@@ -143,6 +143,10 @@ var keyVaultEventTypes = [
   'Microsoft.KeyVault.KeyExpired'
   'Microsoft.KeyVault.CertificateNearExpiry'
   'Microsoft.KeyVault.CertificateExpired'
+  // A new version resolves the object's expiry alert (its reminders stop).
+  'Microsoft.KeyVault.SecretNewVersionCreated'
+  'Microsoft.KeyVault.KeyNewVersionCreated'
+  'Microsoft.KeyVault.CertificateNewVersionCreated'
 ]
 var alertSecureWebhook = !empty(alertWebhookAppObjectId)
 var alertTokenAudience = empty(alertWebhookIdentifierUri) ? 'api://${operatorApiClientId}' : alertWebhookIdentifierUri

@@ -50,6 +50,8 @@ _EXPIRY_CONDITIONS = ("NearExpiry", "Expired")
 
 
 def handle_keyvault(kv: KeyVaultObjectEvent, services: Services) -> str:
+    if kv.condition == "NewVersionCreated":
+        return resolve_expiry(kv, services)
     if kv.condition not in _EXPIRY_CONDITIONS:
         return f"no action for {kv.condition}"
     # When a rotation strategy owns the secret, the rotation engine acts instead of a person.
@@ -65,6 +67,25 @@ def handle_keyvault(kv: KeyVaultObjectEvent, services: Services) -> str:
         details={"eventType": kv.event.type, "version": kv.version,
                  "expires": kv.expires.isoformat() if kv.expires else None},
     ).detail
+
+
+def resolve_expiry(kv: KeyVaultObjectEvent, services: Services) -> str:
+    """A new version (rotated by pitcrew or by a person) ends the expiry alert of the object:
+    the receivers that were told it fired are told it is resolved, once, and its reminders
+    stop. Nothing is sent when no expiry alert was firing."""
+    dedup_key = expiry_notification(kv, services.policy).dedup_key
+    dispatch = services.router.resolve(
+        dedup_key, summary=f"{kv.object_type} {kv.vault_name}/{kv.object_name} has a new "
+                           f"version {kv.version}")
+    if dispatch.reason == "nothing to resolve":
+        return "no expiry alert to resolve"
+    services.audit.append(AuditRecord(
+        actor=app_identity(), action="notify.expiry.resolved", target=kv.target,
+        outcome=dispatch.outcome,  # type: ignore[arg-type]
+        correlation_id=kv.id,
+        details={"eventType": kv.event.type, "version": kv.version, **dispatch.to_dict()},
+    ))
+    return f"expiry alert resolved: {dispatch.detail}"
 
 
 # ------------------------------------------------------------------ alerts

@@ -511,6 +511,7 @@ def test_key_vault_events_reach_on_keyvault_event_with_all_expiry_types() -> Non
     for kind in ("Secret", "Key", "Certificate"):
         assert f"Microsoft.KeyVault.{kind}NearExpiry" in types
         assert f"Microsoft.KeyVault.{kind}Expired" in types
+        assert f"Microsoft.KeyVault.{kind}NewVersionCreated" in types  # resolves the alert
 
 
 def test_https_only() -> None:

@@ -274,3 +274,38 @@ def test_odd_ids_on_the_trigger_never_raise_for_bad_input(
     assert outcome.kind == "rejected"
     listed = list_rejected(reader_headers(monkeypatch), {}).body["rejected"]
     assert len(listed) == 1 and listed[0]["field"] in ("event.id", "data")
+
+
+# ------------------------------------------------------------------ a new version resolves
+
+
+def test_a_new_version_resolves_the_expiry_alert_once(receiver: Receiver) -> None:
+    """An expiry alert no longer repeats for ever: the object's NewVersionCreated event tells
+    the receivers that were told it fired that it is resolved, once, and audits it."""
+    assert post(json.dumps([grid_event("near-1")])).status == 200
+    assert [b["status"] for b in receiver.received] == ["firing"]
+    new_version = kv_data(Version="fedcba9876543210fedcba9876543210",
+                          Id="https://sample-kv.vault.azure.net/secrets/db-password/fedcba98")
+    created = grid_event("new-1", data=new_version,
+                         eventType="Microsoft.KeyVault.SecretNewVersionCreated")
+    result = post(json.dumps([created]))
+    assert result.status == 200
+    assert result.body["events"][0]["detail"].startswith("expiry alert resolved")  # type: ignore[index]
+    assert [b["status"] for b in receiver.received] == ["firing", "resolved"]
+    assert receiver.received[1]["dedupKey"] == receiver.received[0]["dedupKey"]
+    assert len(audit("notify.expiry.resolved")) == 1
+    # Another new version (or the same event under another id): nothing left to resolve.
+    again = post(json.dumps([grid_event("new-2", data=new_version,
+                                        eventType="Microsoft.KeyVault.SecretNewVersionCreated")]))
+    assert again.body["events"][0]["detail"] == "no expiry alert to resolve"  # type: ignore[index]
+    assert len(receiver.received) == 2
+
+
+def test_a_new_version_of_an_object_nobody_was_alerted_about_sends_nothing(
+    receiver: Receiver,
+) -> None:
+    created = grid_event("new-only", eventType="Microsoft.KeyVault.SecretNewVersionCreated")
+    result = post(json.dumps([created]))
+    assert result.body["events"][0]["detail"] == "no expiry alert to resolve"  # type: ignore[index]
+    assert receiver.received == []
+    assert audit("notify.expiry.resolved") == []
