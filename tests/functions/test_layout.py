@@ -119,7 +119,8 @@ def functions_imports(paths: Iterable[Path]) -> list[str]:
 # and the adapters over the SDKs (runtime builds the SDK clients; auth loads PyJWT only for a
 # token). The command line (pitcrew.cli) loads what a command needs when it runs.
 LAZY_PLACES = ("pitcrew.azure", "pitcrew.runtime", "pitcrew.auth")
-LAZY_TARGETS = ("azure", "httpx", "jwt", "pitcrew.endpoint_credential")
+# requests and urllib3: the transport azure-core sends through (pitcrew.runtime sizes its pool).
+LAZY_TARGETS = ("azure", "httpx", "jwt", "requests", "urllib3", "pitcrew.endpoint_credential")
 
 
 def lazy_imports(paths: Iterable[Path]) -> list[str]:
