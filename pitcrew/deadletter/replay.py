@@ -66,6 +66,9 @@ TERMINAL = ("succeeded", "cancelled", "failed")
 SUBSCRIPTION_PROPERTY = "pitcrew-replay-subscription"
 UNREADABLE_BLOB = "UnreadableDeadLetterBlob"  # what Event Grid ingest calls a blob it can't read
 _MAX_SEND_FAILURES = 5
+# What a claim and a settle change on a message (the store sends only these).
+_CLAIM = ("status", "replay_job", "replay_attempt", "sent_message_id", "replayed_to")
+_SETTLE = ("status", "replayed_at", "possible_duplicate")
 _MAX_FAILURE_SAMPLES = 20
 
 
@@ -480,7 +483,7 @@ class ReplayWorker:
                          replay_attempt=m.replay_attempt + 1,
                          sent_message_id=self._sent_id(run, m), replayed_to=targets[m.id].label)
                   for m in chunk if m.status == "failed"]
-        claimed = store.update_many(claims) if claims else []
+        claimed = store.update_many(claims, fields=_CLAIM) if claims else []
         for _ in range(len(claims) - len(claimed)):
             tally.skip("claimed elsewhere")
         sending = claimed + in_doubt
@@ -500,7 +503,8 @@ class ReplayWorker:
                 raise _SendFailed(f"{type(exc).__name__} sending to {label}", unsettled,
                                   tally) from exc
             now = utcnow()
-            store.update_many([m.copy(status="replayed", replayed_at=now) for m in messages])
+            store.update_many([m.copy(status="replayed", replayed_at=now) for m in messages],
+                              fields=_SETTLE)
             for message in messages:
                 tally.sent(message)
 

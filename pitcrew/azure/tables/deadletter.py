@@ -135,10 +135,15 @@ class TableFailedMessageStore:
         message.etag = meta["etag"]
         return message
 
-    def update_many(self, messages: Sequence[FailedMessage]) -> list[FailedMessage]:
-        """Conditional replace of the messages of one group in one transaction (per 100 rows
+    def update_many(self, messages: Sequence[FailedMessage], *,
+                    fields: Sequence[str] | None = None) -> list[FailedMessage]:
+        """Conditional update of the messages of one group in one transaction (per 100 rows
         and 3 MB); the ones that changed under us are left out of the result. A failed
-        transaction names the stale row: the rest go again together, that one alone."""
+        transaction names the stale row: the rest go again together, that one alone.
+
+        `fields`: the only attributes that changed since the row was read (a state
+        transition: claim, settle); they are merged into the row, nothing else is sent. A
+        message where one of them is None (a column to remove) is replaced whole."""
         from azure.core import MatchConditions  # SDK on first use (cold start)
         from azure.data.tables import TableTransactionError, UpdateMode
 
@@ -147,13 +152,16 @@ class TableFailedMessageStore:
         for message in messages:
             by_group.setdefault(message.group, []).append(message)
         for group_messages in by_group.values():
-            for chunk in _transactions([(m, _entity(m)) for m in group_messages]):
+            rows = [(m, _changes(m, fields)) for m in group_messages]
+            modes = {id(m): merge for m, (_, merge) in rows}
+            for chunk in _transactions([(m, e) for m, (e, _) in rows]):
                 pending = list(chunk)
                 alone: list[FailedMessage] = []
                 for _ in range(3):
                     if len(pending) < 2:
                         break
-                    ops = [("update", e, {"mode": UpdateMode.REPLACE, "etag": m.etag,
+                    ops = [("update", e, {"mode": UpdateMode.MERGE if modes[id(m)]
+                                          else UpdateMode.REPLACE, "etag": m.etag,
                                           "match_condition": MatchConditions.IfNotModified})
                            for m, e in pending]
                     try:
@@ -169,7 +177,7 @@ class TableFailedMessageStore:
                     break
                 for message in alone + [m for m, _ in pending]:
                     try:
-                        done.append(self.update(message))
+                        done.append(self.update(message))  # the whole row: always right
                     except StaleMessage:
                         log.info("failed message %s changed under us; skipped", message.id)
         order = {id(m): i for i, m in enumerate(messages)}
@@ -419,6 +427,22 @@ def _transactions(rows: Sequence[tuple[FailedMessage, dict[str, Any]]]
         size += weight
     if chunk:
         yield chunk
+
+
+_COLUMNS = {"status": "Status", "replay_job": "ReplayJob", "replay_attempt": "ReplayAttempt",
+            "replayed_at": "ReplayedAt", "replayed_to": "ReplayedTo",
+            "sent_message_id": "SentMessageId", "possible_duplicate": "PossibleDuplicate",
+            "archived_at": "ArchivedAt", "archived_by": "ArchivedBy", "edited_as": "EditedAs"}
+
+
+def _changes(m: FailedMessage, fields: Sequence[str] | None) -> tuple[dict[str, Any], bool]:
+    """The entity to send and whether to merge it: only the changed columns when every one
+    has a value, else the whole row (replace)."""
+    if fields:
+        values = {_COLUMNS[f]: getattr(m, f) for f in fields}
+        if all(v is not None for v in values.values()):
+            return {"PartitionKey": m.group, "RowKey": m.id, **values}, True
+    return _entity(m), False
 
 
 def _weight(entity: dict[str, Any]) -> int:
