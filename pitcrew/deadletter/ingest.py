@@ -9,8 +9,9 @@ the outbox sends it once per channel however many instances race).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,20 +44,38 @@ def ingest_source(dl: DeadletterServices, config: SourceConfig,
                   *, max_messages: int | None = None,
                   on_batch: Callable[[IngestReport], None] | None = None) -> IngestReport:
     """Ingest up to `max_messages` (policy `scan_max_messages`); `on_batch` sees the report
-    after each stored batch (a scan job's progress)."""
+    after each stored batch (a scan job's progress).
+
+    Where the source's settles are independent calls (a poison queue's deletes), a batch's
+    settles run in the background while the next batch is received, stored and counted: at
+    most one batch is being settled, and every settle starts only after its message is
+    stored."""
     report = IngestReport(config.name)
     limit = max_messages or dl.policy.scan_max_messages
-    seen: set[str] = set()
+    recent: deque[set[str]] = deque(maxlen=_RECENT_BATCHES)  # bounded: flat memory
     source = dl.source(config)
     parallel = bool(getattr(source, "concurrent_settle", False))
-    for batch in source.receive(limit):
-        ids = {c.message.id for c in batch}
-        if ids <= seen:
-            break  # redelivered within this run (a lost lock): the next scan settles them
-        seen |= ids
-        _ingest_batch(dl, batch, report, parallel=parallel)
-        if on_batch is not None:
-            on_batch(report)
+    settling: Future[None] | None = None
+    try:
+        for batch in source.receive(limit):
+            ids = {c.message.id for c in batch}
+            if ids <= set().union(*recent):
+                break  # redelivered within this run (a lost lock): the next scan settles them
+            recent.append(ids)
+            arrivals = _store_batch(dl, batch, report)
+            if parallel:
+                if settling is not None:
+                    settling.result()  # one batch in flight
+                settling = _SETTLE_POOL.submit(_settle_all, batch, report, True)
+            else:
+                _settle_all(batch, report, False)
+            for arrival in arrivals:
+                report.notified += notify_due(dl, arrival.group, arrival)
+            if on_batch is not None:
+                on_batch(report)
+    finally:
+        if settling is not None:
+            settling.result()
     if report.received:
         log.info("dead-letter ingest %s: %s", config.name, report.to_dict())
         dl.audit.append(AuditRecord(
@@ -65,11 +84,14 @@ def ingest_source(dl: DeadletterServices, config: SourceConfig,
     return report
 
 
-def _ingest_batch(dl: DeadletterServices, batch: list[Captured], report: IngestReport,
-                  *, parallel: bool = False) -> None:
-    """Store, count, settle, notify. Counting comes before the settle: a crash after the store
-    write leaves the messages at the source, and the next ingest (which finds them stored) must
-    not have to count them."""
+_RECENT_BATCHES = 16  # ids of the last batches, to notice a source handing them back
+
+
+def _store_batch(dl: DeadletterServices, batch: list[Captured], report: IngestReport
+                 ) -> list[Arrival]:
+    """Store, then count. Counting comes before the settle: a crash after the store write
+    leaves the messages at the source, and the next ingest (which finds them stored) must not
+    have to count them."""
     store = dl.store
     report.received += len(batch)
     created = store.put_many([(c.message, c.body) for c in batch])  # raises: nothing settled
@@ -88,19 +110,24 @@ def _ingest_batch(dl: DeadletterServices, batch: list[Captured], report: IngestR
         # new == 0 with no group: an earlier ingest stored these and crashed before counting.
         arrivals.append(store.record_arrivals(members[0].message, new or len(members),
                                               utcnow(), thresholds))
-    settled = (list(_SETTLE_POOL.map(_settle, batch)) if parallel
+    return arrivals
+
+
+def _settle_all(batch: list[Captured], report: IngestReport, parallel: bool) -> None:
+    """Settle a stored batch at its source; what cannot be settled stays there and the next
+    ingest recognises it."""
+    settled = (list(_DELETE_POOL.map(_settle, batch)) if parallel
                else [_settle(c) for c in batch])
     for captured, exc in zip(batch, settled, strict=True):
-        if exc is not None:  # still at the source: the next ingest recognises it
+        if exc is not None:
             report.unsettled += 1
             log.warning("could not settle failed message %s at %s (%s); it stays there and the "
                         "next ingest recognises it", captured.message.id,
                         captured.message.entity, type(exc).__name__)
-    for arrival in arrivals:
-        report.notified += notify_due(dl, arrival.group, arrival)
 
 
-_SETTLE_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dlq-settle")
+_SETTLE_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dlq-settle-batch")
+_DELETE_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dlq-settle")
 
 
 def _settle(captured: Captured) -> Exception | None:
