@@ -46,7 +46,9 @@ def run_scan_job(msg: func.QueueMessage) -> None:
     run(msg.get_body().decode("utf-8"))
 
 
-@bp.timer_trigger(schedule="30 */1 * * * *", arg_name="timer", run_on_startup=False)
+# Every 30 s, no longer than the replay lease (pitcrew.deadletter.replay.LEASE): a tick always
+# falls within a dead worker's last lease and schedules the takeover for the moment it ends.
+@bp.timer_trigger(schedule="10,40 * * * * *", arg_name="timer", run_on_startup=False)
 def resume_replay_jobs(timer: func.TimerRequest) -> None:
     from pitcrew.deadletter.api import resume_replay_jobs as resume  # lazy: cold start
 

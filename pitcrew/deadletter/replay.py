@@ -20,8 +20,8 @@ Every member of the selection ends in exactly one count: sent, skipped (with why
 why) or, until the walk reaches it, remaining; `total` is the selection's size.
 
 A running job holds a short lease renewed by its heartbeat (every batch, and during the rate
-limiter's waits); `resume_jobs` (every minute) hands a job whose heartbeat stopped to a new
-worker as soon as its lease lapses.
+limiter's waits); `resume_jobs` (every 30 s, never less often than a lease lasts) hands a job
+whose heartbeat stopped to a new worker as soon as its lease lapses.
 """
 
 from __future__ import annotations
@@ -59,7 +59,10 @@ from pitcrew.state import RunRecord, StaleRun
 log = logging.getLogger(__name__)
 
 KIND = "dlq-replay"
-LEASE = timedelta(seconds=30)  # a running job's lease; its heartbeat renews it
+# A running job's lease; its heartbeat renews it. The resume timer must tick at least this
+# often (functions/deadletter.py): then a tick always falls within a dead worker's last lease
+# and schedules the takeover for the second after it ends (kill -> takeover <= LEASE + 1 s).
+LEASE = timedelta(seconds=30)
 HEARTBEAT = 10.0  # seconds between renewals while a job runs
 QUEUED_STALE = timedelta(seconds=60)  # a queued job nobody picked up this long is re-enqueued
 TERMINAL = ("succeeded", "cancelled", "failed")
@@ -721,10 +724,11 @@ def outgoing(message: FailedMessage, body: bytes, target: Target) -> Outgoing:
 
 
 def resume_jobs(dl: DeadletterServices) -> list[str]:
-    """The timer (every minute): a stale job is re-enqueued now; a running one gets a check
-    delivered just after its lease ends, so a worker that dies between two ticks is replaced
-    within a minute, not at the tick after next. A live worker renews its lease first, and the
-    check finds it busy. Returns the jobs resumed now."""
+    """The timer (every 30 s): a stale job is re-enqueued now; a running one gets a check
+    delivered just after its lease ends. A live worker renews its lease first, and the check
+    finds it busy; a dead one renews nothing, and since ticks come at least once a lease, one
+    of them falls within its last lease: the job is taken over at most LEASE + 1 s after the
+    worker died. Returns the jobs resumed now."""
     now = utcnow()
     resumed: list[str] = []
     for status in ("running", "queued"):

@@ -27,7 +27,7 @@ EXPECTED = {
     "on_servicebus_deadletter": ("eventGridTrigger", {}),
     "scan_deadletters": ("timerTrigger", {"schedule": "0 */1 * * * *"}),
     "purge_failed_messages": ("timerTrigger", {"schedule": "0 17 3 * * *"}),
-    "resume_replay_jobs": ("timerTrigger", {"schedule": "30 */1 * * * *"}),
+    "resume_replay_jobs": ("timerTrigger", {"schedule": "10,40 * * * * *"}),
     "run_replay_job": ("queueTrigger", {}),
     "run_scan_job": ("queueTrigger", {}),
     "dlq_show_scan": ("httpTrigger", {"route": "dlq/scans/{scan}", "methods": {"GET"},
