@@ -11,6 +11,7 @@ Table storage, every update conditional on the row's ETag; pitcrew.azure.alertin
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
 from pitcrew.alerting.model import Group, LogEntry, Silence, StoredAlert
@@ -68,7 +69,10 @@ class SilenceStore(Protocol):
         """Update conditionally (Conflict when changed meanwhile)."""
         ...
 
-    def all(self) -> list[Silence]: ...
+    def unexpired(self, now: datetime) -> list[Silence]:
+        """The silences that end after `now` (active or still to start): silences are never
+        deleted, so the expired ones are left out by the query, not after it."""
+        ...
 
     def page(self, *, limit: int, continuation: Mapping[str, Any] | None = None
              ) -> Page[Silence]: ...

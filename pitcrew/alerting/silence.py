@@ -93,7 +93,7 @@ class Silences:
 
     def active(self, now: datetime | None = None) -> list[Silence]:
         now = now or utcnow()
-        return [s for s in self._all() if s.state(now) == "active"]
+        return [s for s in self._unexpired(now) if s.state(now) == "active"]
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -110,13 +110,14 @@ class Silences:
         finally:
             _SNAPSHOT.reset(token)
 
-    def _all(self) -> list[Silence]:
+    def _unexpired(self, now: datetime) -> list[Silence]:
         held = _SNAPSHOT.get()
         if held is None or held.owner is not self:
-            return self._store.all()
+            return self._store.unexpired(now)
         with held.lock:
             if held.silences is None:
-                held.silences = self._store.all()
+                # Read a minute back: `now` of a later alert of the block may be earlier.
+                held.silences = self._store.unexpired(now - timedelta(minutes=1))
             return list(held.silences)
 
     def _changed(self) -> None:

@@ -196,6 +196,25 @@ def test_a_silenced_alert_sends_nothing_and_its_silence_is_audited(
     assert any(m["title"].startswith("[Fired] sb-deadletter-depth") for m in receiver.received)
 
 
+def test_expired_silences_are_not_read_for_each_alert(
+    pitcrew_env: Path, receiver: Receiver, pager: Receiver
+) -> None:
+    """Silences are never deleted: a year of them must not be read for every alert. The store
+    returns only the unexpired ones (filtered by the query), and they still mute."""
+    write(pitcrew_env, tree_policy(receiver, pager))
+    old = []
+    for n in range(5):
+        made = alerting_api.silences("POST", OPERATOR, {}, json.dumps({
+            "matchers": [f"alertRule=old-{n}"], "for": "1h", "comment": "done"}).encode())
+        old.append(made.body["id"])
+        assert alerting_api.expire_silence(OPERATOR, made.body["id"]).status == 200
+    live = alerting_api.silences("POST", OPERATOR, {}, json.dumps({
+        "matchers": ["alertRule=sb-deadletter-depth"], "for": "1h", "comment": "now"}).encode())
+    store = get_services().alerting.silences._store
+    assert [s.id for s in store.unexpired(datetime.now(UTC))] == [live.body["id"]]
+    assert post(alert("quiet-1"))["detail"] == "notification silenced"
+
+
 def test_silences_need_the_operator_role_and_valid_input(pitcrew_env: Path) -> None:
     reader = {"X-MS-CLIENT-PRINCIPAL": encode_principal("r@example.com", ["Reader"])}
     body = json.dumps({"matchers": ["alertRule=x"], "for": "1h", "comment": "c"}).encode()

@@ -201,8 +201,9 @@ def test_a_failed_generated_run_rolls_back_and_leaves_no_readable_value(
 def test_a_step_longer_than_the_lease_is_not_entered_twice(
     world: RotationWorld, unique_name: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A 1 s lease and an `apply` that runs for 2.5 s: the lease is renewed while it runs, so
-    the advance timer (firing meanwhile) finds the run busy instead of applying again."""
+    """A 2 s lease and an `apply` that runs for 4.5 s: the lease is renewed while it runs, so
+    the advance timer (firing meanwhile) finds the run busy instead of applying again. (2 s,
+    not 1: a renewal every 0.67 s still holds when a loaded 2-core machine stalls a thread.)"""
     import time
 
     secret = f"{unique_name}-slow"
@@ -214,7 +215,7 @@ def test_a_step_longer_than_the_lease_is_not_entered_twice(
         def apply(self, target: str, value: str) -> None:
             fake.apply(target, value)
             if len(timer) == 0:
-                time.sleep(2.5)
+                time.sleep(4.5)
                 timer.append(rotation_api.advance_rotations())
 
         def test(self, target: str, value: str) -> None:
@@ -224,7 +225,7 @@ def test_a_step_longer_than_the_lease_is_not_entered_twice(
     register_hook(hook, Slow())
     try:
         world.rule(secret, "generated", hook=hook, target="db://slow")
-        world.write_policy(lease_seconds=1)
+        world.write_policy(lease_seconds=2)
         result = deliver(event_body(VAULT, secret, written.properties.version))
         assert outcome(result) == "handled", result.body
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pitcrew.alerting.labels import digest
@@ -227,9 +228,9 @@ class TableSilenceStore:
     def save(self, silence: Silence) -> None:
         silence.etag = _insert_or_update(self._table, _silence_entity(silence), silence.etag)
 
-    def all(self) -> list[Silence]:
+    def unexpired(self, now: datetime) -> list[Silence]:
         return [_silence(r) for r in self._table.query_entities(
-            "PartitionKey eq @p", parameters={"p": _SILENCE})]
+            "PartitionKey eq @p and EndsAt gt @now", parameters={"p": _SILENCE, "now": now})]
 
     def page(self, *, limit: int, continuation: Mapping[str, Any] | None = None
              ) -> Page[Silence]:
