@@ -56,13 +56,14 @@ def ingest_source(dl: DeadletterServices, config: SourceConfig,
     source = dl.source(config)
     parallel = bool(getattr(source, "concurrent_settle", False))
     settling: Future[None] | None = None
+    known: dict[str, Group] = {}  # each group as this ingest last wrote it
     try:
         for batch in source.receive(limit):
             ids = {c.message.id for c in batch}
             if ids <= set().union(*recent):
                 break  # redelivered within this run (a lost lock): the next scan settles them
             recent.append(ids)
-            arrivals = _store_batch(dl, batch, report)
+            arrivals = _store_batch(dl, batch, report, known)
             if parallel:
                 if settling is not None:
                     settling.result()  # one batch in flight
@@ -87,8 +88,8 @@ def ingest_source(dl: DeadletterServices, config: SourceConfig,
 _RECENT_BATCHES = 16  # ids of the last batches, to notice a source handing them back
 
 
-def _store_batch(dl: DeadletterServices, batch: list[Captured], report: IngestReport
-                 ) -> list[Arrival]:
+def _store_batch(dl: DeadletterServices, batch: list[Captured], report: IngestReport,
+                 known: dict[str, Group]) -> list[Arrival]:
     """Store, then count. Counting comes before the settle: a crash after the store write
     leaves the messages at the source, and the next ingest (which finds them stored) must not
     have to count them."""
@@ -105,11 +106,13 @@ def _store_batch(dl: DeadletterServices, batch: list[Captured], report: IngestRe
     for group_id, members in by_group.items():
         report.groups.add(group_id)
         new = sum(1 for c in members if c.message.id in created)
-        if new == 0 and _group_exists(dl, group_id):
+        if new == 0 and (group_id in known or _group_exists(dl, group_id)):
             continue
         # new == 0 with no group: an earlier ingest stored these and crashed before counting.
-        arrivals.append(store.record_arrivals(members[0].message, new or len(members),
-                                              utcnow(), thresholds))
+        arrival = store.record_arrivals(members[0].message, new or len(members), utcnow(),
+                                        thresholds, known=known.get(group_id))
+        known[group_id] = arrival.group  # as written: the next batch need not read it again
+        arrivals.append(arrival)
     return arrivals
 
 

@@ -16,6 +16,7 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any
@@ -321,8 +322,10 @@ class TableFailedMessageStore:
     # ------------------------------------------------------------------ groups
 
     def record_arrivals(self, sample: FailedMessage, new: int, seen_at: datetime,
-                        thresholds: Sequence[int]) -> Arrival:
-        """Add `new` messages to the group, creating it on its first message."""
+                        thresholds: Sequence[int], *, known: Group | None = None) -> Arrival:
+        """Add `new` messages to the group, creating it on its first message. `known`: the
+        group as this caller last wrote it; tried first (ETag-conditional) instead of reading
+        it again, and read afresh only if someone changed it since."""
         from azure.core import MatchConditions  # SDK on first use (cold start)
         from azure.core.exceptions import (
             ResourceExistsError,
@@ -331,22 +334,24 @@ class TableFailedMessageStore:
         )
         from azure.data.tables import UpdateMode  # SDK on first use (cold start)
 
-        for _ in range(20):
-            try:
-                row = self._groups.get_entity(GROUP_PARTITION, sample.group)
-            except ResourceNotFoundError:
-                group = Group(id=sample.group, source=sample.source, entity=sample.entity,
-                              cause=sample.cause, reason=sample.reason[:1000],
-                              description=sample.description[:4000], count=new,
-                              first_seen=seen_at, last_seen=seen_at)
-                group.notice_level = max(1, _level(new, thresholds))
+        for attempt in range(20):
+            if known is not None and attempt == 0:
+                group = replace(known)
+            else:
                 try:
-                    meta = self._groups.create_entity(_group_entity(group))
-                except ResourceExistsError:
-                    continue
-                group.etag = meta["etag"]
-                return Arrival(group, created=True, before=0)
-            group = _group(row)
+                    group = _group(self._groups.get_entity(GROUP_PARTITION, sample.group))
+                except ResourceNotFoundError:
+                    group = Group(id=sample.group, source=sample.source, entity=sample.entity,
+                                  cause=sample.cause, reason=sample.reason[:1000],
+                                  description=sample.description[:4000], count=new,
+                                  first_seen=seen_at, last_seen=seen_at)
+                    group.notice_level = max(1, _level(new, thresholds))
+                    try:
+                        meta = self._groups.create_entity(_group_entity(group))
+                    except ResourceExistsError:
+                        continue
+                    group.etag = meta["etag"]
+                    return Arrival(group, created=True, before=0)
             before = group.count
             group.count += new
             group.last_seen = max(group.last_seen, seen_at)
@@ -355,8 +360,8 @@ class TableFailedMessageStore:
                 meta = self._groups.update_entity(
                     _group_entity(group), mode=UpdateMode.REPLACE, etag=group.etag,
                     match_condition=MatchConditions.IfNotModified)
-            except ResourceModifiedError:
-                continue
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue  # changed (or purged) since: read it again
             group.etag = meta["etag"]
             return Arrival(group, created=False, before=before)
         raise RetryLater(f"group {sample.group} is too busy; try again")
