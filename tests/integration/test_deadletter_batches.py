@@ -226,3 +226,28 @@ def _pop(captured: Captured) -> str:
     cells = [c.cell_contents for c in captured.settle.__closure__ or ()]
     return next(c for c in cells if isinstance(c, str)
                 and c != captured.message.properties["message_id"])
+
+
+def test_a_transition_merges_only_its_columns_and_skips_a_row_changed_meanwhile(
+        orders: str) -> None:
+    q = orders
+    poison(q, [f"s-{i}" for i in range(6)])
+    dl = get_deadletter()
+    scan(dl, ["orders"])
+    group = next(dl.store.groups()).id
+    read = list(dl.store.in_group(group))
+    # Someone else changes one row after we read it.
+    dl.store.update(dl.store.get(read[2].id).copy(status="archived", archived_by="ops"))
+    claims = [m.copy(status="replaying", replay_job="job-1", replay_attempt=1,
+                     sent_message_id="x", replayed_to=f"queue:{q}") for m in read]
+    done = dl.store.update_many(claims, fields=("status", "replay_job", "replay_attempt",
+                                                "sent_message_id", "replayed_to"))
+    assert [m.id for m in done] == [m.id for i, m in enumerate(read) if i != 2]
+    assert dl.store.get(read[2].id).status == "archived"  # theirs kept
+    for message in done:
+        stored = dl.store.get(message.id)
+        assert stored.status == "replaying" and stored.replay_job == "job-1"
+        assert stored.etag == message.etag  # the new ETag came back with the transaction
+        # Columns the transition did not name are intact: body, preview, properties.
+        assert stored.body == message.body and stored.body is not None
+        assert stored.preview == message.preview and stored.properties == message.properties
