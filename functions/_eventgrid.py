@@ -4,30 +4,18 @@ for CloudEvents 1.0 (identity: source + id); the schema travels with the fields.
 
 from __future__ import annotations
 
-from typing import Any
-
 import azure.functions as func
 
+from pitcrew.events import BindingEvent
 
-def event_fields(event: func.EventGridEvent | func.CloudEvent) -> dict[str, Any]:
+
+def binding_event(event: func.EventGridEvent | func.CloudEvent) -> BindingEvent:
     if isinstance(event, func.CloudEvent):
-        return {
-            "schema": "cloudevents",
-            "id": event.id,
-            "event_type": event.type,
-            "subject": event.subject,
-            "source": event.source,
-            "event_time": event.time,
-            "data": event.get_json(),
-            "data_version": event.dataschema,
-        }
-    return {
-        "schema": "eventgrid",
-        "id": event.id,
-        "event_type": event.event_type,
-        "subject": event.subject,
-        "topic": event.topic,
-        "event_time": event.event_time,
-        "data": event.get_json(),
-        "data_version": event.data_version,
-    }
+        return BindingEvent(
+            event.id, event.type, event.subject, source=event.source, event_time=event.time,
+            data=event.get_json(), data_version=event.dataschema, schema="cloudevents",
+        )
+    return BindingEvent(
+        event.id, event.event_type, event.subject, topic=event.topic,
+        event_time=event.event_time, data=event.get_json(), data_version=event.data_version,
+    )

@@ -3,7 +3,7 @@ operator routes under /api/dlq (Reader to view, Operator to act)."""
 
 import azure.functions as func
 
-from functions._eventgrid import event_fields
+from functions._eventgrid import binding_event
 from functions._http import OPERATOR_AUTH, headers_of, to_response
 
 bp = func.Blueprint()
@@ -13,7 +13,7 @@ bp = func.Blueprint()
 def on_servicebus_deadletter(event: func.EventGridEvent) -> None:
     from pitcrew.intake.pipeline import handle_delivered_event  # lazy: cold start
 
-    handle_delivered_event(**event_fields(event), function="on_servicebus_deadletter")
+    handle_delivered_event(binding_event(event), function="on_servicebus_deadletter")
 
 
 @bp.timer_trigger(schedule="0 */1 * * * *", arg_name="timer", run_on_startup=False)

@@ -3,7 +3,7 @@ manual rotations (POST/GET /api/rotations) and the advance_rotations timer."""
 
 import azure.functions as func
 
-from functions._eventgrid import event_fields
+from functions._eventgrid import binding_event
 from functions._http import OPERATOR_AUTH, headers_of, to_response
 
 bp = func.Blueprint()
@@ -13,7 +13,7 @@ bp = func.Blueprint()
 def on_keyvault_event(event: func.EventGridEvent) -> None:
     from pitcrew.intake.pipeline import handle_delivered_event  # lazy: cold start
 
-    handle_delivered_event(**event_fields(event), function="on_keyvault_event")
+    handle_delivered_event(binding_event(event), function="on_keyvault_event")
 
 
 @bp.route(route="rotations", methods=["POST"], auth_level=OPERATOR_AUTH)

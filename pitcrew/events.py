@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any, Literal
@@ -428,43 +429,54 @@ def _binary_data(body: bytes | str, media: str) -> Any:
     )
 
 
-def event_from_binding(
-    *,
-    id: str | None,
-    event_type: str | None,
-    subject: str | None,
-    topic: str | None = None,
-    source: str | None = None,
-    event_time: datetime | str | None,
-    data: Any,
-    data_version: str | None = None,
-    schema: Literal["eventgrid", "cloudevents"] = "eventgrid",
-) -> Event:
+@dataclass(frozen=True, slots=True)
+class BindingEvent:
+    """What the Functions Event Grid binding hands over, as plain fields: a func.EventGridEvent
+    (schema "eventgrid", with a topic) or a func.CloudEvent ("cloudevents", with a source).
+    Nothing is checked yet: `event_from_binding` parses it, a rejection records it as it came."""
+
+    id: str | None
+    event_type: str | None
+    subject: str | None
+    topic: str | None = None
+    source: str | None = None
+    event_time: datetime | str | None = None
+    data: Any = None
+    data_version: str | None = None
+    schema: Literal["eventgrid", "cloudevents"] = "eventgrid"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields by name, as the binding gave them (`data` not copied)."""
+        return {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
+
+
+def event_from_binding(binding: BindingEvent) -> Event:
     """The Functions Event Grid binding hands over a parsed event (func.EventGridEvent with a
     topic, or func.CloudEvent with a source); give it the same shape, in its own schema."""
-    when = event_time.isoformat() if isinstance(event_time, datetime) else event_time
-    if schema == "cloudevents":
+    b = binding
+    when = b.event_time.isoformat() if isinstance(b.event_time, datetime) else b.event_time
+    if b.schema == "cloudevents":
         return _cloud_event(
             {
                 "specversion": "1.0",
-                "id": id,
-                "type": event_type,
-                "source": source if source is not None else topic,
-                "subject": subject,
+                "id": b.id,
+                "type": b.event_type,
+                "source": b.source if b.source is not None else b.topic,
+                "subject": b.subject,
                 "time": when,
-                "data": data,
-                "dataschema": data_version,
+                "data": b.data,
+                "dataschema": b.data_version,
             },
             "event",
         )
     raw = {
-        "id": id,
-        "eventType": event_type,
-        "subject": subject,
-        "topic": topic if topic is not None else source,
+        "id": b.id,
+        "eventType": b.event_type,
+        "subject": b.subject,
+        "topic": b.topic if b.topic is not None else b.source,
         "eventTime": when,
-        "data": data,
-        "dataVersion": data_version,
+        "data": b.data,
+        "dataVersion": b.data_version,
     }
     parsed = _event_grid_event(raw, "event")
     if isinstance(parsed, SubscriptionValidation):

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pitcrew.audit import AuditRecord, app_identity
 from pitcrew.bootstrap import Services, get_services
 from pitcrew.errors import InvalidInput
-from pitcrew.events import AlertEvent, Event, event_from_binding
+from pitcrew.events import AlertEvent, BindingEvent, Event, event_from_binding
 from pitcrew.intake.handlers import Handler, handle_alert, handler_for
 from pitcrew.intake.rejected import ACTION as REJECTED_ACTION
 from pitcrew.intake.rejected import RejectedEvent
@@ -150,48 +150,31 @@ def _once(services: Services, scope: str, key: str, ident: str, handle: Callable
     return Outcome(ident, "handled", detail)
 
 
-def handle_delivered_event(
-    *,
-    id: str | None,
-    event_type: str | None,
-    subject: str | None,
-    topic: str | None = None,
-    source: str | None = None,
-    event_time: Any = None,
-    data: Any = None,
-    data_version: str | None = None,
-    schema: Literal["eventgrid", "cloudevents"] = "eventgrid",
-    function: str = "",
-) -> Outcome:
+def handle_delivered_event(binding: BindingEvent, *, function: str = "") -> Outcome:
     """An event the Functions Event Grid binding delivered.
 
     A permanently malformed event (InvalidInput: bad envelope, bad data, a validation event
     sent as a notification) is recorded (GET /api/events/rejected, audit `intake.rejected`) and
     acknowledged, so Event Grid stops retrying at once. Anything else raises so the platform
     retries (and, past its retries, dead-letters): nothing is dropped silently."""
-    fields: dict[str, Any] = {
-        "id": id, "event_type": event_type, "subject": subject, "topic": topic,
-        "source": source, "event_time": event_time, "data": data,
-        "data_version": data_version, "schema": schema,
-    }
     services = get_services()
     try:
-        event = event_from_binding(**fields)
+        event = event_from_binding(binding)
         validate_event(event)
         outcome = process_event(event, services)
     except InvalidInput as exc:
-        rejected = reject(fields, exc, services, function=function)
+        rejected = reject(binding, exc, services, function=function)
         return Outcome(rejected.id, "rejected", str(exc))
     log.info("event %r (%s): %s, %s", event.id, event.type, outcome.kind, outcome.detail)
     return outcome
 
 
 def reject(
-    fields: Mapping[str, Any], error: InvalidInput, services: Services, *, function: str = ""
+    binding: BindingEvent, error: InvalidInput, services: Services, *, function: str = ""
 ) -> RejectedEvent:
     """Record a poison event (store row, audit record, one warning line). Raises if storage
     fails, so the platform retries: a rejection is only acknowledged once it is recorded."""
-    rejected = RejectedEvent.of(fields, error, function=function)
+    rejected = RejectedEvent.of(binding, error, function=function)
     services.rejected.add(rejected)
     services.audit.append(AuditRecord(
         actor=app_identity(),

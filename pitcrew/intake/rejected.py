@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from typing import Any
 
 from pitcrew.errors import InvalidInput
+from pitcrew.events import BindingEvent
 
 ACTION = "intake.rejected"
 MAX_ENVELOPE_CHARS = 32_000
@@ -50,19 +50,18 @@ class RejectedEvent:
     record_id: str = dataclass_field(default_factory=lambda: uuid.uuid4().hex)
 
     @classmethod
-    def of(
-        cls, fields: Mapping[str, Any], error: InvalidInput, *, function: str = ""
-    ) -> RejectedEvent:
+    def of(cls, binding: BindingEvent, error: InvalidInput, *, function: str = "") -> RejectedEvent:
         """From the plain fields a trigger handed over (any of them may be missing or odd)."""
-        schema = str(fields.get("schema") or "eventgrid")
-        source = fields.get("source") if schema == "cloudevents" else fields.get("topic")
-        envelope = {key: fields.get(key) for key in sorted(fields)}
+        fields = binding.as_dict()
+        schema = str(binding.schema or "eventgrid")
+        source = binding.source if schema == "cloudevents" else binding.topic
+        envelope = {key: fields[key] for key in sorted(fields)}
         return cls(
-            id=_text(fields.get("id") or ""),
-            source=_text(source or fields.get("topic") or fields.get("source") or ""),
+            id=_text(binding.id or ""),
+            source=_text(source or binding.topic or binding.source or ""),
             schema=schema,
-            type=_text(fields.get("event_type") or "", 300),
-            subject=_text(fields.get("subject") or ""),
+            type=_text(binding.event_type or "", 300),
+            subject=_text(binding.subject or ""),
             field=_text(error.field, 300),
             problem=_text(error.problem),
             envelope=_text(json.dumps(envelope, default=str), MAX_ENVELOPE_CHARS),

@@ -148,3 +148,28 @@ def test_indexing_imports_no_azure_sdk_and_no_engine_dependencies() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == ""
+
+
+def test_the_binding_objects_become_one_binding_event_in_their_own_schema() -> None:
+    import azure.functions as func
+
+    from functions._eventgrid import binding_event
+    from pitcrew.events import BindingEvent, event_from_binding
+
+    data = {"VaultName": "sample-kv", "ObjectType": "Secret", "ObjectName": "db-password"}
+    grid = binding_event(func.EventGridEvent(
+        id="g-1", data=data, topic="/vaults/sample-kv", subject="db-password",
+        event_type="Microsoft.KeyVault.SecretNearExpiry", event_time=None, data_version="1",
+    ))
+    assert grid == BindingEvent(
+        id="g-1", event_type="Microsoft.KeyVault.SecretNearExpiry", subject="db-password",
+        topic="/vaults/sample-kv", data=data, data_version="1", schema="eventgrid",
+    )
+    cloud = binding_event(func.CloudEvent(
+        id="c-1", source="/vaults/sample-kv", type="Microsoft.KeyVault.SecretNearExpiry",
+        specversion="1.0", data=data, subject="db-password",
+    ))
+    assert cloud.schema == "cloudevents" and cloud.source == "/vaults/sample-kv"
+    assert cloud.topic is None and cloud.id == "c-1"
+    parsed = event_from_binding(cloud)
+    assert parsed.schema == "cloudevents" and parsed.source == "/vaults/sample-kv"

@@ -15,7 +15,7 @@ import pytest
 from pitcrew.auth import encode_principal
 from pitcrew.bootstrap import get_services
 from pitcrew.errors import RetryLater
-from pitcrew.events import Event
+from pitcrew.events import BindingEvent, Event
 from pitcrew.intake import api
 from pitcrew.intake.api import list_rejected
 from pitcrew.intake.pipeline import handle_delivered_event
@@ -54,13 +54,13 @@ def post(body: bytes | str, **headers: str) -> api.HttpResult:
     return api.receive_events("POST", {"Content-Type": "application/json", **headers}, raw)
 
 
-def binding_fields(event: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": event.get("id"), "event_type": event.get("eventType"),
-        "subject": event.get("subject"), "topic": event.get("topic"),
-        "event_time": event.get("eventTime"), "data": event.get("data"),
-        "data_version": event.get("dataVersion"),
-    }
+def binding_fields(event: dict[str, Any]) -> BindingEvent:
+    return BindingEvent(
+        id=event.get("id"), event_type=event.get("eventType"),
+        subject=event.get("subject"), topic=event.get("topic"),
+        event_time=event.get("eventTime"), data=event.get("data"),
+        data_version=event.get("dataVersion"),
+    )
 
 
 def reader_headers(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
@@ -93,7 +93,7 @@ def test_poison_event_on_the_trigger_is_acknowledged_and_recorded(
     event = grid_event(f"poison-{field}", data)
     caplog.set_level(logging.INFO)
     # Returns (no exception): the host answers 2xx and Event Grid stops retrying at once.
-    outcome = handle_delivered_event(**binding_fields(event), function="on_keyvault_event")
+    outcome = handle_delivered_event(binding_fields(event), function="on_keyvault_event")
     assert outcome.kind == "rejected"
     assert field in outcome.detail
     assert receiver.received == []
@@ -125,14 +125,14 @@ def test_transient_fault_on_the_trigger_still_raises_for_a_retry(receiver: Recei
     # Another instance holds a live lease on this event: a transient condition.
     assert get_services().state.claim("event", parsed.claim_key) is not None
     with pytest.raises(RetryLater):
-        handle_delivered_event(**binding_fields(event))
+        handle_delivered_event(binding_fields(event))
     assert audit("intake.rejected") == []
 
 
 def test_rejected_list_needs_a_reader_and_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     assert list_rejected({}, {}).status == 401
     for i in range(3):
-        handle_delivered_event(**binding_fields(grid_event(f"page-{i}", "nope")))
+        handle_delivered_event(binding_fields(grid_event(f"page-{i}", "nope")))
     headers = reader_headers(monkeypatch)
     first = list_rejected(headers, {"limit": "2"})
     assert first.status == 200 and len(first.body["rejected"]) == 2
@@ -143,14 +143,14 @@ def test_rejected_list_needs_a_reader_and_pages(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_cloudevent_binding_is_claimed_by_its_source(receiver: Receiver) -> None:
-    fields = {
-        "schema": "cloudevents", "id": "ce-bind-1", "event_type":
-        "Microsoft.KeyVault.SecretNearExpiry", "subject": "db-password", "source": TOPIC,
-        "event_time": None, "data": kv_data(), "data_version": None,
-    }
-    assert handle_delivered_event(**fields).kind == "handled"
+    fields = BindingEvent(
+        schema="cloudevents", id="ce-bind-1", event_type=
+        "Microsoft.KeyVault.SecretNearExpiry", subject="db-password", source=TOPIC,
+        event_time=None, data=kv_data(), data_version=None,
+    )
+    assert handle_delivered_event(fields).kind == "handled"
     # The same event in the Event Grid schema (topic = source) is a duplicate.
-    again = handle_delivered_event(**binding_fields(grid_event("ce-bind-1")))
+    again = handle_delivered_event(binding_fields(grid_event("ce-bind-1")))
     assert again.kind == "duplicate"
     assert len(receiver.received) == 1
 
@@ -270,7 +270,7 @@ def test_odd_ids_on_the_trigger_never_raise_for_bad_input(
 ) -> None:
     event = grid_event("placeholder", "a string")
     event["id"] = event_id
-    outcome = handle_delivered_event(**binding_fields(event))
+    outcome = handle_delivered_event(binding_fields(event))
     assert outcome.kind == "rejected"
     listed = list_rejected(reader_headers(monkeypatch), {}).body["rejected"]
     assert len(listed) == 1 and listed[0]["field"] in ("event.id", "data")

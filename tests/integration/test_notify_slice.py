@@ -13,6 +13,7 @@ import pytest
 
 from pitcrew.bootstrap import get_services
 from pitcrew.errors import RetryLater
+from pitcrew.events import BindingEvent
 from pitcrew.http import errors, operator
 from pitcrew.intake import api as intake_api
 from pitcrew.intake.api import drain_outbox
@@ -101,7 +102,7 @@ def test_cloudevent_sample_notifies(receiver: Receiver) -> None:
 
 def test_binding_trigger_path_is_idempotent(receiver: Receiver) -> None:
     raw = json.loads(near_expiry_body())[0]
-    kwargs = dict(
+    binding = BindingEvent(
         id=raw["id"],
         event_type=raw["eventType"],
         subject=raw["subject"],
@@ -110,8 +111,8 @@ def test_binding_trigger_path_is_idempotent(receiver: Receiver) -> None:
         data=raw["data"],
         data_version=raw["dataVersion"],
     )
-    assert handle_delivered_event(**kwargs).kind == "handled"
-    assert handle_delivered_event(**kwargs).kind == "duplicate"
+    assert handle_delivered_event(binding).kind == "handled"
+    assert handle_delivered_event(binding).kind == "duplicate"
     assert len(receiver.received) == 1
 
 

@@ -17,6 +17,7 @@ from pitcrew.azure.tables.keys import table_key
 from pitcrew.errors import InvalidInput
 from pitcrew.events import (
     MAX_JSON_DEPTH,
+    BindingEvent,
     Event,
     SubscriptionValidation,
     WebhookPolicy,
@@ -122,18 +123,19 @@ def test_claim_key_is_source_plus_id() -> None:
 
 
 def test_binding_keeps_the_cloudevents_schema_and_source() -> None:
-    event = event_from_binding(
+    event = event_from_binding(BindingEvent(
         schema="cloudevents", id="c-1", event_type=KV_TYPE, subject="db-password",
         source="/vaults/sample-kv", event_time=None, data=kv_data(), data_version=None,
-    )
+    ))
     assert event.schema == "cloudevents"
     assert event.source == "/vaults/sample-kv"
     with pytest.raises(InvalidInput) as caught:
-        event_from_binding(schema="cloudevents", id="c-2", event_type=KV_TYPE, subject=None,
-                           source=None, event_time=None, data={})
+        event_from_binding(BindingEvent(schema="cloudevents", id="c-2", event_type=KV_TYPE,
+                                        subject=None, source=None, event_time=None, data={}))
     assert caught.value.field == "event.source"
-    grid = event_from_binding(id="g-1", event_type=KV_TYPE, subject="s", topic="/t",
-                              event_time=datetime(2026, 1, 1, tzinfo=UTC), data=kv_data())
+    grid = event_from_binding(BindingEvent(id="g-1", event_type=KV_TYPE, subject="s", topic="/t",
+                                           event_time=datetime(2026, 1, 1, tzinfo=UTC),
+                                           data=kv_data()))
     assert grid.schema == "eventgrid" and grid.source == "/t"
 
 
