@@ -42,14 +42,21 @@ from pitcrew.housekeeping.recovery_policy import RecoveryPolicy
 from pitcrew.quota.policy import QuotaPolicy
 from pitcrew.rotation.hooks import hook_names, import_problem
 from pitcrew.rotation.policy import RotationPolicy
-from pitcrew.schema import StrictModel
+from pitcrew.schema import StrictModel, matching
 
 DEFAULT_POLICY_FILE = "pitcrew.yaml"
 NotificationKind = Literal["expiry", "alert", "rotation", "deadletter", "quota", "pitcrew",
                            "recovery"]
 Severity = Literal["critical", "warning", "info"]
 _NAME = r"^[a-z][a-z0-9-]{0,62}$"
+_NAMED = re.compile(_NAME)
 _SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _name(name: str, what: str) -> str:
+    """A receiver's or a time interval's name: the error says `what` it is, then the rule."""
+    return matching(name, _NAMED, " must be lower-case letters, digits and '-', "
+                    "starting with a letter", shown=None, before=what)
 
 
 # The receivers' config models, one per `type` (pitcrew/alerting/receivers/<type>.py define
@@ -152,20 +159,14 @@ class Policy(StrictModel):
     @classmethod
     def _channel_names(cls, channels: dict[str, Any]) -> dict[str, Any]:
         for name in channels:
-            if not re.match(_NAME, name):
-                raise ValueError(
-                    f"receiver name {name!r} must be lower-case letters, digits and '-', "
-                    "starting with a letter"
-                )
+            _name(name, "receiver name ")
         return channels
 
     @field_validator("time_intervals")
     @classmethod
     def _interval_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
-            if not re.match(_NAME, name):
-                raise ValueError(f"time interval name {name!r} must be lower-case letters, "
-                                 "digits and '-', starting with a letter")
+            _name(name, "time interval name ")
         return value
 
     @property

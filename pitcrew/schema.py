@@ -14,9 +14,10 @@ class StrictModel(BaseModel):
 
 
 def matching(value: str, pattern: re.Pattern[str], problem: str, *, shown: int | None = 100,
-             max_length: int | None = None) -> str:
+             max_length: int | None = None, before: str = "") -> str:
     """`value` when it matches `pattern` (and is at most `max_length` long); else a ValueError
-    quoting its first `shown` characters (None: all), then `problem` (a validator's error)."""
+    saying `before`, its first `shown` characters quoted (None: all), then `problem` (a
+    validator's error)."""
     if not pattern.match(value) or (max_length is not None and len(value) > max_length):
-        raise ValueError(f"{value[:shown]!r}{problem}")
+        raise ValueError(f"{before}{value[:shown]!r}{problem}")
     return value

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from pitcrew.schema import StrictModel
+from pitcrew.schema import StrictModel, matching
 
 GROUP_ALL = "..."
 LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
@@ -36,6 +36,10 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_DURATION = 366 * 86400
 Op = Literal["=", "!=", "=~", "!~"]
+
+
+def _label_name(name: str) -> str:
+    return matching(name, LABEL_NAME, " is not a label name", shown=None)
 
 
 def parse_duration(value: Any) -> float:
@@ -70,8 +74,7 @@ class Matcher:
     __slots__ = ("_regex", "name", "op", "value")
 
     def __init__(self, name: str, op: Op, value: str) -> None:
-        if not LABEL_NAME.match(name):
-            raise ValueError(f"{name!r} is not a label name (letters, digits, _ . -)")
+        matching(name, LABEL_NAME, " is not a label name (letters, digits, _ . -)", shown=None)
         self.name, self.op, self.value = name, op, value
         self._regex: re.Pattern[str] | None = None
         if op in ("=~", "!~"):
@@ -262,10 +265,7 @@ class RouteNode(StrictModel):
             return None
         if GROUP_ALL in value and len(value) > 1:
             raise ValueError(f"'{GROUP_ALL}' (grouping off) cannot be combined with labels")
-        for name in value:
-            if name != GROUP_ALL and not LABEL_NAME.match(name):
-                raise ValueError(f"{name!r} is not a label name")
-        return value
+        return [name if name == GROUP_ALL else _label_name(name) for name in value]
 
 
 class InhibitRule(StrictModel):
@@ -284,10 +284,7 @@ class InhibitRule(StrictModel):
     @field_validator("equal")
     @classmethod
     def _equal(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not LABEL_NAME.match(name):
-                raise ValueError(f"{name!r} is not a label name")
-        return value
+        return [_label_name(name) for name in value]
 
 
 class Watchdog(StrictModel):

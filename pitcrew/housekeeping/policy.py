@@ -31,26 +31,33 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from pitcrew.schema import StrictModel
+from pitcrew.schema import StrictModel, matching
 
 _VAULT = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
 _GLOB = re.compile(r"^[0-9A-Za-z*?\[\]!-]{1,127}$")
 
 
 def _glob(value: str) -> str:
-    if not _GLOB.match(value):
-        raise ValueError(f"{value!r} is not a Key Vault name or glob")
-    return value
+    return matching(value, _GLOB, " is not a Key Vault name or glob", shown=None)
+
+
+Glob = Annotated[str, Field(min_length=1), AfterValidator(_glob)]
+"""A Key Vault name, or a glob over names (`*`, `?`, `[...]`), matched ignoring case."""
+
+
+def _globbed(name: str, glob: str) -> bool:
+    return fnmatch.fnmatchcase(name.lower(), glob.lower())
 
 
 class KeyRule(StrictModel):
     """How pitcrew looks after the keys matching `vault`/`key`."""
 
-    vault: str = Field(min_length=1)
-    key: str = Field(min_length=1)
+    vault: Glob
+    key: Glob
     rotate: bool = Field(default=True, description="Rotate with Key Vault's rotate operation "
                          "when the key nears expiry (events and the sweep).")
     expires_in_days: int = Field(default=90, ge=28, le=36500,
@@ -62,11 +69,6 @@ class KeyRule(StrictModel):
     pinned_consumers: list[str] = Field(
         default_factory=list, description="Consumers that pin a key version: told to move.")
 
-    @field_validator("vault", "key")
-    @classmethod
-    def _names(cls, value: str) -> str:
-        return _glob(value)
-
     @model_validator(mode="after")
     def _fits(self) -> KeyRule:
         for name in ("rotate_before_expiry_days", "notify_before_expiry_days"):
@@ -77,26 +79,20 @@ class KeyRule(StrictModel):
         return self
 
     def matches(self, vault: str, key: str) -> bool:
-        return (fnmatch.fnmatchcase(vault.lower(), self.vault.lower())
-                and fnmatch.fnmatchcase(key.lower(), self.key.lower()))
+        return _globbed(vault, self.vault) and _globbed(key, self.key)
 
 
 class CertificateRule(StrictModel):
     """What the certificates matching `vault`/`certificate` must have in their policy."""
 
-    vault: str = Field(min_length=1)
-    certificate: str = Field(min_length=1)
+    vault: Glob
+    certificate: Glob
     renew_at_percent: int | None = Field(default=None, ge=1, le=99)
     renew_days_before_expiry: int | None = Field(default=None, ge=1, le=3650)
     renew: bool = Field(default=True, description="Start the renewal when auto-renew did not "
                         "happen (self-signed and integrated CA issuers only).")
     owner: str | None = Field(default=None, max_length=200,
                               description="Who acts for other issuers (else the owner tag).")
-
-    @field_validator("vault", "certificate")
-    @classmethod
-    def _names(cls, value: str) -> str:
-        return _glob(value)
 
     @model_validator(mode="after")
     def _one_trigger(self) -> CertificateRule:
@@ -105,8 +101,7 @@ class CertificateRule(StrictModel):
         return self
 
     def matches(self, vault: str, certificate: str) -> bool:
-        return (fnmatch.fnmatchcase(vault.lower(), self.vault.lower())
-                and fnmatch.fnmatchcase(certificate.lower(), self.certificate.lower()))
+        return _globbed(vault, self.vault) and _globbed(certificate, self.certificate)
 
 
 class HygienePolicy(StrictModel):
@@ -135,8 +130,8 @@ class ExpiryPolicy(StrictModel):
     @classmethod
     def _vault_names(cls, vaults: list[str]) -> list[str]:
         for name in vaults:
-            if not _VAULT.match(name):
-                raise ValueError(f"{name!r} is not a Key Vault name (3-24 letters, digits, -)")
+            matching(name, _VAULT, " is not a Key Vault name (3-24 letters, digits, -)",
+                     shown=None)
         if len({v.lower() for v in vaults}) != len(vaults):
             raise ValueError("a vault is listed twice")
         return vaults

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from pitcrew.quota.model import QuotaId, quota_scope
-from pitcrew.schema import StrictModel
+from pitcrew.schema import StrictModel, matching
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _PROVIDER = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z0-9]+)+$")
@@ -130,26 +130,20 @@ class QuotaPolicy(StrictModel):
     @field_validator("subscriptions")
     @classmethod
     def _subscriptions(cls, value: list[str]) -> list[str]:
-        for item in value:
-            if not _UUID.match(item):
-                raise ValueError(f"{item[:60]!r} is not a subscription id (a GUID)")
-        return value
+        return [matching(item, _UUID, " is not a subscription id (a GUID)", shown=60)
+                for item in value]
 
     @field_validator("providers")
     @classmethod
     def _providers(cls, value: list[str]) -> list[str]:
-        for item in value:
-            if not _PROVIDER.match(item):
-                raise ValueError(f"{item[:60]!r} is not a resource provider (Microsoft.Compute)")
-        return value
+        return [matching(item, _PROVIDER, " is not a resource provider (Microsoft.Compute)",
+                         shown=60) for item in value]
 
     @field_validator("locations")
     @classmethod
     def _locations(cls, value: list[str]) -> list[str]:
-        for item in value:
-            if not _LOCATION.match(item):
-                raise ValueError(f"{item[:60]!r} is not a location name (eastus, swedencentral)")
-        return value
+        return [matching(item, _LOCATION, " is not a location name (eastus, swedencentral)",
+                         shown=60) for item in value]
 
     @field_validator("capacity")
     @classmethod

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from pitcrew.cli.main import app
@@ -87,3 +89,47 @@ def test_cli_validate(tmp_path: Path) -> None:
     result = runner.invoke(app, ["policy", "validate", str(bad)])
     assert result.exit_code == 1
     assert "unknown channel 'pager'" in result.output
+
+
+def _refused(model: type[Any], **fields: Any) -> str:
+    with pytest.raises(ValidationError) as caught:
+        model(**fields)
+    (error,) = caught.value.errors()
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def test_pattern_checks_keep_their_error_texts() -> None:
+    """Every field checked against a pattern (schema.matching) says the same as before."""
+    from pitcrew.alerting.policy import InhibitRule, Matcher, RouteNode
+    from pitcrew.housekeeping.policy import CertificateRule, ExpiryPolicy, KeyRule
+    from pitcrew.quota.policy import QuotaPolicy
+
+    long = "x" * 70
+    assert _refused(QuotaPolicy, subscriptions=[long]) == (
+        f"{long[:60]!r} is not a subscription id (a GUID)")
+    assert _refused(QuotaPolicy, providers=["compute"]) == (
+        "'compute' is not a resource provider (Microsoft.Compute)")
+    assert _refused(QuotaPolicy, locations=["East US"]) == (
+        "'East US' is not a location name (eastus, swedencentral)")
+    assert _refused(InhibitRule, source_matchers=["a=b"], target_matchers=["a=b"],
+                    equal=["1a"]) == "'1a' is not a label name"
+    assert _refused(RouteNode, receiver="ops", group_by=["...", "x"]).startswith("'...'")
+    assert _refused(RouteNode, receiver="ops", group_by=["a", "b c"]) == (
+        "'b c' is not a label name")
+    with pytest.raises(ValueError) as caught:
+        Matcher("a b", "=", "x")
+    assert str(caught.value) == "'a b' is not a label name (letters, digits, _ . -)"
+    assert _refused(ExpiryPolicy, vaults=["kv"]) == (
+        "'kv' is not a Key Vault name (3-24 letters, digits, -)")
+    assert _refused(KeyRule, vault="kv/1", key="k") == "'kv/1' is not a Key Vault name or glob"
+    assert _refused(CertificateRule, vault="kv", certificate="").startswith("String should")
+    assert _refused(CertificateRule, vault="kv-*", certificate="a b") == (
+        "'a b' is not a Key Vault name or glob")
+    rule = KeyRule(vault="KV-*", key="db-[ab]")
+    assert rule.matches("kv-prod", "DB-A") and not rule.matches("kv-prod", "db-c")
+    receivers = VALID.replace("  ops:\n", "  Ops:\n").replace("[ops]", "[Ops]")
+    assert any("receiver name 'Ops' must be lower-case letters, digits and '-', starting with "
+               "a letter" in p for p in problems(receivers))
+    intervals = VALID + "time_intervals:\n  Night: []\n"
+    assert any("time interval name 'Night' must be lower-case letters, digits and '-', "
+               "starting with a letter" in p for p in problems(intervals))
