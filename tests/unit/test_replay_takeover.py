@@ -8,14 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 
-import function_app
+from functions import deadletter
 from pitcrew.deadletter.replay import HEARTBEAT, LEASE
 
 
 def _schedule(name: str) -> str:
-    (fn,) = [f for f in function_app.app.get_functions() if f.get_function_name() == name]
-    (binding,) = [b for b in fn.get_bindings() if b.type == "timerTrigger"]
-    return str(binding.schedule)
+    # The blueprint's own builders: function_app.app.get_functions() may run once a process.
+    (fn,) = [b._function for b in deadletter.bp._function_builders
+             if b._function.get_function_name() == name]
+    return str(getattr(fn.get_trigger(), "schedule", ""))
 
 
 def test_the_resume_timer_ticks_at_least_once_per_lease() -> None:
