@@ -143,6 +143,24 @@ def pitcrew_run(count_: int) -> tuple[float, float, int]:
     return ingested, replayed, arrived
 
 
+def transient(work: Any, tries: int = 5) -> Any:
+    """What the Functions host does for a trigger that raised: run it again. A long run on a
+    loaded emulator meets the odd reset connection (a POST is never retried by the SDK)."""
+    from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+    from pitcrew.errors import RetryLater
+
+    for attempt in range(tries):
+        try:
+            return work()
+        except (ServiceRequestError, ServiceResponseError, RetryLater) as exc:
+            print(f"transient {type(exc).__name__}; running it again", file=sys.stderr)
+            if attempt == tries - 1:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
+
+
 def memory(count_: int, *, heap: bool = True) -> tuple[float | None, float]:
     """Peak traced heap (MB) during the replay of `count_` messages (None without `heap`:
     tracing slows the replay several times), and the process's peak RSS (MB) after."""
@@ -159,14 +177,17 @@ def memory(count_: int, *, heap: bool = True) -> tuple[float | None, float]:
     # message.
     for start in range(0, count_, MEMORY_CHUNK):
         seed(f"{queue}-poison", min(MEMORY_CHUNK, count_ - start))
-        while scan(dl, ["bench"])[0].received:
+        while transient(lambda: scan(dl, ["bench"])[0].received):
             pass
     group = next(dl.store.groups()).id
     job = request_replay(dl, ReplayRequest(actor="user:bench", group=group, rate=5000,
                                            batch_size=100))
     if heap:
         tracemalloc.start()
-    outcome = ReplayWorker(dl, job.run_id, budget=1e9).run()
+    outcome = transient(lambda: ReplayWorker(dl, job.run_id, budget=1e9).run())
+    while outcome == "busy":  # a transient failure left the lease to lapse: as the host would
+        time.sleep(5)
+        outcome = ReplayWorker(dl, job.run_id, budget=1e9).run()
     peak = tracemalloc.get_traced_memory()[1] / 2**20 if heap else None
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
