@@ -318,17 +318,21 @@ class Runtime:
 
     def secret_client(self, vault: str) -> Any:
         """A SecretClient for one vault, cached."""
+        return self.vault_client(vault, "azure.keyvault.secrets", "SecretClient")
+
+    def vault_client(self, vault: str, module: str, class_name: str) -> Any:
+        """A Key Vault data-plane client for one vault (`module`.`class_name`: SecretClient,
+        KeyClient, CertificateClient), cached; the SDK is imported on first use (cold start)."""
 
         def build() -> Any:
-            from azure.keyvault.secrets import SecretClient  # SDK on first use (cold start)
-
+            client_class = getattr(importlib.import_module(module), class_name)
             kwargs = self.azure_client_kwargs()
             if self.local_azure_url():
                 # 127.0.0.1 cannot match the challenge's *.vault.azure.net resource.
                 kwargs["verify_challenge_resource"] = False
-            return SecretClient(self.vault_url(vault), self.azure_credential(), **kwargs)
+            return client_class(self.vault_url(vault), self.azure_credential(), **kwargs)
 
-        return self.cached(f"secret_client:{vault.lower()}", build)
+        return self.cached(f"{class_name}:{vault.lower()}", build)
 
     def arm_client(self, module: str, class_name: str, subscription_id: str) -> Any:
         """An azure-mgmt-* client (e.g. "azure.mgmt.cosmosdb", "CosmosDBManagementClient")."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -132,6 +132,39 @@ def properties_of(props: Any, vault: str, kind: ObjectKind) -> ObjectProperties:
         content_type=getattr(props, "content_type", None),
         managed=bool(getattr(props, "managed", False)),
     )
+
+
+class VaultObjectStore:
+    """What the key and certificate stores share: one cached client per vault
+    (`client_for(vault)`), access errors naming `role`, and an object kind's listing and
+    latest version, read with the client methods a subclass names."""
+
+    kind: ObjectKind
+    role: str
+    list_method: str  # e.g. "list_properties_of_keys"
+    get_method: str  # e.g. "get_key"
+
+    def __init__(self, client_for: Callable[[str], Any]) -> None:
+        self._client_for = client_for
+
+    def _access(self, vault: str, operation: str, name: str,
+                kind: str | None = None) -> AbstractContextManager[None]:
+        return access(vault, operation, name, role=self.role, kind=kind or self.kind)
+
+    def list_properties(self, vault: str) -> Iterator[ObjectProperties]:
+        with self._access(vault, "list", "*"):
+            for props in getattr(self._client_for(vault), self.list_method)():
+                yield properties_of(props, vault, self.kind)
+
+    def latest_version(self, vault: str, name: str) -> str | None:
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use
+
+        with self._access(vault, "get", name):
+            try:
+                found = getattr(self._client_for(vault), self.get_method)(name)
+            except ResourceNotFoundError:
+                return None
+            return str(found.properties.version)
 
 
 class KeyVaultSecretStore:

@@ -4,11 +4,11 @@ pitcrew never reads a certificate's private key or body."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pitcrew.azure.keyvault import access, properties_of
-from pitcrew.housekeeping.ports import CertificatePolicyView, ObjectProperties, RenewalStatus
+from pitcrew.azure.keyvault import VaultObjectStore
+from pitcrew.housekeeping.ports import CertificatePolicyView, RenewalStatus
 
 if TYPE_CHECKING:
     from pitcrew.runtime import Runtime
@@ -19,20 +19,8 @@ CERTIFICATES_ROLE = "Key Vault Certificates Officer"
 
 def certificate_client_for(runtime: Runtime) -> Callable[[str], Any]:
     """A cached CertificateClient per vault, pointed like the SecretClient."""
-
-    def client_for(vault: str) -> Any:
-        def build() -> Any:
-            from azure.keyvault.certificates import CertificateClient  # SDK on first use
-
-            kwargs = runtime.azure_client_kwargs()
-            if runtime.local_azure_url():
-                kwargs["verify_challenge_resource"] = False
-            return CertificateClient(runtime.vault_url(vault), runtime.azure_credential(),
-                                     **kwargs)
-
-        return runtime.cached(f"certificate_client:{vault.lower()}", build)
-
-    return client_for
+    return lambda vault: runtime.vault_client(
+        vault, "azure.keyvault.certificates", "CertificateClient")
 
 
 def _operation(op: Any) -> RenewalStatus:
@@ -43,28 +31,14 @@ def _operation(op: Any) -> RenewalStatus:
     return RenewalStatus(status=str(op.status or "inProgress"), error=text)
 
 
-class KeyVaultCertificateStore:
+class KeyVaultCertificateStore(VaultObjectStore):
     """CertificateStore over Key Vault. `client_for(vault)` returns a cached CertificateClient."""
 
-    def __init__(self, client_for: Callable[[str], Any]) -> None:
-        self._client_for = client_for
-
-    def list_properties(self, vault: str) -> Iterator[ObjectProperties]:
-        with access(vault, "list", "*", role=CERTIFICATES_ROLE, kind="certificate"):
-            for props in self._client_for(vault).list_properties_of_certificates():
-                yield properties_of(props, vault, "certificate")
-
-    def latest_version(self, vault: str, name: str) -> str | None:
-        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use
-
-        with access(vault, "get", name, role=CERTIFICATES_ROLE, kind="certificate"):
-            try:
-                return str(self._client_for(vault).get_certificate(name).properties.version)
-            except ResourceNotFoundError:
-                return None
+    kind, role = "certificate", CERTIFICATES_ROLE
+    list_method, get_method = "list_properties_of_certificates", "get_certificate"
 
     def policy(self, vault: str, name: str) -> CertificatePolicyView:
-        with access(vault, "getPolicy", name, role=CERTIFICATES_ROLE, kind="certificate"):
+        with self._access(vault, "getPolicy", name):
             policy = self._client_for(vault).get_certificate_policy(name)
         percent = days = None
         email_only = False
@@ -82,7 +56,7 @@ class KeyVaultCertificateStore:
     def issuer_provider(self, vault: str, issuer: str) -> str | None:
         from azure.core.exceptions import ResourceNotFoundError  # SDK on first use
 
-        with access(vault, "getIssuer", issuer, role=CERTIFICATES_ROLE, kind="issuer"):
+        with self._access(vault, "getIssuer", issuer, kind="issuer"):
             try:
                 return str(self._client_for(vault).get_issuer(issuer).provider or "") or None
             except ResourceNotFoundError:
@@ -91,7 +65,7 @@ class KeyVaultCertificateStore:
     def pending(self, vault: str, name: str) -> RenewalStatus | None:
         from azure.core.exceptions import ResourceNotFoundError  # SDK on first use
 
-        with access(vault, "getPending", name, role=CERTIFICATES_ROLE, kind="certificate"):
+        with self._access(vault, "getPending", name):
             try:
                 return _operation(self._client_for(vault).get_certificate_operation(name))
             except ResourceNotFoundError:
@@ -100,7 +74,7 @@ class KeyVaultCertificateStore:
     def begin_renewal(self, vault: str, name: str) -> RenewalStatus:
         """A new version with the certificate's own policy. The poller is not waited on: the
         caller follows the pending operation itself (`pending`), at the policy's pace."""
-        with access(vault, "create", name, role=CERTIFICATES_ROLE, kind="certificate"):
+        with self._access(vault, "create", name):
             client = self._client_for(vault)
             policy = client.get_certificate_policy(name)
             tags = client.get_certificate(name).properties.tags  # kept on the new version

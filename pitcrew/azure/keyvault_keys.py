@@ -7,10 +7,10 @@ material. Rotation policies are ISO 8601 durations in Key Vault ("P90D"); the po
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pitcrew.azure.keyvault import access, properties_of
+from pitcrew.azure.keyvault import VaultObjectStore, properties_of
 from pitcrew.housekeeping.ports import KeyRotationPolicy, ObjectProperties
 
 if TYPE_CHECKING:
@@ -36,50 +36,24 @@ def days_duration(days: int | None) -> str | None:
 
 def key_client_for(runtime: Runtime) -> Callable[[str], Any]:
     """A cached KeyClient per vault, pointed like the SecretClient (local endpoint included)."""
-
-    def client_for(vault: str) -> Any:
-        def build() -> Any:
-            from azure.keyvault.keys import KeyClient  # SDK on first use (cold start)
-
-            kwargs = runtime.azure_client_kwargs()
-            if runtime.local_azure_url():
-                kwargs["verify_challenge_resource"] = False
-            return KeyClient(runtime.vault_url(vault), runtime.azure_credential(), **kwargs)
-
-        return runtime.cached(f"key_client:{vault.lower()}", build)
-
-    return client_for
+    return lambda vault: runtime.vault_client(vault, "azure.keyvault.keys", "KeyClient")
 
 
-class KeyVaultKeyStore:
+class KeyVaultKeyStore(VaultObjectStore):
     """KeyStore over Key Vault. `client_for(vault)` returns a cached KeyClient."""
 
-    def __init__(self, client_for: Callable[[str], Any]) -> None:
-        self._client_for = client_for
-
-    def list_properties(self, vault: str) -> Iterator[ObjectProperties]:
-        with access(vault, "list", "*", role=KEYS_ROLE, kind="key"):
-            for props in self._client_for(vault).list_properties_of_keys():
-                yield properties_of(props, vault, "key")
-
-    def latest_version(self, vault: str, name: str) -> str | None:
-        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use
-
-        with access(vault, "get", name, role=KEYS_ROLE, kind="key"):
-            try:
-                return str(self._client_for(vault).get_key(name).properties.version)
-            except ResourceNotFoundError:
-                return None
+    kind, role = "key", KEYS_ROLE
+    list_method, get_method = "list_properties_of_keys", "get_key"
 
     def rotate(self, vault: str, name: str) -> ObjectProperties:
-        with access(vault, "rotate", name, role=KEYS_ROLE, kind="key"):
+        with self._access(vault, "rotate", name):
             key = self._client_for(vault).rotate_key(name)
         return properties_of(key.properties, vault, "key")
 
     def rotation_policy(self, vault: str, name: str) -> KeyRotationPolicy | None:
         from azure.core.exceptions import ResourceNotFoundError  # SDK on first use
 
-        with access(vault, "getRotationPolicy", name, role=KEYS_ROLE, kind="key"):
+        with self._access(vault, "getRotationPolicy", name):
             try:
                 policy = self._client_for(vault).get_key_rotation_policy(name)
             except ResourceNotFoundError:
@@ -111,7 +85,7 @@ class KeyVaultKeyStore:
             actions.append(KeyRotationLifetimeAction(
                 KeyRotationPolicyAction.notify,
                 time_before_expiry=days_duration(policy.notify_before_expiry_days)))
-        with access(vault, "setRotationPolicy", name, role=KEYS_ROLE, kind="key"):
+        with self._access(vault, "setRotationPolicy", name):
             self._client_for(vault).update_key_rotation_policy(
                 name, SdkPolicy(), lifetime_actions=actions,
                 expires_in=days_duration(policy.expires_in_days))

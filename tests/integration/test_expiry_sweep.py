@@ -406,3 +406,35 @@ def test_the_timer_sweeps_once_per_interval(world: RotationWorld, receiver: Rece
     ids = {s["id"] for s in summaries(receiver)}
     assert {f"expiry-sweep:timer-20261201T0000:{VAULT}",
             f"expiry-sweep:timer-20261202T0000:{VAULT}"} <= ids
+
+
+def test_keys_and_certificates_read_through_one_store_shape_and_name_their_role(
+    world: RotationWorld, local_azure: LocalAzure
+) -> None:
+    """The key and certificate stores: the latest version (None when absent), and a vault that
+    refuses pitcrew names the role each needs."""
+    from pitcrew.bootstrap import housekeeping_ports
+    from pitcrew.rotation.ports import VaultUnavailable
+    from pitcrew.runtime import get_runtime
+    from tests.integration.rotation_support import deny_vault
+
+    configure(world)
+    ports = housekeeping_ports(get_runtime())
+    assert ports.keys.latest_version(VAULT, "no-such-key") is None
+    assert ports.certificates.latest_version(VAULT, "no-such-certificate") is None
+    assert len(ports.keys.latest_version(VAULT, "orphan-key") or "") == 32
+    assert "edge-ext" in {p.name for p in ports.certificates.list_properties(VAULT)}
+    deny_vault(local_azure, VAULT, ["pitcrew-app"])
+    try:
+        for store, role, kind in (
+            (ports.keys, "Key Vault Crypto Officer", "key"),
+            (ports.certificates, "Key Vault Certificates Officer", "certificate"),
+        ):
+            with pytest.raises(VaultUnavailable) as listing:
+                list(store.list_properties(VAULT))
+            assert listing.value.role == role and f"list {kind} *" in listing.value.detail
+            with pytest.raises(VaultUnavailable) as getting:
+                store.latest_version(VAULT, "orphan-key")
+            assert getting.value.role == role and f"get {kind} orphan-key" in getting.value.detail
+    finally:
+        deny_vault(local_azure, VAULT, [])
