@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from pitcrew.cli import client as cli_client
-from pitcrew.cli.output import err, out
+from pitcrew.cli.output import err, out, printed_json
 
 
 def audit(
@@ -41,19 +40,9 @@ def audit(
         params["limit"] = str(limit)
     elif follow_all:
         params["limit"] = "1000"
-    api: Any = cli_client.api_client()
-    records: list[dict[str, Any]] = []
-    token = continuation
-    while True:
-        page_params = {**params, "continuation": token} if token else params
-        body = api.get("/api/audit", params=page_params)
-        records += body.get("records", [])
-        token = body.get("continuation")
-        if not token or not follow_all:
-            break
-    if as_json:
-        out.print_json(json.dumps(records))
-    else:
+    records, token = cli_client.collect(cli_client.api_client(), "/api/audit", params,
+                                        "records", continuation=continuation, every=follow_all)
+    if not printed_json(records, as_json):
         table = Table("time", "actor", "action", "target", "outcome", "correlation id")
         for r in records:
             table.add_row(

@@ -125,6 +125,23 @@ class ApiClient:
         return self.request("POST", path, json=json, params=params)
 
 
+
+def collect(client: Any, path: str, params: Mapping[str, str], key: str, *,
+            continuation: str | None = None, every: bool = False,
+            ) -> tuple[list[Any], str | None]:
+    """The items under `key` of a list route (`{key: [...], "continuation": ...}`) through
+    `client` (an ApiClient): one page from `continuation` (or the first), or with `every` that
+    page and all after it; and the token of the page that follows them (None at the end)."""
+    items: list[Any] = []
+    token = continuation
+    while True:
+        body = client.get(path, params={**params, "continuation": token} if token else params)
+        items += body.get(key) or []
+        token = body.get("continuation")
+        if not every or not token:
+            return items, token
+
+
 # Where `pitcrew dev` says which host runs, with its key (and its development principal).
 DEV_STATE = Path(".pitcrew") / "dev-host.json"
 

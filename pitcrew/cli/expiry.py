@@ -4,17 +4,15 @@ app acts with its own identity and audits who asked."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from pitcrew.cli import client as cli_client
+from pitcrew.cli.output import more, out, printed_json
 
-out = Console()
 app = typer.Typer(help="Expiry of secrets, keys and certificates: the sweep and its findings.",
                   invoke_without_command=True, no_args_is_help=False)
 
@@ -55,24 +53,14 @@ def expiry(
     """List what the last expiry sweep found (role Reader)."""
     if ctx.invoked_subcommand is not None:
         return
-    client = _client()
-    objects: list[dict[str, Any]] = []
-    token = continuation
-    while True:
-        params = {k: v for k, v in {"vault": vault, "class": cls, "kind": kind,
-                                    "limit": str(limit), "continuation": token}.items() if v}
-        body = client.get("/api/expiry", params=params)
-        objects += body.get("objects", [])
-        token = body.get("continuation")
-        if not all_pages or not token:
-            break
-    if as_json:
-        out.print_json(json.dumps({"objects": objects, "continuation": token}))
+    params = {k: v for k, v in {"vault": vault, "class": cls, "kind": kind,
+                                "limit": str(limit)}.items() if v}
+    objects, token = cli_client.collect(_client(), "/api/expiry", params, "objects",
+                                        continuation=continuation, every=all_pages)
+    if printed_json({"objects": objects, "continuation": token}, as_json):
         return
     out.print(findings_table(objects))
-    if token:
-        out.print(f"more: --continuation {token} (or --all)", highlight=False, markup=False,
-                  soft_wrap=True)
+    more(token)
 
 
 @app.command()
@@ -91,8 +79,7 @@ def sweep(
     if vault:
         request["vault"] = vault
     body = _client().post("/api/expiry/sweep", json=request)
-    if as_json:
-        out.print_json(json.dumps(body))
+    if printed_json(body, as_json):
         return
     mode = " (plan: nothing was changed)" if body.get("plan") else ""
     out.print(f"[bold]Sweep {body.get('sweep')}[/bold]{mode}", highlight=False)

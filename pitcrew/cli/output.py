@@ -1,6 +1,9 @@
-"""What the CLI prints: the two consoles and the one-line failure."""
+"""What the CLI prints: the two consoles, the one-line failure, --json and the next page."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from rich.console import Console
 
@@ -13,3 +16,17 @@ def fail(message: str) -> None:
     from rich.markup import escape
 
     err.print(f"[red]✗ {escape(message)}[/red]", highlight=False, soft_wrap=True)
+
+
+def printed_json(body: Any, as_json: bool) -> bool:
+    """With --json, the answer as one JSON document (the command prints nothing else)."""
+    if as_json:
+        out.print_json(json.dumps(body))
+    return as_json
+
+
+def more(token: str | None) -> None:
+    """After a page that is not the last: how to get the next one."""
+    if token:
+        out.print(f"more: --continuation {token} (or --all)", highlight=False, markup=False,
+                  soft_wrap=True)

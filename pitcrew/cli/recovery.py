@@ -4,19 +4,15 @@ identity and audits who asked)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from pitcrew.cli import client as cli_client
+from pitcrew.cli.output import err, out, printed_json
 
-out = Console()
-err = Console(stderr=True)
 drill_app = typer.Typer(help="Restore drills: run one now (or its dry run).",
                         no_args_is_help=True)
 images_app = typer.Typer(help="Registry images: the purge.", no_args_is_help=True)
@@ -27,15 +23,8 @@ def _client() -> Any:
     return cli_client.api_client()
 
 
-def _all(path: str, key: str, params: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
-    client, token = _client(), None
-    while True:
-        body = client.get(path, params=(params or {}) | ({"continuation": token} if token
-                                                         else {}))
-        yield from body.get(key) or []
-        token = body.get("continuation")
-        if not token:
-            return
+def _all(path: str, key: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    return cli_client.collect(_client(), path, params or {}, key, every=True)[0]
 
 
 def _seconds(value: Any) -> str:
@@ -49,9 +38,8 @@ def backups(
     as_json: AsJson = False,
 ) -> None:
     """The last result of each backup check, per resource (role Reader)."""
-    checks = list(_all("/api/backups", "checks", {"failing": "true"} if failing else None))
-    if as_json:
-        out.print_json(json.dumps(checks))
+    checks = _all("/api/backups", "checks", {"failing": "true"} if failing else None)
+    if printed_json(checks, as_json):
         return
     table = Table("check", "resource", "ok", "problems", "checked")
     for check in checks:
@@ -64,9 +52,8 @@ def backups(
 
 def drills(as_json: AsJson = False) -> None:
     """Every restore drill with its last result and measured RTO (role Reader)."""
-    views = list(_all("/api/drills", "drills"))
-    if as_json:
-        out.print_json(json.dumps(views))
+    views = _all("/api/drills", "drills")
+    if printed_json(views, as_json):
         return
     table = Table("drill", "status", "last result", "RTO", "restore", "next due", "problems")
     for v in views:
@@ -87,8 +74,7 @@ def drill_run(
     """Run a restore drill now (role Operator). Try --dry-run first."""
     body = _client().post(f"/api/drills/{quote(name, safe='')}/run",
                           json={"dryRun": dry_run})
-    if as_json:
-        out.print_json(json.dumps(body))
+    if printed_json(body, as_json):
         return
     if dry_run:
         out.print(f"dry run of drill {name}: mode {body.get('mode')}")
@@ -116,8 +102,7 @@ def images_purge(
     if registry:
         request["registry"] = registry
     body = _client().post("/api/images/purge", json=request)
-    if as_json:
-        out.print_json(json.dumps(body))
+    if printed_json(body, as_json):
         return
     for reg in body.get("registries", []):
         verb = "would remove" if reg["dryRun"] else "removed"

@@ -3,18 +3,14 @@ rotations`: through the app's API, so the app rotates with its own identity and 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from pitcrew.cli import client as cli_client
-
-out = Console()
-err = Console(stderr=True)
+from pitcrew.cli.output import err, more, out, printed_json
 
 
 def _client() -> Any:
@@ -55,8 +51,7 @@ def rotate(
     if reason:
         request["reason"] = reason
     body = _client().post("/api/rotations", json=request)
-    if as_json:
-        out.print_json(json.dumps(body))
+    if printed_json(body, as_json):
         return
     if body.get("dryRun"):
         plan = body["plan"]
@@ -123,21 +118,11 @@ def rotations(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List rotation runs with their step and outcome (role Reader)."""
-    client = _client()
-    runs: list[dict[str, Any]] = []
-    token = continuation
-    while True:
-        params = {k: v for k, v in {"status": status, "secret": secret, "limit": str(limit),
-                                    "continuation": token}.items() if v}
-        body = client.get("/api/rotations", params=params)
-        runs += body.get("rotations", [])
-        token = body.get("continuation")
-        if not all_pages or not token:
-            break
-    if as_json:
-        out.print_json(json.dumps({"rotations": runs, "continuation": token}))
+    params = {k: v for k, v in {"status": status, "secret": secret,
+                                "limit": str(limit)}.items() if v}
+    runs, token = cli_client.collect(_client(), "/api/rotations", params, "rotations",
+                                     continuation=continuation, every=all_pages)
+    if printed_json({"rotations": runs, "continuation": token}, as_json):
         return
     out.print(runs_table(runs))
-    if token:
-        out.print(f"more: --continuation {token} (or --all)", highlight=False, markup=False,
-                  soft_wrap=True)
+    more(token)
