@@ -10,9 +10,10 @@
 //                              nextAttemptAt}], continuation}; POST /api/notifications/{id}/retry
 // A route this version lacks is said to be "not available in this version".
 
-import { del, get, post, seg } from './api.js';
+import { del, post, seg } from './api.js';
 import {
-  actionButton, append, clear, confirmAction, field, fmt, fmtTime, h, pager, reportError, say, table,
+  actionButton, append, clear, confirmAction, field, fmt, fmtTime, h, listPager, reportError, say,
+  table,
 } from './dom.js';
 import { labelsText, mono } from './generic.js';
 
@@ -148,10 +149,8 @@ export async function view(main) {
 
   function loadSilences() {
     clear(silencesList);
-    return pager(silencesList, async (token) => {
-      const data = await get('/api/silences', { limit: 100, continuation: token });
-      return { items: data.silences, continuation: data.continuation };
-    }, (items) => silencesTable(items, loadSilences));
+    return listPager(silencesList, '/api/silences', 'silences', { limit: 100 },
+      (items) => silencesTable(items, loadSilences));
   }
 
   const filter = h('input', { id: 'alerts-filter', spellcheck: 'false', placeholder: 'severity=critical' });
@@ -162,12 +161,9 @@ export async function view(main) {
   append(alertsSection, [filters, groupsList]);
   function loadAlerts() {
     clear(groupsList);
-    return pager(groupsList, async (token) => {
-      const data = await get('/api/alerts', {
-        limit: 50, continuation: token, filter: filter.value.trim(), receiver: receiver.value.trim(),
-      });
-      return { items: data.groups, continuation: data.continuation };
-    }, (groups) => groupsView(groups, form));
+    return listPager(groupsList, '/api/alerts', 'groups', () => ({
+      limit: 50, filter: filter.value.trim(), receiver: receiver.value.trim(),
+    }), (groups) => groupsView(groups, form));
   }
   filters.addEventListener('submit', (e) => { e.preventDefault(); loadAlerts(); });
   await Promise.all([loadAlerts(), loadSilences()]);
@@ -184,12 +180,9 @@ export async function notifications(main) {
   append(main, [filters, list]);
   const load = () => {
     clear(list);
-    return pager(list, async (token) => {
-      const data = await get('/api/notifications', {
-        status: status.value, receiver: receiver.value.trim(), limit: 100, continuation: token,
-      });
-      return { items: data.notifications, continuation: data.continuation };
-    }, (items) => table('Notifications', [
+    return listPager(list, '/api/notifications', 'notifications', () => ({
+      status: status.value, receiver: receiver.value.trim(), limit: 100,
+    }), (items) => table('Notifications', [
       ['Title', (n) => fmt(n.title)],
       ['Receiver', (n) => fmt(n.receiver)],
       ['Kind', (n) => fmt(n.kind)],

@@ -1,7 +1,6 @@
 // The audit trail (search by time, actor, target, action) and the rejected (poison) events.
 
-import { get } from './api.js';
-import { append, clear, field, fmt, fmtTime, h, pager, table } from './dom.js';
+import { append, clear, field, fmt, fmtTime, h, listPager, table } from './dom.js';
 
 export async function view(main) {
   append(main, [h('h1', {}, 'Audit'),
@@ -19,13 +18,10 @@ export async function view(main) {
   const toIso = (v) => (v ? new Date(`${v}Z`).toISOString() : '');
   const load = () => {
     clear(results);
-    return pager(results, async (token) => {
-      const data = await get('/api/audit', {
-        limit: 50, continuation: token, since: toIso(since.value), until: toIso(until.value),
-        actor: actor.value.trim(), target: target.value.trim(), action: action.value.trim(),
-      });
-      return { items: data.records, continuation: data.continuation };
-    }, (items) => table('Audit records', [
+    return listPager(results, '/api/audit', 'records', () => ({
+      limit: 50, since: toIso(since.value), until: toIso(until.value),
+      actor: actor.value.trim(), target: target.value.trim(), action: action.value.trim(),
+    }), (items) => table('Audit records', [
       ['Time', (r) => fmtTime(r.time)],
       ['Actor', (r) => fmt(r.actor)],
       ['Action', (r) => h('span', { class: 'mono', text: r.action })],
@@ -43,10 +39,7 @@ export async function rejected(main) {
     h('p', { class: 'lead' }, 'Poison events: recorded and acknowledged so the sender stops retrying. Each names the field that was wrong.')]);
   const results = h('section', { 'aria-label': 'Rejected events' });
   append(main, [results]);
-  await pager(results, async (token) => {
-    const data = await get('/api/events/rejected', { limit: 50, continuation: token });
-    return { items: data.rejected, continuation: data.continuation };
-  }, (items) => table('Rejected events', [
+  await listPager(results, '/api/events/rejected', 'rejected', { limit: 50 }, (items) => table('Rejected events', [
     ['Event', (r) => h('span', { class: 'mono', text: fmt(r.id) })],
     ['Source', (r) => fmt(r.source)],
     ['Type', (r) => fmt(r.type)],

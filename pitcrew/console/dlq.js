@@ -3,7 +3,7 @@
 
 import { get, post, seg } from './api.js';
 import {
-  actionButton, append, clear, confirmAction, facts, field, fmt, fmtTime, h, pager, problem,
+  actionButton, append, clear, confirmAction, facts, field, fmt, fmtTime, h, listPager, problem,
   reportError, say, table,
 } from './dom.js';
 
@@ -60,10 +60,7 @@ export async function groups(main) {
   const jobsSection = h('section', { 'aria-labelledby': 'jobs-h' }, h('h2', { id: 'jobs-h' }, 'Replay jobs'));
   append(main, [groupsSection, jobsSection]);
   await Promise.all([
-    pager(groupsSection, async (token) => {
-      const data = await get('/api/dlq/groups', { limit: 50, continuation: token });
-      return { items: data.groups, continuation: data.continuation };
-    }, (items) => table('Dead-letter groups', [
+    listPager(groupsSection, '/api/dlq/groups', 'groups', { limit: 50 }, (items) => table('Dead-letter groups', [
       ['Group', groupLink],
       ['Source', (g) => fmt(g.source)],
       ['Entity', (g) => fmt(g.entity)],
@@ -72,10 +69,7 @@ export async function groups(main) {
       ['First seen', (g) => fmtTime(g.firstSeen)],
       ['Last seen', (g) => fmtTime(g.lastSeen)],
     ], items, { empty: 'No dead letters. Nothing has failed, or everything was handled.' })),
-    pager(jobsSection, async (token) => {
-      const data = await get('/api/dlq/replays', { limit: 20, continuation: token });
-      return { items: data.jobs, continuation: data.continuation };
-    }, jobsTable),
+    listPager(jobsSection, '/api/dlq/replays', 'jobs', { limit: 20 }, jobsTable),
   ]);
 }
 
@@ -142,13 +136,10 @@ export async function group(main, id) {
     append(list, [h('h2', { id: 'messages-h' }, 'Messages')]);
     selected.clear();
     noteSelection();
-    await pager(list, async (token) => {
-      const data = await get(`/api/dlq/groups/${id}`, {
-        limit: 50, continuation: token, status: filters.status, text: filters.text,
-        since: toIso(filters.since), until: toIso(filters.until),
-      });
-      return { items: data.messages, continuation: data.continuation };
-    }, (items) => table(`Messages of group ${id}`, [
+    await listPager(list, `/api/dlq/groups/${id}`, 'messages', () => ({
+      limit: 50, status: filters.status, text: filters.text,
+      since: toIso(filters.since), until: toIso(filters.until),
+    }), (items) => table(`Messages of group ${id}`, [
       ['Select', (m) => h('input', {
         type: 'checkbox', 'aria-label': `Select ${m.id}`, dataset: { id: m.id },
         onchange: (e) => { if (e.target.checked) selected.add(m.id); else selected.delete(m.id); noteSelection(); },

@@ -1,7 +1,7 @@
 // DOM helpers. Every piece of API data reaches the page as text (textContent or a text node);
 // nothing here sets innerHTML.
 
-import { ApiError } from './api.js';
+import { ApiError, get } from './api.js';
 
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -142,6 +142,16 @@ export function reportError(error) {
   } else {
     say(error instanceof ApiError ? `${error.status}: ${error.message}` : String(error.message || error), 'error');
   }
+}
+
+// pager() over a list route that answers `{ [key]: [...], continuation }`. `query` is the
+// page's parameters, or a function that gives them as each page loads (from the filters).
+export function listPager(container, path, key, query, render) {
+  return pager(container, async (token) => {
+    const params = typeof query === 'function' ? query() : query;
+    const data = await get(path, { ...params, continuation: token });
+    return { items: data[key], continuation: data.continuation };
+  }, render);
 }
 
 // A "Load more" control over a paged list (`continuation` tokens).

@@ -1,9 +1,9 @@
 // Quota: usage against each limit, the forecast (trend a day, days to exhaustion), the
 // increase requests pitcrew made; scan now and request an increase (dry run first).
 
-import { get, post } from './api.js';
+import { post } from './api.js';
 import {
-  actionButton, append, clear, confirmAction, facts, field, fmt, fmtTime, h, pager, problem,
+  actionButton, append, clear, confirmAction, facts, field, fmt, fmtTime, h, listPager, problem,
   reportError, say, table,
 } from './dom.js';
 
@@ -57,10 +57,8 @@ export async function view(main) {
 
   const loadUsage = () => {
     clear(usage);
-    return pager(usage, async (token) => {
-      const data = await get('/api/quota', { limit: 50, continuation: token, level: levelSel.value });
-      return { items: data.quotas, continuation: data.continuation };
-    }, (items) => table('Quota usage', [
+    return listPager(usage, '/api/quota', 'quotas', () => ({ limit: 50, level: levelSel.value }),
+      (items) => table('Quota usage', [
       ['Quota', (q) => h('span', { class: 'mono', text: fmt(q.quota ?? q.id) })],
       ['Provider', (q) => fmt(q.provider)],
       ['Location', (q) => fmt(q.location)],
@@ -78,10 +76,7 @@ export async function view(main) {
   filters.addEventListener('submit', (e) => { e.preventDefault(); loadUsage(); });
   await Promise.all([
     loadUsage(),
-    pager(requests, async (token) => {
-      const data = await get('/api/quota/requests', { limit: 50, continuation: token });
-      return { items: data.requests, continuation: data.continuation };
-    }, (items) => table('Increase requests', [
+    listPager(requests, '/api/quota/requests', 'requests', { limit: 50 }, (items) => table('Increase requests', [
       ['Quota', (r) => h('span', { class: 'mono', text: fmt(r.quota) })],
       ['Status', (r) => h('span', { class: `badge ${String(r.status).toLowerCase()}`, text: fmt(r.status) })],
       ['Limit', (r) => `${fmt(r.currentLimit)} → ${fmt(r.newLimit)}`],

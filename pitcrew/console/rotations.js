@@ -1,9 +1,9 @@
 // Rotations: runs, their steps and history; rotate now (dry run first), force with a reason.
 
-import { get, post } from './api.js';
+import { post } from './api.js';
 import {
-  actionButton, append, clear, confirmAction, facts, field, fmt, fmtTime, h, pager, reportError,
-  say, table,
+  actionButton, append, clear, confirmAction, facts, field, fmt, fmtTime, h, listPager,
+  reportError, say, table,
 } from './dom.js';
 
 const STATUSES = ['', 'running', 'waiting', 'succeeded', 'failed', 'skipped'];
@@ -71,10 +71,9 @@ export async function view(main) {
   append(main, [h('h2', { id: 'runs-h' }, 'Runs'), filters, runs]);
   const load = () => {
     clear(runs);
-    return pager(runs, async (token) => {
-      const data = await get('/api/rotations', { limit: 25, continuation: token, status: status.value, secret: filterSecret.value.trim() });
-      return { items: data.rotations, continuation: data.continuation };
-    }, (items) => table('Rotation runs', [
+    return listPager(runs, '/api/rotations', 'rotations', () => ({
+      limit: 25, status: status.value, secret: filterSecret.value.trim(),
+    }), (items) => table('Rotation runs', [
       ['Secret', (r) => h('span', { class: 'mono', text: `${r.vault}/${r.secret}` })],
       ['Status', (r) => h('span', { class: `badge ${r.status}`, text: r.status })],
       ['Step', (r) => fmt(r.step)],

@@ -234,3 +234,33 @@ def test_a_silence_from_an_alert_group_prefills_its_labels(sign_in: Any) -> None
            ).to_contain_text("silenced by")
     console.shot("alerts-group")
     assert console.errors == []
+
+
+def test_load_more_follows_the_continuation_with_the_same_filter(
+    sign_in: Any, console_host: tuple[str, str]
+) -> None:
+    from pitcrew.audit import AuditRecord
+    from pitcrew.bootstrap import get_services
+
+    audit = get_services().audit
+    for i in range(53):
+        audit.append(AuditRecord(actor="app:pitcrew", action="test.paging", target=f"t-{i}",
+                                 outcome="succeeded", correlation_id=f"c-{i}"))
+    audit.append(AuditRecord(actor="app:pitcrew", action="test.other", target="other",
+                             outcome="succeeded", correlation_id="c-other"))
+    console: Console = sign_in()
+    page = console.page
+    console.open("audit")
+    page.locator("main table").wait_for(timeout=10_000)
+    page.evaluate("() => { document.querySelector('main table').dataset.unfiltered = '1'; }")
+    page.fill("#audit-action", "test.paging")
+    page.click("form[role='search'] button[type='submit']")
+    page.locator("main table[data-unfiltered]").wait_for(state="detached", timeout=10_000)
+    rows = page.locator("main table tbody tr")
+    rows.nth(49).wait_for(timeout=10_000)
+    assert rows.count() == 50
+    page.click("button.more")
+    rows.nth(52).wait_for(timeout=10_000)
+    assert rows.count() == 53 and page.locator("button.more").count() == 0
+    assert "test.other" not in page.locator("main").inner_text()
+    assert console.errors == []
