@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from pitcrew.audit import app_identity
 from pitcrew.auth import Role, require
@@ -17,13 +17,24 @@ from pitcrew.errors import InvalidInput
 from pitcrew.housekeeping import backups, drills, images
 from pitcrew.housekeeping.recovery_ports import RecoveryServices
 from pitcrew.http.errors import HttpResult, http_errors
-from pitcrew.http.models import RequestModel
+from pitcrew.http.models import RequestModel, validated
 from pitcrew.http.paging import Page, decode_token, encode_token, limit_param
 
 _DRILL = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 
-class DrillRunRequest(RequestModel):
+class RecoveryBody(RequestModel):
+    """A body of the recovery routes: empty means `{}`; pydantic's own message names what is
+    wrong."""
+
+    empty_is_object: ClassVar[bool] = True
+
+    @classmethod
+    def of(cls, raw: Mapping[str, Any], **context: Any) -> Self:
+        return validated(cls, {**raw, **context})
+
+
+class DrillRunRequest(RecoveryBody):
     dry_run: bool = Field(default=True, alias="dryRun")
     manual_outcome: Literal["passed", "failed"] | None = Field(default=None,
                                                                 alias="manualOutcome")
@@ -31,21 +42,9 @@ class DrillRunRequest(RequestModel):
     note: str = Field(default="", max_length=500)
 
 
-class PurgeImagesRequest(RequestModel):
+class PurgeImagesRequest(RecoveryBody):
     dry_run: bool = Field(default=True, alias="dryRun")
     registry: str | None = Field(default=None, max_length=100)
-
-
-def _body(model: type[DrillRunRequest] | type[PurgeImagesRequest], body: bytes) -> Any:
-    raw = model.raw(body) if body.strip() else {}
-    if not isinstance(raw, dict):
-        raise InvalidInput("body", "must be a JSON object")
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        raise InvalidInput(where, error["msg"]) from None
 
 
 def _svc() -> RecoveryServices:
@@ -88,7 +87,7 @@ def run_drill(headers: Mapping[str, str], name: str, body: bytes) -> HttpResult:
     principal = require(headers, Role.OPERATOR)
     if not _DRILL.match(name):
         raise InvalidInput("name", "is not a drill name")
-    request = _body(DrillRunRequest, body)
+    request = DrillRunRequest.from_body(body)
     svc = _svc()
     rule = svc.policy.drill(name)
     if rule is None:
@@ -109,7 +108,7 @@ def run_drill(headers: Mapping[str, str], name: str, body: bytes) -> HttpResult:
 def purge_images(headers: Mapping[str, str], body: bytes) -> HttpResult:
     """POST /api/images/purge {"dryRun": true (default), "registry": login server}."""
     principal = require(headers, Role.OPERATOR)
-    request = _body(PurgeImagesRequest, body)
+    request = PurgeImagesRequest.from_body(body)
     results = images.run_purge(_svc(), dry_run=request.dry_run, actor=principal.actor,
                                registry=request.registry)
     return HttpResult(200, {"registries": [r.to_dict() for r in results]})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -29,6 +29,18 @@ from pitcrew.errors import InvalidInput
 from pitcrew.events import MAX_JSON_DEPTH, load_json
 from pitcrew.http.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_token, limit_param
 from pitcrew.schema import StrictModel
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def validated(model: type[ModelT], raw: Mapping[str, Any]) -> ModelT:
+    """`model` of `raw`; pydantic's own first error as InvalidInput (its path, else "body")."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        raise InvalidInput(where, error["msg"]) from None
 
 
 class RequestModel(BaseModel):
@@ -365,9 +377,4 @@ class PurgeRequest(StrictModel):
         raw = DeadletterBody.raw(body)
         if not isinstance(raw, dict):
             raise InvalidInput("body", "must be a JSON object")
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(p) for p in error["loc"]) or "body"
-            raise InvalidInput(where, error["msg"]) from None
+        return validated(cls, raw)

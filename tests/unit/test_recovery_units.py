@@ -71,3 +71,22 @@ def test_the_purge_keeps_newest_in_use_locked_protected_and_recent() -> None:
         m("d-untagged", 64)], {"d-use"}, now=now)
     assert [c.digest for c in chosen] == ["d-old", "d-untagged"]
     assert kept == {"newest": 1, "recent": 1, "in-use": 1, "locked": 1, "protected-tag": 1}
+
+
+def test_request_bodies_name_the_field_pydantic_refuses() -> None:
+    from pitcrew.errors import InvalidInput
+    from pitcrew.housekeeping.recovery_api import DrillRunRequest, PurgeImagesRequest
+    from pitcrew.http.models import PurgeRequest
+
+    assert PurgeImagesRequest.from_body(b" ").dry_run is True
+    assert DrillRunRequest.from_body(b'{"rtoMinutes": 5}').rto_minutes == 5
+    for model, body, field in (
+        (PurgeImagesRequest, b'{"registry": 5}', "registry"),
+        (DrillRunRequest, b'{"rtoMinutes": -1}', "rtoMinutes"),
+        (DrillRunRequest, b"[1]", "body"),
+        (PurgeRequest, b'{"group": "x"}', "group"),
+        (PurgeRequest, b"{}", "body"),
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            model.from_body(body)
+        assert caught.value.field == field, (model, body)
