@@ -57,3 +57,20 @@ def test_a_bad_receiver_is_refused_naming_it(bad: str) -> None:
     with pytest.raises(PolicyInvalid) as err:
         parse_policy(text)
     assert any("pager" in problem for problem in err.value.problems), err.value.problems
+
+
+@pytest.mark.parametrize(("receiver", "problem"), [
+    ("{type: webhook}", "give exactly one of 'url' or 'url_setting'"),
+    ("{type: webhook, url: 'https://h.example.com/', url_setting: HOOK_URL}",
+     "give exactly one of 'url' or 'url_setting'"),
+    ("{type: eventgrid}", "give exactly one of 'endpoint' or 'endpoint_setting'"),
+    ("{type: eventgrid, endpoint: 'https://t.example.com/', endpoint_setting: TOPIC_URL}",
+     "give exactly one of 'endpoint' or 'endpoint_setting'"),
+])
+def test_a_receiver_gives_its_address_or_the_setting_holding_it(receiver: str,
+                                                                problem: str) -> None:
+    text = POLICY.replace('hook: {type: webhook, url: "https://hooks.example.com/pitcrew"}',
+                          f"hook: {receiver}")
+    with pytest.raises(PolicyInvalid) as err:
+        parse_policy(text)
+    assert any("hook" in p and problem in p for p in err.value.problems), err.value.problems

@@ -69,6 +69,12 @@ def check_setting_name(name: str | None) -> str | None:
     return name
 
 
+def exactly_one(config: Any, field: str) -> None:
+    """A config gives `field` itself or `<field>_setting` (an app setting holding it): one."""
+    if (getattr(config, field) is None) == (getattr(config, f"{field}_setting") is None):
+        raise ValueError(f"give exactly one of '{field}' or '{field}_setting'")
+
+
 SettingName = Annotated[str, AfterValidator(check_setting_name)]
 """A config field holding the name of an app setting, checked as one."""
 

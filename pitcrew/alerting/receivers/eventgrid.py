@@ -19,6 +19,7 @@ from pitcrew.alerting.receivers.base import (
     check_endpoint,
     check_setting_name,
     cut,
+    exactly_one,
     idempotency_key,
     rate_gate,
     retry_after,
@@ -55,8 +56,7 @@ class EventGridConfig(ReceiverConfig):
 
     @model_validator(mode="after")
     def _one_endpoint(self) -> EventGridConfig:
-        if (self.endpoint is None) == (self.endpoint_setting is None):
-            raise ValueError("give exactly one of 'endpoint' or 'endpoint_setting'")
+        exactly_one(self, "endpoint")
         check_endpoint(self.endpoint)
         check_setting_name(self.endpoint_setting)
         check_setting_name(self.key_setting)

@@ -12,6 +12,7 @@ from pitcrew.alerting.receivers.base import (
     RateGate,
     ReceiverConfig,
     check_setting_name,
+    exactly_one,
     headers_from_setting,
     idempotency_key,
     post_json,
@@ -40,8 +41,7 @@ class WebhookConfig(ReceiverConfig):
 
     @model_validator(mode="after")
     def _one_url_source(self) -> WebhookConfig:
-        if (self.url is None) == (self.url_setting is None):
-            raise ValueError("give exactly one of 'url' or 'url_setting'")
+        exactly_one(self, "url")
         check_setting_name(self.url_setting)
         check_setting_name(self.headers_setting)
         return self
