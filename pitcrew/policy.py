@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     HttpUrl,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -51,12 +52,6 @@ Severity = Literal["critical", "warning", "info"]
 _NAME = r"^[a-z][a-z0-9-]{0,62}$"
 _NAMED = re.compile(_NAME)
 _SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _name(name: str, what: str) -> str:
-    """A receiver's or a time interval's name: the error says `what` it is, then the rule."""
-    return matching(name, _NAMED, " must be lower-case letters, digits and '-', "
-                    "starting with a letter", shown=None, before=what)
 
 
 # The receivers' config models, one per `type` (pitcrew/alerting/receivers/<type>.py define
@@ -155,18 +150,13 @@ class Policy(StrictModel):
                              "receiver that takes every alert no other route takes")
         return data
 
-    @field_validator("receivers")
+    @field_validator("receivers", "time_intervals")
     @classmethod
-    def _channel_names(cls, channels: dict[str, Any]) -> dict[str, Any]:
-        for name in channels:
-            _name(name, "receiver name ")
-        return channels
-
-    @field_validator("time_intervals")
-    @classmethod
-    def _interval_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        what = "receiver name " if info.field_name == "receivers" else "time interval name "
         for name in value:
-            _name(name, "time interval name ")
+            matching(name, _NAMED, " must be lower-case letters, digits and '-', starting with "
+                     "a letter", shown=None, before=what)
         return value
 
     @property

@@ -42,8 +42,7 @@ def key_client_for(runtime: Runtime) -> Callable[[str], Any]:
 class KeyVaultKeyStore(VaultObjectStore):
     """KeyStore over Key Vault. `client_for(vault)` returns a cached KeyClient."""
 
-    kind, role = "key", KEYS_ROLE
-    list_method, get_method = "list_properties_of_keys", "get_key"
+    kind, role, list_method, get_method = "key", KEYS_ROLE, "list_properties_of_keys", "get_key"
 
     def rotate(self, vault: str, name: str) -> ObjectProperties:
         with self._access(vault, "rotate", name):

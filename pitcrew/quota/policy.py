@@ -7,7 +7,7 @@ import fnmatch
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from pitcrew.quota.model import QuotaId, quota_scope
 from pitcrew.schema import StrictModel, matching
@@ -16,6 +16,12 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _PROVIDER = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z0-9]+)+$")
 _LOCATION = re.compile(r"^[a-z0-9]{1,40}$")
 _NAME = r"^[a-z][a-z0-9-]{0,62}$"
+# What each list of names in the quota policy must look like, and what is said when one does not.
+_NAMES = {
+    "subscriptions": (_UUID, " is not a subscription id (a GUID)"),
+    "providers": (_PROVIDER, " is not a resource provider (Microsoft.Compute)"),
+    "locations": (_LOCATION, " is not a location name (eastus, swedencentral)"),
+}
 
 
 class Thresholds(StrictModel):
@@ -127,23 +133,11 @@ class QuotaPolicy(StrictModel):
         default=72.0, gt=0, le=720,
         description="A request still open after this long is escalated to a person.")
 
-    @field_validator("subscriptions")
+    @field_validator("subscriptions", "providers", "locations")
     @classmethod
-    def _subscriptions(cls, value: list[str]) -> list[str]:
-        return [matching(item, _UUID, " is not a subscription id (a GUID)", shown=60)
-                for item in value]
-
-    @field_validator("providers")
-    @classmethod
-    def _providers(cls, value: list[str]) -> list[str]:
-        return [matching(item, _PROVIDER, " is not a resource provider (Microsoft.Compute)",
-                         shown=60) for item in value]
-
-    @field_validator("locations")
-    @classmethod
-    def _locations(cls, value: list[str]) -> list[str]:
-        return [matching(item, _LOCATION, " is not a location name (eastus, swedencentral)",
-                         shown=60) for item in value]
+    def _names(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        pattern, problem = _NAMES[str(info.field_name)]
+        return [matching(item, pattern, problem, shown=60) for item in value]
 
     @field_validator("capacity")
     @classmethod
