@@ -27,6 +27,7 @@ import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 import uuid
@@ -161,6 +162,25 @@ def transient(work: Any, tries: int = 5) -> Any:
     raise AssertionError("unreachable")
 
 
+def _progress(count_: int, phase: list[str]) -> None:
+    """A line on stderr each minute (phase, elapsed, RSS now): a 100,000-message run takes
+    most of an hour on a 2-core host and should not look hung."""
+    started = time.monotonic()
+
+    def report() -> None:
+        while phase[0]:
+            time.sleep(60)
+            if not phase[0]:
+                return
+            with open("/proc/self/status") as status:
+                rss = next((line.split()[1] for line in status if line.startswith("VmRSS")), "?")
+            print(f"replay memory run of {count_}: {phase[0]}, {time.monotonic() - started:.0f} s,"
+                  f" RSS now {int(rss) / 1024:.1f} MB" if rss != "?" else "", file=sys.stderr,
+                  flush=True)
+
+    threading.Thread(target=report, daemon=True).start()
+
+
 def memory(count_: int, *, heap: bool = True) -> tuple[float | None, float]:
     """Peak traced heap (MB) during the replay of `count_` messages (None without `heap`:
     tracing slows the replay several times), and the process's peak RSS (MB) after."""
@@ -171,6 +191,8 @@ def memory(count_: int, *, heap: bool = True) -> tuple[float | None, float]:
     queue = f"m{uuid.uuid4().hex[:10]}"
     setup(queue)
     dl = get_services().deadletter
+    phase = ["fill and ingest"]
+    _progress(count_, phase)
     # Azurite's queue delete costs time in proportion to every message it holds (observed:
     # ~89 msg/s ingest from 2,000 messages, ~10 msg/s from 10,000, under 1 msg/s from 100,000),
     # so the poison queue is filled and drained in chunks; the replay still covers every
@@ -182,6 +204,7 @@ def memory(count_: int, *, heap: bool = True) -> tuple[float | None, float]:
     group = next(dl.store.groups()).id
     job = request_replay(dl, ReplayRequest(actor="user:bench", group=group, rate=5000,
                                            batch_size=100))
+    phase[0] = "replay"
     if heap:
         tracemalloc.start()
     outcome = transient(lambda: ReplayWorker(dl, job.run_id, budget=1e9).run())
@@ -191,6 +214,7 @@ def memory(count_: int, *, heap: bool = True) -> tuple[float | None, float]:
     peak = tracemalloc.get_traced_memory()[1] / 2**20 if heap else None
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    phase[0] = ""
     assert outcome == "succeeded" and count(queue) == count_, (outcome, count(queue), count_)
     return peak, rss
 

@@ -8,6 +8,7 @@ a link from outside (an alert's custom properties) is kept only when it is https
 from __future__ import annotations
 
 import os
+import re
 from urllib.parse import quote, urlsplit
 
 PUBLIC_BASE_URL_SETTING = "PITCREW_PUBLIC_BASE_URL"
@@ -37,13 +38,16 @@ def public_url(path: str, **query: str) -> str | None:
     return url
 
 
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
 def safe_link(candidate: object) -> str | None:
     """`candidate` when it is an absolute https URL with a host and no credentials or control
     characters, else None: links from outside never carry `javascript:`, `data:` or `http:`."""
     if not isinstance(candidate, str):
         return None
     value = candidate.strip()
-    if not value or len(value) > 2048 or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+    if not value or len(value) > 2048 or _SPACE_OR_CONTROL.search(value):
         return None
     try:
         parts = urlsplit(value)

@@ -152,6 +152,12 @@ class Notifier(Protocol):
 
     def send(self, notification: Notification) -> Dispatch: ...
 
+    def send_many(self, notifications: Sequence[Notification], *,
+                  concurrency: int = 1) -> list[Dispatch]:
+        """Each as `send` would, one Dispatch each in order; those that share a group join it
+        together (one read, one transaction per 100 alerts, one flush)."""
+        ...
+
     def resolve(self, dedup_key: str, *, summary: str) -> Dispatch:
         """Resolve the alert with this dedup key wherever it fires (a dead-letter group
         replayed, archived or purged): its receivers are told, once."""

@@ -28,8 +28,8 @@ Monitor alert nobody was told about is not sent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from pitcrew.alerting import nflog
@@ -43,6 +43,7 @@ from pitcrew.audit import AuditRecord, app_identity
 from pitcrew.errors import Conflict
 from pitcrew.notify.model import Dispatch, Notification, Status
 from pitcrew.notify.outbox import Outbox
+from pitcrew.parallel import map_in_threads
 from pitcrew.policy import Policy
 from pitcrew.ports import AuditLog, Channel
 from pitcrew.state import utcnow
@@ -80,27 +81,70 @@ class Pipeline:
     channels_for = receivers_for  # the earlier router's name
 
     def send(self, notification: Notification, *, now: datetime | None = None) -> Dispatch:
+        return self.send_many([notification], now=now)[0]
+
+    def send_many(self, notifications: Sequence[Notification], *, now: datetime | None = None,
+                  concurrency: int = 1) -> list[Dispatch]:
+        """Each notification as `send` would take it alone, one Dispatch each, in order; the
+        firing ones that land in one group (a delivery's expiry alerts of one rule, say) join
+        it together: the group read or created once, their alert rows inserted in one
+        transaction per 100, one flush or schedule for all of them. Groups are joined
+        `concurrency` at a time; when one fails, the others are still joined and the first
+        failure is raised (joining again is harmless: an alert the receiver was told of is
+        not told twice)."""
         now = now or utcnow()
+        dispatches: dict[int, Dispatch] = {}
+        joining: dict[str, _Joining] = {}
+        routed: dict[int, tuple[list[str], dict[str, list[str]]]] = {}
+        silences: list[Silence] | None = None
+        for index, notification in enumerate(notifications):
+            if notification.status != "firing":
+                dispatches[index] = self._send_news_or_resolved(notification, now)
+                continue
+            if silences is None:  # read once for this call and its inline flushes
+                silences = self.silences.active(now)
+            labels = notification_labels(notification)
+            fp = fingerprint(notification)
+            group_ids = []
+            for route in match_routes(self.tree, labels):
+                key = route.group_key(labels, fp)
+                group_id = digest(key)
+                # The same alert twice in one call: its later state is the one kept.
+                joining.setdefault(group_id, _Joining(route, key, labels)).alerts[fp] = (
+                    notification, labels)
+                group_ids.append(group_id)
+            routed[index] = group_ids, self.mutes(labels, fp, now, silences)
+        joined = self._join_all(joining, now, silences, concurrency)
+        for index, (group_ids, muted) in routed.items():
+            dispatch = Dispatch()
+            for group_id in group_ids:
+                dispatch.merge(joined[group_id])
+            if muted and not (dispatch.delivered or dispatch.queued or dispatch.already):
+                dispatch.grouped.clear()
+                dispatch.muted_by = muted
+            dispatches[index] = dispatch
+        return [dispatches[index] for index in range(len(notifications))]
+
+    def _send_news_or_resolved(self, notification: Notification, now: datetime) -> Dispatch:
         labels = notification_labels(notification)
-        fp = fingerprint(notification)
         if notification.status == "resolved":
-            held = self.store.find_alerts(fp)
+            held = self.store.find_alerts(fingerprint(notification))
             if held:
                 return self._resolve(held, notification, now)
             if notification.kind == "alert":
                 return Dispatch(reason="no receiver was told this alert fired")
-            return self._one_shot(notification, labels, now)
-        if notification.status != "firing":
-            return self._one_shot(notification, labels, now)
-        dispatch = Dispatch()
-        silences = self.silences.active(now)  # read once for this send and its inline flush
-        muted = self.mutes(labels, fp, now, silences)
-        for route in match_routes(self.tree, labels):
-            dispatch.merge(self._add(route, notification, labels, fp, now, silences))
-        if muted and not (dispatch.delivered or dispatch.queued or dispatch.already):
-            dispatch.grouped.clear()
-            dispatch.muted_by = muted
-        return dispatch
+        return self._one_shot(notification, labels, now)
+
+    def _join_all(self, joining: Mapping[str, _Joining], now: datetime,
+                  silences: list[Silence] | None, concurrency: int) -> dict[str, Dispatch]:
+        results = map_in_threads(lambda group_id: self._join(group_id, joining[group_id], now,
+                                                             silences),
+                                 list(joining), concurrency=concurrency)
+        failed = next((result for result in results if isinstance(result, Exception)), None)
+        if failed is not None:
+            raise failed
+        return {group_id: result for group_id, result in zip(joining, results, strict=True)
+                if isinstance(result, Dispatch)}
 
     def resolve(self, dedup_key: str, *, summary: str, now: datetime | None = None) -> Dispatch:
         """Resolve the alert with this fingerprint wherever it is held (nothing when none)."""
@@ -138,13 +182,15 @@ class Pipeline:
                 dispatch.merge(self._schedule(group, route, now))
         return dispatch
 
-    def _add(self, route: Route, notification: Notification, labels: dict[str, str], fp: str,
-             now: datetime, silences: list[Silence] | None = None) -> Dispatch:
-        key = route.group_key(labels, fp)
-        group_id = digest(key)
+    def _join(self, group_id: str, joining: _Joining, now: datetime,
+              silences: list[Silence] | None = None) -> Dispatch:
+        """The alerts join their group (created when it is not there), then its flush runs now
+        when due, or is scheduled."""
+        route = joining.route
         new = Group(
-            id=group_id, key=key, route=route.id, receiver=route.receiver,
-            labels=route.group_labels(labels) if not route.grouping_off else {}, created_at=now,
+            id=group_id, key=joining.key, route=route.id, receiver=route.receiver,
+            labels=route.group_labels(joining.labels) if not route.grouping_off else {},
+            created_at=now,
         )
         flush_at_once = route.group_wait <= 0
         if flush_at_once:
@@ -156,31 +202,40 @@ class Pipeline:
             group = self.store.create_group(new)
         else:
             group = self.store.get_group(group_id) or self.store.create_group(new)
-        stored = notification if notification.labels == labels else replace(
-            notification, labels=labels)
-        stored = replace(stored, starts_at=stored.starts_at or now)
-        alert = None
-        for attempt in range(_TRIES):
-            # A new alert is inserted without a read first (insert-only: an existing row is a
-            # Conflict, and the next round reads it and replaces it on its ETag).
-            current = self.store.get_alert(group_id, fp) if attempt else None
-            alert = StoredAlert(
-                group_id=group_id, fingerprint=fp, labels=labels, status="firing",
-                starts_at=current.starts_at if current and current.status == "firing" else now,
-                updated_at=now, notification=stored, etag=current.etag if current else "",
-            )
-            try:
-                self.store.put_alert(alert)
-            except Conflict:
-                alert = None
-                continue
-            break
+        alerts = [
+            StoredAlert(group_id=group_id, fingerprint=fp, labels=labels, status="firing",
+                        starts_at=now, updated_at=now,
+                        notification=_stored(notification, labels, now))
+            for fp, (notification, labels) in joining.alerts.items()
+        ]
+        # New alerts are inserted without a read first (insert-only: an existing row is left
+        # out, then read and replaced on its ETag).
+        inserted = {alert.fingerprint for alert in self.store.insert_alerts(alerts)}
+        stored = [alert if alert.fingerprint in inserted else self._replace_alert(alert, now)
+                  for alert in alerts]
         if group is new and flush_at_once:
             # This call made the group, so it holds the group's lease and knows its alerts
             # (one that arrives meanwhile is found by the flush's read after delivering).
+            known = [alert for alert in stored if alert is not None]
             return self.flush(group.id, now=now, audited=False, group=group, silences=silences,
-                              leased=True, alerts=[alert] if alert is not None else None)
+                              leased=True, alerts=known if len(known) == len(stored) else None)
         return self._schedule(group, route, now, silences)
+
+    def _replace_alert(self, alert: StoredAlert, now: datetime) -> StoredAlert | None:
+        """An alert whose row exists: replaced on its ETag, still firing since it began."""
+        for _ in range(_TRIES):
+            current = self.store.get_alert(alert.group_id, alert.fingerprint)
+            candidate = replace(
+                alert,
+                starts_at=current.starts_at if current and current.status == "firing" else now,
+                etag=current.etag if current else "",
+            )
+            try:
+                self.store.put_alert(candidate)
+            except Conflict:
+                continue
+            return candidate
+        return None
 
     def _schedule(self, group: Group, route: Route, now: datetime,
                   silences: list[Silence] | None = None) -> Dispatch:
@@ -476,6 +531,23 @@ class Pipeline:
                     continue
                 flushed.append(group.id)
         return flushed
+
+
+@dataclass
+class _Joining:
+    """Alerts of one call on their way into one group: its route, key, the labels of the first
+    (the group's labels come from them) and each alert by fingerprint."""
+
+    route: Route
+    key: str
+    labels: dict[str, str]
+    alerts: dict[str, tuple[Notification, dict[str, str]]] = field(default_factory=dict)
+
+
+def _stored(notification: Notification, labels: dict[str, str], now: datetime) -> Notification:
+    stored = notification if notification.labels == labels else replace(
+        notification, labels=labels)
+    return replace(stored, starts_at=stored.starts_at or now)
 
 
 def _leased(group: Group, now: datetime) -> bool:

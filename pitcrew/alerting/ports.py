@@ -10,7 +10,7 @@ Table storage, every update conditional on the row's ETag; pitcrew.azure.alertin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -39,6 +39,12 @@ class AlertStore(Protocol):
 
     def put_alert(self, alert: StoredAlert) -> None:
         """Insert (etag "") or update conditionally (Conflict when changed meanwhile)."""
+        ...
+
+    def insert_alerts(self, alerts: Sequence[StoredAlert]) -> list[StoredAlert]:
+        """Insert the alerts whose rows do not exist yet (one group's alerts share a partition:
+        up to 100 in one round trip); those inserted, their ETags set. An alert whose row
+        exists is left out, for the caller to update on its ETag."""
         ...
 
     def delete_alert(self, alert: StoredAlert) -> bool: ...

@@ -4,9 +4,9 @@ anything is claimed) and acts; an area adds its handler with one `HANDLERS.add` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pitcrew.audit import AuditRecord, app_identity
 from pitcrew.bootstrap import Services
@@ -17,6 +17,7 @@ from pitcrew.housekeeping.certificates import handle_certificate_event
 from pitcrew.housekeeping.keys import handle_key_event
 from pitcrew.notify.messages import alert_notification, expiry_notification
 from pitcrew.notify.model import Dispatch, Notification
+from pitcrew.parallel import map_in_threads
 from pitcrew.quota.intake import handle_quota_alert, is_quota_alert
 from pitcrew.registry import Registry
 from pitcrew.rotation.api import rotate_on_event
@@ -27,12 +28,22 @@ class Handler:
     accepts: Callable[[Event], bool]
     parse: Callable[[Event], Any]
     handle: Callable[[Any, Services], str]
+    # The events of one delivery together, where an area can act on them for fewer round
+    # trips than one by one (`concurrency` at a time where it acts one by one): one result
+    # per event, in order, its detail or the exception it raised.
+    handle_many: Callable[..., list[str | Exception]] | None = None
 
 
 def announce(services: Services, notification: Notification, *, action: str, target: str,
              correlation_id: str, details: Mapping[str, Any]) -> Dispatch:
     """Send a notification through the outbox and audit what became of it."""
-    dispatch = services.router.send(notification)
+    return audited(services, notification, services.router.send(notification), action=action,
+                   target=target, correlation_id=correlation_id, details=details)
+
+
+def audited(services: Services, notification: Notification, dispatch: Dispatch, *, action: str,
+            target: str, correlation_id: str, details: Mapping[str, Any]) -> Dispatch:
+    """Audit what became of a notification sent."""
     services.audit.append(AuditRecord(
         actor=app_identity(),
         action=action,
@@ -50,6 +61,39 @@ _EXPIRY_CONDITIONS = ("NearExpiry", "Expired")
 
 
 def handle_keyvault(kv: KeyVaultObjectEvent, services: Services) -> str:
+    result = handle_keyvault_many([kv], services)[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def handle_keyvault_many(kvs: Sequence[KeyVaultObjectEvent], services: Services, *,
+                         concurrency: int = 1) -> list[str | Exception]:
+    """Key Vault events: each acted on alone (`concurrency` at a time), then the expiries
+    nobody acts on announced together, so that the alerts of one group join it at once."""
+    results: list[str | Exception | None] = list(map_in_threads(
+        lambda kv: _act_on_keyvault(kv, services), kvs, concurrency=concurrency))
+    waiting = [index for index, result in enumerate(results) if result is None]
+    notifications = [expiry_notification(kvs[index], services.policy) for index in waiting]
+    try:
+        dispatches = services.router.send_many(notifications, concurrency=concurrency)
+    except Exception as exc:
+        # Not one of them is known to be announced: each fails, so each is retried (the
+        # alerting pipeline does not tell a receiver the same alert twice).
+        return [exc if result is None else result for result in results]
+    for index, notification, dispatch in zip(waiting, notifications, dispatches, strict=True):
+        kv = kvs[index]
+        results[index] = audited(
+            services, notification, dispatch, action="notify.expiry", target=kv.target,
+            correlation_id=kv.id,
+            details={"eventType": kv.event.type, "version": kv.version,
+                     "expires": kv.expires.isoformat() if kv.expires else None},
+        ).detail
+    return cast(list[str | Exception], results)  # every None was replaced just above
+
+
+def _act_on_keyvault(kv: KeyVaultObjectEvent, services: Services) -> str | None:
+    """What a Key Vault event does short of announcing an expiry (None: announce it)."""
     if kv.condition == "NewVersionCreated":
         return resolve_expiry(kv, services)
     if kv.condition not in _EXPIRY_CONDITIONS:
@@ -58,15 +102,7 @@ def handle_keyvault(kv: KeyVaultObjectEvent, services: Services) -> str:
     # Keys and certificates: Key Vault's rotate / renewal, when expiry.keys / .certificates say.
     acting = {"Key": handle_key_event, "Certificate": handle_certificate_event}.get(
         kv.object_type, rotate_on_event)
-    rotated = acting(kv, services)
-    if rotated is not None:
-        return rotated
-    return announce(
-        services, expiry_notification(kv, services.policy), action="notify.expiry",
-        target=kv.target, correlation_id=kv.id,
-        details={"eventType": kv.event.type, "version": kv.version,
-                 "expires": kv.expires.isoformat() if kv.expires else None},
-    ).detail
+    return acting(kv, services)
 
 
 def resolve_expiry(kv: KeyVaultObjectEvent, services: Services) -> str:
@@ -110,7 +146,8 @@ def handle_alert(alert: AlertEvent, services: Services) -> str:
 
 
 HANDLERS: Registry[Handler] = Registry("intake handler")
-HANDLERS.add("keyvault", Handler(is_keyvault_event, keyvault_event, handle_keyvault))
+HANDLERS.add("keyvault", Handler(is_keyvault_event, keyvault_event, handle_keyvault,
+                                 handle_many=handle_keyvault_many))
 HANDLERS.add("servicebus-deadletter", Handler(is_servicebus_deadletter_event,
                                               servicebus_deadletter_event,
                                               handle_servicebus_deadletter))

@@ -123,3 +123,84 @@ def test_a_delivery_claims_completes_and_audits_its_events_together(wire: Wire) 
     again = api.receive_events("POST", headers, json.dumps(delivery).encode())
     assert again.status == 200
     assert {e["outcome"] for e in again.body["events"]} == {"duplicate"}  # type: ignore[index]
+
+
+def default_tree(pitcrew_env: Path) -> None:
+    """The documented default tree (group_by [kind, alertRule], group_wait 30s) to the hook."""
+    text = pitcrew_env.read_text()
+    pitcrew_env.write_text(text[:text.index("routes:")] + "route:\n  receiver: hook\n"
+                           + text[text.index("outbox:"):])
+    reset_runtime()
+    reset_services()
+
+
+def test_a_delivery_joins_its_group_together_and_one_notification_lists_it(
+    pitcrew_env: Path, receiver: Any
+) -> None:
+    """250 expiries of one rule in one delivery under the default tree: the group read once,
+    the alert rows inserted in transactions of 100 (none row by row); group_wait later one
+    notification lists all 250, and its notification log (over one 64 KiB property) is saved,
+    so the next tick tells nothing again. The same delivery again is all duplicates."""
+    default_tree(pitcrew_env)
+    recorded = Wire()
+    get_runtime().storage_transport = recorded.transport
+    assert api.receive_events("POST", HEADERS, event_body()).status == 200  # tables created
+    recorded.requests.clear()
+    delivery = events(250)
+    result = api.receive_events("POST", HEADERS, json.dumps(delivery).encode())
+    assert result.status == 200
+    body = result.body["events"]  # type: ignore[index]
+    assert {e["outcome"] for e in body} == {"handled"}
+    assert {e["detail"] for e in body} == {
+        "notification grouped; its group is sent after group_wait"}
+    prefix = get_runtime().settings.table_prefix
+    rows = [u for m, u in recorded.requests if f"/{prefix}alerts(" in u or
+            u.endswith(f"/{prefix}alerts")]
+    groups = [u for m, u in recorded.requests if f"/{prefix}alertgroups" in u]
+    batches = [u for m, u in recorded.requests if m == "POST" and u.endswith("/$batch")]
+    assert rows == [], rows  # no alert row written or read on its own
+    assert len(groups) == 1, groups  # the group (made by the first event) read once
+    assert len(batches) == 12, batches  # claims, alerts, audit, completions: 100+100+50 each
+
+    from pitcrew.bootstrap import get_services
+
+    pipeline = get_services().alerting
+    assert receiver.received == []  # group_wait has not passed
+    now = datetime.now(UTC)
+    assert pipeline.sweep(now=now + timedelta(seconds=31))
+    assert len(receiver.received) == 1
+    told = receiver.received[0]
+    assert told["facts"]["Firing"] == "251" and len(told["alerts"]) == 20
+    assert pipeline.sweep(now=now + timedelta(minutes=6)) == [
+        g.id for g in pipeline.store.groups()]  # the group_interval tick looked ...
+    assert len(receiver.received) == 1  # ... and found nothing new to tell
+
+    again = api.receive_events("POST", HEADERS, json.dumps(delivery).encode())
+    assert {e["outcome"] for e in again.body["events"]} == {"duplicate"}  # type: ignore[index]
+    assert len(receiver.received) == 1
+
+
+def test_deliveries_of_one_rule_at_once_join_one_group(pitcrew_env: Path, receiver: Any) -> None:
+    """Four deliveries of one rule at the same time (four instances): every alert joins the
+    one group exactly once; one notification lists them all."""
+    default_tree(pitcrew_env)
+    deliveries = [events(60) for _ in range(4)]
+    results: list[int] = []
+
+    def deliver(delivery: list[dict[str, Any]]) -> None:
+        results.append(api.receive_events("POST", HEADERS, json.dumps(delivery).encode()).status)
+
+    threads = [threading.Thread(target=deliver, args=(d,)) for d in deliveries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [200] * 4
+
+    from pitcrew.bootstrap import get_services
+
+    pipeline = get_services().alerting
+    [group] = pipeline.store.groups()
+    assert len(pipeline.store.alerts(group.id)) == 240
+    pipeline.sweep(now=datetime.now(UTC) + timedelta(seconds=31))
+    assert [m["facts"]["Firing"] for m in receiver.received] == ["240"]

@@ -103,31 +103,14 @@ class TableStateStore:
         """Claim many keys no one has claimed yet, up to 100 in one round trip: the claims
         won by inserting their rows. A key missing from the answer exists already (done,
         held, or expired) and must go through `claim`, which knows what to do with it."""
-        from azure.data.tables import TableTransactionError  # SDK on first use (cold start)
-
         now = state.utcnow()
         keys = {table_key(key): key for key, _ in items}
-        operations = [("create", _claim_entity(scope, key, now, lease_seconds, label))
-                      for key, label in dict(items).items()]
+        rows = [_claim_entity(scope, key, now, lease_seconds, label)
+                for key, label in dict(items).items()]
         won: dict[str, Claim] = {}
-        for chunk in transactions.chunked(operations):
-            # Each round drops the row the service names as existing; a delivery seen before
-            # (every row exists) stops after a few rounds and goes row by row instead.
-            for _ in range(4):
-                if not chunk:
-                    break
-                try:
-                    results = transactions.submit(self._claims, chunk)
-                except TableTransactionError as exc:
-                    index = transactions.failed_index(exc, len(chunk))
-                    if exc.status_code != 409 or index is None:
-                        raise
-                    chunk = chunk[:index] + chunk[index + 1:]
-                    continue
-                for (_, entity), meta in zip(chunk, results, strict=True):
-                    key = keys[entity["RowKey"]]
-                    won[key] = Claim(scope=scope, key=key, etag=meta["etag"], attempt=1)
-                break
+        for entity, meta in transactions.insert_new(self._claims, rows):
+            key = keys[entity["RowKey"]]
+            won[key] = Claim(scope=scope, key=key, etag=meta["etag"], attempt=1)
         return won
 
     def complete_many(self, done: Sequence[tuple[Claim, str]]) -> None:

@@ -55,6 +55,33 @@ def submit(table: TableClient, chunk: Sequence[Operation]) -> list[Mapping[str, 
     return list(table.submit_transaction(list(chunk)))
 
 
+def insert_new(table: TableClient, entities: Sequence[Mapping[str, Any]]
+               ) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """Insert the rows that do not exist yet, a transaction per partition and 100 rows; each
+    (entity, its result with the new ETag) inserted. A row that exists is left out: the
+    service names it, it is dropped and the rest submitted again; after a few such rounds
+    (a batch seen before, every row there) the rest is left out too, for the caller's one by
+    one path, which knows what to do with a row that exists."""
+    from azure.data.tables import TableTransactionError  # SDK on first use (cold start)
+
+    inserted: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+    for chunk in chunked([("create", entity) for entity in entities]):
+        for _ in range(4):
+            if not chunk:
+                break
+            try:
+                results = submit(table, chunk)
+            except TableTransactionError as exc:
+                index = failed_index(exc, len(chunk))
+                if exc.status_code != 409 or index is None:
+                    raise
+                chunk = chunk[:index] + chunk[index + 1:]
+                continue
+            inserted += [(op[1], meta) for op, meta in zip(chunk, results, strict=True)]
+            break
+    return inserted
+
+
 def failed_index(error: Exception, size: int) -> int | None:
     """The operation a TableTransactionError names, when it names one of `size`."""
     index = getattr(error, "index", None)
