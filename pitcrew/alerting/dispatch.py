@@ -359,6 +359,10 @@ class Pipeline:
                 result, "queued")).append(group.receiver)
             if audited:
                 self._audit_flush(group, notification, decision, result)
+        elif decision.firing and group.receiver not in dispatch.already:
+            # Every firing alert was told already (a retried delivery announcing them again):
+            # that is what happened, not "no channel".
+            dispatch.already.append(group.receiver)
         updated = None
         if muted_route is None:
             updated = nflog.after(entry, decision, alerts, set(muted), group_id=group.id,

@@ -169,3 +169,37 @@ def test_process_events_answers_in_the_order_of_the_delivery() -> None:
     result = process_events(parsed, get_services(), concurrency=3)
     assert [o.event_id for o in result] == [e["id"] for e in batch]
     assert {o.kind for o in result} == {"handled"}
+
+
+def test_a_group_that_fails_to_join_fails_the_delivery_and_the_retry_tells_nobody_twice(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One alert group of a delivery cannot be joined (storage fails under it): the others are
+    still joined and told, the delivery fails (every announced event released, none audited),
+    and Event Grid's retry announces all of them, telling each receiver each alert once."""
+    from pitcrew.alerting.dispatch import Pipeline
+
+    batch = events(5)
+    broken = batch[3]["data"]["ObjectName"]
+    real = Pipeline._join
+    failed = []
+
+    def join_or_fail(self: Pipeline, group_id: str, joining: Any, *args: Any) -> Any:
+        if not failed and any(broken in fp for fp in joining.alerts):
+            failed.append(group_id)
+            raise ConnectionError("storage unreachable (injected)")
+        return real(self, group_id, joining, *args)
+
+    monkeypatch.setattr(Pipeline, "_join", join_or_fail)
+    assert post(batch).status == 500
+    assert failed and len(receiver.received) == 4
+    assert [audited()[i] for i in ids_of(batch)] == [0] * 5
+
+    again = post(batch)
+    assert outcomes(again) == ["handled"] * 5
+    assert len(receiver.received) == 5
+    assert told(receiver) == {f"expiry:{e['id']}" for e in batch}
+    assert [audited()[i] for i in ids_of(batch)] == [1] * 5
+    details = [e["detail"] for e in again.body["events"]]  # type: ignore[index]
+    assert details.count("notification delivered") == 1, details
+    assert details.count("notification was delivered before") == 4, details
