@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -82,7 +83,12 @@ def process_events(events: Sequence[Event], services: Services, *,
             todo[event.claim_key] = (index, event, handler, handler.parse(event))
 
     failures: list[Exception] = []
-    with services.audit.deferred(), services.alerting.silences.snapshot():
+    # The claims are completed while the delivery's audit records are written: two
+    # transactions of independent tables, one waiting on the emulator while the other is
+    # built. Both are done before the delivery is answered.
+    side = ThreadPoolExecutor(max_workers=1)
+    completed: Future[None] | None = None
+    with side, services.audit.deferred(), services.alerting.silences.snapshot():
         claims = services.state.claim_new(
             "event", [(key, _label(event)) for key, (_, event, _, _) in todo.items()])
 
@@ -124,7 +130,9 @@ def process_events(events: Sequence[Event], services: Services, *,
                 outcomes[index] = Outcome(event.id, "handled", result)
                 if claim is not None:
                     done.append((claim, result))
-        services.state.complete_many(done)
+        completed = side.submit(services.state.complete_many, done)
+    assert completed is not None  # set in the block, which raised otherwise
+    completed.result()
     if failures:
         raise failures[0]
     for index, event in repeats:
