@@ -7,6 +7,7 @@ and each client is built on first use, then reused across invocations.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -125,12 +126,14 @@ STORAGE_POOL_CONNECTIONS = 32
 
 def pooled_transport() -> Any:
     """azure-core's requests transport (its own settings: no urllib3 retries, the SDK's retry
-    policy retries) with a connection pool as large as the concurrency pitcrew uses."""
+    policy retries) with a connection pool as large as the concurrency pitcrew uses, and the
+    environment's proxy and CA settings decided when the transport is built (see
+    `_environment_session`), not re-read on every request."""
     import requests  # with the SDK, on first use (cold start)
     from azure.core.pipeline.transport import RequestsTransport
     from urllib3.util.retry import Retry
 
-    session = requests.Session()
+    session = _environment_session()()
     adapter = requests.adapters.HTTPAdapter(
         pool_maxsize=STORAGE_POOL_CONNECTIONS,
         max_retries=Retry(total=False, redirect=False, raise_on_status=False),
@@ -138,6 +141,67 @@ def pooled_transport() -> Any:
     for scheme in ("http://", "https://"):
         session.mount(scheme, adapter)
     return RequestsTransport(session=session, session_owner=True)
+
+
+# Origins whose proxy decision one session keeps: pitcrew's Storage clients reach a handful
+# (one account's table, queue and blob endpoints, a few replay targets); past this the cache
+# starts over rather than grow with hosts nobody configured.
+_PROXY_ORIGINS = 64
+
+
+@functools.cache
+def _environment_session() -> type:
+    """A requests.Session class that reads the environment once, not on every request.
+
+    With `trust_env` (requests' default) every request re-reads the proxy variables (walking
+    all of os.environ, which in a Function App holds every app setting, several times), the CA
+    bundle variables and ~/.netrc: 10-20% of the CPU a queue send costs (measured beside
+    Azurite, bench/replay.py). This session turns `trust_env` off and does the same once instead:
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE are read when it is built, and an origin's proxy
+    (HTTP(S)_PROXY / ALL_PROXY, NO_PROXY honoured) is decided by requests' own rules the first
+    time the session reaches that origin, then kept. A changed environment reaches clients
+    built after the change (tests, `reset_runtime()`). ~/.netrc is not consulted: every Azure
+    SDK request carries its own Authorization (shared key, SAS or token), which a netrc entry
+    would only overwrite. Built on first use: requests is imported with the SDK (cold start)."""
+    import requests
+    from requests.utils import get_environ_proxies
+
+    class EnvironmentOnceSession(requests.Session):
+        def __init__(self) -> None:
+            super().__init__()
+            self.trust_env = False  # the environment is read below, once
+            env = os.environ
+            self.environment_verify: str | None = (
+                env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE") or None)
+            self._origins: dict[tuple[str, str | None], dict[str, str]] = {}
+            self._origins_lock = threading.Lock()
+
+        def environment_proxies(self, url: str, no_proxy: str | None = None) -> dict[str, str]:
+            """What requests' trust_env would add for `url` (empty when NO_PROXY matches or
+            no proxy is set), decided once per origin."""
+            parts = urlsplit(url)
+            key = (f"{parts.scheme}://{parts.netloc}", no_proxy)
+            with self._origins_lock:
+                found = self._origins.get(key)
+            if found is None:
+                found = dict(get_environ_proxies(key[0], no_proxy=no_proxy))
+                with self._origins_lock:
+                    if len(self._origins) >= _PROXY_ORIGINS:
+                        self._origins.clear()
+                    self._origins[key] = found
+            return found
+
+        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
+                                       cert: Any) -> dict[str, Any]:
+            # requests' trust_env branch, from what was read once.
+            if proxies is not None:
+                for scheme, proxy in self.environment_proxies(url, proxies.get("no_proxy")).items():
+                    proxies.setdefault(scheme, proxy)
+            if (verify is True or verify is None) and self.environment_verify:
+                verify = self.environment_verify
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+    return EnvironmentOnceSession
 
 
 class Runtime:
