@@ -32,6 +32,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -289,6 +290,9 @@ def get_job(dl: DeadletterServices, job_id: str) -> RunRecord:
 # --------------------------------------------------------------------------- the worker
 
 
+_Batch = list[tuple[Any, FailedMessage | None]]  # (cursor, message; None: the id is gone)
+
+
 @dataclass
 class Outgoing:
     body: bytes
@@ -353,7 +357,7 @@ class ReplayWorker:
             self._save(run)
             if run.status != "running":
                 return run.status
-        for batch in self._batches(run):
+        for batch in _read_ahead(self._batches(run)):
             if self.clock() - started > self.budget:
                 return self._hand_back(run)
             if data["dryRun"]:
@@ -398,6 +402,7 @@ class ReplayWorker:
             selection["group"], ingested_until=datetime.fromisoformat(selection["until"]))
 
     def _batches(self, run: RunRecord) -> Iterator[list[tuple[Any, FailedMessage | None]]]:
+        """The selection after the cursor in batches of batchSize."""
         size = run.data["batchSize"]
         batch: list[tuple[Any, FailedMessage | None]] = []
         for item in self._selection(run, run.data.get("cursor")):
@@ -638,6 +643,23 @@ class ReplayWorker:
                      "skippedBy": data.get("skippedBy"), "performedBy": "app",
                      "error": data.get("error")}))
         return run.status
+
+
+def _read_ahead(batches: Iterator[_Batch]) -> Iterator[_Batch]:
+    """The batches, each next one read while the one before is claimed, sent and settled: the
+    page read waits no longer in line with the sends. Reading early changes nothing the
+    worker relies on: each message is still claimed ETag-conditionally when its batch comes
+    (a row changed since it was read is skipped, never sent twice), and the job's other
+    batches touch other rows. At most two batches are held."""
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlq-read")
+    try:
+        pending = reader.submit(next, batches, None)
+        while (batch := pending.result()) is not None:
+            pending = reader.submit(next, batches, None)
+            yield batch
+    finally:
+        # A job handed back or stopped early leaves at most one read running; it ends alone.
+        reader.shutdown(wait=False, cancel_futures=True)
 
 
 def _refusal(message: FailedMessage) -> str | None:
