@@ -7,6 +7,7 @@ import base64
 import contextlib
 import logging
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -93,6 +94,8 @@ class QueueSender:
         self._concurrency = concurrency
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dlq-send")
         self._ensured = False
+        self.possible_duplicates = 0  # sends the SDK repeated after a lost answer
+        self._counting = threading.Lock()
 
     def _ensure(self) -> None:
         if not self._ensured:
@@ -118,10 +121,26 @@ class QueueSender:
 
     def _send_one(self, item: Any) -> Exception | None:
         try:
-            self._client.send_message(_text(item.body))
+            self._client.send_message(_text(item.body), retry_hook=self._sent_again)
         except Exception as exc:
             return exc
         return None
+
+    def _sent_again(self, *, error: Exception | None = None, response: Any = None,
+                    **_: Any) -> None:
+        """The Storage SDK sends a message again after any failure, also when the request
+        reached the queue and only its answer was lost (a reset connection, a read timeout, a
+        5xx): the queue may then hold it twice, unmarked (a queue message has no properties).
+        Said where an operator looks; never the body."""
+        from azure.core.exceptions import ServiceRequestError  # SDK on first use (cold start)
+
+        if isinstance(error, ServiceRequestError):
+            return  # never reached the service: nothing can be doubled
+        with self._counting:
+            self.possible_duplicates += 1
+        why = type(error).__name__ if error is not None else getattr(response, "status_code", "")
+        log.warning("replay to %s: a send's answer was lost (%s) and the SDK sends it again; "
+                    "the queue may receive that message twice", self.target, why)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

@@ -50,7 +50,7 @@ class _Client:
         self.fail = fail
         self._lock = threading.Lock()
 
-    def send_message(self, text: str) -> None:
+    def send_message(self, text: str, **options: Any) -> None:
         if text in self.fail:
             raise RuntimeError(f"refused {text}")
         with self._lock:
