@@ -111,9 +111,12 @@ def process_events(events: Sequence[Event], services: Services, *,
             zip(alone, map_in_threads(one, alone, concurrency=concurrency), strict=True))
         for handler, keys in together.items():
             assert handler.handle_many is not None
-            results.update(zip(keys, handler.handle_many(
-                [todo[key][3] for key in keys], services, concurrency=concurrency),
-                strict=True))
+            try:
+                details = handler.handle_many([todo[key][3] for key in keys], services,
+                                              concurrency=concurrency)
+            except Exception as exc:  # a handler that fails as a whole fails each event
+                details = [exc] * len(keys)
+            results.update(zip(keys, details, strict=True))
 
         done: list[tuple[Claim, str]] = []
         for key, (index, event, _, _) in todo.items():

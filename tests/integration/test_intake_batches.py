@@ -203,3 +203,23 @@ def test_a_group_that_fails_to_join_fails_the_delivery_and_the_retry_tells_nobod
     details = [e["detail"] for e in again.body["events"]]  # type: ignore[index]
     assert details.count("notification delivered") == 1, details
     assert details.count("notification was delivered before") == 4, details
+
+
+def test_a_handler_that_fails_as_a_whole_releases_every_claim(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building the delivery's notifications fails (a bug, a policy read): the delivery fails,
+    every claim is released at once (not held until its lease ends), and the retry handles
+    them all."""
+    batch = events(4)
+    real = handlers.expiry_notification
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("cannot build the notification (injected)")
+
+    monkeypatch.setattr(handlers, "expiry_notification", broken)
+    assert post(batch).status == 500
+    monkeypatch.setattr(handlers, "expiry_notification", real)
+    again = post(batch)
+    assert outcomes(again) == ["handled"] * 4  # released, not "retry later"
+    assert len(receiver.received) == 4
