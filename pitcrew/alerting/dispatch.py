@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from pitcrew.alerting import nflog
 from pitcrew.alerting.inhibit import Inhibitor
 from pitcrew.alerting.labels import digest, fingerprint, notification_labels
-from pitcrew.alerting.model import Group, Silence, StoredAlert
+from pitcrew.alerting.model import Group, LogEntry, Silence, StoredAlert
 from pitcrew.alerting.ports import AlertStore, FlushQueue, NotificationLog
 from pitcrew.alerting.route import Route, find_route, match_routes, time_muted
 from pitcrew.alerting.silence import Silences, silenced_by
@@ -359,10 +359,10 @@ class Pipeline:
                 result, "queued")).append(group.receiver)
             if audited:
                 self._audit_flush(group, notification, decision, result)
-        elif decision.firing and group.receiver not in dispatch.already:
-            # Every firing alert was told already (a retried delivery announcing them again):
-            # that is what happened, not "no channel".
-            dispatch.already.append(group.receiver)
+        elif decision.firing:
+            # Every firing alert was handed to the receiver before (a retried delivery
+            # announcing them again): say where that notification is, never "no channel".
+            self._told_before(group.receiver, entry, dispatch)
         updated = None
         if muted_route is None:
             updated = nflog.after(entry, decision, alerts, set(muted), group_id=group.id,
@@ -406,6 +406,16 @@ class Pipeline:
             return True
         self._enqueue(group, now)
         return False
+
+    def _told_before(self, receiver: str, entry: LogEntry | None, dispatch: Dispatch) -> None:
+        """Delivered, or still waiting in the outbox for its retry: the log records a
+        notification when it is handed to the outbox, not when the receiver took it."""
+        last = self.outbox.get(receiver, entry.last_notification) \
+            if entry is not None and entry.last_notification else None
+        where = dispatch.queued if last is not None and last.status != "delivered" \
+            else dispatch.already
+        if receiver not in where:
+            where.append(receiver)
 
     def _audit_flush(self, group: Group, notification: Notification,
                      decision: nflog.Decision, result: str) -> None:

@@ -223,3 +223,26 @@ def test_a_handler_that_fails_as_a_whole_releases_every_claim(
     again = post(batch)
     assert outcomes(again) == ["handled"] * 4  # released, not "retry later"
     assert len(receiver.received) == 4
+
+
+def test_an_alert_announced_again_says_where_its_notification_is(receiver: Receiver) -> None:
+    """The same expiry announced again (a retried delivery after its claim was released):
+    while the first notification still waits in the outbox the answer is "queued", never
+    "delivered before"; once the receiver took it, "delivered before". Told once in all."""
+    from pitcrew.events import only_events, parse_request
+    from pitcrew.notify.messages import expiry_notification
+
+    services = get_services()
+    [event] = only_events(parse_request(json.dumps(events(1)).encode(), HEADERS))
+    notification = expiry_notification(handlers.keyvault_event(event), services.policy)
+    receiver.status = 500
+    assert services.router.send(notification).outcome == "queued"
+    assert services.router.send(notification).outcome == "queued"
+    receiver.status = 200
+    for _ in range(20):
+        if receiver.received:
+            break
+        time.sleep(0.1)
+        api.drain_outbox()
+    assert services.router.send(notification).outcome == "already-delivered"
+    assert len(receiver.received) == 1
