@@ -105,42 +105,55 @@ class QueueSender:
                 self._client.create_queue()
             self._ensured = True
 
-    def send_batch(self, items: Sequence[Any]) -> None:
+    def send_batch(self, items: Sequence[Any]) -> set[int]:
         """Send every item; raise after all were attempted if any failed (the first, in
-        order). Each worker sends a run of items: one task per worker, not per message (a
-        future per message cost as much CPU as a tenth of the send itself)."""
+        order). Returns the positions of the items the SDK sent again after a lost answer
+        (each may be in the queue twice). Each worker sends a run of items: one task per
+        worker, not per message (a future per message cost as much CPU as a tenth of the
+        send itself)."""
         self._ensure()
         size = -(-len(items) // self._concurrency)  # ceil: at most `concurrency` runs
-        runs = [items[i:i + size] for i in range(0, len(items), size)] if items else []
-        errors = [e for run in self._pool.map(self._send_run, runs) for e in run]
+        runs = [range(i, min(i + size, len(items))) for i in range(0, len(items), size)]
+        doubled: set[int] = set()
+        errors = [e for run in self._pool.map(
+            lambda positions: self._send_run(items, positions, doubled), runs) for e in run]
         if errors:
             raise errors[0]
+        return doubled
 
-    def _send_run(self, items: Sequence[Any]) -> list[Exception]:
-        return [e for e in map(self._send_one, items) if e is not None]
+    def _send_run(self, items: Sequence[Any], positions: range,
+                  doubled: set[int]) -> list[Exception]:
+        return [e for e in (self._send_one(items[i], i, doubled) for i in positions)
+                if e is not None]
 
-    def _send_one(self, item: Any) -> Exception | None:
+    def _send_one(self, item: Any, position: int, doubled: set[int]) -> Exception | None:
+        def sent_again(**kwargs: Any) -> None:
+            if self._sent_again(**kwargs):
+                with self._counting:
+                    doubled.add(position)
+
         try:
-            self._client.send_message(_text(item.body), retry_hook=self._sent_again)
+            self._client.send_message(_text(item.body), retry_hook=sent_again)
         except Exception as exc:
             return exc
         return None
 
     def _sent_again(self, *, error: Exception | None = None, response: Any = None,
-                    **_: Any) -> None:
+                    **_: Any) -> bool:
         """The Storage SDK sends a message again after any failure, also when the request
         reached the queue and only its answer was lost (a reset connection, a read timeout, a
         5xx): the queue may then hold it twice, unmarked (a queue message has no properties).
-        Said where an operator looks; never the body."""
+        Said where an operator looks; never the body. True when the send may be doubled."""
         from azure.core.exceptions import ServiceRequestError  # SDK on first use (cold start)
 
         if isinstance(error, ServiceRequestError):
-            return  # never reached the service: nothing can be doubled
+            return False  # never reached the service: nothing can be doubled
         with self._counting:
             self.possible_duplicates += 1
         why = type(error).__name__ if error is not None else getattr(response, "status_code", "")
         log.warning("replay to %s: a send's answer was lost (%s) and the SDK sends it again; "
                     "the queue may receive that message twice", self.target, why)
+        return True
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

@@ -7,7 +7,7 @@ Event Grid dead-letter blobs (pitcrew.azure.deadletter). `pitcrew.bootstrap` wir
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -106,7 +106,10 @@ class Sender(Protocol):
     target: str
     supports_properties: bool
 
-    def send_batch(self, items: Sequence[Any]) -> None: ...
+    def send_batch(self, items: Sequence[Any]) -> Collection[int] | None:
+        """Send every item, or raise. Returns the positions of the items that may have
+        arrived twice (a send repeated after its answer was lost); None when none may."""
+        ...
 
 
 class Brokers(Protocol):

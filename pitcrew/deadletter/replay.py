@@ -504,16 +504,21 @@ class ReplayWorker:
         for label, messages in by_target.items():
             target = targets[messages[0].id]
             try:
-                senders[label].send_batch([outgoing(m, bodies[m.id], target) for m in messages])
+                doubled = senders[label].send_batch(
+                    [outgoing(m, bodies[m.id], target) for m in messages]) or ()
             except Exception as exc:
                 unsettled = [m for group in list(by_target.values())[
                     list(by_target).index(label):] for m in group]
                 raise _SendFailed(f"{type(exc).__name__} sending to {label}", unsettled,
                                   tally) from exc
             now = utcnow()
-            store.update_many([m.copy(status="replayed", replayed_at=now) for m in messages],
-                              fields=_SETTLE)
-            for message in messages:
+            # A message the target may hold twice (its send repeated after a lost answer) is
+            # marked so, in the store and in the job's counts: never a silent double.
+            settled = [m.copy(status="replayed", replayed_at=now,
+                              possible_duplicate=m.possible_duplicate or i in doubled)
+                       for i, m in enumerate(messages)]
+            store.update_many(settled, fields=_SETTLE)
+            for message in settled:
                 tally.sent(message)
 
     def _target(self, run: RunRecord, message: FailedMessage) -> Target:

@@ -159,6 +159,52 @@ def test_poison_queue_ingest_group_notify_replay(queue_names: str, receiver: Rec
     assert drain(q) == []
 
 
+def test_a_replayed_message_whose_send_answer_was_lost_is_marked_possible_duplicate(
+        queue_names: str) -> None:
+    """The Storage SDK sends a message again when the answer to its send is lost: the target
+    may hold it twice. The job and the store say which message, never a silent double."""
+    from azure.core.exceptions import ServiceResponseError
+    from azure.core.pipeline.transport import RequestsTransport
+
+    from pitcrew.runtime import pooled_transport
+
+    q = queue_names
+    poison(q, ["a", "b", "c"])
+    dl = get_deadletter()
+    assert scan(dl, ["orders"])[0].stored == 3
+    group = api.list_groups(READER, {}).body["groups"][0]["id"]
+    job = api.request_replay(OPERATOR, json.dumps({"group": group}).encode()).body["id"]
+    lost: list[str] = []
+
+    class LosesOneReplayAnswer(RequestsTransport):  # type: ignore[misc]
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            response = super().send(request, **kwargs)  # the target queue has it now
+            if (request.method == "POST" and f"/{q}/messages" in request.url.split("?")[0]
+                    and not lost):
+                lost.append(request.url)
+                raise ServiceResponseError("connection reset after the request (injected)")
+            return response
+
+    from pitcrew.bootstrap import reset_services
+    from pitcrew.runtime import reset_runtime
+
+    reset_runtime()
+    reset_services()  # built anew, on the injecting transport
+    get_runtime().storage_transport = lambda: LosesOneReplayAnswer(
+        session=pooled_transport().session, session_owner=True)
+    try:
+        assert run_job(job) == "succeeded"
+    finally:
+        reset_runtime()
+        reset_services()
+    assert lost, "the injected failure happened"
+    shown = api.show_replay(READER, job).body
+    assert shown["counts"]["sent"] == 3 and shown["counts"]["possibleDuplicates"] == 1
+    messages = api.show_group(READER, group, {}).body["messages"]
+    assert sorted(m["replay"]["possibleDuplicate"] for m in messages) == [False, False, True]
+    assert len(drain(q)) == 4  # the doubled one twice: said, not hidden
+
+
 def test_group_threshold_notifies_once_per_level(queue_names: str, receiver: Receiver) -> None:
     q = queue_names
     dl = get_deadletter()
