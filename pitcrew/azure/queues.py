@@ -95,6 +95,7 @@ class QueueSender:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dlq-send")
         self._ensured = False
         self.possible_duplicates = 0  # sends the SDK repeated after a lost answer
+        self._doubled: set[int] = set()  # id() of the items of running send_batch calls
         self._counting = threading.Lock()
 
     def _ensure(self) -> None:
@@ -113,24 +114,23 @@ class QueueSender:
         send itself)."""
         self._ensure()
         size = -(-len(items) // self._concurrency)  # ceil: at most `concurrency` runs
-        runs = [range(i, min(i + size, len(items))) for i in range(0, len(items), size)]
-        doubled: set[int] = set()
-        errors = [e for run in self._pool.map(
-            lambda positions: self._send_run(items, positions, doubled), runs) for e in run]
+        runs = [items[i:i + size] for i in range(0, len(items), size)] if items else []
+        errors = [e for run in self._pool.map(self._send_run, runs) for e in run]
+        with self._counting:
+            doubled = {i for i, item in enumerate(items) if id(item) in self._doubled}
+            self._doubled.difference_update(id(item) for item in items)
         if errors:
             raise errors[0]
         return doubled
 
-    def _send_run(self, items: Sequence[Any], positions: range,
-                  doubled: set[int]) -> list[Exception]:
-        return [e for e in (self._send_one(items[i], i, doubled) for i in positions)
-                if e is not None]
+    def _send_run(self, items: Sequence[Any]) -> list[Exception]:
+        return [e for e in map(self._send_one, items) if e is not None]
 
-    def _send_one(self, item: Any, position: int, doubled: set[int]) -> Exception | None:
+    def _send_one(self, item: Any) -> Exception | None:
         def sent_again(**kwargs: Any) -> None:
             if self._sent_again(**kwargs):
                 with self._counting:
-                    doubled.add(position)
+                    self._doubled.add(id(item))  # the item lives until send_batch returns
 
         try:
             self._client.send_message(_text(item.body), retry_hook=sent_again)
