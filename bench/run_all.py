@@ -33,7 +33,7 @@ BENCHES: list[tuple[str, list[str]]] = [
     ("rotation", ["--rotations", "10"]),
     ("quota", ["--quotas", "500", "--scopes", "10", "--scans", "2"]),
     ("sweep", ["--vaults", "4", "--objects", "1000"]),
-    ("replay", ["--messages", "300", "--memory-messages", "2000"]),
+    ("replay", ["--messages", "2000", "--memory-messages", "2000"]),  # the size
     ("takeover", ["--messages", "300"]),
 ]
 
