@@ -31,6 +31,7 @@ import threading
 import time
 import tracemalloc
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -181,12 +182,34 @@ def _progress(count_: int, phase: list[str]) -> None:
     threading.Thread(target=report, daemon=True).start()
 
 
-def memory(count_: int, *, heap: bool = True) -> tuple[float | None, float, int]:
+@dataclass(frozen=True)
+class Extras:
+    """Arrivals beyond the messages seeded, by where they came from."""
+
+    seeding: int  # the poison queue held more than the bench was told to seed
+    replay_marked: int  # sends the replay knows it may have repeated (possibleDuplicate)
+    unexplained: int  # neither: a replay double nobody marked (should be 0)
+
+    def notes(self) -> list[str]:
+        return [f"{n} {what}" for n, what in (
+            (self.seeding, "more ingested than seeded (the seeding's sends repeated)"),
+            (self.replay_marked, "replayed twice, marked possibleDuplicate"),
+            (self.unexplained, "UNMARKED extra arrivals"),
+        ) if n]
+
+
+def memory(count_: int, *, heap: bool = True) -> tuple[float | None, float, Extras]:
     """Peak traced heap (MB) during the replay of `count_` messages (None without `heap`:
     tracing slows the replay several times), and the process's peak RSS (MB) after."""
     from pitcrew.bootstrap import get_services
     from pitcrew.deadletter.ingest import scan
-    from pitcrew.deadletter.replay import ReplayRequest, ReplayWorker, request_replay
+    from pitcrew.deadletter.replay import (
+        ReplayRequest,
+        ReplayWorker,
+        get_job,
+        job_view,
+        request_replay,
+    )
 
     queue = f"m{uuid.uuid4().hex[:10]}"
     setup(queue)
@@ -201,7 +224,10 @@ def memory(count_: int, *, heap: bool = True) -> tuple[float | None, float, int]
         seed(f"{queue}-poison", min(MEMORY_CHUNK, count_ - start))
         while transient(lambda: scan(dl, ["bench"])[0].received):
             pass
-    group = next(dl.store.groups()).id
+    group_row = next(dl.store.groups())
+    # The group counts what ingest stored: more than seeded means the seeding's sends were
+    # repeated by the SDK (a lost answer), before pitcrew ever saw the messages.
+    ingested, group = group_row.count, group_row.id
     job = request_replay(dl, ReplayRequest(actor="user:bench", group=group, rate=5000,
                                            batch_size=100))
     phase[0] = "replay"
@@ -216,11 +242,14 @@ def memory(count_: int, *, heap: bool = True) -> tuple[float | None, float, int]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     phase[0] = ""
     arrived = count(queue)
+    marked = job_view(get_job(dl, job.run_id))["counts"]["possibleDuplicates"]
     # At least every message. More when the Storage SDK sent one again after its answer was
-    # lost: while seeding (32 threads on a loaded emulator) or replaying (pitcrew.azure.queues
-    # warns for each of those): a queue message has no id to dedupe on.
+    # lost: while seeding (32 threads on a loaded emulator; the group then counts more than
+    # were seeded) or replaying (the job counts each such send as a possible duplicate and
+    # the store marks the message): a queue message has no id to dedupe on.
     assert outcome == "succeeded" and arrived >= count_, (outcome, arrived, count_)
-    return peak, rss, arrived - count_
+    return peak, rss, Extras(seeding=ingested - count_, replay_marked=marked,
+                             unexplained=arrived - ingested - marked)
 
 
 def main() -> None:
@@ -246,10 +275,9 @@ def run(args: argparse.Namespace) -> None:
         small = max(1000, args.memory_messages // 10)
         for size in (small, args.memory_messages):
             with fresh_azurite() as AZURITE:
-                peak, rss, doubled = memory(size, heap=not args.no_heap)
+                peak, rss, extras = memory(size, heap=not args.no_heap)
             notes = [f"peak heap {peak:.1f} MB"] if peak is not None else []
-            if doubled:
-                notes.append(f"{doubled} more arrived than were seeded")
+            notes += extras.notes()
             emit(f"replay: {size} messages, process max RSS", rss, "MB", None, "< 200 MB",
                  "; ".join(notes))
 
