@@ -152,15 +152,22 @@ def load_json(body: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
             "body", f"nests arrays and objects deeper than {max_depth} levels (the limit)"
         )
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_not_json_constant)
     except UnicodeDecodeError as exc:
         raise InvalidInput("body", f"is not UTF-8 text ({exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise InvalidInput(
             "body", f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except ValueError as exc:  # an integer of more than 4,300 digits (int()'s limit)
+        raise InvalidInput("body", f"is not valid JSON: {str(exc)[:120]}") from None
     except RecursionError:  # the depth scan bounds this; kept so no input can ever be a 500
         raise InvalidInput("body", f"nests deeper than {max_depth} levels") from None
+
+
+def _not_json_constant(name: str) -> Any:
+    """NaN and Infinity: Python's json reads them, JSON (RFC 8259) and Azure do not."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 _NOT_STRUCTURE = bytes(set(range(256)) - set(b'[]{}"'))

@@ -78,14 +78,21 @@ def is_disabled(exc: Any) -> bool:
 
 
 def _unresolvable(exc: BaseException) -> bool:
+    """A host name that does not resolve: no such vault. azure-core's requests transport
+    raises its ServiceRequestError outside the `except`, so the chain is often empty and
+    the transport's error is in `inner_exception`; the message is the last resort."""
     seen: BaseException | None = exc
     for _ in range(10):
         if seen is None:
-            return False
+            break
         if isinstance(seen, socket.gaierror):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return "Name or service not known" in str(exc) or "getaddrinfo failed" in str(exc)
+            return seen.errno != socket.EAI_AGAIN  # that one is DNS failing, not no such name
+        inner = getattr(seen, "inner_exception", None)
+        seen = seen.__cause__ or seen.__context__ or (
+            inner if isinstance(inner, BaseException) and inner is not seen else None)
+    text = str(exc)
+    return any(marker in text for marker in (
+        "Name or service not known", "getaddrinfo failed", "nodename nor servname"))
 
 
 @contextmanager

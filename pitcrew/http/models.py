@@ -26,7 +26,7 @@ from pitcrew.deadletter.operations import decode_body
 from pitcrew.deadletter.queries import group_id, message_id
 from pitcrew.deadletter.targets import MAX_TARGET_TEXT
 from pitcrew.errors import InvalidInput
-from pitcrew.events import MAX_JSON_DEPTH, load_json
+from pitcrew.events import MAX_JSON_DEPTH, check_object_name, check_vault_name, load_json
 from pitcrew.http.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_token, limit_param
 from pitcrew.schema import StrictModel
 
@@ -133,13 +133,14 @@ MAX_REASON_CHARS = 500
 ROTATION_STATUSES = ("running", "waiting", "succeeded", "failed", "skipped")
 
 
-def _vault_name(name: str) -> Callable[[Any], str]:
+def _vault_name(name: str, check: Callable[[str, str], None]) -> Callable[[Any], str]:
+    """A vault or object name by Key Vault's own rules: the vault's becomes a host name to
+    look up, so anything Key Vault could not have named is a 400 before any connection."""
     def parse(value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
             raise InvalidInput(name, "is required (a string)")
         value = value.strip()
-        if not all(c.isalnum() or c == "-" for c in value) or len(value) > 127:
-            raise InvalidInput(name, f"is not a Key Vault name: {value[:64]!r}")
+        check(value, name)
         return value
 
     return parse
@@ -168,8 +169,8 @@ class RotationRequest(RequestModel):
 
     object_problem: ClassVar[str] = 'must be a JSON object {"vault": ..., "secret": ...}'
 
-    vault: Annotated[str, BeforeValidator(_vault_name("vault"))] = ""
-    secret: Annotated[str, BeforeValidator(_vault_name("secret"))] = ""
+    vault: Annotated[str, BeforeValidator(_vault_name("vault", check_vault_name))] = ""
+    secret: Annotated[str, BeforeValidator(_vault_name("secret", check_object_name))] = ""
     dry_run: Annotated[bool, BeforeValidator(_flag("dry_run"))] = Field(
         default=False, validation_alias=AliasChoices("dry_run", "dryRun"))
     force: Annotated[bool, BeforeValidator(_flag("force"))] = False
@@ -249,9 +250,9 @@ def _replay_target(value: Any) -> str | None:
 
 
 def _group_name(value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput("group", "must be a string")
-    return value
+    # Checked here, as the archive's is: the id becomes a Table key, and a key with '/' or a
+    # lone surrogate is a storage error (a 500) rather than the caller's 400.
+    return None if value is None else group_id(value)
 
 
 class ReplayRequest(DeadletterBody):

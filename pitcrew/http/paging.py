@@ -78,7 +78,10 @@ def limit_param(
     raw = (query.get(name) or "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    # ASCII only and no longer than the maximum: str.isdigit() also accepts '²' and other
+    # digits int() refuses, and int() refuses more than 4,300 digits; either would be a 500.
+    if (not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(maximum))
+            or not 1 <= int(raw) <= maximum):
         raise InvalidInput(name, f"must be a whole number from 1 to {maximum}")
     return int(raw)
 

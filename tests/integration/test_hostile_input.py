@@ -39,6 +39,14 @@ HOSTILE_BODIES = [
     b'{"id": "\\u202eevil", "messages": ["\\u0000"], "target": "servicebus:127.0.0.1/q"}',
     b'{"messages": [' + b",".join(b'"m%d"' % i for i in range(10_000)) + b"]}",
     b'"' + b"\\u0000" * 1000 + b'"',
+    # Well-shaped bodies with values int(), Table keys or DNS cannot take:
+    b'{"dry_run": ' + b"1" * 5000 + b"}",
+    b'{"rate": NaN, "rtoMinutes": Infinity}',
+    b'{"group": "../../etc/passwd", "dryRun": true}',
+    b'{"group": "\\ud800", "dryRun": true}',
+    b'{"group": "<script>", "messages": ["x"], "dryRun": true}',
+    b'{"vault": "-0", "secret": "s", "dry_run": true}',
+    b'{"vault": "nosuchvault-fz1", "secret": "s/../x", "dry_run": true}',
 ]
 HOSTILE_QUERIES = [
     {"since": "0001-01-01T00:00:00", "until": "9999-12-31T23:59:59"},
@@ -48,6 +56,8 @@ HOSTILE_QUERIES = [
     {"continuation": "eyJQYXJ0aXRpb25LZXkiOiAxfQ"},
     {"since": "\u202e", "until": "tomorrow"},
     {"status": "\x00"},
+    {"limit": "\u00b2"},  # a digit to str.isdigit(), not to int()
+    {"limit": "9" * 5000},  # past int()'s 4,300 digits
 ]
 
 

@@ -93,6 +93,19 @@ def test_nesting_at_the_limit_parses_and_brackets_in_strings_do_not_count() -> N
     assert load_json(in_strings)["c"] == ["]]]"]
 
 
+@pytest.mark.parametrize("body", [
+    b'{"dry_run": ' + b"1" * 5000 + b"}",  # past int()'s 4,300 digits: a ValueError, not JSON's
+    b'{"rate": NaN}',
+    b"[Infinity]",
+    b'{"a": -Infinity}',
+])
+def test_numbers_json_does_not_have_are_invalid_input(body: bytes) -> None:
+    for parse in (load_json, parse_delivery, parse_alert):
+        with pytest.raises(InvalidInput) as caught:
+            parse(body)  # type: ignore[operator]
+        assert caught.value.field == "body" and "not valid JSON" in caught.value.problem
+
+
 def test_every_sample_is_well_under_the_depth_limit() -> None:
     for path in SAMPLES.glob("*.json"):
         assert json_depth(path.read_bytes()) < 10, path.name

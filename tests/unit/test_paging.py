@@ -22,7 +22,8 @@ def test_forged_tokens_are_invalid_input(raw: str) -> None:
     assert err.value.field == "continuation"
 
 
-@pytest.mark.parametrize("raw", ["0", "-1", "1001", "abc", "1e3"])
+@pytest.mark.parametrize("raw", ["0", "-1", "1001", "abc", "1e3", "\u00b2", "\u0663",
+                                 "9" * 5000, "0" * 5000 + "7"])
 def test_limit_out_of_range(raw: str) -> None:
     with pytest.raises(InvalidInput):
         limit_param({"limit": raw})

@@ -211,3 +211,24 @@ def test_cli_rotations_follows_continuations_with_all(monkeypatch: pytest.Monkey
     assert result.exit_code == 0, result.output
     assert [c[1].get("continuation") for c in fake.calls] == [None, "t1"]
     assert '"b"' in result.output
+
+
+def test_a_vault_host_that_does_not_resolve_is_recognised_however_the_transport_says_it() -> None:
+    import socket
+
+    from azure.core.exceptions import ServiceRequestError
+
+    from pitcrew.azure.keyvault import _unresolvable
+
+    no_such_name = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    # azure-core's requests transport: raised outside the except, so no __cause__/__context__;
+    # the transport's error rides as inner_exception.
+    assert _unresolvable(ServiceRequestError("connection failed", error=no_such_name))
+    bare = ServiceRequestError(
+        "HTTPSConnection(host='ghost.vault.azure.net', port=443): Failed to resolve "
+        "'ghost.vault.azure.net' ([Errno -2] Name or service not known)")
+    assert _unresolvable(bare)
+    # DNS itself failing is not "no such vault": that one is retried, not a 404.
+    dns_down = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    assert not _unresolvable(ServiceRequestError("connection failed", error=dns_down))
+    assert not _unresolvable(ServiceRequestError("Connection refused"))
