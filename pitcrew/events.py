@@ -219,7 +219,14 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _string(obj: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> str:
+# An envelope's ids, types, sources and subjects become Table properties (claims, audit
+# records: at most 32K characters each) and notification text; Azure's own are resource-id
+# sized. Longer is refused while parsing, before anything is claimed or sent.
+MAX_ENVELOPE_TEXT = 4096
+
+
+def _string(obj: Mapping[str, Any], key: str, where: str, *, required: bool = True,
+            limit: int | None = MAX_ENVELOPE_TEXT) -> str:
     value = obj.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
@@ -228,7 +235,11 @@ def _string(obj: Mapping[str, Any], key: str, where: str, *, required: bool = Tr
     if not isinstance(value, str):
         raise InvalidInput(f"{where}.{key}", f"must be a string, got {_json_type(value)}")
     _check_unicode(value, f"{where}.{key}")
-    return value.strip()
+    value = value.strip()
+    if limit is not None and len(value) > limit:
+        raise InvalidInput(f"{where}.{key}",
+                           f"is {len(value)} characters long; the limit is {limit}")
+    return value
 
 
 def _check_unicode(value: str, where: str) -> None:
@@ -622,7 +633,7 @@ def parse_alert(body: bytes | str | Mapping[str, Any]) -> AlertEvent:
         target_ids=tuple(targets),
         fired_at=_timestamp(essentials, "firedDateTime", where),
         resolved_at=resolved_at,
-        description=_string(essentials, "description", where, required=False),
+        description=_string(essentials, "description", where, required=False, limit=None),
         essentials=essentials,
         alert_context=data.get("alertContext"),
         custom_properties=custom,

@@ -47,6 +47,13 @@ HOSTILE_BODIES = [
     b'{"group": "<script>", "messages": ["x"], "dryRun": true}',
     b'{"vault": "-0", "secret": "s", "dry_run": true}',
     b'{"vault": "nosuchvault-fz1", "secret": "s/../x", "dry_run": true}',
+    # A Key Vault event, well-formed but for an id longer than a Table property holds:
+    b'[{"id": "' + b"x" * 100_000 + b'", "eventType": "Microsoft.KeyVault.SecretNearExpiry", '
+    b'"subject": "s", "eventTime": "2026-11-21T01:08:33Z", "dataVersion": "1", '
+    b'"topic": "/subscriptions/0/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv1", '
+    b'"data": {"Id": "https://kv1.vault.azure.net/secrets/s/0123456789abcdef0123456789abcdef", '
+    b'"VaultName": "kv1", "ObjectType": "Secret", "ObjectName": "s", '
+    b'"Version": "0123456789abcdef0123456789abcdef", "NBF": null, "EXP": 1893456000}}]',
 ]
 HOSTILE_QUERIES = [
     {"since": "0001-01-01T00:00:00", "until": "9999-12-31T23:59:59"},
