@@ -8,6 +8,7 @@ the automatic increase request (the one-open-request claim keeps it to one)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -39,18 +40,33 @@ class QuotaAlert:
     message: str
 
 
+# Azure's quota names are short (`standardDSv3Family`, `PublicIPAddresses`); a dimension value
+# longer than this is not one, and would reach Table rows and notification text.
+MAX_DIMENSION_CHARS = 256
+
+
+def _list(value: Any) -> list[Any]:
+    """A Common Alert Schema array, or nothing: any sender may put any JSON there."""
+    return value if isinstance(value, list) else []
+
+
 def _dimensions(alert: AlertEvent) -> dict[str, str]:
     out: dict[str, str] = {}
     context = alert.alert_context if isinstance(alert.alert_context, dict) else {}
     condition = context.get("condition") if isinstance(context.get("condition"), dict) else {}
-    for criterion in (condition or {}).get("allOf") or []:
+    for criterion in _list((condition or {}).get("allOf")):
         if not isinstance(criterion, dict):
             continue
-        for dim in criterion.get("dimensions") or []:
-            if isinstance(dim, dict) and isinstance(dim.get("name"), str):
-                out[dim["name"].lower()] = str(dim.get("value", ""))
-        if isinstance(criterion.get("metricValue"), int | float):
-            out.setdefault("_value", str(criterion["metricValue"]))
+        for dim in _list(criterion.get("dimensions")):
+            if (isinstance(dim, dict) and isinstance(dim.get("name"), str)
+                    and isinstance(dim.get("value", ""), str | int | float)
+                    and not isinstance(dim.get("value"), bool)
+                    and len(value := str(dim.get("value", ""))) <= MAX_DIMENSION_CHARS):
+                out[dim["name"].lower()] = value
+        metric = criterion.get("metricValue")
+        if (isinstance(metric, int | float) and not isinstance(metric, bool)
+                and math.isfinite(metric)):
+            out.setdefault("_value", str(metric))
         query = criterion.get("searchQuery")
         if isinstance(query, str) and (found := _TYPE.search(query)):
             out.setdefault("_type", found.group(1))
@@ -79,7 +95,7 @@ def parse_quota_alert(alert: AlertEvent) -> QuotaAlert | None:
         provider = dims.get("provider") or ""
         if not provider and dims.get("_type"):
             provider = dims["_type"]
-        for item in alert.essentials.get("configurationItems") or []:
+        for item in _list(alert.essentials.get("configurationItems")):
             if not provider and isinstance(item, str) and (found := _PROVIDER_IN_ID.search(item)):
                 provider = found.group(1)
         scope = quota_scope(subscription, _provider(provider or "Microsoft.Compute"), location)
@@ -109,7 +125,7 @@ def _deployment_failure(alert: AlertEvent) -> QuotaAlert | None:
     provider = operation.split("/")[0] if "." in operation.split("/")[0] else "Microsoft.Compute"
     subscription = _subscription(alert) or (
         _SUB.search(str(context.get("resourceId") or "")) or [None, ""])[1]
-    if not name or not location or not subscription:
+    if not name or not location or not subscription or len(name.group(1)) > MAX_DIMENSION_CHARS:
         return None
     scope = quota_scope(subscription, _provider(provider), location.group(1).lower())
     if not valid_scope(scope):

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -55,6 +56,41 @@ HOSTILE_BODIES = [
     b'"VaultName": "kv1", "ObjectType": "Secret", "ObjectName": "s", '
     b'"Version": "0123456789abcdef0123456789abcdef", "NBF": null, "EXP": 1893456000}}]',
 ]
+
+
+def _alert_bodies() -> list[bytes]:
+    """Common Alert Schema alerts Azure Monitor would never send, each still well-formed JSON."""
+    import json
+    import uuid
+
+    from tests.conftest import SAMPLES
+
+    def sample(name: str) -> dict[str, Any]:
+        raw = json.loads((SAMPLES / name).read_bytes())
+        raw["data"]["essentials"]["alertId"] += uuid.uuid4().hex  # a new alert each run
+        return raw
+
+    bodies = []
+    wide = sample("common-alert-metric.json")  # 32 custom properties of 1,024 characters
+    wide["data"]["customProperties"] = {f"k{i}": "\u00e9" * 1024 for i in range(40)}
+    bodies.append(wide)
+    for value in (True, 5, "x"):
+        odd = sample("common-alert-log-quota.json")
+        odd["data"]["alertContext"]["condition"]["allOf"] = value
+        bodies.append(odd)
+        odd = sample("common-alert-log-quota.json")
+        odd["data"]["essentials"]["configurationItems"] = value
+        bodies.append(odd)
+    for value in ("x" * 100_000, list(range(10_000))):
+        odd = sample("common-alert-log-quota.json")
+        for dim in odd["data"]["alertContext"]["condition"]["allOf"][0]["dimensions"]:
+            if dim["name"].lower() == "quotaname":
+                dim["value"] = value
+        bodies.append(odd)
+    return [json.dumps(b).encode() for b in bodies]
+
+
+HOSTILE_BODIES += _alert_bodies()
 HOSTILE_QUERIES = [
     {"since": "0001-01-01T00:00:00", "until": "9999-12-31T23:59:59"},
     {"limit": "100000000"},

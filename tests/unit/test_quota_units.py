@@ -4,6 +4,7 @@ CLI's ordering."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -75,6 +76,46 @@ def test_azure_quota_alert_sample_is_recognised() -> None:
 def test_metric_alert_is_not_a_quota_alert() -> None:
     alert = parse_alert((SAMPLES / "common-alert-metric.json").read_bytes())
     assert parse_quota_alert(alert) is None
+
+
+
+def _quota_sample() -> dict[str, Any]:
+    return json.loads((SAMPLES / "common-alert-log-quota.json").read_bytes())
+
+
+def _shapes() -> list[tuple[str, object]]:
+    """Common Alert Schema fields of the quota sample given shapes Azure never sends."""
+    cases: list[tuple[str, object]] = []
+    for value in (True, -1, 1.5, "x", {"a": 1}, None):
+        cases += [("allOf", value), ("dimensions", value), ("configurationItems", value)]
+    cases += [("metricValue", True), ("metricValue", False), ("metricValue", "87.5"),
+              ("quotaName", "x" * 100_000), ("quotaName", list(range(10_000))),
+              ("quotaName", True)]
+    return cases
+
+
+@pytest.mark.parametrize(("where", "value"), _shapes())
+def test_an_oddly_shaped_alert_is_a_quota_alert_or_not_never_an_exception(
+        where: str, value: object) -> None:
+    raw = _quota_sample()
+    criterion = raw["data"]["alertContext"]["condition"]["allOf"][0]
+    if where == "allOf":
+        raw["data"]["alertContext"]["condition"]["allOf"] = value
+    elif where == "dimensions":
+        criterion["dimensions"] = value
+    elif where == "configurationItems":
+        raw["data"]["essentials"]["configurationItems"] = value
+    elif where == "metricValue":
+        criterion["metricValue"] = value
+    else:
+        (dim,) = [d for d in criterion["dimensions"] if d["name"].lower() == "quotaname"]
+        dim["value"] = value
+    parsed = parse_quota_alert(parse_alert(json.dumps(raw).encode()))
+    if where == "quotaName":  # no quota Azure could name: an ordinary alert
+        assert parsed is None
+    elif parsed is not None:
+        assert len(parsed.quota.name) <= 256
+        assert parsed.percent is None or isinstance(parsed.percent, float)
 
 
 def _activity_log(message: str) -> bytes:

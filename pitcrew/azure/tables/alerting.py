@@ -163,7 +163,7 @@ def _alert_entity(alert: StoredAlert) -> dict[str, Any]:
         "RowKey": digest(alert.fingerprint),
         "GroupId": alert.group_id,
         "Fingerprint": printable(alert.fingerprint),
-        "Labels": json.dumps(alert.labels),
+        **pack("Labels", json.dumps(alert.labels)),  # up to 44 labels of 1,024 characters
         "Status": alert.status,
         "StartsAt": alert.starts_at,
         "EndsAt": alert.ends_at,
@@ -180,7 +180,7 @@ def _group_entity(group: Group) -> dict[str, Any]:
         "GroupKey": printable(group.key)[:30_000],
         "Route": group.route,
         "Receiver": group.receiver,
-        "Labels": json.dumps(group.labels)[:30_000],
+        **pack("Labels", json.dumps(group.labels)),  # cut JSON would not read back
         "CreatedAt": group.created_at,
         "NextFlushAt": group.next_flush_at,
         "LastFlushAt": group.last_flush_at,
@@ -191,7 +191,7 @@ def _group_entity(group: Group) -> dict[str, Any]:
 def _group(row: Any) -> Group:
     return Group(
         id=row["GroupId"], key=row["GroupKey"], route=row["Route"], receiver=row["Receiver"],
-        labels=json.loads(row.get("Labels") or "{}"), created_at=row["CreatedAt"],
+        labels=json.loads(unpack("Labels", row, "{}")), created_at=row["CreatedAt"],
         next_flush_at=row.get("NextFlushAt"), last_flush_at=row.get("LastFlushAt"),
         flushing_until=row.get("FlushingUntil"), etag=_etag(row),
     )
@@ -200,7 +200,7 @@ def _group(row: Any) -> Group:
 def _alert(row: Any) -> StoredAlert:
     return StoredAlert(
         group_id=row["GroupId"], fingerprint=row["Fingerprint"],
-        labels=json.loads(row.get("Labels") or "{}"), status=row["Status"],
+        labels=json.loads(unpack("Labels", row, "{}")), status=row["Status"],
         starts_at=row["StartsAt"], ends_at=row.get("EndsAt"), updated_at=row["UpdatedAt"],
         notification=Notification.from_dict(json.loads(unpack("Payload", row))), etag=_etag(row),
     )
