@@ -23,11 +23,16 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from pitcrew.errors import Forbidden, PolicyInvalid, RetryLater, Unauthorized
+from pitcrew.errors import Forbidden, InvalidInput, PolicyInvalid, RetryLater, Unauthorized
+from pitcrew.events import load_json
 
 log = logging.getLogger(__name__)
 
 PRINCIPAL_HEADER = "x-ms-client-principal"
+# Larger than App Service Authentication writes (a name is at most a few hundred characters):
+# anything past these is refused, never written into an audit record's Actor.
+MAX_PRINCIPAL_HEADER = 128 * 1024
+MAX_CLAIM_CHARS = 1024
 ROLE_CLAIM_TYPES = ("roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role")
 NAME_CLAIM_TYPES = (
     "name",
@@ -77,9 +82,12 @@ def principal_from_headers(headers: Mapping[str, str]) -> Principal | None:
     encoded = lowered.get(PRINCIPAL_HEADER, "").strip()
     if not encoded:
         return None
+    if len(encoded) > MAX_PRINCIPAL_HEADER:
+        raise Unauthorized("X-MS-CLIENT-PRINCIPAL is longer than any principal") from None
     try:
-        document = json.loads(base64.b64decode(encoded, validate=False))
-    except (binascii.Error, ValueError):
+        # load_json bounds the nesting (a RecursionError otherwise) and the integers.
+        document = load_json(base64.b64decode(encoded, validate=False))
+    except (binascii.Error, ValueError, InvalidInput):
         raise Unauthorized("X-MS-CLIENT-PRINCIPAL is not base64-encoded JSON") from None
     if not isinstance(document, dict):
         raise Unauthorized("X-MS-CLIENT-PRINCIPAL is not a principal object")
@@ -91,12 +99,16 @@ def principal_from_headers(headers: Mapping[str, str]) -> Principal | None:
     for claim in claims if isinstance(claims, list) else []:
         if not isinstance(claim, dict):
             continue
-        typ, val = str(claim.get("typ", "")), str(claim.get("val", ""))
+        typ, val = claim.get("typ"), claim.get("val")
+        if not isinstance(typ, str) or not isinstance(val, str) or len(val) > MAX_CLAIM_CHARS:
+            continue  # not a claim App Service Authentication writes
         if typ == role_type or typ in ROLE_CLAIM_TYPES:
             roles.add(val)
         elif not name and (typ == name_type or typ in NAME_CLAIM_TYPES):
             name = val
-    name = name or lowered.get("x-ms-client-principal-name", "").strip()
+    name = name or lowered.get("x-ms-client-principal-name", "").strip()[:MAX_CLAIM_CHARS + 1]
+    if len(name) > MAX_CLAIM_CHARS:
+        raise Unauthorized("the principal's name is longer than any Entra name")
     if not name:
         raise Unauthorized("the principal carries no name claim")
     return Principal(

@@ -81,6 +81,11 @@ def _check_event(index: int, event: Any, *, cloudevents: bool) -> None:
         value = event.get(name)
         if not isinstance(value, str) or not value.strip():
             raise WebhookInputError(f"event[{index}].{name} is missing or not a non-empty string")
+    for name in ("time", "eventTime", "datacontenttype", "dataVersion", "subject"):
+        if event.get(name, "") is None:
+            del event[name]  # null is absent (CloudEvents JSON format)
+        elif not isinstance(event.get(name, ""), str):
+            raise WebhookInputError(f"event[{index}].{name} is not a string")
     if is_cloudevent and event["specversion"] != "1.0":
         raise WebhookInputError(
             f"event[{index}].specversion is {event['specversion']!r}; only '1.0' is supported"
@@ -95,5 +100,5 @@ def to_binding(index: int, event: dict[str, Any]) -> Any:
     datum = meta.Datum(type="json", value=json.dumps(event))
     try:
         return EventGridEventInConverter.decode(datum, trigger_metadata=None)
-    except ValueError as exc:  # an unparseable eventTime/time is the usual culprit
+    except (ValueError, TypeError) as exc:  # an unparseable eventTime/time is the usual culprit
         raise WebhookInputError(f"event[{index}]: {exc}") from exc

@@ -81,11 +81,11 @@ def _alert_bodies() -> list[bytes]:
         odd = sample("common-alert-log-quota.json")
         odd["data"]["essentials"]["configurationItems"] = value
         bodies.append(odd)
-    for value in ("x" * 100_000, list(range(10_000))):
+    for name in ("x" * 100_000, list(range(10_000))):
         odd = sample("common-alert-log-quota.json")
         for dim in odd["data"]["alertContext"]["condition"]["allOf"][0]["dimensions"]:
             if dim["name"].lower() == "quotaname":
-                dim["value"] = value
+                dim["value"] = name
         bodies.append(odd)
     return [json.dumps(b).encode() for b in bodies]
 

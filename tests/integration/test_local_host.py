@@ -295,6 +295,19 @@ def test_webhook_refuses_deep_nesting_with_a_400(client: httpx.Client) -> None:
         assert "deeper than 64" in response.json()["error"]
 
 
+@pytest.mark.parametrize("time", [True, -1, 1.5, [1], {"a": {}}])
+def test_webhook_refuses_a_time_that_is_not_text_with_a_400(client: httpx.Client, time: object
+                                                            ) -> None:
+    cloud_event = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "/s",
+                   "type": "Custom.Thing", "time": time, "data": {}}
+    headers = {**_eventgrid_headers("Notification"),
+               "Content-Type": "application/cloudevents+json"}
+    response = client.post(f"{WEBHOOK}?functionName=on_event", content=json.dumps(cloud_event),
+                           headers=headers)
+    assert response.status_code == 400, response.text
+    assert "event[0].time is not a string" in response.json()["error"]
+
+
 def test_failing_event_function_answers_500_so_event_grid_retries(client: httpx.Client) -> None:
     event = {
         "id": str(uuid.uuid4()),

@@ -89,6 +89,30 @@ def test_garbage_header_is_401() -> None:
         principal_from_headers({"X-MS-CLIENT-PRINCIPAL": "%%%not-base64%%%"})
 
 
+def _raw_principal(document: bytes) -> dict[str, str]:
+    return {"X-MS-CLIENT-PRINCIPAL": base64.b64encode(document).decode()}
+
+
+@pytest.mark.parametrize("document", [
+    b"[" * 4500,  # nesting past what json's recursion takes
+    b'{"claims": ' + b"1" * 5000 + b"}",  # an integer int() refuses
+    b'{"claims": [{"typ": "name", "val": [' + b",".join([b'"a"'] * 10_000) + b"]}, "
+    b'{"typ": "roles", "val": "Operator"}]}',  # a name no Table property holds
+    b'{"claims": [{"typ": "name", "val": "' + b"n" * 5000 + b'"}]}',
+    b"{}" + b" " * 200_000,
+])
+def test_a_principal_no_front_end_writes_is_401_not_a_crash(document: bytes) -> None:
+    with pytest.raises(Unauthorized):
+        principal_from_headers(_raw_principal(document))
+
+
+def test_a_name_claim_that_is_not_text_does_not_name_the_principal() -> None:
+    document = {"claims": [{"typ": "name", "val": {"x": 1}}, {"typ": "name", "val": "alice"},
+                           {"typ": "roles", "val": "Reader"}]}
+    principal = principal_from_headers(_raw_principal(json.dumps(document).encode()))
+    assert principal is not None and principal.name == "alice"
+
+
 # ------------------------------------------------------------------ alert webhook token settings
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
