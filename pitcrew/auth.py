@@ -83,7 +83,7 @@ def principal_from_headers(headers: Mapping[str, str]) -> Principal | None:
     if not encoded:
         return None
     if len(encoded) > MAX_PRINCIPAL_HEADER:
-        raise Unauthorized("X-MS-CLIENT-PRINCIPAL is longer than any principal") from None
+        raise Unauthorized("X-MS-CLIENT-PRINCIPAL is longer than any principal")
     try:
         # load_json bounds the nesting (a RecursionError otherwise) and the integers.
         document = load_json(base64.b64decode(encoded, validate=False))

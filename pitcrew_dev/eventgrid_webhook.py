@@ -83,7 +83,7 @@ def _check_event(index: int, event: Any, *, cloudevents: bool) -> None:
             raise WebhookInputError(f"event[{index}].{name} is missing or not a non-empty string")
     for name in ("time", "eventTime", "datacontenttype", "dataVersion", "subject"):
         if event.get(name, "") is None:
-            del event[name]  # null is absent (CloudEvents JSON format)
+            del event[name]  # null is absent (CloudEvents JSON format); the converter would crash
         elif not isinstance(event.get(name, ""), str):
             raise WebhookInputError(f"event[{index}].{name} is not a string")
     if is_cloudevent and event["specversion"] != "1.0":

@@ -50,6 +50,19 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _number(value: Any) -> bool:
+    """A finite JSON number (a bool is an int to Python; 1e400 parses as infinity)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _dimension_text(value: Any) -> str | None:
+    """A dimension's value as text: a string or a number, as short as a quota name can be."""
+    if not (isinstance(value, str) or _number(value)):
+        return None
+    text = str(value)
+    return text if len(text) <= MAX_DIMENSION_CHARS else None
+
+
 def _dimensions(alert: AlertEvent) -> dict[str, str]:
     out: dict[str, str] = {}
     context = alert.alert_context if isinstance(alert.alert_context, dict) else {}
@@ -58,15 +71,12 @@ def _dimensions(alert: AlertEvent) -> dict[str, str]:
         if not isinstance(criterion, dict):
             continue
         for dim in _list(criterion.get("dimensions")):
-            if (isinstance(dim, dict) and isinstance(dim.get("name"), str)
-                    and isinstance(dim.get("value", ""), str | int | float)
-                    and not isinstance(dim.get("value"), bool)
-                    and len(value := str(dim.get("value", ""))) <= MAX_DIMENSION_CHARS):
-                out[dim["name"].lower()] = value
-        metric = criterion.get("metricValue")
-        if (isinstance(metric, int | float) and not isinstance(metric, bool)
-                and math.isfinite(metric)):
-            out.setdefault("_value", str(metric))
+            if isinstance(dim, dict) and isinstance(dim.get("name"), str):
+                value = _dimension_text(dim.get("value", ""))
+                if value is not None:
+                    out[dim["name"].lower()] = value
+        if _number(criterion.get("metricValue")):
+            out.setdefault("_value", str(criterion["metricValue"]))
         query = criterion.get("searchQuery")
         if isinstance(query, str) and (found := _TYPE.search(query)):
             out.setdefault("_type", found.group(1))

@@ -128,6 +128,30 @@ def test_fired_then_resolved_reach_the_same_receivers_once_each(
     assert body["groups"] == []
 
 
+
+def test_an_alert_with_labels_larger_than_a_table_property_fires_and_resolves(
+    pitcrew_env: Path, receiver: Receiver, pager: Receiver
+) -> None:
+    # 32 custom-property labels of 1,024 non-ASCII characters: over the 64 KiB a Table
+    # property holds, in the alert row and (grouped by every label) in the group row.
+    write(pitcrew_env, tree_policy(receiver, pager, group_by="['...']"))
+    wide = {f"k{i}": "\u00e9" * 1024 for i in range(40)}
+
+    def wide_alert(condition: str) -> bytes:
+        payload = json.loads(alert("wide", condition=condition))
+        payload["data"]["customProperties"] = wide
+        return json.dumps(payload).encode()
+
+    fired = wide_alert("Fired")
+    post(fired)
+    assert post(fired)["outcome"] == "duplicate"
+    post(wide_alert("Resolved"))
+    get_services().alerting.sweep(now=datetime.now(UTC) + timedelta(hours=5))
+    assert [m["status"] for m in receiver.received] == ["firing", "resolved"]
+    labels = receiver.received[1]["alerts"][0]["labels"]
+    assert labels["customProperties.k0"] == "\u00e9" * 1024
+
+
 def test_a_resolved_nobody_heard_fire_is_not_sent(
     pitcrew_env: Path, receiver: Receiver, pager: Receiver
 ) -> None:
