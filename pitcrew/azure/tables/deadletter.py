@@ -21,6 +21,7 @@ from datetime import datetime
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
+from pitcrew.azure.tables import transactions
 from pitcrew.azure.tables.keys import row_etag
 from pitcrew.azure.tables.paging import keyed_page, query_page, where
 from pitcrew.deadletter.bodies import preview, searchable
@@ -101,7 +102,7 @@ class TableFailedMessageStore:
             if len(pending) < 2:
                 break
             try:
-                self._messages.submit_transaction([("create", e) for _, e in pending])
+                transactions.submit(self._messages, [("create", e) for _, e in pending])
             except TableTransactionError as exc:
                 index = exc.index if 0 <= exc.index < len(pending) else 0
                 alone.append(pending.pop(index))
@@ -166,7 +167,7 @@ class TableFailedMessageStore:
                                           "match_condition": MatchConditions.IfNotModified})
                            for m, e in pending]
                     try:
-                        results = self._messages.submit_transaction(ops)
+                        results = transactions.submit(self._messages, ops)
                     except TableTransactionError as exc:
                         index = exc.index if 0 <= exc.index < len(pending) else 0
                         alone.append(pending.pop(index)[0])

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pitcrew.azure.tables import transactions
 from pitcrew.azure.tables.paging import query_page, where
 from pitcrew.housekeeping.ports import Finding
 from pitcrew.http.paging import Page
@@ -58,10 +59,10 @@ class TableFindingStore:
             entity = {k: v for k, v in _row(finding).items() if v is not None}
             batch.append(("upsert", entity))
             if len(batch) == _BATCH:
-                self._table.submit_transaction(batch)
+                transactions.submit(self._table, batch)
                 batch = []
         if batch:
-            self._table.submit_transaction(batch)
+            transactions.submit(self._table, batch)
         stale = self._table.query_entities(
             "PartitionKey eq @p and Sweep ne @s", parameters={"p": vault.lower(), "s": sweep_id},
             select=["PartitionKey", "RowKey"])
@@ -70,10 +71,10 @@ class TableFindingStore:
             deletes.append(("delete", {"PartitionKey": row["PartitionKey"],
                                        "RowKey": row["RowKey"]}))
             if len(deletes) == _BATCH:
-                self._table.submit_transaction(deletes)
+                transactions.submit(self._table, deletes)
                 deletes = []
         if deletes:
-            self._table.submit_transaction(deletes)
+            transactions.submit(self._table, deletes)
 
     def page(self, *, vault: str | None, cls: str | None, kind: str | None, limit: int,
              continuation: Mapping[str, Any] | None = None) -> Page[Finding]:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from pitcrew.azure.tables import transactions
 from pitcrew.azure.tables.keys import printable, row_etag, table_key
 from pitcrew.azure.tables.paging import query_page, where
 from pitcrew.errors import Conflict
@@ -106,7 +107,7 @@ class TableQuotaStore:
                     "At": at} for s in states]
         for table, rows in ((self._states, entities), (self._samples, samples)):
             for chunk in _chunks(rows, _BATCH):
-                table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE})
+                transactions.submit(table, [("upsert", e, {"mode": UpdateMode.REPLACE})
                                           for e in chunk])
 
     def prune(self, scope: str, before: datetime, *, limit: int = 1000) -> int:
@@ -115,7 +116,7 @@ class TableQuotaStore:
                           parameters={"pk": table_key(scope), "cutoff": cutoff}, limit=limit,
                           select=["PartitionKey", "RowKey"])
         for chunk in _chunks(page.items, _BATCH):
-            self._samples.submit_transaction([("delete", e) for e in chunk])
+            transactions.submit(self._samples, [("delete", e) for e in chunk])
         return len(page.items)
 
     def samples(self, quota: QuotaId, since: datetime) -> Iterator[tuple[datetime, float, float]]:
