@@ -32,7 +32,8 @@ def _every_kind(etag: str) -> list[tuple[Any, ...]]:
                     "Ratio": 0.5, "Flag": True, "Id": uuid.UUID(int=1),
                     "Text": "é \u202e 🔥 \"quoted\" \\ \n line"}),
         ("update", {"PartitionKey": "p", "RowKey": "r2", "S": "x"},
-         {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified}),
+         {"mode": UpdateMode.MERGE, "etag": etag,
+          "match_condition": MatchConditions.IfNotModified}),
         ("update", {"PartitionKey": "p", "RowKey": "r3", "S": "y"}, {"mode": UpdateMode.REPLACE}),
         ("upsert", {"PartitionKey": "p", "RowKey": "it's 4"}, {"mode": UpdateMode.REPLACE}),
         ("upsert", {"PartitionKey": "p", "RowKey": "r5", "S": "z"}),
@@ -245,3 +246,29 @@ def test_without_the_sdks_internals_the_sdks_own_path_is_taken(
     monkeypatch.setattr(changeset, "_operations", moved)
     results = transactions.submit(table, [("create", {"PartitionKey": "p", "RowKey": "a"})])
     assert results[0]["etag"] == table.get_entity("p", "a").metadata["etag"]
+
+
+@pytest.mark.azurite
+def test_a_transaction_near_the_size_limit_goes_whole_and_one_over_it_is_refused(
+    table: Any,
+) -> None:
+    from azure.data.tables import RequestTooLargeError, TableTransactionError
+
+    # Within Azure's limits (a string property up to 64 KiB, a row up to 1 MiB) but six times
+    # larger on the wire: the SDK's JSON writes each character as \u00e9.
+    text = "é" * 30_000
+    rows = [{"PartitionKey": "p", "RowKey": f"{n:03d}", "A": text, "B": text, "C": text,
+             "D": b"\xff" * 40_000} for n in range(transactions.MAX_OPERATIONS)]
+    chunks = list(transactions.chunked([("create", row) for row in rows]))
+    assert len(chunks) > 1  # cut by MAX_BYTES before the service's 4 MiB
+    for chunk in chunks:
+        assert len(transactions.submit(table, chunk)) == len(chunk)
+    stored = list(table.list_entities())
+    assert len(stored) == len(rows) and all(row["A"] == text for row in stored)
+
+    # Past the service's limit: the SDK's own error, nothing applied.
+    over = [("create", dict(row, PartitionKey="q")) for row in rows[:10]]
+    with pytest.raises((RequestTooLargeError, TableTransactionError)) as refused:
+        transactions.submit(table, over)
+    assert refused.value.status_code == 413
+    assert len(list(table.query_entities("PartitionKey eq 'q'"))) == 0

@@ -425,7 +425,7 @@ def _transactions(rows: Sequence[tuple[FailedMessage, dict[str, Any]]]
     chunk: list[tuple[FailedMessage, dict[str, Any]]] = []
     size = 0
     for message, entity in rows:
-        weight = _weight(entity)
+        weight = transactions.wire_size(entity)
         if chunk and (len(chunk) >= 100 or size + weight > _TRANSACTION_BYTES):
             yield chunk
             chunk, size = [], 0
@@ -449,20 +449,6 @@ def _changes(m: FailedMessage, fields: Sequence[str] | None) -> tuple[dict[str, 
         if all(v is not None for v in values.values()):
             return {"PartitionKey": m.group, "RowKey": m.id, **values}, True
     return _entity(m), False
-
-
-def _weight(entity: dict[str, Any]) -> int:
-    """A generous estimate of a row's bytes in a transaction (binary goes as base64; text
-    may be escaped up to 6 bytes a character)."""
-    total = 512
-    for value in entity.values():
-        if isinstance(value, bytes | bytearray):
-            total += len(value) * 4 // 3 + 4
-        elif isinstance(value, str):
-            total += len(value) if value.isascii() else len(value) * 6
-        else:
-            total += 40
-    return total
 
 
 def _entity(m: FailedMessage) -> dict[str, Any]:

@@ -9,6 +9,7 @@ and submit the rest again, or fall back to writing row by row.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +25,19 @@ MAX_BYTES = 3_000_000
 Operation = tuple[Any, ...]  # ("create", entity) or ("update", entity, {options})
 
 
-def _size(entity: Mapping[str, Any]) -> int:
-    return sum(len(value) if isinstance(value, bytes | str) else 16 for value in entity.values())
+def wire_size(entity: Mapping[str, Any]) -> int:
+    """The row's size on the wire: the SDK writes it as ASCII JSON (a non-ASCII character is
+    six bytes, `\\u00e9`, or twelve), bytes as base64, each property with a type annotation."""
+    size = 0
+    for name, value in entity.items():
+        size += 2 * len(name) + 48
+        if isinstance(value, str):
+            size += len(json.dumps(value))
+        elif isinstance(value, bytes):
+            size += (len(value) + 2) // 3 * 4
+        else:
+            size += 24
+    return size
 
 
 def chunked(operations: Sequence[Operation]) -> Iterator[list[Operation]]:
@@ -40,7 +52,7 @@ def chunked(operations: Sequence[Operation]) -> Iterator[list[Operation]]:
         size = 0
         for operation in group:
             entity = operation[1]
-            cost = _size(entity)
+            cost = wire_size(entity)
             if chunk and (len(chunk) >= MAX_OPERATIONS or size + cost > MAX_BYTES
                           or entity["RowKey"] in keys):
                 yield chunk
