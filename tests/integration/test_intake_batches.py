@@ -246,4 +246,3 @@ def test_an_alert_announced_again_says_where_its_notification_is(receiver: Recei
         api.drain_outbox()
     assert services.router.send(notification).outcome == "already-delivered"
     assert len(receiver.received) == 1
-
