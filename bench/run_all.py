@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 
 BENCHES: list[tuple[str, list[str]]] = [
     ("cold_start", ["--runs", "3"]),
+    ("transactions", ["--rounds", "3"]),
     ("intake", ["--events", "300", "--batch", "50", "--big", "1000"]),
     ("alerts", ["--alerts", "500", "--rules", "20"]),
     ("rotation", ["--rotations", "10"]),
