@@ -31,6 +31,7 @@ BENCHES: list[tuple[str, list[str]]] = [
     ("transactions", ["--rounds", "3"]),
     ("intake", ["--events", "300", "--batch", "50", "--big", "1000"]),
     ("alerts", ["--alerts", "500", "--rules", "20"]),
+    ("mixed_load", ["--requests", "300", "--clients", "50"]),
     ("rotation", ["--rotations", "10"]),
     ("quota", ["--quotas", "500", "--scopes", "10", "--scans", "2"]),
     ("sweep", ["--vaults", "4", "--objects", "1000"]),
