@@ -33,7 +33,7 @@ def wire_size(entity: Mapping[str, Any]) -> int:
         size += 2 * len(name) + 48
         if isinstance(value, str):
             size += len(json.dumps(value))
-        elif isinstance(value, bytes):
+        elif isinstance(value, bytes | bytearray):
             size += (len(value) + 2) // 3 * 4
         else:
             size += 24
