@@ -49,6 +49,19 @@ def submit(table: TableClient, operations: Sequence[tuple[Any, ...]]) -> list[Ma
     each operation's result metadata (its new `etag`) in order, as the SDK returns them."""
     if not operations:
         return []
+    results = attempt(table, operations)
+    if results is not None:
+        return results
+    # Refused, so not applied: the SDK sends it again and raises its own error for it.
+    return list(table.submit_transaction(list(operations)))
+
+
+def attempt(table: TableClient, operations: Sequence[tuple[Any, ...]]
+            ) -> list[Mapping[str, Any]] | None:
+    """The transaction's results when it was applied; None when it was not (refused by the
+    service, or the SDK's internals are not the ones expected and nothing was sent). Raises
+    when the outcome is unknown (a server error after the pipeline's retries, a lost or
+    unreadable answer): it may have been applied."""
     try:
         parts = _operations(table, operations)
         batch_url = f"{table.scheme}://{table._primary_hostname}/$batch"
@@ -56,7 +69,7 @@ def submit(table: TableClient, operations: Sequence[tuple[Any, ...]]) -> list[Ma
         api_version = table.api_version
     except (ImportError, AttributeError) as exc:
         _log_fallback(exc)
-        return list(table.submit_transaction(list(operations)))
+        return None
 
     from azure.core.exceptions import HttpResponseError
     from azure.core.rest import HttpRequest
@@ -74,13 +87,10 @@ def submit(table: TableClient, operations: Sequence[tuple[Any, ...]]) -> list[Ma
     response: HttpResponse = pipeline.send_request(request, stream=True)
     response.read()
     if response.status_code == 202:
-        results = read_answer(response, expected=len(operations))
-        if results is not None:
-            return results
-    elif response.status_code >= 500:
+        return read_answer(response, expected=len(operations))
+    if response.status_code >= 500:
         raise HttpResponseError(message="the table transaction failed", response=response)
-    # Refused, so not applied: the SDK sends it again and raises its own error for it.
-    return list(table.submit_transaction(list(operations)))
+    return None
 
 
 def _operations(table: TableClient, operations: Sequence[tuple[Any, ...]]) -> list[HttpRequest]:
