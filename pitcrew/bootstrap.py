@@ -101,14 +101,14 @@ class Services:
 
 
 def build_services(runtime: Runtime, policy: Policy) -> Services:
-    audit = TableAuditLog(runtime.table("audit"))
-    outbox = Outbox(TableOutboxStore(runtime.table("outbox")), policy.outbox, audit=audit)
+    audit = TableAuditLog(runtime.shared_table("audit"))
+    outbox = Outbox(TableOutboxStore(runtime.shared_table("outbox")), policy.outbox, audit=audit)
     channels = build_channels(policy, _http_client(runtime))
     pipeline = alerting_pipeline(runtime, policy, audit, outbox, channels)
     return Services(
         policy=policy,
         runtime=runtime,
-        state=TableStateStore(runtime.table("claims"), runtime.table("runs")),
+        state=TableStateStore(runtime.shared_table("claims"), runtime.table("runs")),
         audit=audit,
         outbox=outbox,
         channels=channels,
@@ -123,7 +123,7 @@ def alerting_pipeline(runtime: Runtime, policy: Policy, audit: AuditLog, outbox:
     """Labels -> routing tree -> groups (Tables) -> flush (a storage queue) -> the outbox."""
     return Pipeline(
         policy, build_tree(policy.route_tree()),
-        alerts=TableAlertStore(runtime.table("alertgroups"), runtime.table("alerts")),
+        alerts=TableAlertStore(runtime.shared_table("alertgroups"), runtime.table("alerts")),
         nflog=TableNotificationLog(runtime.table("nflog")),
         silences=Silences(TableSilenceStore(runtime.table("silences")), audit),
         outbox=outbox, receivers=receivers,

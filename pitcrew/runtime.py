@@ -18,9 +18,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
+from pitcrew.azure.tables.groupcommit import GroupCommitTable
 from pitcrew.errors import ConfigurationError
 from pitcrew.policy import Policy, load_policy
 
@@ -273,6 +274,16 @@ class Runtime:
             )
 
         return self.cached("table_service", build)
+
+    def shared_table(self, suffix: str) -> TableClient:
+        """`table(suffix)` for rows in partitions that every request writes (claims, alert
+        groups, the outbox, the audit log): concurrent single-row writes to one partition share
+        a transaction (pitcrew.azure.tables.groupcommit), each caller's answer its own."""
+        def build() -> TableClient:
+            # A TableClient to its users: the writes it batches keep the SDK's answers.
+            return cast("TableClient", GroupCommitTable(self.table(suffix)))
+
+        return self.cached(f"shared:{suffix}", build)
 
     def table(self, suffix: str) -> TableClient:
         """A table named `<prefix><suffix>`, created on first use in this process."""
