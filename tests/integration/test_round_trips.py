@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections import Counter
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
