@@ -159,6 +159,14 @@ class Policy(StrictModel):
                      "a letter", shown=None, before=what)
         return value
 
+    def looks_after_vault(self, vault: str, secret: str) -> bool:
+        """Whether the policy names this vault for this secret: a rotation.secrets rule matches
+        it, or the vault is one of expiry.vaults. A request naming any other vault would make
+        pitcrew connect where its caller chose, so the routes refuse it before any call."""
+        if self.rotation.rule_for(vault, secret) is not None:
+            return True
+        return vault.lower() in {name.lower() for name in self.expiry.vaults}
+
     @property
     def channels(self) -> dict[str, ReceiverConfig]:
         """The earlier name of `receivers`."""

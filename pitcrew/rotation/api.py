@@ -139,6 +139,10 @@ def request_rotation(headers: Mapping[str, str], body: bytes) -> HttpResult:
 def _request_rotation(engine: RotationEngine, services: Services, actor: str, vault: str,
                       secret: str, *, dry_run: bool, force: bool, both: bool,
                       reason: str) -> HttpResult:
+    if not services.policy.looks_after_vault(vault, secret):
+        raise InvalidInput("vault", f"{vault!r} is not a vault this policy looks after for "
+                           f"{secret!r}: add a rule to rotation.secrets or the vault to "
+                           "expiry.vaults in pitcrew.yaml")
     if dry_run or services.policy.mode == "plan":
         plan = engine.plan(vault, secret, force=force, both=both)
         services.audit.append(AuditRecord(

@@ -136,6 +136,22 @@ def test_an_unknown_vault_is_told_and_a_404_for_rotate(
     assert any(r["action"] == "rotation.vault_unavailable" for r in audit_records())
 
 
+def test_a_vault_the_policy_does_not_name_is_refused_before_any_call(
+    world: RotationWorld, receiver: Receiver, operator: None,
+) -> None:
+    """A caller never chooses where pitcrew connects: a vault named by no rotation rule and not
+    in expiry.vaults is a 400 naming `vault`, dry run or not, with nothing read or told."""
+    world.extra = "  use_tags: true\n"  # tags would otherwise be read from the named vault
+    world.write_policy()
+    for extra in ({}, {"dry_run": True}, {}):  # twice for real, once dry
+        answer = rotate("someone-elses-kv", "orders-key", **extra)
+        assert answer.status == 400, answer.body
+        assert answer.body["field"] == "vault", answer.body
+        assert "someone-elses-kv" in answer.body["message"]
+    assert receiver.received == []
+    assert not any("someone-elses-kv" in r["target"] for r in audit_records())
+
+
 # ------------------------------------------------------------------ 10.4 waiting
 
 
