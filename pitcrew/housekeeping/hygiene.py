@@ -9,7 +9,6 @@ sweep to one listing call per vault for everything else.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from itertools import pairwise
 
 from pitcrew.audit import AuditRecord
 from pitcrew.bootstrap import Services
@@ -27,16 +26,29 @@ def tag_problems(props: ObjectProperties, policy: HygienePolicy) -> list[str]:
     return problems
 
 
-def stale_versions(versions: list[SecretVersion], *, now: datetime,
-                   retention: timedelta) -> list[SecretVersion]:
-    """Enabled versions superseded (a newer version exists) for longer than `retention`."""
-    dated = [(v.created_on, v) for v in versions if v.created_on is not None]
-    dated.sort(key=lambda pair: pair[0])
+def stale_versions(versions: list[SecretVersion], *, now: datetime, retention: timedelta,
+                   current: str | None = None) -> list[SecretVersion]:
+    """Enabled versions superseded (a newer version exists) for longer than `retention`.
+    Key Vault lists versions in no set order and dates them to the second, so the order of
+    `versions` decides nothing: a version is superseded from the first creation time after its
+    own. Versions created in the same second as the newest are superseded only when `current`
+    (the id Key Vault answers for the secret) names another of them; without it, none is."""
+    times = sorted({v.created_on for v in versions if v.created_on is not None})
     stale = []
-    for (_, older), (superseded_at, _) in pairwise(dated):
-        if older.enabled and now - superseded_at > retention:
-            stale.append(older)
+    for version in versions:
+        if version.created_on is None or not version.enabled:
+            continue
+        superseded_at = next((t for t in times if t > version.created_on), None)
+        if superseded_at is None and current is not None and version.version != current:
+            superseded_at = version.created_on  # the newest second, and not the current one
+        if superseded_at is not None and now - superseded_at > retention:
+            stale.append(version)
     return stale
+
+
+def _newest_second_is_shared(versions: list[SecretVersion]) -> bool:
+    dated = [v.created_on for v in versions if v.created_on is not None]
+    return bool(dated) and dated.count(max(dated)) > 1
 
 
 def disable_stale(services: Services, store: SecretStore, vault: str, name: str, *,
@@ -45,8 +57,14 @@ def disable_stale(services: Services, store: SecretStore, vault: str, name: str,
     """(problems left, what was done) for one secret's old enabled versions."""
     if policy.disable_old_versions == "off":
         return [], ""
-    stale = stale_versions(store.versions(vault, name), now=now,
-                           retention=timedelta(days=policy.retention_days))
+    versions = store.versions(vault, name)
+    current = None
+    if _newest_second_is_shared(versions):
+        # Which of the same-second versions is current only Key Vault can say.
+        latest = store.latest(vault, name)
+        current = latest.version if latest is not None else None
+    stale = stale_versions(versions, now=now, retention=timedelta(days=policy.retention_days),
+                           current=current)
     if not stale:
         return [], ""
     ids = [v.version for v in stale]

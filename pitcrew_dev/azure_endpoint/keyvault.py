@@ -403,7 +403,10 @@ class VaultApp:
                 record = self._vault(data).secrets.get(name.lower())
                 if record is None:
                     raise _not_found(name)
-                items = [_bundle(base, record, v, with_value=False) for v in record.versions]
+                # Azure lists versions in no set order: by id here (random hex), never by
+                # creation, so that code relying on the order fails here as it would there.
+                items = [_bundle(base, record, v, with_value=False)
+                         for v in sorted(record.versions, key=lambda v: v.version)]
             return _page(request, base, items)
         except KeyVaultError as error:
             return _error(error)

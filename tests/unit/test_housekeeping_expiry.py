@@ -88,6 +88,29 @@ def test_stale_versions_are_those_superseded_longer_than_the_retention() -> None
     assert [s.version for s in stale] == ["a"]
 
 
+def test_stale_versions_do_not_depend_on_the_listing_order_and_spare_the_newest_second(
+) -> None:
+    """Key Vault lists versions in no set order and dates them to the second: the current
+    version, created in the same second as the one before it, is never taken for superseded."""
+    import itertools
+
+    old = NOW - timedelta(days=90)
+    same_second = NOW - timedelta(days=60)
+
+    def v(name: str, created: datetime) -> SecretVersion:
+        return SecretVersion(name="s", version=name, value=None, enabled=True,
+                             created_on=created)
+
+    versions = [v("oldest", old), v("previous", same_second), v("current", same_second)]
+    for order in itertools.permutations(versions):
+        stale = stale_versions(list(order), now=NOW, retention=timedelta(days=30))
+        assert [s.version for s in stale] == ["oldest"], [o.version for o in order]
+        # Told which one Key Vault serves, the other of that second is superseded too.
+        stale = stale_versions(list(order), now=NOW, retention=timedelta(days=30),
+                               current="current")
+        assert sorted(s.version for s in stale) == ["oldest", "previous"]
+
+
 def test_tag_problems() -> None:
     policy = HygienePolicy()
     assert tag_problems(props(content_type="text/plain", tags={"owner": "x"}), policy) == []
