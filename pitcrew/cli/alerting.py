@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pitcrew.cli import client as cli_client
+from pitcrew.cli.output import more
+from pitcrew.cli.paging import AllPages, Continuation, Limit, fetch
 
 out = Console()
 err = Console(stderr=True)
@@ -34,18 +36,22 @@ def alerts(
     receiver: Annotated[str | None, typer.Option("--receiver", help="Only this receiver.")] = None,
     match: Annotated[str | None, typer.Option(
         "--match", help="Only alerts matching NAME=VALUE (or !=, =~, !~).")] = None,
+    limit: Limit = None,
+    continuation: Continuation = None,
+    every: AllPages = False,
     as_json: JsonOption = False,
 ) -> None:
-    """The active alert groups and their alerts; silenced and inhibited ones are marked."""
-    params = {k: v for k, v in {"receiver": receiver, "filter": match}.items() if v}
-    body = _client().get("/api/alerts", params=params)
+    """The active alert groups and their alerts, a page of groups at a time; silenced and
+    inhibited ones are marked."""
+    groups, token = fetch(_client(), "/api/alerts", {"receiver": receiver, "filter": match},
+                          "groups", limit=limit, continuation=continuation, every=every)
     if as_json:
-        out.print_json(json.dumps(body))
+        out.print_json(json.dumps({"groups": groups, "continuation": token}))
         return
-    if not body["groups"]:
+    if not groups and not token:
         out.print("No active alerts.")
         return
-    for group in body["groups"]:
+    for group in groups:
         out.print(f"[bold]{group['groupKey']}[/bold] → {group['receiver']} "
                   f"(next flush {group.get('nextFlushAt') or '-'})", highlight=False)
         for alert in group["alerts"]:
@@ -58,6 +64,7 @@ def alerts(
             out.print(f"  [{colour}]{alert['status']}[/{colour}] ", end="", highlight=False)
             out.print(alert["title"], end="", markup=False, highlight=False)
             out.print(mark, highlight=False)
+    more(token)
 
 
 @silences_app.callback()
@@ -65,20 +72,27 @@ def silences(
     ctx: typer.Context,
     state: Annotated[str | None, typer.Option(
         "--state", help="pending, active or expired.")] = None,
+    limit: Limit = None,
+    continuation: Continuation = None,
+    every: AllPages = False,
     as_json: JsonOption = False,
 ) -> None:
-    """List silences (without a subcommand)."""
+    """List silences, a page at a time (without a subcommand)."""
     if ctx.invoked_subcommand is not None:
         return
-    body = _client().get("/api/silences", params={"state": state} if state else None)
+    found, token = fetch(_client(), "/api/silences", {"state": state}, "silences",
+                         limit=limit, continuation=continuation, every=every)
     if as_json:
-        out.print_json(json.dumps(body))
+        out.print_json(json.dumps({"silences": found, "continuation": token}))
         return
     table = Table("id", "state", "matchers", "ends", "created by", "comment")
-    for s in body["silences"]:
+    for s in found:
         table.add_row(s["id"], s["state"], ", ".join(s["matchers"]), s["endsAt"],
                       s["createdBy"], s["comment"])
     out.print(table)
+    # With --state, the route filters each page after reading it: a page may show fewer
+    # silences than --limit (even none) and still not be the last.
+    more(token)
 
 
 @silences_app.command("add")
@@ -117,24 +131,28 @@ def notifications(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option(
         "--status", help="pending, failed or delivered.")] = None,
-    receiver: Annotated[str | None, typer.Option("--receiver")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    receiver: Annotated[str | None, typer.Option("--receiver", help="Only this receiver.")
+                        ] = None,
+    limit: Limit = None,
+    continuation: Continuation = None,
+    every: AllPages = False,
     as_json: JsonOption = False,
 ) -> None:
-    """List notifications in the outbox (without a subcommand)."""
+    """List notifications in the outbox, a page at a time (without a subcommand)."""
     if ctx.invoked_subcommand is not None:
         return
-    params = {k: v for k, v in {"status": status, "receiver": receiver,
-                                "limit": str(limit)}.items() if v}
-    body = _client().get("/api/notifications", params=params)
+    found, token = fetch(_client(), "/api/notifications",
+                         {"status": status, "receiver": receiver}, "notifications",
+                         limit=limit, continuation=continuation, every=every)
     if as_json:
-        out.print_json(json.dumps(body))
+        out.print_json(json.dumps({"notifications": found, "continuation": token}))
         return
     table = Table("id", "receiver", "status", "attempts", "title", "last error")
-    for n in body["notifications"]:
+    for n in found:
         table.add_row(n["id"], n["receiver"], n["status"], str(n["attempts"]), n["title"],
                       n.get("lastError") or "")
     out.print(table)
+    more(token)
 
 
 @notifications_app.command("retry")

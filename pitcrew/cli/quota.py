@@ -15,28 +15,15 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from pitcrew.cli import client as cli_client
+from pitcrew.cli.output import more
+from pitcrew.cli.paging import AllPages, Continuation, Limit, fetch
 
 app = typer.Typer(help="Quotas and capacity: usage, forecasts, increase requests.",
                   invoke_without_command=True)
 out = Console()
 err = Console(stderr=True)
 
-Limit = Annotated[int, typer.Option("--limit", min=1, max=1000, help="Items per page.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-def _all(path: str, params: dict[str, str], key: str) -> list[dict[str, Any]]:
-    client = cli_client.api_client()
-    items: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        body = client.get(path, params=params | ({"continuation": token} if token else {}))
-        if not isinstance(body.get(key), list):
-            raise typer.BadParameter(f"the app answered no {key!r} list")
-        items += body[key]
-        token = body.get("continuation")
-        if not token:
-            return items
 
 
 def _days(row: dict[str, Any]) -> float:
@@ -70,19 +57,24 @@ def quotas(
     location: Annotated[str | None, typer.Option(help="eastus, ...")] = None,
     name: Annotated[str | None, typer.Option(help="A quota name.")] = None,
     level: Annotated[str | None, typer.Option(help="ok, warning or critical.")] = None,
+    limit: Limit = None,
+    continuation: Continuation = None,
+    every: AllPages = False,
     as_json: AsJson = False,
 ) -> None:
-    """Every quota scanned, sorted by days to exhaustion (role Reader)."""
+    """The quotas scanned, a page at a time, sorted by days to exhaustion (within the page;
+    with --all, across every quota) (role Reader)."""
     if ctx.invoked_subcommand is not None:
         return
-    params = {k: v for k, v in {"subscription": subscription, "provider": provider,
-                                "location": location, "name": name, "level": level,
-                                "limit": "1000"}.items() if v}
-    rows = _all("/api/quota", params, "quotas")
+    rows, token = fetch(cli_client.api_client(), "/api/quota",
+                        {"subscription": subscription, "provider": provider,
+                         "location": location, "name": name, "level": level}, "quotas",
+                        limit=limit, continuation=continuation, every=every)
     if as_json:
-        out.print_json(json.dumps({"quotas": sorted(rows, key=_days)}))
+        out.print_json(json.dumps({"quotas": sorted(rows, key=_days), "continuation": token}))
         return
     out.print(quota_table(rows))
+    more(token)
 
 
 @app.command("scan")
@@ -128,20 +120,21 @@ def request(
 def requests(
     status: Annotated[str | None, typer.Option(help="Accepted, InProgress, Succeeded, ...")
                       ] = None,
-    limit: Limit = 100,
+    limit: Limit = None,
+    continuation: Continuation = None,
+    every: AllPages = False,
     as_json: AsJson = False,
 ) -> None:
-    """Increase requests, newest first (role Reader)."""
-    params = {"limit": str(limit)} | ({"status": status} if status else {})
-    body = cli_client.api_client().get("/api/quota/requests", params=params)
+    """Increase requests, newest first, a page at a time (role Reader)."""
+    found, token = fetch(cli_client.api_client(), "/api/quota/requests", {"status": status},
+                         "requests", limit=limit, continuation=continuation, every=every)
     if as_json:
-        out.print_json(json.dumps(body))
+        out.print_json(json.dumps({"requests": found, "continuation": token}))
         return
     table = Table("created", "quota", "location", Column("limit", justify="right"), "status",
                   "actor")
-    for r in body["requests"]:
+    for r in found:
         table.add_row(r["created"][:19], Text(r["quota"].rsplit("/", 1)[-1]), r["location"],
                       f"{r['currentLimit']:g} -> {r['newLimit']}", r["status"], Text(r["actor"]))
     out.print(table)
-    if body.get("continuation"):
-        err.print(f"more: --continuation {body['continuation']}")
+    more(token)

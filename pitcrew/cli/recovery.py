@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from pitcrew.cli import client as cli_client
-from pitcrew.cli.output import err, out, printed_json
+from pitcrew.cli.output import err, more, out, printed_json
+from pitcrew.cli.paging import AllPages, Continuation, Limit, fetch
 
 drill_app = typer.Typer(help="Restore drills: run one now (or its dry run).",
                         no_args_is_help=True)
@@ -23,10 +24,6 @@ def _client() -> Any:
     return cli_client.api_client()
 
 
-def _all(path: str, key: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    return cli_client.collect(_client(), path, params or {}, key, every=True)[0]
-
-
 def _seconds(value: Any) -> str:
     if not isinstance(value, int | float):
         return "-"
@@ -35,11 +32,16 @@ def _seconds(value: Any) -> str:
 
 def backups(
     failing: Annotated[bool, typer.Option("--failing", help="Only failing checks.")] = False,
+    limit: Limit = None,
+    continuation: Continuation = None,
+    every: AllPages = False,
     as_json: AsJson = False,
 ) -> None:
-    """The last result of each backup check, per resource (role Reader)."""
-    checks = _all("/api/backups", "checks", {"failing": "true"} if failing else None)
-    if printed_json(checks, as_json):
+    """The last result of each backup check, per resource, a page of checks at a time (role
+    Reader)."""
+    checks, token = fetch(_client(), "/api/backups", {"failing": "true" if failing else None},
+                          "checks", limit=limit, continuation=continuation, every=every)
+    if printed_json({"checks": checks, "continuation": token}, as_json):
         return
     table = Table("check", "resource", "ok", "problems", "checked")
     for check in checks:
@@ -48,12 +50,20 @@ def backups(
                           "yes" if res["ok"] else "[red]no[/red]",
                           "; ".join(res["problems"]) or "-", check["checkedAt"][:19])
     out.print(table)
+    more(token)
 
 
-def drills(as_json: AsJson = False) -> None:
-    """Every restore drill with its last result and measured RTO (role Reader)."""
-    views = _all("/api/drills", "drills")
-    if printed_json(views, as_json):
+def drills(
+    limit: Limit = None,
+    continuation: Continuation = None,
+    every: AllPages = False,
+    as_json: AsJson = False,
+) -> None:
+    """The restore drills with their last result and measured RTO, a page at a time (role
+    Reader)."""
+    views, token = fetch(_client(), "/api/drills", {}, "drills", limit=limit,
+                         continuation=continuation, every=every)
+    if printed_json({"drills": views, "continuation": token}, as_json):
         return
     table = Table("drill", "status", "last result", "RTO", "restore", "next due", "problems")
     for v in views:
@@ -61,6 +71,7 @@ def drills(as_json: AsJson = False) -> None:
                       _seconds(v.get("rtoSeconds")), _seconds(v.get("restoreSeconds")),
                       (v.get("nextDue") or "-")[:10], "; ".join(v.get("problems") or []) or "-")
     out.print(table)
+    more(token)
 
 
 @drill_app.command("run")
