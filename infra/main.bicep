@@ -44,7 +44,7 @@ param rotatedEventHubsNamespaceIds array = []
 @description('Resource ids of App Service / Function App sites that read a rotated secret as a Key Vault reference (the consumers and restart_sites of pitcrew.yaml): pitcrew refreshes their references after a rotation and restarts those the policy names.')
 param consumerSiteIds array = []
 
-@description('DNS suffix of Service Bus namespaces (PITCREW_SERVICEBUS_SUFFIX): servicebus.windows.net in Azure public cloud; e.g. servicebus.usgovcloudapi.net or servicebus.chinacloudapi.net in sovereign clouds.')
+@description('DNS suffix of Service Bus namespaces (PITCREW_SERVICEBUS_SUFFIX): servicebus.windows.net in Azure public cloud; e.g. servicebus.usgovcloudapi.net or servicebus.chinacloudapi.cn in sovereign clouds.')
 @minLength(1)
 param serviceBusSuffix string = 'servicebus.windows.net'
 

@@ -1,6 +1,7 @@
 // pitcrew's own storage account: the Functions host (AzureWebJobsStorage), the deployment
-// package, pitcrew's state and audit tables, its failed-message blobs, and the Event Grid
-// dead-letter container. Shared-key access is disabled: every caller uses an Entra identity.
+// package, pitcrew's state and audit tables, its failed-message blobs, the Event Grid
+// dead-letter container, and the container for table exports (docs/runbooks/restore-state.md).
+// Shared-key access is disabled: every caller uses an Entra identity.
 targetScope = 'resourceGroup'
 
 @description('Azure region.')
@@ -33,6 +34,9 @@ param deploymentContainerName string
 
 @description('Container that receives Event Grid events which could not be delivered.')
 param deadLetterContainerName string
+
+@description('Container that receives the exports of pitcrew\'s tables (docs/runbooks/restore-state.md).')
+param stateExportContainerName string = 'state-exports'
 
 @description('Log Analytics workspace receiving the storage resource logs.')
 param workspaceId string
@@ -129,6 +133,14 @@ resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+resource stateExportContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: stateExportContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
   parent: account
   name: 'default'
@@ -199,3 +211,4 @@ output name string = account.name
 output blobEndpoint string = account.properties.primaryEndpoints.blob
 output deploymentContainerName string = deploymentContainer.name
 output deadLetterContainerName string = deadLetterContainer.name
+output stateExportContainerName string = stateExportContainer.name
