@@ -870,7 +870,8 @@ class RotationEngine:
                     f"test it with a signed {target.strategy.split('-')[0]} data-plane call",
                     f"promote it as a new version of {secret}, expiring in {days:g} days",
                 ]
-        steps.append(f"publish {EVENT_TYPE}")
+        steps.append(f"publish {EVENT_TYPE}" if self.ports.events is not None else
+                     f"publish nothing: no event topic is configured for {EVENT_TYPE}")
         steps += [f"refresh the Key Vault references of site {site}" + (
             " and restart it" if restart else "") for site, restart in target.consumers]
         if both and target.strategy != "generated" and plan.get("holds") in tags.SLOT_NAMES:

@@ -51,11 +51,25 @@ def rotated(run_id: str, data: dict[str, Any]) -> Notification:
         summary=(
             f"pitcrew rotated {name}: version {data.get('new_version')}{key} was tested against "
             f"the provider and promoted; version {data.get('trigger_version')} stays valid until "
-            "the next rotation. Consumers were told (pitcrew.SecretRotated)."
+            f"the next rotation. {_consumers_told(data)}"
         ),
         facts=_facts(data),
         actions=(Action(label="Inspect the run", command="pitcrew rotations"),),
     )
+
+
+def _consumers_told(data: dict[str, Any]) -> str:
+    """What consumers were really told: only what the run recorded as done."""
+    told = []
+    if data.get("published"):
+        told.append("pitcrew.SecretRotated was published")
+    refreshed = data.get("refreshed") or []
+    if refreshed:
+        told.append(f"the Key Vault references of {len(refreshed)} site(s) were refreshed")
+    if not told:
+        return ("No consumer was told (no event topic is configured and no consumer site is "
+                "listed): consumers read the new version when they next read the secret.")
+    return "Consumers were told: " + "; ".join(told) + "."
 
 
 def failed(run_id: str, data: dict[str, Any], reason: str, runbook: str | None) -> Notification:

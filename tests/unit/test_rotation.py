@@ -232,3 +232,22 @@ def test_a_vault_host_that_does_not_resolve_is_recognised_however_the_transport_
     dns_down = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
     assert not _unresolvable(ServiceRequestError("connection failed", error=dns_down))
     assert not _unresolvable(ServiceRequestError("Connection refused"))
+
+
+@pytest.mark.parametrize(("done", "says", "never"), [
+    ({}, "No consumer was told", "pitcrew.SecretRotated was published"),
+    ({"published": True}, "pitcrew.SecretRotated was published", "No consumer"),
+    ({"refreshed": ["/subscriptions/s/resourceGroups/r/providers/Microsoft.Web/sites/a"]},
+     "references of 1 site(s) were refreshed", "SecretRotated was published"),
+])
+def test_the_rotated_notice_says_only_what_consumers_were_really_told(
+    done: dict[str, Any], says: str, never: str,
+) -> None:
+    """Nothing is reported done that did not happen: without an event topic nothing is
+    published, so the notice must not say consumers were told."""
+    from pitcrew.rotation import messages
+
+    data = {"vault": "kv", "secret": "s", "new_version": "v2", "trigger_version": "v1",
+            "strategy": "cosmos-keys", **done}
+    summary = messages.rotated("run-1", data).summary
+    assert says in summary and never not in summary
