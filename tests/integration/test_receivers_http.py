@@ -219,3 +219,34 @@ def test_build_receivers_from_a_policy_map(peer: Peer, client: httpx.Client) -> 
     built = build_receivers(Policy(), client)
     assert sorted(built) == ["hook", "pager"]
     assert built["pager"].name == "pager"
+
+
+@pytest.mark.parametrize("kind", ["webhook", "slack", "teams"])
+def test_an_endpoint_setting_that_is_not_https_is_refused_at_delivery_naming_only_the_setting(
+        kind: str, peer: Peer, client: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notification (and any auth header) never goes over plain http to a remote host; the
+    failure names the setting, never its value (such URLs embed a token)."""
+    configs = {"webhook": (WebhookConfig, WebhookReceiver), "slack": (SlackConfig, SlackReceiver),
+               "teams": (TeamsConfig, TeamsReceiver)}
+    config_type, receiver_type = configs[kind]
+    receiver = receiver_type(kind, config_type(type=kind, url_setting="HOOK_URL"), client,
+                             gate=RateGate(100))
+    for url in ("http://hooks.example.com/T0KEN-in-the-path", "ftp://hooks.example.com/x",
+                "https://user:T0KEN-in-the-path@hooks.example.com/x"):
+        monkeypatch.setenv("HOOK_URL", url)
+        for _ in range(2):  # refused every time, not only the first
+            with pytest.raises(DeliveryFailed) as refused:
+                receiver.deliver(note())
+            assert "HOOK_URL" in str(refused.value) and "T0KEN" not in str(refused.value)
+    monkeypatch.setenv("HOOK_URL", peer.url)  # loopback http: the local peer
+    receiver.deliver(note())
+    assert len(peer.bodies) == 1
+
+
+def test_a_webhook_url_in_the_policy_must_be_https() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="https"):
+        WebhookConfig(type="webhook", url="http://hooks.example.com/x")
+    WebhookConfig(type="webhook", url="https://hooks.example.com/x")
+    WebhookConfig(type="webhook", url="http://127.0.0.1:9/x")  # loopback: the local host

@@ -101,6 +101,19 @@ def setting(name: str, what: str) -> str:
     return value
 
 
+def endpoint_setting(name: str, what: str) -> str:
+    """An endpoint URL from app setting `name`, held to what `check_endpoint` holds the policy's
+    own URLs to (https; http only on loopback), checked at each delivery because a setting can
+    change without a policy reload. DeliveryFailed names the setting, never the value (such
+    URLs embed a token)."""
+    value = setting(name, what)
+    try:
+        check_endpoint(value)
+    except ValueError as exc:
+        raise DeliveryFailed(f"app setting {name} ({what}) {exc}") from None
+    return value
+
+
 # ------------------------------------------------------------------ rate cap and Retry-After
 
 

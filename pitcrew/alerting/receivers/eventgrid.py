@@ -19,6 +19,7 @@ from pitcrew.alerting.receivers.base import (
     check_endpoint,
     check_setting_name,
     cut,
+    endpoint_setting,
     exactly_one,
     idempotency_key,
     rate_gate,
@@ -87,7 +88,8 @@ class EventGridReceiver:
 
     def _publisher(self) -> tuple[EventPublisher, tuple[str, ...]]:
         config = self._config
-        endpoint = config.endpoint or setting(str(config.endpoint_setting), "Event Grid endpoint")
+        endpoint = config.endpoint or endpoint_setting(str(config.endpoint_setting),
+                                                       "Event Grid endpoint")
         key = setting(config.key_setting, "Event Grid access key") if config.key_setting else None
         if self._publishers is None:
             raise DeliveryFailed(f"receiver {self.name!r} has no Event Grid client "

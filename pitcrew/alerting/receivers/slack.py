@@ -15,7 +15,7 @@ from pitcrew.alerting.receivers.base import (
     ReceiverConfig,
     SettingName,
     cut,
-    setting,
+    endpoint_setting,
 )
 from pitcrew.alerting.receivers.render import view
 from pitcrew.notify.model import Notification
@@ -92,5 +92,5 @@ class SlackReceiver(HttpReceiver[SlackConfig]):
     default_per_minute = DEFAULT_PER_MINUTE
 
     def deliver(self, notification: Notification) -> None:
-        url = setting(self._config.url_setting, "Slack webhook URL")
+        url = endpoint_setting(self._config.url_setting, "Slack webhook URL")
         self._post(url, message(notification), notification.id)

@@ -15,7 +15,7 @@ from pitcrew.alerting.receivers.base import (
     ReceiverConfig,
     SettingName,
     cut,
-    setting,
+    endpoint_setting,
 )
 from pitcrew.alerting.receivers.render import View, view
 from pitcrew.notify.model import Notification
@@ -105,5 +105,5 @@ class TeamsReceiver(HttpReceiver[TeamsConfig]):
     default_per_minute = DEFAULT_PER_MINUTE
 
     def deliver(self, notification: Notification) -> None:
-        url = setting(self._config.url_setting, "Teams Workflows webhook URL")
+        url = endpoint_setting(self._config.url_setting, "Teams Workflows webhook URL")
         self._post(url, message(notification), notification.id)

@@ -9,15 +9,17 @@ import httpx
 from pydantic import Field, HttpUrl, model_validator
 
 from pitcrew.alerting.receivers.base import (
+    DeliveryFailed,
     RateGate,
     ReceiverConfig,
+    check_endpoint,
     check_setting_name,
+    endpoint_setting,
     exactly_one,
     headers_from_setting,
     idempotency_key,
     post_json,
     rate_gate,
-    setting,
 )
 from pitcrew.notify.model import Notification
 
@@ -42,6 +44,8 @@ class WebhookConfig(ReceiverConfig):
     @model_validator(mode="after")
     def _one_url_source(self) -> WebhookConfig:
         exactly_one(self, "url")
+        if self.url is not None:
+            check_endpoint(str(self.url))  # a ValueError: policy validate names `url`
         check_setting_name(self.url_setting)
         check_setting_name(self.headers_setting)
         return self
@@ -50,8 +54,12 @@ class WebhookConfig(ReceiverConfig):
 def resolved_url(config: Any) -> str:
     """The URL the config gives, or the value of its setting (DeliveryFailed when unset)."""
     if getattr(config, "url", None) is not None:
-        return str(config.url)
-    return setting(config.url_setting, "webhook URL")
+        url = str(config.url)
+        try:
+            return str(check_endpoint(url))
+        except ValueError as exc:
+            raise DeliveryFailed(f"the webhook url {exc}") from None
+    return endpoint_setting(config.url_setting, "webhook URL")
 
 
 class WebhookReceiver:
