@@ -38,6 +38,13 @@ def public_url(path: str, **query: str) -> str | None:
     return url
 
 
+def location(path: str) -> str:
+    """A `Location` header for a resource the API just created: absolute https from the public
+    base URL, never from the request's Host header (a caller does not choose where links point);
+    the path alone when no base URL is configured."""
+    return public_url(path) or path
+
+
 _SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 

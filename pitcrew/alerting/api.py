@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from pitcrew import links
 from pitcrew.alerting.dispatch import Pipeline
 from pitcrew.alerting.labels import digest
 from pitcrew.alerting.policy import Matcher, parse_duration
@@ -188,7 +189,7 @@ def silences(method: str, headers: Mapping[str, str], query: Mapping[str, str],
             matchers=matchers, starts_at=starts, ends_at=ends, comment=comment.strip(),
             actor=principal.actor, now=now)
         return HttpResult(201, created.to_dict(now),
-                          {"Location": f"/api/silences/{created.id}"})
+                          {"Location": links.location(f"/api/silences/{created.id}")})
     require(headers, Role.READER)
     limit = limit_param(query)
     state = decode_token(query.get("continuation"))

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
+from pitcrew import links
 from pitcrew.auth import Role, require
 from pitcrew.bootstrap import get_services
 from pitcrew.errors import InvalidInput, RetryLater
@@ -134,7 +135,7 @@ def create_request(headers: Mapping[str, str], body: bytes) -> HttpResult:
     outcome = request_increase(q, state, request.limit, actor=principal.actor,
                                reason=request.reason, dry_run=dry_run)
     status = 202 if outcome.sent else 200
-    location = {"Location": "/api/quota/requests"} if outcome.sent else {}
+    location = {"Location": links.location("/api/quota/requests")} if outcome.sent else {}
     return HttpResult(status, outcome.to_dict(), location)
 
 

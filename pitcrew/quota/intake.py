@@ -16,7 +16,7 @@ from typing import Any
 from pitcrew.events import AlertEvent
 from pitcrew.notify.model import Notification, Severity
 from pitcrew.quota.model import QuotaId, QuotaState, quota_scope, valid_scope
-from pitcrew.quota.notices import RUNBOOK, send, state_facts
+from pitcrew.quota.notices import RUNBOOK_ACTION, send, state_facts
 from pitcrew.quota.ports import QuotaServices
 from pitcrew.quota.requests import maybe_auto_request
 
@@ -170,8 +170,7 @@ def _notification(alert: AlertEvent, parsed: QuotaAlert, state: QuotaState | Non
                   ) -> Notification:
     quota = parsed.quota
     resolved = alert.condition == "Resolved"
-    facts = state_facts(state) if state is not None else {**quota.labels(), "runbook": RUNBOOK,
-                                                          "scanned": "not yet"}
+    facts = state_facts(state) if state is not None else {**quota.labels(), "scanned": "not yet"}
     facts.update({"rule": alert.rule, "alertSource": parsed.source,
                   "condition": alert.condition})
     if parsed.percent is not None:
@@ -192,4 +191,4 @@ def _notification(alert: AlertEvent, parsed: QuotaAlert, state: QuotaState | Non
     return Notification(
         id=f"quota-alert:{alert.id}", dedup_key=f"quota:{quota.id}", kind="quota",
         severity=severity, status="resolved" if resolved else "firing", title=title,
-        summary=summary, correlation_id=alert.alert_id, facts=facts)
+        summary=summary, correlation_id=alert.alert_id, facts=facts, actions=(RUNBOOK_ACTION,))

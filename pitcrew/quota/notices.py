@@ -12,7 +12,10 @@ from pitcrew.notify.model import Action, Dispatch, Notification, Severity, Statu
 from pitcrew.quota.model import IncreaseRequest, QuotaId, QuotaState
 from pitcrew.quota.ports import QuotaServices
 
-RUNBOOK = "docs/runbooks/quota-increase.md"
+# Every link a person gets is absolute https (as the other notices' runbooks): the runbook is an
+# action, never a relative path in the facts.
+RUNBOOK = "https://github.com/pitcrew/pitcrew/blob/main/docs/runbooks/quota-increase.md"
+RUNBOOK_ACTION = Action("Follow the runbook (quota increase)", url=RUNBOOK)
 
 
 def send(q: QuotaServices, notification: Notification, *, action: str, target: str,
@@ -29,7 +32,7 @@ def send(q: QuotaServices, notification: Notification, *, action: str, target: s
 
 def state_facts(state: QuotaState) -> dict[str, str]:
     facts = state.quota.labels()
-    facts.update({"runbook": RUNBOOK,
+    facts.update({
         "usage": _num(state.usage), "limit": _num(state.limit), "unit": state.unit,
         "percent": f"{state.percent:g}",
         "daysToExhaustion": "never (not growing)" if state.days_to_exhaustion is None
@@ -64,7 +67,7 @@ def level_notification(state: QuotaState, previous: str) -> Notification:
         kind="quota", severity=severity, status=status, title=title, summary=summary,
         correlation_id=f"quota:{quota.id}", facts=facts,
         actions=(Action("See the quota", url=public_url("api/quota", name=quota.name),
-                        command=f"pitcrew quota --name {quota.name}"),),
+                        command=f"pitcrew quota --name {quota.name}"), RUNBOOK_ACTION),
     )
 
 
@@ -89,7 +92,7 @@ def request_notification(request: IncreaseRequest, *, support: str | None = None
     severity: Severity = ("warning" if status in ("Failed", "Escalated", "Invalid", "Canceled",
                                                   "NotAdjustable") else "info")
     facts = quota.labels()
-    facts.update({"runbook": RUNBOOK, "request": request.request_id, "status": status,
+    facts.update({"request": request.request_id, "status": status,
                   "currentLimit": _num(request.current_limit), "usage": _num(request.usage),
                   "newLimit": str(request.new_limit), "actor": request.actor,
                   "azureRequest": request.azure_request or "-"})
@@ -111,7 +114,7 @@ def request_notification(request: IncreaseRequest, *, support: str | None = None
         kind="quota", severity=severity, status="info", title=title, summary=summary,
         correlation_id=f"quota:{quota.id}", facts=facts,
         actions=(Action("See the requests", url=public_url("api/quota/requests"),
-                        command="pitcrew quota requests"),),
+                        command="pitcrew quota requests"), RUNBOOK_ACTION),
     )
 
 

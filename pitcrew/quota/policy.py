@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from pitcrew.errors import InvalidInput
 from pitcrew.quota.model import QuotaId, quota_scope
 from pitcrew.schema import StrictModel, matching
 
@@ -98,7 +99,13 @@ class CapacityMetric(StrictModel):
     @classmethod
     def _resource_id(cls, value: str) -> str:
         value = value.strip().strip("/")
-        QuotaId.parse(f"{value}/x", "resource")
+        try:
+            QuotaId.parse(f"{value}/x", "resource")
+        except InvalidInput as exc:
+            # pydantic reports only ValueError (and AssertionError) as a problem at the field's
+            # location; anything else escapes validation as a traceback.
+            raise ValueError("must be a resource id (subscriptions/<subscription guid>/"
+                             f"resourceGroups/<group>/providers/...): {exc.problem}") from None
         if "/resourcegroups/" not in f"/{value.lower()}":
             raise ValueError("must be a resource id (subscriptions/<id>/resourceGroups/...)")
         return value

@@ -18,6 +18,7 @@ from pitcrew.bootstrap import get_services
 from pitcrew.events import parse_alert
 from pitcrew.intake.pipeline import process_alert
 from pitcrew.quota import api
+from pitcrew.quota.notices import RUNBOOK, RUNBOOK_ACTION
 from pitcrew.quota.requests import follow
 from pitcrew.quota.scan import scan
 from pitcrew_dev.azure_endpoint import LocalAzure, start_local_azure
@@ -115,6 +116,12 @@ def test_growing_quota_one_alert_one_request_followed_to_the_end(
     statuses = [n["facts"]["status"] for n in quota_notes(receiver)
                 if n["id"].startswith("quota-request:")]
     assert statuses == ["Accepted", "InProgress", "Succeeded"]
+    # Every quota body that reached the receiver links the runbook as an absolute https action;
+    # no fact carries a path a person could not open.
+    assert RUNBOOK.startswith("https://")
+    for note in quota_notes(receiver):
+        assert {"label": RUNBOOK_ACTION.label, "url": RUNBOOK} in note["actions"], note["id"]
+        assert not any("docs/" in str(v) for v in note["facts"].values()), note["facts"]
     actions = audit_actions(quota_id)
     for action in ("notify.quota", "quota.request.claimed", "quota.request.submitted",
                    "quota.request.status", "notify.quota.request", "notify.quota.alert"):

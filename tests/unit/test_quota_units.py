@@ -4,14 +4,20 @@ CLI's ordering."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pitcrew.errors import InvalidInput
 from pitcrew.events import parse_alert
+from pitcrew.links import safe_link
+from pitcrew.notify.model import Notification
+from pitcrew.quota.intake import _notification as intake_notification
 from pitcrew.quota.intake import parse_quota_alert
-from pitcrew.quota.model import QuotaId, QuotaState
+from pitcrew.quota.model import IncreaseRequest, QuotaId, QuotaState
+from pitcrew.quota.notices import RUNBOOK, level_notification, request_notification, support_text
 from pitcrew.quota.policy import AutoIncrease, QuotaPolicy, Thresholds
 from pitcrew.quota.requests import planned_limit
 from pitcrew.quota.scan import evaluate
@@ -159,3 +165,68 @@ def test_cli_table_sorts_by_days_to_exhaustion() -> None:
             for q, p, d in (("never", 90, None), ("later", 10, 30.0), ("soon", 10, 2.0))]
     table = quota_table(rows)
     assert [str(c) for c in table.columns[0].cells] == ["soon", "later", "never"]
+
+
+# ---------------------------------------------------------------- links in quota notifications
+
+REPO = Path(__file__).resolve().parents[2]
+_FILE_PATH = re.compile(r"\.(md|html?|txt)(#\S*)?$", re.IGNORECASE)
+
+
+def _quota_notifications() -> list[Notification]:
+    """Every quota notification shape: a level crossed and resolved, an increase request (with
+    and without a support text), Azure's quota alert with and without a scan behind it."""
+    quota = QuotaId(SCOPE, "standardDSv5Family")
+    state = QuotaState(quota, usage=96, limit=100, level="critical", reasons=["96 % used"],
+                       series=[(0.0, 90.0), (3600.0, 96.0)], slope_per_day=12.0,
+                       days_to_exhaustion=0.3)
+    resolved = QuotaState(quota, usage=10, limit=100, level="ok")
+    request = IncreaseRequest(request_id="r1", quota=quota, current_limit=100, usage=96,
+                              new_limit=150, reason="96 % used", actor="pitcrew",
+                              status="Escalated", message="needs support")
+    alert = parse_alert((SAMPLES / "common-alert-log-quota.json").read_bytes())
+    parsed = parse_quota_alert(alert)
+    assert parsed is not None
+    return [level_notification(state, "warning"), level_notification(resolved, "critical"),
+            request_notification(request),
+            request_notification(request, support=support_text(
+                quota, current=100, usage=96, wanted=150, why="growth")),
+            intake_notification(alert, parsed, state), intake_notification(alert, parsed, None)]
+
+
+def _relative_paths(sent: dict[str, Any]) -> list[str]:
+    """Fact values, action URLs and words in them that name a file by a relative path
+    (docs/runbooks/x.md): a person reading Slack, Teams, email or PagerDuty cannot open it."""
+    found = []
+    values = [str(v) for v in sent["facts"].values()]
+    values += [a[k] for a in sent["actions"] for k in ("url", "command") if k in a]
+    for value in values:
+        for word in value.split():
+            absolute = safe_link(word) is not None
+            if not absolute and (_FILE_PATH.search(word) or word.startswith(("docs/", "./"))):
+                found.append(word)
+    return found
+
+
+def test_quota_notifications_link_the_runbook_absolutely(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PITCREW_PUBLIC_BASE_URL", "https://pitcrew.example.net")
+    assert safe_link(RUNBOOK) == RUNBOOK
+    assert RUNBOOK.endswith("/docs/runbooks/quota-increase.md")
+    assert (REPO / "docs/runbooks/quota-increase.md").is_file()  # the link names a real page
+    for notification in _quota_notifications():
+        sent = notification.to_dict()  # the body every receiver renders from
+        assert _relative_paths(sent) == [], notification.id
+        urls = [a["url"] for a in sent["actions"] if "url" in a]
+        assert RUNBOOK in urls, notification.id
+        assert all(safe_link(url) == url for url in urls), urls
+        # Facts stay facts: the quota and its numbers, not a link.
+        assert sent["facts"]["quota"] == "standardDSv5Family"
+        assert "runbook" not in sent["facts"]
+
+
+def test_the_relative_path_check_finds_one() -> None:
+    sent = {"facts": {"runbook": "docs/runbooks/quota-increase.md", "scope": SCOPE},
+            "actions": [{"label": "x", "url": "https://example.com/docs/x.md"},
+                        {"label": "y", "url": "a/b.md#c"}]}
+    assert _relative_paths(sent) == ["docs/runbooks/quota-increase.md", "a/b.md#c"]
