@@ -195,7 +195,7 @@ resource failedRotations 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   location: location
   tags: tags
   properties: {
-    description: 'A secret rotation failed. The secret may expire: see docs/runbooks/manual-rotation.md.'
+    description: 'A secret rotation failed. The secret may expire: see https://github.com/pitcrew/pitcrew/blob/main/docs/runbooks/manual-rotation.md'
     severity: 1
     enabled: true
     scopes: [
@@ -235,7 +235,7 @@ resource quotaUsage 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   location: location
   tags: tags
   properties: {
-    description: 'A quota is above its threshold. See docs/runbooks/quota-increase.md.'
+    description: 'A quota is above its threshold. See https://github.com/pitcrew/pitcrew/blob/main/docs/runbooks/quota-increase.md'
     severity: 2
     enabled: true
     scopes: [
