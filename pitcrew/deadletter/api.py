@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from pitcrew import links
 from pitcrew.auth import Role, require
 from pitcrew.bootstrap import get_services
 from pitcrew.deadletter import queries as q
@@ -102,7 +103,8 @@ def request_replay(headers: Mapping[str, str], body: bytes) -> HttpResult:
     principal = require(headers, Role.OPERATOR)
     request = ReplayRequest.from_body(body, actor=principal.actor)
     run = do_request(_dl(), request)
-    return HttpResult(202, job_view(run), {"Location": f"/api/dlq/replays/{run.run_id}"})
+    return HttpResult(202, job_view(run),
+                      {"Location": links.location(f"/api/dlq/replays/{run.run_id}")})
 
 
 @http_errors
@@ -135,7 +137,8 @@ def scan_now(headers: Mapping[str, str], body: bytes) -> HttpResult:
     principal = require(headers, Role.OPERATOR)
     request = ScanRequest.from_body(body)
     run = request_scan(_dl(), request.sources, principal.actor)
-    return HttpResult(202, scan_view(run), {"Location": f"/api/dlq/scans/{run.run_id}"})
+    return HttpResult(202, scan_view(run),
+                      {"Location": links.location(f"/api/dlq/scans/{run.run_id}")})
 
 
 @http_errors

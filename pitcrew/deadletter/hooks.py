@@ -6,7 +6,7 @@ import logging
 
 from pitcrew.bootstrap import Services
 from pitcrew.deadletter.events import DeadletterAvailable, deadletter_alert_entities
-from pitcrew.deadletter.ingest import ingest_source, sources_for_entity
+from pitcrew.deadletter.ingest import IngestReport, ingest_source, sources_for_entity
 from pitcrew.events import AlertEvent
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,16 @@ def handle_servicebus_deadletter(event: DeadletterAvailable, services: Services)
                     event.entity)
         return f"no deadletter source for {event.entity}"
     reports = [ingest_source(dl, c) for c in configs]
-    return "ingested " + ", ".join(f"{r.source}: {r.stored} new" for r in reports)
+    return "ingested " + ", ".join(_summary(r) for r in reports)
+
+
+def _summary(report: IngestReport) -> str:
+    """What one ingest did, never more: messages it could not settle are named."""
+    done = f"{report.source}: {report.stored} new"
+    if report.unsettled:
+        done += (f", {report.unsettled} not settled at the source (stored; the next ingest "
+                 "settles them)")
+    return done
 
 
 def ingest_for_alert(alert: AlertEvent, services: Services) -> list[str]:
@@ -36,8 +45,7 @@ def ingest_for_alert(alert: AlertEvent, services: Services) -> list[str]:
     for namespace, entity in pairs:
         for config in sources_for_entity(dl, namespace, entity):
             try:
-                report = ingest_source(dl, config)
-                done.append(f"{config.name}: {report.stored} new")
+                done.append(_summary(ingest_source(dl, config)))
             except Exception:
                 log.exception("ingest of %s after alert %s failed; the scan timer retries",
                               config.name, alert.rule)

@@ -39,6 +39,15 @@ class IngestReport:
                 "alreadyStored": self.already_stored, "unsettled": self.unsettled,
                 "groups": sorted(self.groups), "notified": self.notified}
 
+    def left_at_source(self) -> str | None:
+        """Why this ingest is not complete (some stored messages could not be settled at the
+        source), or None when every message received was also settled."""
+        if not self.unsettled:
+            return None
+        return (f"{self.unsettled} of {self.received} message(s) could not be settled at the "
+                "source: they are stored, stay at the source, and the next ingest recognises "
+                "and settles them")
+
 
 def ingest_source(dl: DeadletterServices, config: SourceConfig,
                   *, max_messages: int | None = None,
@@ -78,10 +87,18 @@ def ingest_source(dl: DeadletterServices, config: SourceConfig,
         if settling is not None:
             settling.result()
     if report.received:
-        log.info("dead-letter ingest %s: %s", config.name, report.to_dict())
+        details = report.to_dict()
+        # Stored but not settled is not done: the audit says so, with the count and why.
+        problem = report.left_at_source()
+        if problem is None:
+            log.info("dead-letter ingest %s: %s", config.name, details)
+        else:
+            details["reason"] = problem
+            log.warning("dead-letter ingest %s incomplete: %s", config.name, details)
         dl.audit.append(AuditRecord(
             actor=app_identity(), action="dlq.ingest", target=config.entity,
-            outcome="succeeded", correlation_id=config.name, details=report.to_dict()))
+            outcome="failed" if problem else "succeeded", correlation_id=config.name,
+            details=details))
     return report
 
 

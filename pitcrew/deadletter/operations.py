@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -99,16 +100,30 @@ def archive(dl: DeadletterServices, *, actor: str, group: str | None,
     now = utcnow()
     wanted = [m.copy(status="archived", archived_at=now, archived_by=actor)
               for m in candidates if m.status == "failed"]
-    done = dl.store.update_many(wanted)
+    done = dl.store.update_many(wanted) if wanted else []
     result = {"archived": len(done), "skipped": len(candidates) - len(done)}
     if group and done:
         resolve_group(dl, group, f"archived by {actor}")
+    details: dict[str, Any] = {**result, "messages": [m.id for m in done][:100],
+                               "retentionDays": dl.policy.retention_days}
+    if not done:  # nothing archived: a no-op, never "succeeded"
+        details["reason"] = _nothing_archived(candidates, len(wanted))
     dl.audit.append(AuditRecord(
         actor=actor, action="dlq.archive", target=f"dlq-group:{group}" if group else
-        f"dlq-messages:{len(ids)}", outcome="succeeded", correlation_id=group or ids[0],
-        details={**result, "messages": [m.id for m in done][:100],
-                 "retentionDays": dl.policy.retention_days}))
+        f"dlq-messages:{len(ids)}", outcome="succeeded" if done else "skipped",
+        correlation_id=group or ids[0], details=details))
     return result
+
+
+def _nothing_archived(candidates: list[FailedMessage], wanted: int) -> str:
+    """Why an archive request archived nothing."""
+    if not candidates:
+        return "the group has no failed message"
+    if wanted:
+        return f"the {wanted} failed message(s) changed meanwhile (a replay or an edit took them)"
+    statuses = Counter(m.status for m in candidates)
+    listed = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+    return f"no message was failed ({listed}); only a failed message is archived"
 
 
 def purge(dl: DeadletterServices) -> dict[str, int]:

@@ -69,12 +69,19 @@ def purge_now(dl: DeadletterServices, request: PurgeRequest, actor: str) -> dict
         result["groupDeleted"] = True
         resolve_group(dl, request.group, f"purged by {actor}")
     result.update(purged=len(chosen), brokerDeleted=broker)
+    details: dict[str, Any] = {
+        "purged": len(chosen), "skipped": skipped, "more": more, "brokerDeleted": broker,
+        "groups": dict(list(groups.items())[:50]), "messages": [m.id for m in chosen[:LISTED]]}
+    deleted_something = bool(chosen) or bool(result.get("groupDeleted"))
+    if result.get("groupDeleted"):
+        details["groupDeleted"] = True
+    if not deleted_something:  # nothing deleted: a no-op, never "succeeded"
+        details["reason"] = (f"all {skipped} matching message(s) are held by a replay"
+                             if skipped else "no message matched")
     dl.audit.append(AuditRecord(
-        actor=actor, action="dlq.purge.now", target=_target(request), outcome="succeeded",
-        correlation_id=request.group or str(selection["before"]),
-        details={"purged": len(chosen), "skipped": skipped, "more": more,
-                 "brokerDeleted": broker, "groups": dict(list(groups.items())[:50]),
-                 "messages": [m.id for m in chosen[:LISTED]]}))
+        actor=actor, action="dlq.purge.now", target=_target(request),
+        outcome="succeeded" if deleted_something else "skipped",
+        correlation_id=request.group or str(selection["before"]), details=details))
     log.info("purged %d failed message(s) (%s) for %s", len(chosen), selection, actor)
     return result
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pitcrew.audit import AuditRecord
+from pitcrew.audit import AuditRecord, Outcome
 from pitcrew.deadletter.model import (
     DEADLETTER_PROPERTIES,
     EDIT_OF,
@@ -270,10 +270,14 @@ def control_job(dl: DeadletterServices, job_id: str, action: str, actor: str) ->
             dl.state.save_run(run)
         except StaleRun:
             continue
+        # A pause or cancel of a running job is only asked for: the worker honours it at its
+        # next batch. Recorded as queued (with what is pending), not as done.
+        pending = run.data.get("requested")
         dl.audit.append(AuditRecord(
             actor=actor, action=f"dlq.replay.{action}", target=_selection_label(
-                run.data["selection"]), outcome="succeeded", correlation_id=job_id,
-            details={"status": run.status}))
+                run.data["selection"]), outcome="queued" if pending else "succeeded",
+            correlation_id=job_id,
+            details={"status": run.status, **({"requested": pending} if pending else {})}))
         if action == "resume":
             dl.enqueue_job(job_id)
         return run
@@ -638,16 +642,35 @@ class ReplayWorker:
         group = data["selection"].get("group")
         if group and run.status == "succeeded" and not data["dryRun"]:
             resolve_group(self.dl, group, "replayed")
+        outcome, reason = _replay_outcome(run.status, bool(data["dryRun"]),
+                                          {**_zero_counts(), **data["counts"]},
+                                          data.get("skippedBy") or {})
         self.dl.audit.append(AuditRecord(
             actor=data["actor"], action="dlq.replay", target=_selection_label(data["selection"]),
-            outcome=("planned" if data["dryRun"] else
-                     "succeeded" if run.status == "succeeded" else "failed"),
-            correlation_id=self.job_id,
+            outcome=outcome, correlation_id=self.job_id,
             details={"status": run.status, "target": data.get("target") or "original",
                      "counts": data["counts"], "total": data.get("total"),
                      "skippedBy": data.get("skippedBy"), "performedBy": "app",
-                     "error": data.get("error")}))
+                     "error": data.get("error"), **({"reason": reason} if reason else {})}))
         return run.status
+
+
+def _replay_outcome(status: str, dry_run: bool, counts: dict[str, int],
+                    skipped_by: dict[str, int]) -> tuple[Outcome, str | None]:
+    """The audit outcome of a finished job, and why when it is not "succeeded": a job that
+    walked its whole selection succeeded only if it sent something and refused nothing."""
+    if dry_run:
+        return "planned", None
+    if status != "succeeded":
+        return "failed", None
+    if counts["failed"]:
+        return "failed", (f"{counts['failed']} message(s) could not be replayed (see the "
+                          f"job's failures); {counts['sent']} sent")
+    if not counts["sent"]:
+        why = ", ".join(f"{n} {k}" for k, n in sorted(skipped_by.items()))
+        return "skipped", ("nothing was sent: " + (f"every message was skipped ({why})"
+                                                   if why else "the selection was empty"))
+    return "succeeded", None
 
 
 def _read_ahead(batches: Iterator[_Batch]) -> Iterator[_Batch]:

@@ -78,9 +78,10 @@ def scan_view(run: RunRecord) -> dict[str, Any]:
     reports = data.get("reports") or {}
     received = sum(r.get("received", 0) for r in reports.values())
     stored = sum(r.get("stored", 0) for r in reports.values())
+    unsettled = sum(r.get("unsettled", 0) for r in reports.values())
     return {"id": run.run_id, "status": run.status, "sources": data["sources"],
             "pending": data.get("pending") or [], "total": data.get("total"),
-            "received": received, "stored": stored,
+            "received": received, "stored": stored, "unsettled": unsettled,
             "reports": [reports[n] for n in data["sources"] if n in reports],
             "errors": data.get("errors") or {}, "actor": data["actor"],
             "requestedAt": data["requestedAt"], "finishedAt": data.get("finishedAt"),
@@ -135,6 +136,13 @@ class ScanWorker:
                 run = progress.record(report)
                 if report.received < limit or report.stored == 0:
                     break  # drained, or nothing new (what is left cannot be settled now)
+            left = int((run.data["reports"].get(name) or {}).get("unsettled", 0))
+            if left and name not in run.data["errors"]:
+                # Stored but not settled at the source: the source is not drained, and the
+                # job must not say it succeeded.
+                run.data["errors"][name] = (
+                    f"{left} message(s) could not be settled at the source during this scan; "
+                    "they are stored, and any still at the source are settled by the next scan")
             run.data["pending"] = run.data["pending"][1:]
             run = self._save(run)
         notify_pending(self.dl)
@@ -147,7 +155,8 @@ class ScanWorker:
             actor=run.data["actor"], action="dlq.scan", target="dlq-sources",
             outcome="failed" if errors else "succeeded", correlation_id=self.job,
             details={"received": view["received"], "stored": view["stored"],
-                     "sources": run.data["sources"], "errors": errors,
+                     "unsettled": view["unsettled"], "sources": run.data["sources"],
+                     "errors": errors,
                      "performedBy": "app"}))
         return "failed" if errors else "done"
 

@@ -165,7 +165,7 @@ def test_scan_answers_202_and_the_job_reports_progress(orders: str) -> None:
     accepted = api.scan_now(OPERATOR, b"{}")
     assert accepted.status == 202, accepted.body
     job = accepted.body["id"]
-    assert accepted.headers["Location"] == f"/api/dlq/scans/{job}"
+    assert accepted.headers["Location"] == f"/api/dlq/scans/{job}"  # no public base URL set
     assert api.show_scan(READER, job).body["status"] == "queued"
     assert get_deadletter().store.groups_page(limit=10).items == []  # nothing ingested yet
     # The queue the run_scan_job trigger listens on carries the job.
@@ -254,6 +254,23 @@ def test_notification_links_are_absolute(orders: str, receiver: Receiver,
     (note,) = receiver.received
     urls = [a["url"] for a in note["actions"] if a.get("url")]
     assert urls == [f"https://pitcrew.example.net/api/dlq/groups/{group}"]
+
+
+def test_created_jobs_are_located_by_absolute_https_links(
+        orders: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Location of a scan or replay job is built from the public base URL, never from the
+    request's Host header."""
+    monkeypatch.setenv("PITCREW_PUBLIC_BASE_URL", "https://pitcrew.example.net/")
+    group = _ingest(orders, [_order(1)])
+    headers = {**OPERATOR, "Host": "evil.example.com", "X-Forwarded-Host": "evil.example.com"}
+    scanned = api.scan_now(headers, b"{}")
+    assert scanned.status == 202, scanned.body
+    assert scanned.headers["Location"] == (
+        f"https://pitcrew.example.net/api/dlq/scans/{scanned.body['id']}")
+    replayed = api.request_replay(headers, json.dumps({"group": group, "dryRun": True}).encode())
+    assert replayed.status == 202, replayed.body
+    assert replayed.headers["Location"] == (
+        f"https://pitcrew.example.net/api/dlq/replays/{replayed.body['id']}")
 
 
 def test_no_link_rather_than_a_relative_one(orders: str, receiver: Receiver,

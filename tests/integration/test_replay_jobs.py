@@ -29,6 +29,7 @@ from tests.integration.test_deadletter_storage import (
     OPERATOR,
     READER,
     FakeClock,
+    audit,
     drain,
     poison,
     run_job,
@@ -220,6 +221,11 @@ def test_an_unreadable_event_grid_blob_is_refused_with_a_reason_never_sent_wrapp
     view = _view(job)
     assert view["counts"]["failed"] == 1 and view["counts"]["sent"] == 0 and _adds_up(view)
     assert "no Event Grid events" in view["failures"][0]["reason"]
+    # The job walked its selection, but replayed nothing: the record does not say succeeded.
+    (record,) = [r for r in audit("dlq.replay") if r["correlationId"] == job]
+    assert record["outcome"] == "failed"
+    assert record["details"]["reason"] == ("1 message(s) could not be replayed (see the job's "
+                                           "failures); 0 sent")
     with contextlib.suppress(ResourceNotFoundError):  # never created: nothing was sent
         assert drain(f"{unique_name}-eg") == []  # nothing like {"_raw": ...} went out
     assert Counter(m.status for m in dl.store.in_group(group)) == {"failed": 1}
