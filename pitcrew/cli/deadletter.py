@@ -8,6 +8,7 @@ writes straight into an Azurite `<queue>-poison` queue (see docs/deadletter.md).
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -182,8 +183,8 @@ def replay(
     to: Annotated[str | None, typer.Option(
         "--to", help="A target the policy allows (the 400 lists them): queue:<name> or "
         "servicebus:<namespace>/<entity>.")] = None,
-    rate: Annotated[float | None, typer.Option(help="Messages per second.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Messages per batch.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Messages per second (above 0).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Messages per batch.")] = None,
     message_id: Annotated[str | None, typer.Option(
         "--message-id", help="'keep' (broker dedup protects) or 'new' (recorded, linked).")]
     = None,
@@ -195,8 +196,12 @@ def replay(
     request: dict[str, Any] = {"group": group, "messages": message or None, "target": to,
                                "rate": rate, "batchSize": batch_size, "messageId": message_id,
                                "dryRun": dry_run}
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise typer.BadParameter("must be a number of messages per second above 0",
+                                 param_hint="--rate")
+    # Only what was given is sent (0 is a value, not "absent": the route refuses it).
     job = _client().post("/api/dlq/replays", json={k: v for k, v in request.items()
-                                                   if v not in (None, False)})
+                                                   if v is not None and v is not False})
     out.print(f"replay job [bold]{job['id']}[/bold] queued: {job['selection']} -> "
               f"{job['target']} at {job['rate']:g}/s" + (" (dry run)" if dry_run else ""))
     if wait:

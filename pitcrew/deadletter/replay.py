@@ -126,10 +126,11 @@ class TokenBucket:
 def request_replay(dl: DeadletterServices, request: ReplayRequest) -> RunRecord:
     """Persist the job with its frozen selection, audit who asked, wake the worker."""
     policy = dl.policy.replay
-    rate = float(request.rate or policy.default_rate)
+    # 0 is a value the caller gave (refused below), not "use the default".
+    rate = float(policy.default_rate if request.rate is None else request.rate)
     if not 0 < rate <= policy.max_rate:
         raise InvalidInput("rate", f"must be above 0 and at most {policy.max_rate:g} (policy)")
-    batch = int(request.batch_size or policy.batch_size)
+    batch = int(policy.batch_size if request.batch_size is None else request.batch_size)
     if not 1 <= batch <= 100:
         raise InvalidInput("batchSize", "must be from 1 to 100")
     sources: set[str] = set()

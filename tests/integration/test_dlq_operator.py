@@ -315,3 +315,27 @@ def test_hostile_input_is_a_400(orders: str, call: Any) -> None:
     answer = call()
     assert answer.status == 400, answer.body
     assert answer.body["error"] == "invalid_input"
+
+
+def test_a_rate_or_batch_of_zero_is_refused_not_taken_for_the_default(orders: str) -> None:
+    """0 is a value the operator gave: a 400 naming it, twice, and no job queued."""
+    group = _ingest(orders, [_order(1)])
+    for field, body in (("rate", {"rate": 0}), ("batchSize", {"batchSize": 0}),
+                        ("rate", {"rate": 0.0}), ("rate", {"rate": 0})):
+        answer = api.request_replay(OPERATOR, json.dumps(
+            {"group": group, "dryRun": True, **body}).encode())
+        assert answer.status == 400, answer.body
+        assert answer.body["field"] == field, answer.body
+    assert api.list_replays(READER, {}).body["jobs"] == []
+
+
+@pytest.mark.parametrize("rate", ["0", "-1", "nan", "inf"])
+def test_the_cli_refuses_a_rate_that_is_not_above_0_before_asking(rate: str) -> None:
+    from typer.testing import CliRunner
+
+    from pitcrew.cli.main import app
+
+    result = CliRunner().invoke(app, ["dlq", "replay", "--group", "abc", "--rate", rate])
+    assert result.exit_code == 2, result.output
+    assert "--rate" in result.output and "above 0" in result.output
+    assert not isinstance(result.exception, ValueError)
