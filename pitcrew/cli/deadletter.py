@@ -482,6 +482,12 @@ def demo_poison(
 
     from pitcrew.runtime import DEVELOPMENT_STORAGE, azurite_connection_string
 
+    from pitcrew.deadletter.policy import is_source_queue_name
+
+    if not is_source_queue_name(queue):
+        raise typer.BadParameter("must be a storage queue name (3-56 lower-case letters, "
+                                 "digits, single hyphens; '-poison' is added)",
+                                 param_hint="--queue")
     conn = os.environ.get("AzureWebJobsStorage", "").strip()  # noqa: SIM112 - its real name
     if not conn or conn == DEVELOPMENT_STORAGE:
         conn = azurite_connection_string()

@@ -30,6 +30,11 @@ def _check_namespace(value: str) -> None:
                          "sb-prod.servicebus.windows.net)")
 
 
+def is_source_queue_name(value: str) -> bool:
+    """A storage queue name that leaves room for the '-poison' the Functions host appends."""
+    return bool(_QUEUE.match(value)) and len(value) <= 56
+
+
 def check_target_spec(text: str) -> str:
     """A replay target as the policy writes it: 'queue:<name>[@<SETTING>]',
     'servicebus:<namespace>/<queue>[@<SETTING>]' or
@@ -89,7 +94,7 @@ class StorageQueueSource(_Source):
     @field_validator("queue")
     @classmethod
     def _queue_name(cls, value: str) -> str:
-        if not _QUEUE.match(value) or len(value) > 56:
+        if not is_source_queue_name(value):
             raise ValueError(
                 f"{value!r} is not a storage queue name (3-56 lower-case letters, digits, "
                 "single hyphens, leaving room for '-poison')"

@@ -339,3 +339,14 @@ def test_the_cli_refuses_a_rate_that_is_not_above_0_before_asking(rate: str) -> 
     assert result.exit_code == 2, result.output
     assert "--rate" in result.output and "above 0" in result.output
     assert not isinstance(result.exception, ValueError)
+
+
+@pytest.mark.parametrize("queue", ["UPPER", "é-orders", "a\x1bb", "x" * 57, "ab"])
+def test_demo_poison_refuses_a_queue_name_azure_would_refuse(queue: str) -> None:
+    from typer.testing import CliRunner
+
+    from pitcrew.cli.main import app
+
+    result = CliRunner().invoke(app, ["dlq", "demo-poison", "--queue", queue, "--count", "1"])
+    assert result.exit_code == 2, result.output
+    assert "--queue" in result.output and "storage queue name" in result.output
