@@ -480,9 +480,8 @@ def demo_poison(
     from azure.core.exceptions import ResourceExistsError
     from azure.storage.queue import QueueClient
 
-    from pitcrew.runtime import DEVELOPMENT_STORAGE, azurite_connection_string
-
     from pitcrew.deadletter.policy import is_source_queue_name
+    from pitcrew.runtime import DEVELOPMENT_STORAGE, azurite_connection_string
 
     if not is_source_queue_name(queue):
         raise typer.BadParameter("must be a storage queue name (3-56 lower-case letters, "
