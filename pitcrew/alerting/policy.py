@@ -67,6 +67,9 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
 class Matcher:
     """One `name op value` condition on a label set. Regular expressions are anchored at both
     ends, as in Alertmanager; a label an alert lacks has the value ""."""
@@ -97,6 +100,11 @@ class Matcher:
         value = found["value"]
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        if _CONTROL.search(value):
+            # Matchers are echoed to terminals, the console and audit records: an escape
+            # sequence or a bidi override there would rewrite what an operator reads.
+            raise ValueError(f"{text[:100]!r}: a matcher must not hold control or bidi "
+                             "characters (write a regex escape such as \\x1b instead)")
         return cls(found["name"], found["op"], value)  # type: ignore[arg-type]
 
     def matches(self, labels: dict[str, str]) -> bool:

@@ -42,6 +42,17 @@ def test_bad_matchers_are_refused(bad: str) -> None:
         Matcher.parse(bad)
 
 
+@pytest.mark.parametrize("hostile", ["a=b\x1b[2J", 'a="b\u202ec"', "a=~b\x00", "a!=\x7f"])
+def test_a_matcher_with_control_or_bidi_characters_is_refused_and_not_echoed_raw(
+        hostile: str) -> None:
+    """Matchers are echoed to terminals and the console: a raw escape sequence would rewrite
+    what the operator reads. A regex escape in text (\\x1b) is still a matcher."""
+    with pytest.raises(ValueError) as refused:
+        Matcher.parse(hostile)
+    assert not any(c in str(refused.value) for c in "\x1b\u202e\x00\x7f")
+    assert Matcher.parse('a=~"x\\\\x1b"').matches({"a": "x\x1b"})
+
+
 def test_durations() -> None:
     assert parse_duration("30s") == 30 and parse_duration("1h30m") == 5400
     assert parse_duration(0) == 0 and parse_duration("2d") == 172800
