@@ -115,6 +115,13 @@ class ApiClient:
         if not response.is_success:
             message = body.get("message") if isinstance(body, dict) else str(body or "")
             message = " ".join(str(message).split())[:500]
+            if not message:
+                # The host's own answer (no function's): a path no route takes, e.g. a name
+                # holding '/' or '..' that the URL resolved away.
+                message = (f"the app answered with no detail ({response.reason_phrase}); check "
+                           "the names given: no route takes this path" if
+                           response.status_code == 404 else
+                           f"the app answered with no detail ({response.reason_phrase})")
             raise ApiError(f"{method} {path}: HTTP {response.status_code}: {message}")
         return body
 

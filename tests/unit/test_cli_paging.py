@@ -291,3 +291,17 @@ def test_a_limit_beyond_the_routes_maximum_is_refused_before_any_request(app: Ap
     result = CliRunner().invoke(cli.app, ["backups", "--limit", "1001"])
     assert result.exit_code == 2
     assert app.queries == []
+
+
+@pytest.mark.parametrize(("status", "says"), [(404, "no route takes this path"),
+                                               (502, "no detail (Bad Gateway)")])
+def test_an_answer_without_a_body_still_says_what_went_wrong(
+        status: int, says: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's own 404 (a name with '..' resolved away by the URL) has no body: the error
+    must not end at 'HTTP 404: '."""
+    from pitcrew.cli.client import ApiClient, ApiError
+
+    monkeypatch.setattr(httpx, "request", lambda *a, **k: httpx.Response(status))
+    with pytest.raises(ApiError) as failed:
+        ApiClient(base_url="http://127.0.0.1:9").request("POST", "/api/drills/../orders/run")
+    assert says in str(failed.value) and not str(failed.value).endswith(": "), str(failed.value)
