@@ -249,9 +249,12 @@ def retry_notification(headers: Mapping[str, str], ref: str) -> HttpResult:
     result = services.outbox.retry_now(entry, services.channels.get(channel))
     services.audit.append(AuditRecord(
         actor=principal.actor, action="notify.retry", target=f"receiver/{channel}",
-        outcome="succeeded" if result in ("delivered", "already") else "failed",
+        # Only a delivery this retry made succeeded; one made before is nothing done now.
+        outcome={"delivered": "succeeded", "already": "skipped"}.get(result, "failed"),
         correlation_id=notification_id[:200],
-        details={"notification": notification_id[:200], "result": result},
+        details={"notification": notification_id[:200], "result": result,
+                 **({"reason": "delivered before; nothing sent"} if result == "already"
+                    else {})},
     ))
     fresh = services.outbox.get(channel, notification_id) or entry
     return HttpResult(200, {**fresh.to_dict(), "result": result})

@@ -331,6 +331,8 @@ def test_the_outbox_view_and_retry(pitcrew_env: Path, receiver: Receiver,
     assert len(receiver.received) == 1
     assert alerting_api.retry_notification(OPERATOR, failed["id"]).body["result"] == "already"
     assert [r["details"]["result"] for r in audit("notify.retry")] == ["delivered", "already"]
+    # The second retry sent nothing: it is not recorded as a success.
+    assert [r["outcome"] for r in audit("notify.retry")] == ["succeeded", "skipped"]
     assert alerting_api.retry_notification(OPERATOR, "!!").status == 400
 
 
