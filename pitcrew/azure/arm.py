@@ -69,9 +69,21 @@ def resource_kind(resource_id: str) -> tuple[str, str, str] | None:
             str(parts.get("resource_type", "")).lower())
 
 
-def _rejected(service: str, status: int) -> CredentialRejected:
-    return CredentialRejected(f"{service} answered HTTP {status} to a request signed with the "
-                              "new key")
+# Refusals that are not about the key: the run stops all the same (the key cannot be proven),
+# but the alert names the real cause instead of blaming the new key.
+_NOT_THE_KEY = {
+    "AuthorizationFailure": "the account's network rules refused pitcrew's address",
+    "KeyBasedAuthenticationNotPermitted": "shared key access is disabled on the account",
+}
+
+
+def _rejected(service: str, status: int, code: object = None) -> CredentialRejected:
+    # The Storage SDK gives a StorageErrorCode (a str enum) for the codes it knows, else a str.
+    code = str(getattr(code, "value", code) or "") or None
+    cause = f" ({code}: {_NOT_THE_KEY[code]})" if code in _NOT_THE_KEY else (
+        f" ({code})" if code else "")
+    return CredentialRejected(f"{service} answered HTTP {status}{cause} to a request signed "
+                              "with the new key")
 
 
 class DataPlane:
@@ -147,10 +159,12 @@ class DataPlane:
             with client:
                 client.get_service_properties(timeout=int(self.timeout))
         except ClientAuthenticationError as exc:
-            raise _rejected("Storage", exc.status_code or 403) from None
+            raise _rejected("Storage", exc.status_code or 403,
+                            getattr(exc, "error_code", None)) from None
         except HttpResponseError as exc:
             if exc.status_code in (401, 403):
-                raise _rejected("Storage", exc.status_code) from None
+                raise _rejected("Storage", exc.status_code,
+                                getattr(exc, "error_code", None)) from None
             raise RuntimeError(f"Storage answered HTTP {exc.status_code} to the key test") from None
 
     # --- Service Bus / Event Hubs: SAS, with the least right the rule has ---------------------

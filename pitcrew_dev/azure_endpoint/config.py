@@ -81,6 +81,8 @@ class ResourceSeed(BaseModel):
     # Service Bus / Event Hubs rules only: any of Listen, Send, Manage (default: all three). The
     # SAS data-plane routes refuse an operation the rule has no right for, as Azure does.
     rights: list[str] | None = None
+    # Storage accounts only: false refuses SharedKey requests, as allowSharedKeyAccess=false does.
+    shared_key_access: bool = True
 
 
 class EndpointConfig(BaseModel):

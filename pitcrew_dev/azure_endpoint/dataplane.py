@@ -114,6 +114,10 @@ class DataPlaneApp:
             return _storage_error(
                 401, "NoAuthenticationInformation", "The request has no Authorization header."
             )
+        if not records[0].shared_key_access and authorization.startswith("SharedKey "):
+            return _storage_error(403, "KeyBasedAuthenticationNotPermitted",
+                                  "Key based authentication is not permitted on this storage "
+                                  "account.")
         try:
             matched = verify_storage_shared_key(
                 authorization,

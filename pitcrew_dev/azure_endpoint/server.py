@@ -305,7 +305,8 @@ class EndpointRuntime:
             try:
                 body = json.loads(await request.body() or b"{}")
                 record = self.store.ensure_resource(
-                    str(body["id"]), body.get("keys") or {}, body.get("rights")
+                    str(body["id"]), body.get("keys") or {}, body.get("rights"),
+                    bool(body.get("sharedKeyAccess", True)),
                 )
             except (UnknownResourceKind, ValueError, KeyError, TypeError) as exc:
                 # Key values come from the body; the messages above name key *names* only.
@@ -373,10 +374,13 @@ class LocalAzure:
         resource_id: str,
         keys: dict[str, str] | None = None,
         rights: list[str] | None = None,
+        *,
+        shared_key_access: bool = True,
     ) -> None:
         """Seed a resource (random keys unless given; `rights` for Service Bus / Event Hubs rules,
-        default Listen, Send, Manage). Existing resources are left as they are."""
-        self.store.ensure_resource(resource_id, keys, rights)
+        default Listen, Send, Manage; `shared_key_access=False` for a storage account that
+        refuses SharedKey requests). Existing resources are left as they are."""
+        self.store.ensure_resource(resource_id, keys, rights, shared_key_access)
 
     def keys(self, resource_id: str) -> dict[str, str]:
         """Current key values, for tests that must sign with them. Never log the result."""

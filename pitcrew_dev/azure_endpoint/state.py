@@ -122,6 +122,9 @@ class ResourceRecord(BaseModel):
     reference_refreshes: int = 0
     # Authorization rules: Listen / Send / Manage, checked by the SAS data-plane routes.
     rights: list[str] = Field(default_factory=list)
+    # Storage accounts: allowSharedKeyAccess. When false, Azure refuses every SharedKey-signed
+    # request (403 KeyBasedAuthenticationNotPermitted), whatever the key.
+    shared_key_access: bool = True
     created: int
 
 
@@ -239,7 +242,8 @@ class StateStore:
                 if port:
                     vault.port = port
             for seed in config.resources:
-                self._ensure_resource(data, seed.id, seed.keys, now, seed.rights)
+                self._ensure_resource(data, seed.id, seed.keys, now, seed.rights,
+                                      seed.shared_key_access)
             for vault_name, key_seeds in config.keys.items():
                 vault = data.vaults.setdefault(vault_name.lower(), VaultRecord())
                 for key_name, key_seed in key_seeds.items():
@@ -281,9 +285,11 @@ class StateStore:
         resource_id: str,
         keys: dict[str, str] | None = None,
         rights: list[str] | None = None,
+        shared_key_access: bool = True,
     ) -> ResourceRecord:
         with self.change() as data:
-            return self._ensure_resource(data, resource_id, keys or {}, int(time.time()), rights)
+            return self._ensure_resource(data, resource_id, keys or {}, int(time.time()), rights,
+                                         shared_key_access)
 
     @staticmethod
     def _ensure_resource(
@@ -292,6 +298,7 @@ class StateStore:
         keys: dict[str, str],
         now: int,
         rights: list[str] | None = None,
+        shared_key_access: bool = True,
     ) -> ResourceRecord:
         spec = spec_for(resource_id)
         if spec is None:
@@ -313,6 +320,7 @@ class StateStore:
             kind=spec.kind,
             keys={name: keys.get(name) or new_key(spec) for name in spec.key_names},
             rights=check_rights(spec.kind, rights),
+            shared_key_access=shared_key_access,
             created=now,
         )
         data.resources[canonical_id(resource_id)] = record

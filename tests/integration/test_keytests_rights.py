@@ -10,7 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from pitcrew.azure.arm import DataPlane, EventHubsKeys, ServiceBusKeys, sas_test_right
+from pitcrew.azure.arm import (
+    DataPlane,
+    EventHubsKeys,
+    ServiceBusKeys,
+    StorageKeys,
+    sas_test_right,
+)
 from pitcrew.rotation.ports import CredentialRejected
 from pitcrew_dev.azure_endpoint import LocalAzure, LocalCredential
 from tests.integration.rotation_support import (
@@ -22,6 +28,7 @@ from tests.integration.rotation_support import (
     event_body,
     new_key,
     outcome,
+    resource_id,
 )
 
 PROVIDERS = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers"
@@ -159,3 +166,27 @@ def test_send_or_listen_only_rules_rotate_end_to_end(
     assert "succeeded" in result.body["events"][0]["detail"], result.body
     assert world.latest(secret).value == world.local.keys(rid)["secondaryKey"]
     assert world.local.regenerations(rid) == {"secondaryKey": 1}
+
+
+def test_a_storage_account_without_shared_key_access_is_named_not_blamed_on_the_key(
+    local_azure: LocalAzure, unique_name: str
+) -> None:
+    """Azure refuses every SharedKey request when allowSharedKeyAccess is false, whatever the
+    key: the local endpoint does too, and the rotation's refusal names that cause (a good key
+    is refused the same way, twice), not a bad key."""
+    rid = resource_id("storage-keys", unique_name[:24].lower())
+    local_azure.add_resource(rid, shared_key_access=False)
+    provider = StorageKeys(client_for(local_azure),
+                           DataPlane(local_azure.url, str(local_azure.ca_path)))
+    good = local_azure.keys(rid)["key1"]
+    for _ in range(2):
+        with pytest.raises(CredentialRejected) as refused:
+            provider.test(rid, "key1", good)
+        message = str(refused.value)
+        assert "KeyBasedAuthenticationNotPermitted" in message
+        assert "shared key access is disabled" in message and good not in message
+    allowed = resource_id("storage-keys", (unique_name[:22] + "ok").lower())
+    local_azure.add_resource(allowed)
+    provider.test(allowed, "key1", local_azure.keys(allowed)["key1"])
+    with pytest.raises(CredentialRejected, match="AuthenticationFailed"):
+        provider.test(allowed, "key1", local_azure.keys(rid)["key2"])
