@@ -67,6 +67,24 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def _compile_regex(value: str) -> Any:
+    """RE2, as Alertmanager's Go regexp: matching takes time linear in the label's length, so
+    no matcher (a Reader's filter, a silence, a policy route) can make a label value cost
+    exponential backtracking. Imported on first use (cold start)."""
+    import re2  # google-re2
+
+    options = re2.Options()
+    options.dot_nl = True  # `.` matches a newline, as re.S did
+    options.log_errors = False  # a bad pattern is the caller's 400, not a line on stderr
+    try:
+        return re2.compile(value, options)
+    except re2.error as exc:
+        problem = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) \
+            else str(exc)
+        raise ValueError(f"{value[:200]!r} is not a valid regular expression in RE2 syntax, "
+                         f"as Alertmanager's ({problem})") from None
+
+
 _CONTROL = re.compile("[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -79,12 +97,9 @@ class Matcher:
     def __init__(self, name: str, op: Op, value: str) -> None:
         matching(name, LABEL_NAME, " is not a label name (letters, digits, _ . -)", shown=None)
         self.name, self.op, self.value = name, op, value
-        self._regex: re.Pattern[str] | None = None
+        self._regex: Any = None
         if op in ("=~", "!~"):
-            try:
-                self._regex = re.compile(value, re.S)
-            except re.error as exc:
-                raise ValueError(f"{value!r} is not a valid regular expression ({exc})") from None
+            self._regex = _compile_regex(value)
 
     @classmethod
     def parse(cls, text: str) -> Matcher:

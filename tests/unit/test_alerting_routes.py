@@ -53,6 +53,21 @@ def test_a_matcher_with_control_or_bidi_characters_is_refused_and_not_echoed_raw
     assert Matcher.parse('a=~"x\\\\x1b"').matches({"a": "x\x1b"})
 
 
+def test_a_regex_matcher_runs_in_linear_time_on_a_hostile_label_value() -> None:
+    """RE2, as Alertmanager's Go regexp: a pattern that backtracks exponentially in Python's
+    `re` ((a+)+$ against 1,024 a's and a '!' would not return in a lifetime) answers at once,
+    correctly, every time; RE2 has no lookaround, so such a pattern is refused by name."""
+    hostile = {"alertRule": "a" * 1023 + "!"}
+    for _ in range(2):
+        assert Matcher.parse("alertRule=~(a+)+$").matches(hostile) is False
+        assert Matcher.parse("alertRule!~(a+)+$").matches(hostile) is True
+    assert Matcher.parse("alertRule=~(a+)+!").matches(hostile) is True
+    assert Matcher.parse('summary=~"line one.line two"').matches(
+        {"summary": "line one\nline two"})  # `.` takes a newline, as before
+    with pytest.raises(ValueError, match="RE2"):
+        Matcher.parse("alertRule=~(?=cpu).*")
+
+
 def test_durations() -> None:
     assert parse_duration("30s") == 30 and parse_duration("1h30m") == 5400
     assert parse_duration(0) == 0 and parse_duration("2d") == 172800
