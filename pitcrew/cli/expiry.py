@@ -91,3 +91,7 @@ def sweep(
             out.print(f"  cannot sweep: {error}", highlight=False, markup=False)
         if result.get("attention"):
             out.print(findings_table(result["attention"]))
+            left = int(result.get("attentionCount") or 0) - len(result["attention"])
+            if left > 0:
+                out.print(f"  … and {left} more: pitcrew expiry --vault {result['vault']}",
+                          highlight=False, markup=False)

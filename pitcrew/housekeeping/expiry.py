@@ -59,6 +59,9 @@ def classify(props: ObjectProperties, *, now: datetime, window: timedelta,
     return "ok"
 
 
+MAX_ATTENTION_LISTED = 100  # findings a sweep's answer lists per vault (all are counted)
+
+
 @dataclass
 class VaultSweep:
     vault: str
@@ -73,9 +76,13 @@ class VaultSweep:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        # A vault may hold thousands of findings: the answer lists the first ones that need
+        # attention and counts them all; GET /api/expiry?vault=&class= pages through every one.
+        attention = [f for f in self.findings if messages.attention(f)]
         return {"vault": self.vault, "counts": self.counts(), "errors": self.errors,
                 "notification": self.notified,
-                "attention": [f.to_dict() for f in self.findings if messages.attention(f)]}
+                "attention": [f.to_dict() for f in attention[:MAX_ATTENTION_LISTED]],
+                "attentionCount": len(attention)}
 
 
 @dataclass

@@ -161,6 +161,19 @@ def test_a_resolved_nobody_heard_fire_is_not_sent(
     assert receiver.received == [] and pager.received == []
 
 
+def test_a_big_group_is_listed_bounded_and_says_how_many_it_holds(
+    pitcrew_env: Path, receiver: Receiver, pager: Receiver, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alerting_api, "MAX_ALERTS_PER_GROUP", 3)
+    write(pitcrew_env, tree_policy(receiver, pager, group_wait="30s"))
+    for i in range(5):
+        assert post(alert(f"big-{i}"))["outcome"] == "handled"
+    for _ in range(2):
+        (group,) = alerting_api.list_alerts(OPERATOR, {}).body["groups"]
+        assert len(group["alerts"]) == 3
+        assert group["alertCount"] == 5 and group["alertsListed"] == 3
+
+
 def test_ten_alerts_of_one_rule_within_group_wait_are_one_notification(
     pitcrew_env: Path, receiver: Receiver, pager: Receiver
 ) -> None:

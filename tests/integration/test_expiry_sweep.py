@@ -230,6 +230,8 @@ def test_plan_changes_nothing_and_fix_applies_key_policies(
     result = api.request_sweep(ROTATOR, b'{"dry_run": true}')
     assert result.status == 200 and result.body["plan"] is True
     assert local_azure.vault_operations(VAULT) == before
+    for swept in result.body["vaults"]:  # bounded, and says how many need attention
+        assert len(swept["attention"]) == min(swept["attentionCount"], 100)
     planned = {f["name"]: f for f in findings(kind="key")}["planned-key"]
     assert any("expiryTime is unset" in p for p in planned["problems"])
     assert keys.get_key_rotation_policy("planned-key").expires_in is None

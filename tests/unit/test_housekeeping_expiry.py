@@ -133,3 +133,16 @@ def test_auto_renew_due_and_policy_problems() -> None:
     rule = CertificateRule(vault="*", certificate="*", renew_days_before_expiry=30)
     assert policy_problems(at_80, rule) == [
         "AutoRenew at 80% of lifetime, pitcrew.yaml wants 30 days before expiry"]
+
+
+def test_a_sweep_answer_lists_a_bounded_number_of_findings_and_counts_them_all() -> None:
+    from pitcrew.housekeeping.expiry import MAX_ATTENTION_LISTED, VaultSweep
+    from pitcrew.housekeeping.ports import Finding
+
+    swept = VaultSweep("kv")
+    swept.findings = [Finding(vault="kv", kind="secret", name=f"s{i}", cls="expired",
+                              expires=NOW - timedelta(days=1))
+                      for i in range(MAX_ATTENTION_LISTED + 7)]
+    answer = swept.to_dict()
+    assert len(answer["attention"]) == MAX_ATTENTION_LISTED
+    assert answer["attentionCount"] == MAX_ATTENTION_LISTED + 7
