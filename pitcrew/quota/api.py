@@ -17,13 +17,13 @@ from pitcrew.bootstrap import get_services
 from pitcrew.errors import InvalidInput, RetryLater
 from pitcrew.http.errors import HttpResult, http_errors
 from pitcrew.http.models import PageQuery, RequestModel
-from pitcrew.quota.model import LEVELS, TERMINAL, QuotaId
+from pitcrew.quota.model import LEVELS, RECORDED, QuotaId
 from pitcrew.quota.ports import QuotaServices, StateFilter
 from pitcrew.quota.requests import follow, request_increase
 from pitcrew.quota.scan import ScanReport, scan
 
 log = logging.getLogger(__name__)
-STATUSES = ("Submitting", "Accepted", "InProgress", *sorted(TERMINAL))
+STATUSES = RECORDED
 MAX_LIMIT_VALUE = 10_000_000
 
 
@@ -52,8 +52,18 @@ class QuotaListQuery(PageQuery):
     level: Annotated[str | None, _text("level", "^(" + "|".join(LEVELS) + ")$")] = None
 
 
+def _status(raw: Any) -> str | None:
+    """A recorded status, in any case (notadjustable -> NotAdjustable)."""
+    if raw is None or raw == "":
+        return None
+    known = {s.lower(): s for s in STATUSES}
+    if not isinstance(raw, str) or raw.lower() not in known:
+        raise InvalidInput("status", f"must be one of {', '.join(STATUSES)}")
+    return known[raw.lower()]
+
+
 class RequestListQuery(PageQuery):
-    status: Annotated[str | None, _text("status", "^(" + "|".join(STATUSES) + ")$")] = None
+    status: Annotated[str | None, BeforeValidator(_status)] = None
 
 
 def _quota_id(raw: Any) -> QuotaId:

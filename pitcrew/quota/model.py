@@ -152,8 +152,15 @@ class QuotaState:
 
 
 RequestStatus = Literal["Planned", "Submitting", "Accepted", "Created", "InProgress",
-                        "Succeeded", "Failed", "Escalated", "Invalid", "Canceled"]
-TERMINAL: frozenset[str] = frozenset({"Succeeded", "Failed", "Escalated", "Invalid", "Canceled"})
+                        "Succeeded", "Failed", "Escalated", "Invalid", "Canceled",
+                        "NotAdjustable"]
+# NotAdjustable: the quota cannot be adjusted through the Quota API; recorded as it is made,
+# never open (the notification says to open a support request).
+TERMINAL: frozenset[str] = frozenset({"Succeeded", "Failed", "Escalated", "Invalid", "Canceled",
+                                      "NotAdjustable"})
+# Every status a recorded request can have: pitcrew's own (Submitting, Escalated,
+# NotAdjustable) and the Quota API's RequestState. Planned is a dry run: never recorded.
+RECORDED: tuple[str, ...] = ("Submitting", "Accepted", "Created", "InProgress", *sorted(TERMINAL))
 
 
 @dataclass

@@ -10,9 +10,11 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from pitcrew.errors import InvalidInput
+from pitcrew.quota.forecast import MIN_SPACING
 from pitcrew.quota.model import QuotaId, quota_scope
 from pitcrew.schema import StrictModel, matching
 
+TIMER_MINUTES = 5  # the scan_quotas timer (functions/quota.py) fires every 5 minutes
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _PROVIDER = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z0-9]+)+$")
 _LOCATION = re.compile(r"^[a-z0-9]{1,40}$")
@@ -165,6 +167,13 @@ class QuotaPolicy(StrictModel):
                 problem = str(exc).splitlines()[-1].strip().removeprefix("Value error, ")
                 raise ValueError(f"rules[{i}].thresholds: {problem}") from None
         return self
+
+    @property
+    def sample_spacing(self) -> float:
+        """Seconds within which two samples of a quota are one observation (a scan run again,
+        two at once): at most 10 minutes and half the time between timer scans (every
+        `every_minutes`, the timer firing every 5), so scheduled samples are never merged."""
+        return min(MIN_SPACING, max(self.every_minutes, TIMER_MINUTES) * 60 / 2)
 
     def scopes(self) -> list[str]:
         return [quota_scope(s, p, loc) for s in self.subscriptions for p in self.providers

@@ -88,6 +88,11 @@ class RequestStore(Protocol):
         status releases the quota for a next request."""
         ...
 
+    def record(self, request: IncreaseRequest) -> IncreaseRequest:
+        """Keep a request that ended as it was made (NotAdjustable): listed with the others,
+        never the quota's open request."""
+        ...
+
     def page(self, *, limit: int, continuation: Mapping[str, Any] | None = None,
              status: str | None = None) -> Page[IncreaseRequest]: ...
 

@@ -93,6 +93,8 @@ def request_increase(q: QuotaServices, state: QuotaState, new_limit: int, *, act
         support = support_text(quota, current=state.limit, usage=state.usage, wanted=new_limit,
                                why=request.reason + " The Quota API cannot adjust this quota.")
         if not dry_run:
+            # Recorded, so the notification's "See the requests" lists it.
+            q.requests.record(request)
             _notify(q, request, support)
         return RequestOutcome(request, False, "not adjustable: open a support request", support)
     if dry_run:

@@ -72,9 +72,11 @@ def _advance(state: QuotaState, reading: Reading, now: datetime, policy: QuotaPo
     state.adjustable, state.display, state.updated = reading.adjustable, reading.display, now
     window = now - timedelta(days=policy.forecast.window_days)
     state.series = [p for p in state.series if p[0] >= window.timestamp()]
-    state.series.append((now.timestamp(), reading.usage))
+    spacing = policy.sample_spacing
+    if not _repeated(state.series, now.timestamp(), reading.usage, spacing):
+        state.series.append((now.timestamp(), reading.usage))
     fc = forecast(state.series, reading.limit, min_samples=policy.forecast.min_samples,
-                  max_points=policy.forecast.max_points)
+                  max_points=policy.forecast.max_points, min_spacing=spacing)
     state.slope_per_day = fc.slope_per_day if fc else None
     state.days_to_exhaustion = fc.days_to_exhaustion if fc else None
     level, reasons = evaluate(state, policy.thresholds_for(reading.quota))
@@ -84,6 +86,18 @@ def _advance(state: QuotaState, reading: Reading, now: datetime, policy: QuotaPo
         state.episode += 1  # a new alert episode: its notifications get new ids
     state.level, state.reasons = level, reasons
     return previous
+
+
+def _repeated(series: list[tuple[float, float]], at: float, usage: float,
+              spacing: float) -> bool:
+    """A reading that only repeats the last sample: the same usage, less than `spacing` after
+    it (a scan run again, or two at once). It adds no sample, so the forecast, and the level it
+    decides, stay exactly what they were: running a scan again can never flip a level."""
+    if not series:
+        return False
+    last_at, last_usage = series[-1]
+    # Stored series keep 4 decimals (pitcrew/azure/tables/quota.py).
+    return 0 <= at - last_at < spacing and abs(usage - last_usage) < 5e-5
 
 
 def scan(q: QuotaServices, *, now: datetime | None = None) -> ScanReport:

@@ -18,6 +18,7 @@ from pitcrew.bootstrap import get_services
 from pitcrew.events import parse_alert
 from pitcrew.intake.pipeline import process_alert
 from pitcrew.quota import api
+from pitcrew.quota.model import QuotaId
 from pitcrew.quota.notices import RUNBOOK, RUNBOOK_ACTION
 from pitcrew.quota.requests import follow
 from pitcrew.quota.scan import scan
@@ -245,3 +246,102 @@ def test_capacity_metric_is_scanned_like_a_quota(world: QuotaWorld, receiver: Re
     note = next(n for n in quota_notes(receiver)
                 if n["facts"]["quota"] == "NormalizedRUConsumption")
     assert note["facts"]["provider"] == "Microsoft.DocumentDB"
+
+
+def test_scans_run_again_seconds_apart_keep_the_forecast_and_the_level(
+        world: QuotaWorld, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pitcrew quota scan` run a few more times right after a scan (and two at once) reads the
+    same usage: the forecast, the level and the notifications stay what they were (before,
+    the rescans' flat pairs outvoted the growth: `never +0.00 ok`, a false `[resolved]`, then
+    critical again at the next scheduled scan)."""
+    monkeypatch.setenv("PITCREW_QUOTA_AUTO_INCREASE", "false")  # requests are not the point
+    stepped = "standardESv5Family"
+    world.seed(limit=100, usage=39)
+    world.seed(name=stepped, limit=100, usage=39)
+    q = get_services().quota
+    # Hourly: one quota grows 2 an hour, the other stepped up 4 and held an hour. Both at 43 %,
+    # exhausted in about a day (critical_days 3): critical on days, not on percent.
+    for hour, (steady, step) in enumerate([(39, 39), (41, 43), (43, 43)]):
+        world.seed(usage=steady)
+        world.seed(name=stepped, usage=step)
+        scan(q, now=T0 + timedelta(hours=hour))
+    last = T0 + timedelta(hours=2)
+
+    def states() -> dict[str, Any]:
+        return {name: s for name, s in q.store.states(world.scope).items()
+                if name in (QUOTA, stepped)}
+
+    first = states()
+    for state in first.values():
+        assert state.level == "critical" and state.percent == 43, state
+        assert state.days_to_exhaustion == pytest.approx(57 / 48, rel=0.01)
+    assert sorted(n["facts"]["quota"] for n in quota_notes(receiver)) == sorted([stepped, QUOTA])
+
+    def same_as_first() -> None:
+        for name, state in states().items():
+            assert state.level == "critical", (name, state.slope_per_day)
+            assert state.days_to_exhaustion == pytest.approx(
+                first[name].days_to_exhaustion, rel=1e-3), name
+            assert state.slope_per_day == pytest.approx(first[name].slope_per_day, rel=1e-3)
+
+    for seconds in (5, 10, 15):
+        scan(q, now=last + timedelta(seconds=seconds))
+        same_as_first()
+    threads = [threading.Thread(target=scan, args=(q,),
+                                kwargs={"now": last + timedelta(seconds=20)}) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    same_as_first()
+    notes = quota_notes(receiver)
+    assert not [n for n in notes if n.get("status") == "resolved" or "[resolved]" in n["title"]]
+    assert len(notes) == 2  # the two critical alerts, nothing since
+
+    # The next scheduled scan, growth gone on: still critical, one notification per level.
+    world.seed(usage=45)
+    world.seed(name=stepped, usage=47)
+    scan(q, now=T0 + timedelta(hours=3))
+    assert [s.level for s in states().values()] == ["critical", "critical"]
+    assert len(quota_notes(receiver)) == 2
+
+
+def test_not_adjustable_request_is_listed_and_filterable(
+        world: QuotaWorld, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notification of a request that ended NotAdjustable says "See the requests: pitcrew
+    quota requests": the request is there, and `--status NotAdjustable` finds it (before, it was
+    never recorded and the status was a 400)."""
+    from pitcrew.auth import encode_principal
+
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+    reader = {"X-MS-CLIENT-PRINCIPAL": encode_principal("rita", ["Reader"])}
+    fixed = "lowPriorityCores"
+    world.seed(name=fixed, limit=10, usage=9, adjustable=False)
+    q = get_services().quota
+    scan(q, now=T0)
+    scan(q, now=T0 + timedelta(hours=1))  # the same episode: no second request
+    note = next(n for n in quota_notes(receiver)
+                if n["id"].startswith("quota-request:") and n["facts"]["quota"] == fixed)
+    assert note["facts"]["status"] == "NotAdjustable"
+    assert "pitcrew quota requests" in [a.get("command") for a in note["actions"]]
+    request_id = note["facts"]["request"]
+
+    def listed(query: dict[str, str]) -> list[dict[str, Any]]:
+        answer = api.list_requests(reader, {"limit": "100", **query})
+        assert answer.status == 200, answer.body
+        return [r for r in answer.body["requests"] if r["subscription"] == world.subscription]
+
+    everything = listed({})
+    assert [(r["id"], r["quota"].rsplit("/", 1)[-1], r["status"]) for r in everything] == [
+        (request_id, fixed, "NotAdjustable")]
+    assert [r["id"] for r in listed({"status": "NotAdjustable"})] == [request_id]
+    assert [r["id"] for r in listed({"status": "notadjustable"})] == [request_id]
+    assert listed({"status": "Succeeded"}) == []
+    for status in api.STATUSES:  # every status a request can be recorded with is a filter
+        assert api.list_requests(reader, {"status": status}).status == 200, status
+    bad = api.list_requests(reader, {"status": "Bogus"})
+    assert bad.status == 400 and "NotAdjustable" in str(bad.body)
+    # Never the quota's open request: nothing to follow, and the next request is not blocked.
+    assert q.requests.open_for(QuotaId(world.scope, fixed)) is None
+    assert follow(q) == []
+    assert world.requests_for(fixed) == []

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from pitcrew.quota.forecast import DAY, forecast, theil_sen, thin
+from pitcrew.quota.forecast import DAY, forecast, spaced, theil_sen, thin
 
 HOUR = 3600.0
 T0 = 1_800_000_000.0
@@ -87,3 +87,47 @@ def test_theil_sen_ignores_an_outlier_least_squares_would_follow() -> None:
     pts[5] = (5.0, 1000.0)
     slope, intercept = theil_sen(pts)
     assert slope == pytest.approx(2.0) and intercept == pytest.approx(0.0)
+
+
+def test_rescans_seconds_apart_do_not_change_the_forecast() -> None:
+    # A quota growing 2 an hour, then `pitcrew quota scan` run again and again seconds after the
+    # last scheduled scan (usage unchanged): one observation, not a flat stretch that outvotes
+    # the growth (before, the pairs among the rescans, slope 0, made the median 0: "never").
+    base = series([39, 41, 43])
+    before = forecast(base, 100, min_samples=3)
+    assert before is not None and before.days_to_exhaustion == pytest.approx(57 / 48)
+    last = base[-1][0]
+    for rescans in range(1, 11):
+        points = base + [(last + 5.0 * k, 43.0) for k in range(1, rescans + 1)]
+        after = forecast(points, 100, min_samples=3)
+        assert after is not None and after.days_to_exhaustion is not None, rescans
+        assert after.days_to_exhaustion == pytest.approx(before.days_to_exhaustion, rel=0.01)
+        assert after.slope_per_day == pytest.approx(before.slope_per_day, rel=0.01)
+        assert after.samples == 3
+
+
+def test_rescans_do_not_count_toward_min_samples() -> None:
+    # Three readings within a minute are one observation: no forecast from them.
+    points = [(T0, 10.0), (T0 + 20, 10.0), (T0 + 40, 11.0)]
+    assert forecast(points, 100, min_samples=3) is None
+    assert forecast([*points, (T0 + HOUR, 12.0), (T0 + 2 * HOUR, 14.0)], 100,
+                    min_samples=3) is not None
+
+
+def test_spaced_samples_are_all_kept_and_forecast_as_before() -> None:
+    rng = random.Random(3)
+    values = [100 + 0.5 * i + rng.gauss(0, 2) for i in range(24 * 7)]
+    points = series(values)
+    assert spaced(points, 600) == points
+    assert spaced(points, HOUR) == points  # exactly one interval apart: still separate
+    merged = forecast(points, 500)
+    plain = forecast(points, 500, min_spacing=0)
+    assert merged == plain and merged is not None and merged.samples == len(points)
+
+
+def test_spaced_keeps_the_newest_of_each_run() -> None:
+    points = [(0.0, 1.0), (10.0, 2.0), (590.0, 3.0), (600.0, 4.0), (1300.0, 5.0), (1301.0, 6.0)]
+    # Runs start at 0 and 600 and 1300 (each at least 600 after the last run's start).
+    assert spaced(points, 600) == [(590.0, 3.0), (600.0, 4.0), (1301.0, 6.0)]
+    assert spaced(points, 0) == points
+    assert spaced([], 600) == []

@@ -230,3 +230,28 @@ def test_the_relative_path_check_finds_one() -> None:
             "actions": [{"label": "x", "url": "https://example.com/docs/x.md"},
                         {"label": "y", "url": "a/b.md#c"}]}
     assert _relative_paths(sent) == ["docs/runbooks/quota-increase.md", "a/b.md#c"]
+
+
+def test_sample_spacing_never_merges_scheduled_scans() -> None:
+    def spacing(every: int) -> float:
+        return QuotaPolicy.model_validate({"every_minutes": every}).sample_spacing
+
+    assert spacing(60) == 600 and spacing(1440) == 600  # 10 minutes at most
+    assert spacing(10) == 300  # half the interval: scheduled scans stay separate samples
+    assert spacing(5) == spacing(1) == 150  # the timer fires every 5 minutes at most
+
+
+def test_every_status_a_request_can_be_recorded_with_can_be_listed() -> None:
+    from azure.mgmt.quota.models import RequestState
+
+    from pitcrew.quota import api
+    from pitcrew.quota.model import TERMINAL
+    from pitcrew.quota.requests import NEEDS_SUPPORT
+
+    # The Quota API's states (followed and recorded as they come), pitcrew's own.
+    recorded = {s.value for s in RequestState} | NEEDS_SUPPORT | {"Submitting"}
+    statuses = set(api.STATUSES)
+    assert (recorded | TERMINAL) <= statuses
+    assert "Planned" not in api.STATUSES  # a dry run is never recorded
+    assert IncreaseRequest("r", QuotaId(SCOPE, "q"), 10, 9, 20, "", "a",
+                           status="NotAdjustable").open is False

@@ -230,6 +230,15 @@ class TableRequestStore:
         self._table.upsert_entity(_request_entity(request, ALL), mode=UpdateMode.REPLACE)
         return request
 
+    def record(self, request: IncreaseRequest) -> IncreaseRequest:
+        from azure.data.tables import UpdateMode  # SDK on first use (cold start)
+
+        if request.open:
+            raise ValueError(f"an open request ({request.status}) is claimed, not recorded")
+        request.updated = datetime.now(UTC)
+        self._table.upsert_entity(_request_entity(request, ALL), mode=UpdateMode.REPLACE)
+        return request
+
     def page(self, *, limit: int, continuation: Mapping[str, Any] | None = None,
              status: str | None = None) -> Page[IncreaseRequest]:
         parameters: dict[str, Any] = {"pk": ALL}
