@@ -56,6 +56,11 @@ def main() -> None:
     except ApiError as exc:
         fail(str(exc))
         sys.exit(1)
+    except SystemExit as exc:
+        if exc.code == 130:  # Ctrl-C: typer exits 130 without a word
+            fail("interrupted: this command stopped waiting, but what it already asked of the "
+                 "app goes on there; `pitcrew audit` shows what was done")
+        raise
 
 
 if __name__ == "__main__":

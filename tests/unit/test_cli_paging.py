@@ -305,3 +305,23 @@ def test_an_answer_without_a_body_still_says_what_went_wrong(
     with pytest.raises(ApiError) as failed:
         ApiClient(base_url="http://127.0.0.1:9").request("POST", "/api/drills/../orders/run")
     assert says in str(failed.value) and not str(failed.value).endswith(": "), str(failed.value)
+
+
+def test_ctrl_c_says_the_work_goes_on_in_the_app(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Interrupting a command that waits (a rotation, a drill) must not look like nothing
+    happened: the request already sent goes on in the app."""
+    import sys
+
+    from pitcrew.cli import client as cli_client
+    from pitcrew.cli import main as cli_main
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_client.ApiClient, "request", interrupted)
+    monkeypatch.setattr(sys, "argv", ["pitcrew", "rotations"])
+    with pytest.raises(SystemExit) as stopped:
+        cli_main.main()
+    assert stopped.value.code == 130
+    assert "goes on there" in capsys.readouterr().err
