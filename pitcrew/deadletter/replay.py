@@ -255,6 +255,13 @@ def control_job(dl: DeadletterServices, job_id: str, action: str, actor: str) ->
         raise InvalidInput("action", "must be pause, resume or cancel")
     for _ in range(10):
         run = get_job(dl, job_id)
+        if (action, run.status) in (("cancel", "cancelled"), ("pause", "paused")):
+            # Asked twice: what was asked holds already. The same answer, nothing done again.
+            dl.audit.append(AuditRecord(
+                actor=actor, action=f"dlq.replay.{action}", target=_selection_label(
+                    run.data["selection"]), outcome="skipped", correlation_id=job_id,
+                details={"status": run.status, "reason": f"the job is already {run.status}"}))
+            return run
         if run.status in TERMINAL:
             raise InvalidInput("job", f"{job_id} is already {run.status}")
         if action == "resume":

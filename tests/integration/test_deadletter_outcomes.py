@@ -216,3 +216,23 @@ def test_a_pause_of_a_running_job_is_recorded_as_asked_not_done(
     assert api.control_replay(OPERATOR, other, "pause").body["status"] == "paused"
     (done,) = [r for r in audit("dlq.replay.pause") if r["correlationId"] == other]
     assert done["outcome"] == "succeeded" and done["details"] == {"status": "paused"}
+
+
+def test_cancel_or_pause_asked_twice_answers_the_same_and_does_nothing_again(
+        ns: FakeNamespace) -> None:  # noqa: F811
+    group = _orders(ns, 2)
+    for action, status in (("cancel", "cancelled"), ("pause", "paused")):
+        job = api.request_replay(OPERATOR, json.dumps({"group": group}).encode()).body["id"]
+        for _ in range(3):
+            answer = api.control_replay(OPERATOR, job, action)
+            assert answer.status == 200 and answer.body["status"] == status, answer.body
+        records = [r for r in audit(f"dlq.replay.{action}") if r["correlationId"] == job]
+        assert [r["outcome"] for r in records] == ["succeeded", "skipped", "skipped"]
+        assert records[1]["details"]["reason"] == f"the job is already {status}"
+    # A job that ended otherwise is still not "cancelled" after the fact.
+    done = api.request_replay(OPERATOR, json.dumps({"group": group}).encode()).body["id"]
+    run = get_deadletter().state.get_run(KIND, done)
+    assert run is not None
+    run.status = "succeeded"
+    get_deadletter().state.save_run(run)
+    assert api.control_replay(OPERATOR, done, "cancel").status == 400
