@@ -110,6 +110,9 @@ class Sweeper:
         self.sweep_id = sweep_id or f"sweep-{uuid.uuid4().hex[:12]}"
         self.actor = actor or app_identity()
         self.plan = dry_run or services.policy.mode == "plan"
+        # An operator's dry run answers with its report and tells no receiver; `mode: plan`
+        # (the timer's sweeps) still notifies, saying nothing was changed.
+        self.dry_run = dry_run
         self.fix = fix
         self._now = now or state_module.utcnow
         self.engine = RotationEngine(services)
@@ -177,10 +180,11 @@ class Sweeper:
             list_command=LIST_COMMAND.format(vault=result.vault))
         details = {"counts": result.counts(), "errors": result.errors, "plan": self.plan,
                    "fix": self.fix}
-        if notification is None:
+        if notification is None or self.dry_run:
             self.services.audit.append(AuditRecord(
                 actor=self.actor, action="expiry.sweep", target=result.vault,
-                outcome="succeeded", correlation_id=self.correlation_id, details=details))
+                outcome="planned" if self.dry_run else "succeeded",
+                correlation_id=self.correlation_id, details=details))
             return None
         return messages.tell(self.services, notification, action="expiry.sweep",
                              target=result.vault, correlation_id=self.correlation_id,
