@@ -95,6 +95,8 @@ def drill_run(
         if body.get("supportCase"):
             out.print("support case text:\n" + body["supportCase"])
     else:
+        if body.get("message"):  # e.g. already running: another request advances it
+            out.print(f"drill {name}: {body['message']}", highlight=False, markup=False)
         out.print(f"drill {name}: run {body.get('run')} {body.get('status')} "
                   f"(step {body.get('step')}), RTO {_seconds(body.get('rtoSeconds'))}")
     for problem in body.get("problems") or []:

@@ -8,6 +8,7 @@ of kind `recovery-check`) for `GET /api/backups` and `pitcrew backups`.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,8 @@ from pitcrew.housekeeping.recovery_policy import (
 from pitcrew.housekeeping.recovery_ports import BlobProtection, CosmosBackup, RecoveryServices
 from pitcrew.notify.model import Action, Notification
 from pitcrew.state import RunRecord, StaleRun
+
+log = logging.getLogger(__name__)
 
 CHECK_KIND = "recovery-check"
 RUNBOOK = "https://github.com/pitcrew/pitcrew/blob/main/docs/recovery.md"
@@ -214,18 +217,51 @@ def alert_for(check: CheckResult, *, kind: str = "recovery") -> Notification | N
     )
 
 
-def record(svc: RecoveryServices, check: CheckResult) -> None:
-    """Keep the check's latest result (one run record per check) and audit the run."""
-    run = svc.state.get_run(CHECK_KIND, check.check)
+def _parse(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+    except ValueError:
+        return None
+
+
+def _recorded_elsewhere(run: RunRecord, check: CheckResult, began: datetime) -> bool:
+    """Did another instance record this check already, as fresh as this one? Its result is
+    from a check that began no earlier than this one, or it is the same result, saved since
+    this invocation `began` (two invocations of the timer at once)."""
+    theirs = _parse(run.data.get("checkedAt"))
+    if theirs is not None and theirs >= check.checked_at:
+        return True
+    recorded = [(r.get("resource"), r.get("problems")) for r in run.data.get("resources", [])
+                if isinstance(r, dict)]
+    same = recorded == [(r.resource, r.problems) for r in check.results]  # the same findings
+    return same and run.updated_at >= began
+
+
+def record(svc: RecoveryServices, check: CheckResult, *, began: datetime | None = None) -> bool:
+    """Keep the check's latest result (one run record per check) and audit the run. False
+    when another instance recorded this check meanwhile (it lost the save race, or the same
+    result was saved since this invocation `began`): it is skipped, not recorded twice."""
+    began = began or check.checked_at
     data = check.to_dict()
-    if run is None:
-        created = svc.state.create_run(RunRecord(CHECK_KIND, check.check, "done",
-                                                 "ok" if not check.failing else "failing", data))
-        if created is None:
-            raise StaleRun(f"check {check.check} was recorded concurrently")
+    status = "ok" if not check.failing else "failing"
+    for _ in range(3):
+        run = svc.state.get_run(CHECK_KIND, check.check)
+        if run is not None and _recorded_elsewhere(run, check, began):
+            return False
+        try:
+            if run is None:
+                if svc.state.create_run(RunRecord(CHECK_KIND, check.check, "done", status,
+                                                  data)) is None:
+                    continue  # created concurrently: look at what was recorded
+            else:
+                run.data, run.status = data, status
+                svc.state.save_run(run)
+        except StaleRun:
+            continue  # saved concurrently: look at what was recorded
+        break
     else:
-        run.data, run.status = data, "ok" if not check.failing else "failing"
-        svc.state.save_run(run)
+        log.info("check %s: recorded by another instance meanwhile; skipped", check.check)
+        return False
     svc.audit.append(AuditRecord(
         actor=app_identity(), action=f"recovery.{check.check}", target=f"check/{check.check}",
         outcome="succeeded" if not check.failing else "failed",
@@ -233,11 +269,15 @@ def record(svc: RecoveryServices, check: CheckResult) -> None:
         details={"resources": len(check.results), "failing": [r.resource[-200:]
                                                               for r in check.failing][:20]},
     ))
+    return True
 
 
-def report(svc: RecoveryServices, check: CheckResult) -> CheckResult:
-    """Record a check's result and send its one grouped alert (when something fails)."""
-    record(svc, check)
+def report(svc: RecoveryServices, check: CheckResult, *,
+           began: datetime | None = None) -> CheckResult:
+    """Record a check's result and send its one grouped alert (when something fails); a
+    check another instance recorded meanwhile is left to that instance (it alerts)."""
+    if not record(svc, check, began=began):
+        return check
     notification = alert_for(check)
     if notification is not None:
         svc.router.send(notification)
@@ -245,13 +285,16 @@ def report(svc: RecoveryServices, check: CheckResult) -> CheckResult:
 
 
 def run_backup_checks(svc: RecoveryServices) -> list[CheckResult]:
+    """Each check in turn; one another invocation (running at the same time) recorded is
+    skipped, and the next checks still run."""
+    began = datetime.now(UTC)
     backups = svc.policy.backups
     checks: list[tuple[bool, Callable[[], CheckResult]]] = [
         (bool(backups.cosmos), lambda: check_cosmos(svc, backups.cosmos)),
         (bool(backups.storage), lambda: check_storage(svc, backups.storage)),
         (bool(backups.jobs and backups.jobs.items), lambda: check_jobs(svc, backups.jobs)),
     ]
-    return [report(svc, build()) for wanted, build in checks if wanted]
+    return [report(svc, build(), began=began) for wanted, build in checks if wanted]
 
 
 def last_results(svc: RecoveryServices) -> list[dict[str, Any]]:

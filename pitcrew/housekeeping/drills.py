@@ -13,25 +13,52 @@ drill writes the case text and waits as a manual step with an owner and a due da
 with `POST /api/drills/{name}/run {"manualOutcome": ...}`.
 
 A failed or overdue drill is one grouped alert of the `drills` check.
+
+Concurrency: one run per drill is active at a time. Starting it is claimed (StateStore.claim
+on "the run after the drill's last run"), so of N concurrent starters one creates the run and
+the others get that run. One worker at a time advances a run: `advance` takes the run's lease
+(`leaseOwner`, `leaseUntil` in its data, written with the run's ETag, as the replay worker
+does) and renews it at every save; a caller that finds the run leased gets `DrillBusy` (the
+API answers 202 "already running"). A worker that dies keeps the lease until it lapses (its
+time budget plus `LEASE_MARGIN_SECONDS`); then the `resume_drills` timer or the next caller
+takes the run over and repeats the step it was in, which every step tolerates.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pitcrew.audit import AuditRecord
-from pitcrew.errors import Conflict, InvalidInput
+from pitcrew.errors import Conflict, InvalidInput, RetryLater
 from pitcrew.housekeeping.backups import CheckResult, ResourceResult, report
 from pitcrew.housekeeping.recovery_policy import DrillRule
 from pitcrew.housekeeping.recovery_ports import RecoveryServices
 from pitcrew.state import RunRecord, StaleRun
 
+log = logging.getLogger(__name__)
+
 KIND = "drill"
 ACTIVE = ("running", "waiting-manual")
 STEPS = ("window", "restore", "verify", "cleanup", "done")
+# A worker's lease on a run lasts its time budget plus this margin (each step's waits are
+# bounded by the budget; the margin covers the calls that are not), renewed at every save.
+LEASE_MARGIN_SECONDS = 120.0
+START_SCOPE = "drill-start"  # claims: "{drill}:after:{last run id}"
+START_LEASE_SECONDS = 60.0  # a starter that dies between claim and create is replaced after
+START_WAIT_SECONDS = 10.0  # how long a losing starter waits for the winner's run to appear
+
+
+class DrillBusy(RetryLater):
+    """Another worker holds the run's lease and is advancing it now: nothing to do here."""
+
+    def __init__(self, run: RunRecord) -> None:
+        self.run = run
+        super().__init__(f"already running: run {run.run_id}")
 
 
 def _now() -> datetime:
@@ -123,24 +150,74 @@ def plan(svc: RecoveryServices, rule: DrillRule, *, now: datetime | None = None)
                 oldest_restorable=source.oldest_restorable)
 
 
+def _next_run(runs: list[RunRecord], last: RunRecord | None) -> RunRecord | None:
+    """The run created after `last` (after nothing: the first), of a drill's runs in order."""
+    ids = [r.run_id for r in runs]
+    if last is None:
+        return runs[0] if runs else None
+    if last.run_id not in ids:
+        return None
+    index = ids.index(last.run_id) + 1
+    return runs[index] if index < len(runs) else None
+
+
 def start(svc: RecoveryServices, rule: DrillRule, actor: str, *,
           now: datetime | None = None) -> RunRecord:
-    """A new run of the drill, or the one already going (one active run per drill)."""
-    existing = active_run(svc, rule.name)
+    """A new run of the drill, or the one already going (one active run per drill). Of
+    concurrent starters exactly one creates the run: each claims "the run after the drill's
+    last run"; the others answer with the run the winner created."""
+    runs = runs_of(svc, rule.name)
+    existing = next((r for r in reversed(runs) if r.status in ACTIVE), None)
     if existing is not None:
         return existing
-    now = now or _now()
-    run = RunRecord(KIND, f"{rule.name}-{now:%Y%m%dT%H%M%S}", "window", "running", {
-        "drill": rule.name, "account": rule.account, "actor": actor, "startedAt": _iso(now),
-        "problems": [],
-    })
-    created = svc.state.create_run(run)
-    if created is None:
-        raise StaleRun(f"drill {rule.name} was started concurrently")
-    svc.audit.append(AuditRecord(actor=actor, action="recovery.drill.start",
-                                 target=f"drill/{rule.name}", outcome="queued",
-                                 correlation_id=run.run_id, details={"account": rule.account}))
-    return created
+    last = runs[-1] if runs else None
+    key = f"{rule.name}:after:{last.run_id if last else '-'}"
+    try:
+        claim = svc.state.claim(START_SCOPE, key, lease_seconds=START_LEASE_SECONDS)
+    except RetryLater:
+        claim = None  # another caller is creating that run right now
+    if claim is None:
+        return _started_elsewhere(svc, rule, last)
+    try:
+        # A starter that died after creating the run (before completing its claim) made it.
+        run = _next_run(runs_of(svc, rule.name), last) or _create(svc, rule, actor,
+                                                                   now or _now())
+    except Exception:
+        svc.state.release(claim, reason="the drill run could not be created")
+        raise
+    svc.state.complete(claim, outcome=run.run_id)
+    return run
+
+
+def _started_elsewhere(svc: RecoveryServices, rule: DrillRule,
+                       last: RunRecord | None) -> RunRecord:
+    """The run another caller is starting (it won the claim): wait for it to appear."""
+    deadline = time.monotonic() + START_WAIT_SECONDS
+    while True:
+        run = _next_run(runs_of(svc, rule.name), last)
+        if run is not None:
+            return run
+        if time.monotonic() >= deadline:
+            raise RetryLater(f"drill {rule.name} is being started by another request; retry")
+        time.sleep(0.2)
+
+
+def _create(svc: RecoveryServices, rule: DrillRule, actor: str, now: datetime) -> RunRecord:
+    base = f"{rule.name}-{now:%Y%m%dT%H%M%S}"
+    for n in range(1, 10):  # a run of the drill that ended within the same second has `base`
+        run = RunRecord(KIND, base if n == 1 else f"{base}-{n}", "window", "running", {
+            "drill": rule.name, "account": rule.account, "actor": actor,
+            "startedAt": _iso(now), "problems": [],
+        })
+        created = svc.state.create_run(run)
+        if created is None:
+            continue
+        svc.audit.append(AuditRecord(actor=actor, action="recovery.drill.start",
+                                     target=f"drill/{rule.name}", outcome="queued",
+                                     correlation_id=run.run_id,
+                                     details={"account": rule.account}))
+        return created
+    raise StaleRun(f"drill {rule.name}: no free run id for {base}")
 
 
 def _save(svc: RecoveryServices, run: RunRecord, step: str | None = None) -> RunRecord:
@@ -152,11 +229,109 @@ def _save(svc: RecoveryServices, run: RunRecord, step: str | None = None) -> Run
         raise StaleRun(f"drill run {run.run_id} was advanced by another worker") from None
 
 
+def _leased(run: RunRecord) -> bool:
+    until = _parse(run.data.get("leaseUntil"))
+    return until is not None and until > _now()
+
+
+class _Lease:
+    """One worker's hold on a run while it advances it: `leaseOwner` and `leaseUntil` in the
+    run's data, taken and renewed by ETag-conditional saves, so exactly one worker advances a
+    run at a time. It lasts the worker's time budget plus LEASE_MARGIN_SECONDS."""
+
+    def __init__(self, svc: RecoveryServices, deadline: float) -> None:
+        self.svc = svc
+        self.deadline = deadline
+        self.owner = uuid.uuid4().hex
+
+    def _until(self) -> str | None:
+        left = max(0.0, self.deadline - time.monotonic())
+        return _iso(_now() + timedelta(seconds=left + LEASE_MARGIN_SECONDS))
+
+    def _latest(self, run: RunRecord) -> RunRecord:
+        latest = self.svc.state.get_run(KIND, run.run_id)
+        if latest is None:
+            raise RetryLater(f"drill run {run.run_id} vanished; retry")
+        return latest
+
+    def take(self, run: RunRecord) -> RunRecord:
+        """The run leased to this worker; DrillBusy while another worker's lease is live.
+        A run that is no longer running comes back as it is (nothing to advance)."""
+        for _ in range(5):
+            if run.status != "running":
+                return run
+            if _leased(run):
+                raise DrillBusy(run)
+            if run.data.get("leaseUntil"):
+                log.warning("drill run %s: the lease of the worker at step %s lapsed; taking "
+                            "the run over", run.run_id, run.step)
+            run.data["leaseOwner"], run.data["leaseUntil"] = self.owner, self._until()
+            try:
+                return self.svc.state.save_run(run)
+            except StaleRun:
+                run = self._latest(run)  # another worker moved it: look again
+        raise RetryLater(f"drill run {run.run_id} is contended; retry")
+
+    def save(self, run: RunRecord, step: str | None = None) -> RunRecord:
+        """Persist the run's progress and renew the lease (or drop it once the run stops
+        running); DrillBusy when another worker took the run over meanwhile."""
+        if step is not None:
+            run.step = step
+        run.data["leaseUntil"] = self._until() if run.status == "running" else None
+        try:
+            return self.svc.state.save_run(run)
+        except StaleRun:
+            log.warning("drill run %s was taken over by another worker at step %s; stopping",
+                        run.run_id, run.step)
+            raise DrillBusy(self._latest(run)) from None
+
+    def release(self, run: RunRecord) -> RunRecord:
+        """Hand the run back (budget spent, or waiting on Azure): the next caller or the
+        resume timer goes on at once."""
+        if run.status != "running" or not run.data.get("leaseUntil"):
+            return run
+        run.data["leaseUntil"] = None
+        try:
+            return self.svc.state.save_run(run)
+        except StaleRun:
+            return self._latest(run)
+
+    def release_stored(self, run_id: str) -> None:
+        """After a failed step: drop the lease on the stored run (not on the copy in memory,
+        which holds the failed step's half-made changes), if it is still this worker's."""
+        try:
+            latest = self.svc.state.get_run(KIND, run_id)
+            if latest is not None and latest.data.get("leaseOwner") == self.owner \
+                    and latest.data.get("leaseUntil"):
+                latest.data["leaseUntil"] = None
+                self.svc.state.save_run(latest)
+        except Exception as exc:  # it lapses by itself
+            log.warning("drill run %s: could not release the lease (%s)", run_id,
+                        type(exc).__name__)
+
+
 def advance(svc: RecoveryServices, rule: DrillRule, run: RunRecord,
             *, budget_seconds: float | None = None) -> RunRecord:
-    """Advance a run as far as the time budget allows; every step is safe to repeat."""
+    """Advance a run as far as the time budget allows, holding its lease: DrillBusy when
+    another worker holds it. Every step is safe to repeat (after a takeover)."""
     deadline = time.monotonic() + (budget_seconds if budget_seconds is not None
                                    else svc.budget_seconds)
+    lease = _Lease(svc, deadline)
+    run = lease.take(run)
+    if run.status != "running":
+        return run
+    try:
+        run = _steps(svc, rule, run, lease, deadline)
+    except DrillBusy:
+        raise
+    except Exception:
+        lease.release_stored(run.run_id)
+        raise
+    return lease.release(run)
+
+
+def _steps(svc: RecoveryServices, rule: DrillRule, run: RunRecord, lease: _Lease,
+           deadline: float) -> RunRecord:
     data = run.data
     while run.status == "running":
         left = max(0.0, deadline - time.monotonic())
@@ -164,7 +339,7 @@ def advance(svc: RecoveryServices, rule: DrillRule, run: RunRecord,
         if run.step in ("window", "restore", "verify") and \
                 _now() - started > timedelta(hours=rule.max_hours):
             data["problems"].append(f"the drill took longer than {rule.max_hours:g} h")
-            run = _save(svc, run, "cleanup" if data.get("scratch") else "done")
+            run = lease.save(run, "cleanup" if data.get("scratch") else "done")
             continue
         if run.step == "window":
             found = plan(svc, rule)
@@ -173,7 +348,7 @@ def advance(svc: RecoveryServices, rule: DrillRule, run: RunRecord,
                 data.update({"mode": "manual", "owner": rule.owner, "due": _iso(due),
                              "supportCase": found.case_text})
                 run.status = "waiting-manual"
-                run = _save(svc, run, "manual")
+                run = lease.save(run, "manual")
                 svc.audit.append(AuditRecord(
                     actor=data["actor"], action="recovery.drill.manual",
                     target=f"drill/{rule.name}", outcome="queued", correlation_id=run.run_id,
@@ -183,10 +358,10 @@ def advance(svc: RecoveryServices, rule: DrillRule, run: RunRecord,
                          "oldestRestorable": _iso(found.oldest_restorable)})
             data["problems"] += found.problems
             if found.problems or not rule.restore:
-                run = _save(svc, run, "done")
+                run = lease.save(run, "done")
                 continue
             data["scratch"] = found.scratch  # saved before it is created: never lost
-            run = _save(svc, run, "restore")
+            run = lease.save(run, "restore")
         elif run.step == "restore":
             scratch = data["scratch"]
             state = svc.cosmos.state(scratch)
@@ -195,11 +370,11 @@ def advance(svc: RecoveryServices, rule: DrillRule, run: RunRecord,
                 source = svc.cosmos.restorable(rule.account, backup.location)
                 if source is None:
                     data["problems"].append("the source's restorable account disappeared")
-                    run = _save(svc, run, "cleanup")
+                    run = lease.save(run, "cleanup")
                     continue
                 data["restoreStartedAt"] = _iso(_now())
                 data["location"] = backup.location
-                run = _save(svc, run)
+                run = lease.save(run)
                 svc.cosmos.start_restore(
                     scratch, location=backup.location, source=source,
                     at=_parse(data["restoreAt"]) or _now(),
@@ -211,30 +386,33 @@ def advance(svc: RecoveryServices, rule: DrillRule, run: RunRecord,
                 break  # still restoring: the resume timer goes on
             if state != "Succeeded":
                 data["problems"].append(f"the restore ended {state or 'without an account'}")
-                run = _save(svc, run, "cleanup")
+                run = lease.save(run, "cleanup")
                 continue
             finished = _now()
             data["restoreFinishedAt"] = _iso(finished)
             begun = _parse(data.get("restoreStartedAt")) or finished
             data["restoreSeconds"] = round((finished - begun).total_seconds(), 3)
-            run = _save(svc, run, "verify")
+            run = lease.save(run, "verify")
         elif run.step == "verify":
             t0 = _now()
-            data["problems"] += verify(svc, rule, data["scratch"],
-                                       _parse(data["restoreAt"]) or t0)
+            if svc.cosmos.state(data["scratch"]) is None:
+                data["problems"].append("the scratch account was gone before it was verified")
+            else:
+                data["problems"] += verify(svc, rule, data["scratch"],
+                                           _parse(data["restoreAt"]) or t0)
             data["verifiedAt"] = _iso(_now())
             data["rtoSeconds"] = round(((_now()) - (_parse(data.get("restoreStartedAt"))
                                                     or t0)).total_seconds(), 3)
-            run = _save(svc, run, "cleanup")
+            run = lease.save(run, "cleanup")
         elif run.step == "cleanup":
             if not svc.cosmos.delete(data["scratch"], left):
                 break  # deletion still running: resumed later
             data["scratchDeletedAt"] = _iso(_now())
-            run = _save(svc, run, "done")
+            run = lease.save(run, "done")
         elif run.step == "done":
             run.status = "failed" if data["problems"] else "succeeded"
             data["finishedAt"] = _iso(_now())
-            run = _save(svc, run)
+            run = lease.save(run)  # the lease ends with the run; audited once, by its winner
             svc.audit.append(AuditRecord(
                 actor=data["actor"], action="recovery.drill", target=f"drill/{rule.name}",
                 outcome="failed" if data["problems"] else "succeeded", correlation_id=run.run_id,
@@ -355,8 +533,11 @@ def run_due(svc: RecoveryServices, actor: str) -> list[str]:
             continue
         if svc.plan_only:
             continue
-        run = start(svc, rule, actor)
-        advance(svc, rule, run)
+        try:
+            run = start(svc, rule, actor)
+            advance(svc, rule, run)
+        except RetryLater:  # another instance starts or advances it (DrillBusy, StaleRun)
+            continue
         started.append(run.run_id)
     check_drills(svc)
     return started
@@ -371,7 +552,7 @@ def resume(svc: RecoveryServices) -> list[str]:
             continue
         try:
             advance(svc, rule, run)
-        except StaleRun:
+        except RetryLater:  # another worker holds the run's lease (DrillBusy) or moved it
             continue
         moved.append(run.run_id)
     return moved

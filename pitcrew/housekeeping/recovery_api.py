@@ -98,10 +98,18 @@ def run_drill(headers: Mapping[str, str], name: str, body: bytes) -> HttpResult:
         return HttpResult(200, drills.drill_view(svc, rule))
     if request.dry_run or svc.plan_only:
         return HttpResult(200, drills.plan(svc, rule).to_dict())
-    run = drills.advance(svc, rule, drills.start(svc, rule, principal.actor))
+    run = drills.start(svc, rule, principal.actor)
+    busy = False
+    try:
+        run = drills.advance(svc, rule, run)
+    except drills.DrillBusy as held:  # another caller (or the timer) is advancing it
+        run, busy = held.run, held.run.status in drills.ACTIVE
     status = 200 if run.status not in drills.ACTIVE else 202
-    return HttpResult(status, {"run": run.run_id, "status": run.status, "step": run.step,
-                               **drills.drill_view(svc, rule)})
+    answer = {"run": run.run_id, "status": run.status, "step": run.step,
+              **drills.drill_view(svc, rule)}
+    if busy:
+        answer["message"] = f"already running: run {run.run_id}"
+    return HttpResult(status, answer)
 
 
 @http_errors

@@ -5,6 +5,8 @@ restore drills (dry run, real run, resumed after a crash), the verified image pu
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -298,3 +300,203 @@ def test_the_demo_seed_has_one_failing_case_of_each_check(
     facts = json.dumps([n["facts"] for n in receiver.received])
     for healthy in ("sample-orders", "samplestate", "vm-web-1"):
         assert healthy not in facts
+
+
+# ------------------------------------------------------------------ concurrency
+
+
+class _Slowed:
+    """A port with every call slowed down (as a real Azure call is), so that two callers
+    overlap the way they do on a real host; the calls named in `record` are remembered."""
+
+    def __init__(self, inner: Any, delay: float, record: tuple[str, ...] = ()) -> None:
+        self._inner = inner
+        self._delay = delay
+        self._record = record
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def slowed(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(self._delay)
+            if name in self._record:
+                with self._lock:
+                    self.calls.append((name, args, kwargs))
+            return attr(*args, **kwargs)
+
+        return slowed
+
+
+def _together(call: Any, *, offset: float = 0.0) -> list[Any]:
+    """`call` in two threads, the second `offset` seconds after the first (or both at once):
+    what each answered, or the exception it raised."""
+    barrier = threading.Barrier(2)
+    answers: list[Any] = [None, None]
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        if index and offset:
+            time.sleep(offset)
+        try:
+            answers[index] = call()
+        except Exception as exc:  # the test asserts there is none
+            answers[index] = exc
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return answers
+
+
+def _audit_of(recovery: Any, target: str, action: str) -> list[Any]:
+    return [r for r in recovery.audit.query(since=_ago(), until=_later(), target=target)
+            if r.action == action]
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.4, 0.7])
+def test_two_concurrent_drill_runs_advance_one_run_with_one_scratch_account(
+        recovery: Any, endpoint: LocalAzure, monkeypatch: pytest.MonkeyPatch,
+        offset: float) -> None:
+    from pitcrew.housekeeping import recovery_api
+
+    cosmos = _Slowed(recovery.cosmos, 0.15, record=("start_restore", "delete"))
+    monkeypatch.setattr(recovery, "cosmos", cosmos)
+    seen: list[str] = []
+    for _ in range(2):  # twice in a row
+        answers = _together(lambda: recovery_api.run_drill(_operator(), "orders",
+                                                           b'{"dryRun": false}'),
+                            offset=offset)
+        for answer in answers:
+            assert not isinstance(answer, Exception), answer
+            assert answer.status in (200, 202), answer.body
+        runs = {a.body["run"] for a in answers}
+        assert len(runs) == 1, [a.body for a in answers]  # one run for both callers
+        finished = [a for a in answers if a.status == 200]
+        assert finished and all(a.body["status"] == "succeeded" for a in finished)
+        busy = [a for a in answers if a.status == 202]
+        for answer in busy:  # the one that found the run leased says so
+            assert answer.body["status"] == "running"
+            assert answer.body["message"] == f"already running: run {answer.body['run']}"
+        seen += runs
+    assert len(set(seen)) == 2
+    state = {r.run_id: r for r in recovery.state.list_runs("drill")
+             if r.data.get("drill") == "orders"}
+    assert set(state) == set(seen)
+    assert all(r.status == "succeeded" and r.data["problems"] == [] for r in state.values())
+    assert all(not r.data.get("leaseUntil") for r in state.values())
+    # Exactly one restore (one scratch account) per run, each deleted, none left behind.
+    restored = [kwargs["tags"]["pitcrew-drill"] for name, _, kwargs in cosmos.calls
+                if name == "start_restore"]
+    assert sorted(restored) == sorted(seen)
+    left = {k.lower() for k in endpoint.recovery.describe()["cosmos"]}
+    assert not any(r.data["scratch"].lower() in left for r in state.values())
+    # The audit trail: one start and one result per run, not one per caller.
+    for action in ("recovery.drill.start", "recovery.drill"):
+        records = _audit_of(recovery, "drill/orders", action)
+        assert sorted(r.correlation_id for r in records) == sorted(seen), action
+
+
+class _Crash(BaseException):
+    """The worker's process dies: nothing of it runs any more (no except, no finally)."""
+
+
+def test_a_crashed_drill_worker_holds_its_run_until_the_lease_lapses_then_it_is_taken_over(
+        recovery: Any, endpoint: LocalAzure, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pitcrew.housekeeping import drills, recovery_api
+
+    rule = recovery.policy.drill("orders")
+    real = recovery.cosmos
+    cosmos = _Slowed(real, 0.0, record=("start_restore", "delete"))
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise _Crash
+
+    monkeypatch.setattr(recovery, "cosmos", cosmos)
+    run = drills.start(recovery, rule, "test")
+    # The worker dies in the verify step, after the restore finished.
+    monkeypatch.setattr(cosmos, "containers", crash, raising=False)
+    with pytest.raises(_Crash):
+        drills.advance(recovery, rule, run)
+    monkeypatch.delattr(cosmos, "containers")
+    held = recovery.state.get_run("drill", run.run_id)
+    assert held.status == "running" and held.step == "verify" and held.data["leaseUntil"]
+    # While its lease is live nobody else advances the run: the timer skips it, a caller is
+    # told it is running.
+    assert drills.resume(recovery) == []
+    answer = recovery_api.run_drill(_operator(), "orders", b'{"dryRun": false}')
+    assert answer.status == 202 and answer.body["run"] == run.run_id, answer.body
+    assert answer.body["message"] == f"already running: run {run.run_id}"
+    assert recovery.state.get_run("drill", run.run_id).step == "verify"
+    # The lease lapses: the timer takes the run over and finishes it from where it stopped.
+    held = recovery.state.get_run("drill", run.run_id)
+    held.data["leaseUntil"] = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    recovery.state.save_run(held)
+    answers = _together(lambda: drills.resume(recovery))
+    assert sorted(len(a) for a in answers) == [0, 1], answers
+    done = recovery.state.get_run("drill", run.run_id)
+    assert done.status == "succeeded", done.data
+    restores = [c for c in cosmos.calls if c[0] == "start_restore"]
+    assert len(restores) == 1
+    assert done.data["scratch"].lower() not in {
+        k.lower() for k in endpoint.recovery.describe()["cosmos"]}
+    assert len(_audit_of(recovery, "drill/orders", "recovery.drill")) == 1
+
+
+def test_two_concurrent_backup_check_runs_record_each_check_once_and_notify_once(
+        recovery: Any, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pitcrew.housekeeping import recovery_api
+
+    for port in ("cosmos", "storage", "jobs"):
+        monkeypatch.setattr(recovery, port, _Slowed(getattr(recovery, port), 0.1))
+    expected = {"cosmos-backup": False, "storage-protection": False, "backup-jobs": False}
+    for round_ in (1, 2):  # twice in a row
+        answers = _together(recovery_api.run_backup_checks)
+        assert answers == [expected, expected], answers
+        for check in expected:
+            records = _audit_of(recovery, f"check/{check}", f"recovery.{check}")
+            assert len(records) == round_, (check, records)
+    # The same day and findings: one grouped alert per check, whoever sent it.
+    assert sorted(n["labels"]["check"] for n in receiver.received
+                  if n["kind"] == "recovery") == sorted(expected)
+    assert len(recovery_api.list_backups(_operator(), {}).body["checks"]) == 3
+
+
+def test_a_backup_check_that_loses_the_save_race_is_skipped_and_the_next_checks_still_run(
+        recovery: Any, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pitcrew.housekeeping import recovery_api
+
+    recovery_api.run_backup_checks()  # yesterday's records, say
+    real = recovery.state
+
+    class RacedState:
+        """Another instance records cosmos-backup between this one's read and its save."""
+
+        raced = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def save_run(self, run: Any) -> Any:
+            if run.run_id == "cosmos-backup" and not self.raced:
+                self.raced = True
+                other = real.get_run(run.kind, run.run_id)
+                other.data = {**run.data, "checkedAt": datetime.now(UTC).isoformat()}
+                real.save_run(other)
+            return real.save_run(run)
+
+    monkeypatch.setattr(recovery, "state", RacedState())
+    before = {c: len(_audit_of(recovery, f"check/{c}", f"recovery.{c}"))
+              for c in ("cosmos-backup", "storage-protection", "backup-jobs")}
+    assert recovery_api.run_backup_checks() == {
+        "cosmos-backup": False, "storage-protection": False, "backup-jobs": False}
+    after = {c: len(_audit_of(recovery, f"check/{c}", f"recovery.{c}")) for c in before}
+    assert after == {"cosmos-backup": before["cosmos-backup"],  # the other instance's
+                     "storage-protection": before["storage-protection"] + 1,
+                     "backup-jobs": before["backup-jobs"] + 1}
+    assert len([n for n in receiver.received if n["kind"] == "recovery"]) == 3
