@@ -16,7 +16,7 @@ from pitcrew import links
 from pitcrew.alerting.dispatch import Pipeline
 from pitcrew.alerting.labels import digest
 from pitcrew.alerting.policy import Matcher, parse_duration
-from pitcrew.audit import AuditRecord, app_identity
+from pitcrew.audit import AuditRecord, Outcome, app_identity
 from pitcrew.auth import Role, require
 from pitcrew.bootstrap import Services, get_services
 from pitcrew.errors import InvalidInput
@@ -252,10 +252,12 @@ def retry_notification(headers: Mapping[str, str], ref: str) -> HttpResult:
     if entry is None:
         return HttpResult(404, {"error": "not_found", "message": "no such notification"})
     result = services.outbox.retry_now(entry, services.channels.get(channel))
+    # Only a delivery this retry made succeeded; one made before is nothing done now.
+    outcome: Outcome = ("succeeded" if result == "delivered" else
+                        "skipped" if result == "already" else "failed")
     services.audit.append(AuditRecord(
         actor=principal.actor, action="notify.retry", target=f"receiver/{channel}",
-        # Only a delivery this retry made succeeded; one made before is nothing done now.
-        outcome={"delivered": "succeeded", "already": "skipped"}.get(result, "failed"),
+        outcome=outcome,
         correlation_id=notification_id[:200],
         details={"notification": notification_id[:200], "result": result,
                  **({"reason": "delivered before; nothing sent"} if result == "already"
