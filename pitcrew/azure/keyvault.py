@@ -39,6 +39,7 @@ def _version(secret: Any, *, with_value: bool = True) -> SecretVersion:
         expires_on=props.expires_on,
         created_on=props.created_on,
         enabled=bool(props.enabled),
+        content_type=getattr(props, "content_type", None),
     )
 
 
@@ -46,6 +47,7 @@ def _from_properties(props: Any) -> SecretVersion:
     return SecretVersion(
         name=props.name, version=props.version, value=None, tags=dict(props.tags or {}),
         expires_on=props.expires_on, created_on=props.created_on, enabled=bool(props.enabled),
+        content_type=getattr(props, "content_type", None),
     )
 
 

@@ -61,6 +61,12 @@ def rotate(
             out.print(f"  {i}. {step}", highlight=False, markup=False)
         return
     run = body["run"]
+    if body.get("inProgress"):  # another request advances it: not a failure
+        out.print(f"[yellow]in progress[/yellow] {run['id']} at step {run['step']}: ",
+                  end="", highlight=False)
+        out.print(body.get("message") or "another request is advancing it", highlight=False,
+                  markup=False)
+        return
     colour = {"succeeded": "green", "waiting": "yellow", "skipped": "yellow"}.get(
         run["status"], "red")
     out.print(f"[{colour}]{run['status']}[/{colour}] {run['id']} at step {run['step']}: ",

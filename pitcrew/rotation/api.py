@@ -26,6 +26,7 @@ from pitcrew.rotation.engine import (
     RUN_KIND,
     RotationEngine,
     RotationStopped,
+    RunBusy,
     describe_error,
     run_id_for,
     run_summary,
@@ -163,6 +164,13 @@ def _request_rotation(engine: RotationEngine, services: Services, actor: str, va
         run = engine.start(vault, secret, None, actor=actor,
                            correlation_id=f"manual:{actor}", reason=reason or "manual",
                            target=target, retry_failed=True, force=force, both=both)
+    except RunBusy as busy:
+        # Another request (or the timer) holds the run's step and advances it; this request
+        # joined it (a force/both is recorded on it). Not an error: the run, as the waiting
+        # answer gives it, and who goes on with it.
+        now = services.state.get_run(RUN_KIND, busy.run.run_id) or busy.run
+        return HttpResult(202, {"dryRun": False, "inProgress": True, "message": str(busy),
+                                "run": run_summary(now)})
     except (InvalidInput, RetryLater, VaultUnavailable):
         raise
     except Exception as exc:

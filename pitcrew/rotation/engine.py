@@ -76,6 +76,10 @@ STEPS_DUAL = ("prepare", "store", "test", "promote", "refresh", "done")
 STEPS_BOTH = ("prepare", "store", "test", "promote", "refresh", "settle", "first", "retire", "done")
 STEPS_GENERATED = ("prepare", "store", "apply", "test", "promote", "refresh", "done")
 TERMINAL = ("succeeded", "failed", "skipped")
+# What a request joining an existing run writes into it (`start`): the only fields anyone but
+# the lease holder writes while a step runs, so the holder adopts them when its save conflicts.
+REQUEST_FIELDS = ("force", "both", "requested_by", "correlation_id", "reason")
+SAVE_TRIES = 20  # conflicting writes in a row before a request leaves the run to the others
 EVENT_TYPE = "pitcrew.SecretRotated"
 EVENT_SOURCE = "/pitcrew/rotation"
 
@@ -87,6 +91,16 @@ class RotationStopped(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+class RunBusy(RetryLater):
+    """Another request or instance holds the run's current step (its lease) and advances the
+    run; this one leaves it alone. Not a failure: `run` is the run as it was last read, for an
+    answer that says it is in progress."""
+
+    def __init__(self, run: RunRecord, message: str) -> None:
+        super().__init__(message)
+        self.run = run
 
 
 class RotationStepFailed(RuntimeError):
@@ -108,6 +122,14 @@ class RotationWaits(Exception):
 
 def run_id_for(vault: str, secret: str, version: str) -> str:
     return f"{vault.lower()}/{secret.lower()}@{version.lower()}"
+
+
+def adopt_request(data: dict[str, Any], fresh: Mapping[str, Any]) -> None:
+    """Take into `data` (a run's, as its lease holder has it) what a request that joined the
+    run wrote meanwhile (`fresh`, the run as stored): REQUEST_FIELDS, nothing else."""
+    for key in REQUEST_FIELDS:
+        if key in fresh:
+            data[key] = fresh[key]
 
 
 def fingerprint(value: str) -> str:
@@ -194,36 +216,8 @@ class RotationEngine:
         )
         created = state.create_run(run)
         if created is None:
-            existing = state.get_run(RUN_KIND, run_id)
-            if existing is None:  # deleted in between: extremely unlikely, let the caller retry
-                raise RetryLater(f"rotation run {run_id} vanished; retry")
-            log.info("rotation %s exists (%s at %s): resuming, not restarting",
-                     run_id, existing.status, existing.step)
-            run = existing
-            if retry_failed and run.status == "failed":
-                # Everything is re-derived from the vault and the provider in prepare.
-                for key in ("regenerated", "before_fingerprint", "lease_until", "failed_step",
-                            "outcome", "last_error", "pending_version", "pending_disabled",
-                            "apply_called", "rolled_back", "wait", "not_before", "wait_reason",
-                            "first_fingerprint", "first_regenerated", "retired",
-                            "vault_unavailable"):
-                    run.data.pop(key, None)
-                run.data.update(attempts=0, requested_by=actor, correlation_id=correlation_id,
-                                reason=reason, retries=int(run.data.get("retries", 0)) + 1,
-                                force=force or bool(run.data.get("force")),
-                                both=both or bool(run.data.get("both")))
-                run.status, run.step = "running", "prepare"
-                run = state.save_run(run)
-                self._audit(run, "rotation.retried", "succeeded", {"reason": reason})
-            elif (force or both) and run.status in ("running", "waiting"):
-                # An emergency request about a run that exists: it takes over the request.
-                run.data.update(force=force or bool(run.data.get("force")),
-                                both=both or bool(run.data.get("both")),
-                                requested_by=actor, correlation_id=correlation_id, reason=reason)
-                run = state.save_run(run)
-            if force and run.status not in TERMINAL:
-                self._audit(run, "rotation.forced", "succeeded",
-                            {"reason": reason, "both": bool(run.data.get("both"))})
+            run = self._join(run_id, actor=actor, correlation_id=correlation_id, reason=reason,
+                             retry_failed=retry_failed, force=force, both=both)
         else:
             run = created
             self._audit(run, "rotation.started", "succeeded",
@@ -232,8 +226,62 @@ class RotationEngine:
                 self._audit(run, "rotation.forced", "succeeded", {"reason": reason, "both": both})
         return self.advance(run)
 
+    def _join(self, run_id: str, *, actor: str, correlation_id: str, reason: str,
+              retry_failed: bool, force: bool, both: bool) -> RunRecord:
+        """The run that exists for this version, with this request taken into it: a failed run
+        restarts (`retry_failed`); an emergency (`force`/`both`) is recorded on a run that goes
+        on. Each write is ETag-conditional: when another request or instance wrote the run in
+        between, the run is read again and the request applied to what it holds now. Only
+        REQUEST_FIELDS are written to a running run, so a step in progress elsewhere keeps its
+        lease and adopts them when it saves."""
+        state = self.services.state
+        run: RunRecord | None = None
+        for _ in range(SAVE_TRIES):
+            run = state.get_run(RUN_KIND, run_id)
+            if run is None:  # deleted in between: extremely unlikely, let the caller retry
+                raise RetryLater(f"rotation run {run_id} vanished; retry")
+            try:
+                if retry_failed and run.status == "failed":
+                    # Everything is re-derived from the vault and the provider in prepare.
+                    for key in ("regenerated", "before_fingerprint", "lease_until",
+                                "failed_step", "outcome", "last_error", "pending_version",
+                                "pending_disabled", "apply_called", "rolled_back", "wait",
+                                "not_before", "wait_reason", "first_fingerprint",
+                                "first_regenerated", "retired", "vault_unavailable",
+                                "tags_dropped", "tags_omitted"):
+                        run.data.pop(key, None)
+                    run.data.update(attempts=0, requested_by=actor,
+                                    correlation_id=correlation_id, reason=reason,
+                                    retries=int(run.data.get("retries", 0)) + 1,
+                                    force=force or bool(run.data.get("force")),
+                                    both=both or bool(run.data.get("both")))
+                    run.status, run.step = "running", "prepare"
+                    run = state.save_run(run)
+                    self._audit(run, "rotation.retried", "succeeded", {"reason": reason})
+                elif (force or both) and run.status in ("running", "waiting"):
+                    # An emergency request about a run that exists: it takes over the request.
+                    run.data.update(force=force or bool(run.data.get("force")),
+                                    both=both or bool(run.data.get("both")),
+                                    requested_by=actor, correlation_id=correlation_id,
+                                    reason=reason)
+                    run = state.save_run(run)
+            except StaleRun:
+                continue  # written meanwhile: read it again, apply the request to that
+            log.info("rotation %s exists (%s at %s): resuming, not restarting",
+                     run_id, run.status, run.step)
+            if force and run.status not in TERMINAL:
+                self._audit(run, "rotation.forced", "succeeded",
+                            {"reason": reason, "both": bool(run.data.get("both"))})
+            return run
+        assert run is not None
+        raise RunBusy(run, f"rotation {run_id} is in progress: it changed {SAVE_TRIES} times "
+                           "while this request tried to join it; it goes on without this "
+                           "request's changes (`pitcrew rotations` shows how it ends)")
+
     def advance(self, run: RunRecord) -> RunRecord:
-        """Run steps until the run ends, waits, or a step fails (which raises)."""
+        """Run steps until the run ends, waits, or a step fails (which raises). RunBusy when
+        another request or instance holds the step: that one advances the run."""
+        conflicts = 0
         while run.status not in TERMINAL:
             if run.status == "waiting":
                 until = self._wait_until(run)
@@ -246,8 +294,28 @@ class RotationEngine:
                         with contextlib.suppress(StaleRun):
                             run = self.services.state.save_run(run)
                     return run
-            run = self._step(run)
+            stepped = self._step(run)
+            if stepped is None:
+                # Written by someone else since it was read: read it again and look afresh
+                # (ended, waiting, or leased elsewhere by now).
+                conflicts += 1
+                fresh = self.services.state.get_run(RUN_KIND, run.run_id)
+                if fresh is None:
+                    raise RetryLater(f"rotation run {run.run_id} vanished; retry")
+                if conflicts >= SAVE_TRIES:
+                    raise RunBusy(fresh, self._busy_message(fresh))
+                run = fresh
+                continue
+            run = stepped
         return run
+
+    @staticmethod
+    def _busy_message(run: RunRecord) -> str:
+        until = run.data.get("lease_until")
+        return (f"rotation {run.run_id} is in progress: another request is advancing it (step "
+                f"{run.step}" + (f", held until {until}" if until else "") + "), so this one "
+                "leaves it alone; `pitcrew rotations` shows how it ends (if that instance "
+                "stopped, the advance_rotations timer resumes the run after the hold)")
 
     def _wait_until(self, run: RunRecord) -> datetime:
         """When a waiting run may go on, by the policy in force now (not when it began waiting):
@@ -295,18 +363,58 @@ class RotationEngine:
 
     # ------------------------------------------------------------------ one step
 
-    def _step(self, run: RunRecord) -> RunRecord:
-        state = self.services.state
+    def _take_lease(self, run: RunRecord) -> RunRecord | None:
+        """Take the step's lease: an ETag-conditional write, so of any number of requests and
+        instances exactly one performs the step. RunBusy when another holds it; None when the
+        run was written since it was read (the caller reads it again)."""
         now = _now()
         lease_until = run.data.get("lease_until")
         if lease_until and datetime.fromisoformat(lease_until) > now:
-            raise RetryLater(f"rotation {run.run_id} step {run.step} is running elsewhere")
-        # Take the lease: an ETag-conditional write, so exactly one instance performs the step.
+            raise RunBusy(run, self._busy_message(run))
         run.data["lease_until"] = _iso(now + timedelta(seconds=self.policy.step_lease_seconds))
         run.data["lease_owner"] = uuid.uuid4().hex
         if run.status == "waiting":
             run.status = "running"
-        run = state.save_run(run)  # StaleRun (a RetryLater) when another instance won
+        try:
+            return self.services.state.save_run(run)
+        except StaleRun:
+            return None
+
+    def still_ours(self, run: RunRecord, step: str) -> RunRecord | None:
+        """The run as stored now, when this instance still holds `step`'s lease on it (someone
+        else may only have written REQUEST_FIELDS); None when another took the step over."""
+        fresh = self.services.state.get_run(RUN_KIND, run.run_id)
+        if (fresh is None or fresh.step != step or fresh.status in TERMINAL
+                or fresh.data.get("lease_owner") != run.data.get("lease_owner")):
+            return None
+        return fresh
+
+    def _save_leased(self, run: RunRecord, step: str) -> RunRecord:
+        """Save what the holder of `step`'s lease did. A request that joined the run meanwhile
+        (`start` with force/both) wrote only REQUEST_FIELDS: adopt them and save again. Only a
+        lost lease (another instance took the step over after this one's lapsed) is RunBusy:
+        that instance redoes the step, whose effects are idempotent."""
+        for _ in range(SAVE_TRIES):
+            try:
+                return self.services.state.save_run(run)
+            except StaleRun:
+                fresh = self.still_ours(run, step)
+                if fresh is None:
+                    now_run = self.services.state.get_run(RUN_KIND, run.run_id) or run
+                    raise RunBusy(now_run, f"rotation {run.run_id}: step {step} was taken over "
+                                           "by another instance after this one's hold lapsed; "
+                                           "it goes on there") from None
+                adopt_request(run.data, fresh.data)
+                run.etag = fresh.etag
+        raise RunBusy(run, self._busy_message(run))
+
+    def _step(self, run: RunRecord) -> RunRecord | None:
+        """Perform the run's current step under its lease; None when the lease could not be
+        taken because the run changed since it was read."""
+        leased = self._take_lease(run)
+        if leased is None:
+            return None
+        run = leased
         step = run.step
         sensitive: list[str] = []
         self._faults(f"before:{step}")
@@ -320,24 +428,26 @@ class RotationEngine:
             run.data["wait"] = {"kind": wait.kind, "since": wait.since}
             run.data.pop("lease_until", None)
             self._history(run, step, "waiting", wait.reason)
+            run = self._save_leased(run, step)
+            # Audited once the state says so: a save that lost would leave a false record.
             self._audit(run, "rotation.wait", "skipped", {"step": step, "until": _iso(wait.until),
                                                           "why": wait.reason})
-            return state.save_run(run)
+            return run
         except RotationStopped as stop:
-            return self._finish(run, stop.status, stop.reason, failed_step=step)
+            return self._finish(run, stop.status, stop.reason, leased=step, failed_step=step)
         except VaultUnavailable as unavailable:
             # Not transient: the vault is unknown or pitcrew lacks a role on it. A person acts.
             run.data["vault_unavailable"] = {"kind": unavailable.kind, "role": unavailable.role,
                                              "detail": unavailable.detail}
             return self._finish(run, "failed", f"{unavailable}; {unavailable.action}.",
-                                failed_step=step)
+                                leased=step, failed_step=step)
         except CredentialRejected as rejected:
             error = describe_error(rejected, sensitive)
             reason = f"the provider rejected the new credential: {error}"
-            return self._finish(run, "failed", reason, failed_step=step)
+            return self._finish(run, "failed", reason, leased=step, failed_step=step)
         except RetryLater:
             run.data.pop("lease_until", None)
-            state.save_run(run)
+            self._save_leased(run, step)
             raise
         except Exception as exc:
             attempts = int(run.data.get("attempts", 0)) + 1
@@ -347,12 +457,12 @@ class RotationEngine:
             if attempts >= self.policy.max_attempts:
                 return self._finish(
                     run, "failed", f"step {step} failed {attempts} times; last error: {error}.",
-                    failed_step=step,
+                    leased=step, failed_step=step,
                 )
             run.data.pop("lease_until", None)
             self._history(run, step, "error", error)
+            self._save_leased(run, step)
             self._audit(run, f"rotation.{step}", "failed", {"attempt": attempts, "error": error})
-            state.save_run(run)
             message = (f"rotation {run.run_id} step {step} failed (attempt {attempts} of "
                        f"{self.policy.max_attempts}; the platform or the advance_rotations timer "
                        f"retries it): {error}")
@@ -360,14 +470,17 @@ class RotationEngine:
             # Re-raised scrubbed: the original message may quote what the provider sent back.
             raise RotationStepFailed(message) from None
         self._faults(f"effect:{step}")
-        self._audit(run, f"rotation.{step}", "succeeded", self._step_details(run, step))
+        details = self._step_details(run, step)
         self._history(run, step, "done")
         run.data.pop("lease_until", None)
         if next_step == "done":
             run.step = "done"
-            return self._finish(run, "succeeded", "rotated")
+            return self._finish(run, "succeeded", "rotated", leased=step, step_details=details)
         run.step = next_step
-        run = state.save_run(run)
+        run = self._save_leased(run, step)
+        # Audited once saved, by the holder of the lease only: never a step "succeeded" whose
+        # state a lost race threw away (the step would be done again, and audited again).
+        self._audit(run, f"rotation.{step}", "succeeded", details)
         log.info("rotation %s: %s done, next %s", run.run_id, step, next_step)
         self._faults(f"after:{step}")
         return run
@@ -532,12 +645,17 @@ class RotationEngine:
             # Stored before a crash: keep that value (the hook may have it) and its version.
             d["pending_version"] = pending.version
             return "apply"
+        # The pending secret holds the credential the secret will: the same content type and
+        # user tags (its owner, say) as the current version, next to pitcrew's own.
+        current = self._current(run, sensitive)
+        fitted = self._fit_tags(run, {tags.RUN: run.run_id, tags.PENDING_FOR: d["secret"]},
+                                current, name)
         value = generate_password(PasswordPolicy.model_validate(d["password"]))
         sensitive.append(value)
         written = self.ports.secrets.set(
-            d["vault"], name, value,
-            tags={tags.RUN: run.run_id, tags.PENDING_FOR: d["secret"]},
+            d["vault"], name, value, tags=fitted,
             expires_on=_now() + timedelta(days=float(d["validity_days"])),
+            content_type=current.content_type,
         )
         d["pending_version"] = written.version
         return "apply"
@@ -568,7 +686,7 @@ class RotationEngine:
             )
         now = _now()
         until = now + timedelta(days=float(d["validity_days"]))
-        new_tags = {
+        new_tags: dict[str, str] = {
             tags.STRATEGY: d["strategy"],
             tags.VALID_FROM: _iso(now),
             tags.VALID_UNTIL: _iso(until),
@@ -585,14 +703,37 @@ class RotationEngine:
             new_tags[tags.RESOURCE] = d["resource"]
             new_tags[tags.KEY] = d["regenerate"]
             new_tags.update(tags.carried_forward(current.tags, d))  # Azure samples' tags
+        # The new version is the same secret to everyone reading it: it keeps the current
+        # version's content type and user tags; pitcrew's own tags are set fresh.
         written = self.ports.secrets.set(
-            d["vault"], d["secret"], value, tags=new_tags, expires_on=until,
-            content_type=None,
+            d["vault"], d["secret"], value,
+            tags=self._fit_tags(run, new_tags, current, d["secret"]), expires_on=until,
+            content_type=current.content_type,
         )
         d["new_version"] = written.version
         d["valid_until"] = _iso(until)
         d["promoted_at"] = _iso(now)
         return "refresh"
+
+    def _fit_tags(self, run: RunRecord, own: Mapping[str, str], current: SecretVersion,
+                  name: str) -> dict[str, str]:
+        """`own` tags plus the current version's user tags, within Key Vault's limits (15
+        tags, values of at most 256 characters), so the write never fails for its tags. What
+        is left out is logged and kept in the run (names only): the promote goes on."""
+        fitted = tags.for_new_version(own, current.tags,
+                                      keep_first=(self.services.policy.expiry.hygiene.owner_tag,))
+        if fitted.dropped:
+            log.warning("rotation %s: %s keeps %d tags; Key Vault takes %d, so user tag(s) %s "
+                        "of version %s were not carried over", run.run_id, name,
+                        len(fitted.tags), tags.MAX_TAGS, ", ".join(fitted.dropped),
+                        current.version)
+            run.data["tags_dropped"] = list(fitted.dropped)
+        if fitted.omitted:
+            log.warning("rotation %s: tag(s) %s left off %s: the value is over %d characters, "
+                        "which Key Vault refuses", run.run_id, ", ".join(fitted.omitted), name,
+                        tags.MAX_TAG_VALUE)
+            run.data["tags_omitted"] = list(fitted.omitted)
+        return fitted.tags
 
     def _refresh(self, run: RunRecord, sensitive: list[str]) -> str:
         d = run.data
@@ -705,7 +846,7 @@ class RotationEngine:
         d = run.data
         details: dict[str, Any] = {"step": step, "strategy": d["strategy"]}
         for key in ("resource", "holds", "regenerate", "new_version", "pending_version",
-                    "restarted", "published"):
+                    "restarted", "published", "tags_dropped", "tags_omitted"):
             if d.get(key) not in (None, [], ""):
                 details[key] = d[key]
         return details
@@ -732,8 +873,13 @@ class RotationEngine:
         ))
 
     def _finish(
-        self, run: RunRecord, status: str, reason: str, *, failed_step: str = ""
+        self, run: RunRecord, status: str, reason: str, *, leased: str, failed_step: str = "",
+        step_details: Mapping[str, Any] | None = None,
     ) -> RunRecord:
+        """End the run (under `leased`, the step whose lease this instance holds). The
+        notification goes out before the save, so a crash between them sends it again rather
+        than never; it has a stable id per run and outcome, so a receiver is told once. The
+        audit records follow the save. `step_details`: the last step succeeded (audited too)."""
         d = run.data
         run.status = status
         d.pop("lease_until", None)
@@ -756,11 +902,13 @@ class RotationEngine:
         if notification is not None:
             dispatch_outcome = self.services.router.send(notification).outcome
         self._history(run, failed_step or run.step, status, reason)
+        run = self._save_leased(run, leased)
+        if step_details is not None:
+            self._audit(run, f"rotation.{leased}", "succeeded", step_details)
         self._audit(run, f"rotation.{status}", "succeeded" if status == "succeeded" else
                     ("skipped" if status == "skipped" else "failed"),
                     {"reason": reason, "step": failed_step or run.step,
                      "new_version": d.get("new_version"), "notification": dispatch_outcome})
-        run = self.services.state.save_run(run)
         # The "pitcrew.rotation.<status>" prefix is what the failed-rotation alert rule in
         # infra/modules/alerts.bicep searches for: keep them in step.
         log.log(logging.ERROR if status == "failed" else logging.INFO,
@@ -918,8 +1066,9 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
 class _Heartbeat:
     """Renews a step's lease while the step runs (every third of `step_lease_seconds`), so a
     short lease (quick recovery after a crash) never lets a second instance into a long step.
-    It saves a snapshot of the run with the new lease and hands the ETag back; it stops (and the
-    step's own save then fails as stale) if another instance took the run over."""
+    It saves a snapshot of the run with the new lease and hands the ETag back; a request that
+    joined the run meanwhile (its REQUEST_FIELDS) is adopted, not overwritten; it stops (and the
+    step's own save then fails) if another instance took the step over."""
 
     def __init__(self, engine: RotationEngine, run: RunRecord) -> None:
         self.engine = engine
@@ -939,8 +1088,11 @@ class _Heartbeat:
 
     def _beat(self) -> None:
         run = self.run
+        step = run.step
         lease = float(self.engine.policy.step_lease_seconds)
-        while not self._stop.wait(self.interval):
+        again = False
+        while again or not self._stop.wait(self.interval):
+            again = False
             try:
                 data = json.loads(json.dumps(run.data, default=str))
             except RuntimeError:  # the step changed the data mid-copy: next beat
@@ -953,8 +1105,21 @@ class _Heartbeat:
             try:
                 saved = self.engine.services.state.save_run(snapshot)
             except StaleRun:
-                log.warning("rotation %s: lease lost during step %s", run.run_id, run.step)
-                return
+                # A request joining the run (force/both) wrote its fields: adopt them and renew
+                # at once. Only when another instance took the step over is the lease lost.
+                try:
+                    fresh = self.engine.still_ours(run, step)
+                except Exception as exc:
+                    log.warning("rotation %s: lease renewal failed (%s)", run.run_id,
+                                type(exc).__name__)
+                    continue
+                if fresh is None:
+                    log.warning("rotation %s: lease lost during step %s", run.run_id, step)
+                    return
+                adopt_request(run.data, fresh.data)
+                run.etag = fresh.etag
+                again = not self._stop.is_set()
+                continue
             except Exception as exc:
                 log.warning("rotation %s: lease renewal failed (%s)", run.run_id,
                             type(exc).__name__)

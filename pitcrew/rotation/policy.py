@@ -60,6 +60,10 @@ _RESOURCE_PATTERNS: dict[str, re.Pattern[str]] = {
 _SITE = _arm_id(r"Microsoft\.Web/sites/[^/]+")
 _NOT_A_SITE = " is not an App Service / Function App site id"
 _HOOK = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+# A dual-key resource id goes into the pitcrew-resource (and ProviderAddress) tag of every
+# version pitcrew promotes; Key Vault refuses a tag value over 256 characters, and by then the
+# key is regenerated. So a longer id is refused when the policy loads (`policy validate`).
+MAX_RESOURCE_ID = 256
 
 
 def resource_pattern_ok(strategy: str, resource_id: str) -> bool:
@@ -150,6 +154,11 @@ class SecretRule(StrictModel):
 
     @model_validator(mode="after")
     def _complete(self) -> SecretRule:
+        if self.resource is not None and len(self.resource) > MAX_RESOURCE_ID:
+            raise ValueError(
+                f"resource is {len(self.resource)} characters ({self.resource[:80]!r}…); "
+                f"pitcrew writes it into the pitcrew-resource tag of each version it promotes "
+                f"and Key Vault takes tag values of at most {MAX_RESOURCE_ID} characters")
         if self.strategy is None and not self.use_tags:
             raise ValueError("a rule needs 'strategy' (or use_tags: true to read it from tags)")
         if self.use_tags and self.strategy not in (None, *DUAL_KEY_STRATEGIES):

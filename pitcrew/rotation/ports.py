@@ -51,7 +51,9 @@ class VaultUnavailable(PitcrewError):
 
 @dataclass(frozen=True)
 class SecretVersion:
-    """One version of a Key Vault secret. `value` is excluded from repr and comparisons."""
+    """One version of a Key Vault secret. `value` is excluded from repr and comparisons.
+    `content_type` is the version's content type (None when it has none, or when the store
+    does not say): a version pitcrew promotes carries it over."""
 
     name: str
     version: str
@@ -60,15 +62,16 @@ class SecretVersion:
     expires_on: datetime | None = None
     created_on: datetime | None = None
     enabled: bool = True
+    content_type: str | None = None
 
 
 class SecretStore(Protocol):
     """Key Vault secrets, as the engine uses them."""
 
     def latest(self, vault: str, name: str) -> SecretVersion | None:
-        """The current version with its value, or None when the secret does not exist. A
-        disabled current version comes back with `enabled=False` and no value. Raises
-        VaultUnavailable when the vault is unknown or pitcrew may not read it."""
+        """The current version with its value, tags and content type, or None when the secret
+        does not exist. A disabled current version comes back with `enabled=False` and no
+        value. Raises VaultUnavailable when the vault is unknown or pitcrew may not read it."""
         ...
 
     def set(

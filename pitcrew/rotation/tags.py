@@ -36,6 +36,11 @@ HOOK = "pitcrew-hook"  # generated credentials: the hook that applies them
 TARGET = "pitcrew-target"  # generated credentials: what the hook applies them to
 
 SLOT_NAMES = ("primary", "secondary")
+PREFIX = "pitcrew-"  # every tag pitcrew owns starts with it; the others are the user's
+
+# Key Vault's limits on a secret version's tags: a write beyond them is a 400 (BadParameter).
+MAX_TAGS = 15
+MAX_TAG_VALUE = 256
 
 # Azure's rotation samples.
 PROVIDER_ADDRESS = "ProviderAddress"
@@ -130,6 +135,51 @@ def carried_forward(previous: Mapping[str, str], data: Mapping[str, Any]) -> dic
     index = SLOT_NAMES.index(str(data["regenerate"]))
     carried[CREDENTIAL_ID] = _credential_name(str(previous.get(CREDENTIAL_ID, "")), index)
     return carried
+
+
+def is_own(name: str) -> bool:
+    """A tag pitcrew writes itself (set fresh on every version it writes, never carried)."""
+    return name.lower().startswith(PREFIX)
+
+
+@dataclass(frozen=True)
+class VersionTags:
+    """The tags of a version pitcrew writes, and what had to be left out of them."""
+
+    tags: dict[str, str]
+    dropped: tuple[str, ...] = ()  # the previous version's user tags that did not fit
+    omitted: tuple[str, ...] = ()  # pitcrew's own tags whose value is over MAX_TAG_VALUE
+
+
+def for_new_version(own: Mapping[str, str], previous: Mapping[str, str],
+                    keep_first: tuple[str | None, ...] = ()) -> VersionTags:
+    """The tags of a version that replaces one tagged `previous`: pitcrew's `own` tags (set
+    fresh; any `pitcrew-*` tag of `previous` is not carried) and then the previous version's
+    user tags, as many as fit in Key Vault's limit of MAX_TAGS (`keep_first` names, e.g. the
+    hygiene owner tag, first; then the order `previous` lists them). Never more than Key Vault
+    takes, so the write cannot fail for it: an own tag whose value is over MAX_TAG_VALUE
+    characters is left out, never cut (a cut ARM id names another resource), and so is a user
+    tag that would not fit. Names only in what is returned, never a value."""
+    tags: dict[str, str] = {}
+    omitted: list[str] = []
+    for name, value in own.items():
+        if len(str(value)) > MAX_TAG_VALUE:
+            omitted.append(name)
+        else:
+            tags[name] = str(value)
+    taken = {name.lower() for name in tags}
+    first = [n.lower() for n in keep_first if n]
+    user = sorted(((name, str(value)) for name, value in previous.items()
+                   if not is_own(name) and name.lower() not in taken),
+                  key=lambda item: first.index(item[0].lower()) if item[0].lower() in first
+                  else len(first))
+    dropped: list[str] = []
+    for name, value in user:
+        if len(tags) >= MAX_TAGS or len(value) > MAX_TAG_VALUE:
+            dropped.append(name)
+        else:
+            tags[name] = value
+    return VersionTags(tags, tuple(dropped), tuple(omitted))
 
 
 @dataclass(frozen=True)

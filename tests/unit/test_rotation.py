@@ -251,3 +251,49 @@ def test_the_rotated_notice_says_only_what_consumers_were_really_told(
             "strategy": "cosmos-keys", **done}
     summary = messages.rotated("run-1", data).summary
     assert says in summary and never not in summary
+
+
+LONG_SB_RULE = ("/subscriptions/s/resourceGroups/rg/providers/Microsoft.ServiceBus/namespaces/ns/"
+                "queues/" + "orders-" * 40 + "q/authorizationRules/app")
+
+
+def test_policy_validate_refuses_a_resource_id_too_long_for_a_tag(tmp_path: Any) -> None:
+    """pitcrew writes the id into pitcrew-resource; Key Vault refuses tag values over 256
+    characters, and at promote the key is already regenerated: refused up front."""
+    from pitcrew.cli import main as cli
+
+    assert len(LONG_SB_RULE) > 256
+    with pytest.raises(ValidationError, match="at most 256 characters"):
+        SecretRule(vault="v", secret="s", strategy="servicebus-keys", resource=LONG_SB_RULE)
+    path = tmp_path / "pitcrew.yaml"
+    path.write_text(VALID + "  secrets:\n    - {vault: v, secret: s, strategy: servicebus-keys, "
+                    f"resource: '{LONG_SB_RULE}'}}\n")
+    result = CliRunner().invoke(cli.app, ["policy", "validate", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "pitcrew-resource tag" in result.output
+    fits = LONG_SB_RULE.replace("orders-" * 40, "orders")
+    assert SecretRule(vault="v", secret="s", strategy="servicebus-keys", resource=fits)
+
+
+def test_a_new_versions_tags_keep_user_tags_within_key_vaults_limits() -> None:
+    from pitcrew.rotation.tags import MAX_TAG_VALUE, MAX_TAGS, for_new_version
+
+    own = {"pitcrew-run": "r", "pitcrew-strategy": "generated", "pitcrew-resource": "x" * 257}
+    previous = {"pitcrew-run": "old", "pitcrew-hook": "old", "Pitcrew-Key": "old",
+                "owner": "team", "env": "prod"}
+    fitted = for_new_version(own, previous)
+    assert fitted.tags == {"pitcrew-run": "r", "pitcrew-strategy": "generated",
+                           "owner": "team", "env": "prod"}
+    assert fitted.omitted == ("pitcrew-resource",) and fitted.dropped == ()
+
+    many = {f"t{i:02d}": str(i) for i in range(20)} | {"Owner": "team"}
+    fitted = for_new_version({"pitcrew-run": "r"}, many, keep_first=("owner", None))
+    assert len(fitted.tags) == MAX_TAGS
+    assert fitted.tags["Owner"] == "team"  # kept first, whatever its case
+    assert list(fitted.tags)[2:] == [f"t{i:02d}" for i in range(MAX_TAGS - 2)]
+    assert fitted.dropped == tuple(f"t{i:02d}" for i in range(MAX_TAGS - 2, 20))
+
+    # A user tag spelled like one of pitcrew's carried ones is not written twice.
+    fitted = for_new_version({"ProviderAddress": "new"}, {"provideraddress": "old",
+                                                          "big": "v" * (MAX_TAG_VALUE + 1)})
+    assert fitted.tags == {"ProviderAddress": "new"} and fitted.dropped == ("big",)
