@@ -23,6 +23,7 @@ from datetime import datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import re2  # google-re2: matchers run in linear time, as Alertmanager's Go regexp
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from pitcrew.schema import StrictModel, matching
@@ -70,9 +71,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 def _compile_regex(value: str) -> Any:
     """RE2, as Alertmanager's Go regexp: matching takes time linear in the label's length, so
     no matcher (a Reader's filter, a silence, a policy route) can make a label value cost
-    exponential backtracking. Imported on first use (cold start)."""
-    import re2  # google-re2
-
+    exponential backtracking."""
     options = re2.Options()
     options.dot_nl = True  # `.` matches a newline, as re.S did
     options.log_errors = False  # a bad pattern is the caller's 400, not a line on stderr
