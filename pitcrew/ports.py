@@ -103,9 +103,11 @@ class RejectedEventLog(Protocol):
     def add(self, rejected: RejectedEvent) -> None: ...
 
     def page(
-        self, *, limit: int, continuation: Mapping[str, Any] | None = None
+        self, *, limit: int, continuation: Mapping[str, Any] | None = None,
+        since: datetime | None = None, until: datetime | None = None,
+        source: str | None = None, type: str | None = None, function: str | None = None,
     ) -> Page[RejectedEvent]:
-        """Newest first."""
+        """Newest first; each filter given is matched exactly (times: received within)."""
         ...
 
 

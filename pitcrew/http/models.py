@@ -127,6 +127,36 @@ class AuditParams(PageQuery):
     action: OptionalText = None
 
 
+def _bounded_text(name: str, most: int) -> Callable[[Any], str | None]:
+    """A filter's text, at most `most` characters; None when absent or empty."""
+
+    def parse(raw: Any) -> str | None:
+        if not raw:
+            return None
+        if not isinstance(raw, str) or len(raw) > most:
+            raise InvalidInput(name, f"must be text of at most {most} characters")
+        return raw
+
+    return parse
+
+
+class RejectedParams(PageQuery):
+    """`GET /api/events/rejected`: the page and its filters (a time range, the event's source
+    and type, the function that refused it), each matched exactly."""
+
+    since: Annotated[datetime | None, BeforeValidator(_iso_time("since"))] = None
+    until: Annotated[datetime | None, BeforeValidator(_iso_time("until"))] = None
+    source: Annotated[str | None, BeforeValidator(_bounded_text("source", 4096))] = None
+    type: Annotated[str | None, BeforeValidator(_bounded_text("type", 4096))] = None
+    function: Annotated[str | None, BeforeValidator(_bounded_text("function", 200))] = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RejectedParams:
+        if self.since and self.until and self.since > self.until:
+            raise InvalidInput("since", "must not be after until")
+        return self
+
+
 # ------------------------------------------------------------------ rotations
 
 MAX_REASON_CHARS = 500

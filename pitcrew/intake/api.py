@@ -20,7 +20,7 @@ from pitcrew.events import (
     validation_response,
 )
 from pitcrew.http.errors import HttpResult, http_errors
-from pitcrew.http.models import PageQuery
+from pitcrew.http.models import RejectedParams
 from pitcrew.intake.pipeline import process_alert, process_event, process_events, validate_event
 from pitcrew.notify.outbox import DrainReport
 
@@ -103,11 +103,14 @@ def receive_alert(headers: Mapping[str, str], body: bytes) -> HttpResult:
 
 @http_errors
 def list_rejected(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpResult:
-    """GET /api/events/rejected?limit=&continuation= (role Reader): poison events, newest
-    day first, `{"rejected": [...], "continuation": token | null}`."""
+    """GET /api/events/rejected?limit=&continuation=&since=&until=&source=&type=&function=
+    (role Reader): poison events, newest day first, `{"rejected": [...], "continuation": token
+    | null}`; each filter given is matched exactly."""
     require(headers, Role.READER)
-    wanted = PageQuery.of(query)
-    page = get_services().rejected.page(limit=wanted.limit, continuation=wanted.continuation)
+    wanted = RejectedParams.of(query)
+    page = get_services().rejected.page(
+        limit=wanted.limit, continuation=wanted.continuation, since=wanted.since,
+        until=wanted.until, source=wanted.source, type=wanted.type, function=wanted.function)
     return HttpResult(200, page.map(lambda item: item.to_dict()).body("rejected"))
 
 

@@ -142,6 +142,37 @@ def test_rejected_list_needs_a_reader_and_pages(monkeypatch: pytest.MonkeyPatch)
     assert list_rejected(headers, {"continuation": "forged"}).status == 400
 
 
+def test_rejected_list_is_filterable_by_time_source_type_and_function(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    handle_delivered_event(binding_fields(grid_event("filter-kv", "nope")),
+                           function="on_keyvault_event")
+    handle_delivered_event(binding_fields(grid_event("filter-sb", "nope")),
+                           function="on_servicebus_deadletter")
+    headers = reader_headers(monkeypatch)
+
+    def ids(query: dict[str, str]) -> list[str]:
+        answer = list_rejected(headers, query)
+        assert answer.status == 200, answer.body
+        return [r["eventId"] for r in answer.body["rejected"]]
+
+    for _ in range(2):
+        assert ids({"function": "on_servicebus_deadletter"}) == ["filter-sb"]
+        assert ids({"function": "on_keyvault_event", "source": TOPIC}) == ["filter-kv"]
+        assert ids({"source": TOPIC + "-other"}) == []
+        assert ids({"type": grid_event("x")["eventType"], "limit": "1"}) == ["filter-sb"]
+        now = datetime.now(UTC)
+        assert ids({"since": (now - timedelta(minutes=5)).isoformat(),
+                    "until": (now + timedelta(minutes=5)).isoformat()}) == [
+            "filter-sb", "filter-kv"]
+        assert ids({"until": "2000-01-01T00:00:00Z"}) == []
+        assert ids({"since": "0001-01-01", "until": "9999-12-31T23:59:59"}) == [
+            "filter-sb", "filter-kv"]  # a huge range is only paged, not refused
+    for bad in ({"since": "yesterday"}, {"since": "2026-02-02", "until": "2026-01-01"},
+                {"source": "x" * 5000}):
+        answer = list_rejected(headers, bad)
+        assert answer.status == 400 and answer.body["error"] == "invalid_input", answer.body
+
+
 def test_cloudevent_binding_is_claimed_by_its_source(receiver: Receiver) -> None:
     fields = BindingEvent(
         schema="cloudevents", id="ce-bind-1", event_type=

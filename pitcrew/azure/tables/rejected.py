@@ -4,7 +4,7 @@ per UTC day; both keys count down, so the table's own order is newest first."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pitcrew.azure.tables.paging import query_page
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 _MAX_TICKS = 10**19
 _MAX_DAY = 99_999_999
+_EARLIEST = datetime(1601, 1, 1, tzinfo=UTC)  # Edm.DateTime's first day
 
 
 class TableRejectedEventLog:
@@ -29,7 +30,7 @@ class TableRejectedEventLog:
         ticks = int(moment.timestamp() * 1_000_000)
         self._table.create_entity({
             # Both keys count down: the table's key order is newest first.
-            "PartitionKey": f"{_MAX_DAY - int(moment.strftime('%Y%m%d')):08d}",
+            "PartitionKey": _day_key(moment),
             "RowKey": f"{_MAX_TICKS - ticks:020d}-{rejected.record_id}",
             "ReceivedAt": moment,
             "EventId": rejected.id,
@@ -44,12 +45,36 @@ class TableRejectedEventLog:
         })
 
     def page(
-        self, *, limit: int, continuation: Mapping[str, Any] | None = None
+        self, *, limit: int, continuation: Mapping[str, Any] | None = None,
+        since: datetime | None = None, until: datetime | None = None,
+        source: str | None = None, type: str | None = None, function: str | None = None,
     ) -> Page[RejectedEvent]:
-        """At most `limit` rejections, newest first, and a token for the rest."""
-        page = query_page(self._table, "PartitionKey ge '0'", limit=limit,
-                          continuation=continuation)
+        """At most `limit` rejections, newest first, and a token for the rest. A time range
+        reads only its days' partitions; the other filters are the service's."""
+        # Table storage dates start at 1601: an earlier bound is no bound at all.
+        since = since if since is not None and since > _EARLIEST else None
+        until = until if until is None or until > _EARLIEST else _EARLIEST
+        clauses = ["PartitionKey ge @low", "PartitionKey le @high"]
+        parameters: dict[str, Any] = {
+            "low": _day_key(until) if until else "0",
+            "high": _day_key(since) if since else f"{_MAX_DAY:08d}",
+        }
+        for name, column, value in (("since", "ReceivedAt ge", since),
+                                    ("until", "ReceivedAt le", until),
+                                    ("source", "Source eq", source),
+                                    ("type", "EventType eq", type),
+                                    ("function", "Function eq", function)):
+            if value is not None:
+                clauses.append(f"{column} @{name}")
+                parameters[name] = value
+        page = query_page(self._table, " and ".join(clauses), parameters=parameters,
+                          limit=limit, continuation=continuation)
         return page.map(_from_row)
+
+
+def _day_key(moment: datetime) -> str:
+    """The partition of a UTC day (days count down, so later days have smaller keys)."""
+    return f"{_MAX_DAY - int(moment.astimezone(UTC).strftime('%Y%m%d')):08d}"
 
 
 def _from_row(row: Mapping[str, Any]) -> RejectedEvent:
