@@ -8,9 +8,11 @@ are only ever returned to the engine: never logged, never put in an exception me
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import importlib
+import re
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote_plus
 
 from pitcrew.registry import Registry
-from pitcrew.rotation.ports import CredentialProvider, CredentialRejected
+from pitcrew.rotation.ports import CredentialProvider, CredentialRejected, ProviderRefused
 
 if TYPE_CHECKING:
     from azure.core.credentials import AzureNamedKeyCredential
@@ -320,9 +322,54 @@ _P = TypeVar("_P", bound="_ArmProvider")
 
 
 def _registered(cls: type[_P]) -> type[_P]:
-    """Register a provider class under its strategy name."""
+    """Register a provider class under its strategy name, its control-plane calls answering
+    ARM's refusals that no retry fixes as ProviderRefused."""
+    for name in ("list_keys", "regenerate", "rights"):
+        method = getattr(cls, name, None)
+        if method is not None and not getattr(method, "names_arm_refusals", False):
+            setattr(cls, name, _refusals_named(method))
     PROVIDERS.add(cls.strategy, cls)  # type: ignore[arg-type]  # each subclass is a provider
     return cls
+
+
+_ACTION = re.compile(r"perform action '([^']{1,200})'")
+
+
+def _refusals_named(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: Any, resource_id: str, *args: Any, **kwargs: Any) -> Any:
+        from azure.core.exceptions import HttpResponseError  # SDK on first use (cold start)
+
+        try:
+            return method(self, resource_id, *args, **kwargs)
+        except HttpResponseError as exc:
+            refused = _arm_refusal(exc, resource_id)
+            if refused is None:
+                raise
+            raise refused from None
+
+    call.names_arm_refusals = True  # type: ignore[attr-defined]
+    return call
+
+
+def _arm_refusal(exc: Any, resource_id: str) -> ProviderRefused | None:
+    """ARM's answers that only a person can change: AuthorizationFailed (no role covers the
+    action) and ScopeLocked (a ReadOnly lock, which also blocks listKeys)."""
+    error = getattr(exc, "error", None)
+    code = str(getattr(error, "code", "") or "")
+    message = str(getattr(error, "message", "") or exc.message or "")
+    if exc.status_code == 403 and code in ("AuthorizationFailed", "LinkedAuthorizationFailed"):
+        action = _ACTION.search(message)
+        # Short, the advice first: the run's outcome keeps the start of a long message.
+        return ProviderRefused(
+            f"ARM refused pitcrew ({code}: no role allows "
+            f"{action.group(1) if action else 'this action'}): grant the strategy's role on "
+            "the resource (docs/deploy.md), then retry the rotation")
+    if exc.status_code == 409 and code == "ScopeLocked":
+        return ProviderRefused(
+            "ARM refused the call (ScopeLocked: a ReadOnly lock on the resource or its group, "
+            "which also blocks listing and regenerating keys): lift it, then retry the rotation")
+    return None
 
 
 class _ArmProvider:

@@ -63,6 +63,7 @@ from pitcrew.rotation.policy import DUAL_KEY_STRATEGIES, PasswordPolicy
 from pitcrew.rotation.ports import (
     CredentialProvider,
     CredentialRejected,
+    ProviderRefused,
     RotationPorts,
     SecretVersion,
     VaultUnavailable,
@@ -445,6 +446,10 @@ class RotationEngine:
             error = describe_error(rejected, sensitive)
             reason = f"the provider rejected the new credential: {error}"
             return self._finish(run, "failed", reason, leased=step, failed_step=step)
+        except ProviderRefused as refused:
+            # Not transient: a role to grant or a lock to lift. The run stops with the action.
+            return self._finish(run, "failed", describe_error(refused, sensitive), leased=step,
+                                failed_step=step)
         except RetryLater:
             run.data.pop("lease_until", None)
             self._save_leased(run, step)

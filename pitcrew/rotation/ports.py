@@ -19,6 +19,12 @@ class CredentialRejected(PitcrewError):
     """The service refused the credential under test (a wrong or stale key): the run stops."""
 
 
+class ProviderRefused(PitcrewError):
+    """The provider's control plane refused pitcrew for a reason retrying cannot fix (no role
+    assignment covers the action, a ReadOnly lock on the resource): the run stops at once with
+    what a person must do, instead of failing max_attempts times with the raw error."""
+
+
 class SecretNotFound(PitcrewError):
     """The secret (or the version) does not exist in the vault."""
 

@@ -81,6 +81,15 @@ def bearer_token(request: Request) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+def _action_name(record: ResourceRecord, action: str) -> str:
+    """The RBAC action ARM names in an AuthorizationFailed, e.g.
+    Microsoft.DocumentDB/databaseAccounts/listKeys/action."""
+    parts = record.id.strip("/").split("/")
+    provider_at = [p.lower() for p in parts].index("providers") + 1
+    types = parts[provider_at + 1::2]
+    return "/".join([parts[provider_at], *types, action, "action"])
+
+
 class ArmApp:
     def __init__(self, store: StateStore, config: EndpointConfig) -> None:
         self.store = store
@@ -131,6 +140,16 @@ class ArmApp:
         else:
             resource_id, action = path.rsplit("/", 1)
         record = self._resource(resource_id)
+        if record.rbac_denied:
+            raise ArmError(403, "AuthorizationFailed", (
+                f"The client '{principal}' with object id '{principal}' does not have "
+                f"authorization to perform action '{_action_name(record, action)}' over scope "
+                f"'{record.id}' or the scope is invalid. If access was recently granted, please "
+                "refresh your credentials."))
+        if record.lock == "ReadOnly":
+            raise ArmError(409, "ScopeLocked", (
+                f"The scope '{record.id}' cannot perform write operation because following "
+                f"scope(s) are locked: '{record.id}'. Please remove the lock and try again."))
         body = await self._json(request)
         return self._action(request, record, action.lower(), body, principal)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -83,6 +83,10 @@ class ResourceSeed(BaseModel):
     rights: list[str] | None = None
     # Storage accounts only: false refuses SharedKey requests, as allowSharedKeyAccess=false does.
     shared_key_access: bool = True
+    # ARM refusals: a "ReadOnly" lock (409 ScopeLocked on POST actions), or no role assignment
+    # for pitcrew's actions (403 AuthorizationFailed).
+    lock: Literal["ReadOnly"] | None = None
+    rbac_denied: bool = False
 
 
 class EndpointConfig(BaseModel):

@@ -307,6 +307,7 @@ class EndpointRuntime:
                 record = self.store.ensure_resource(
                     str(body["id"]), body.get("keys") or {}, body.get("rights"),
                     bool(body.get("sharedKeyAccess", True)),
+                    lock=body.get("lock"), rbac_denied=bool(body.get("rbacDenied", False)),
                 )
             except (UnknownResourceKind, ValueError, KeyError, TypeError) as exc:
                 # Key values come from the body; the messages above name key *names* only.
@@ -376,11 +377,15 @@ class LocalAzure:
         rights: list[str] | None = None,
         *,
         shared_key_access: bool = True,
+        lock: str | None = None,
+        rbac_denied: bool = False,
     ) -> None:
         """Seed a resource (random keys unless given; `rights` for Service Bus / Event Hubs rules,
         default Listen, Send, Manage; `shared_key_access=False` for a storage account that
-        refuses SharedKey requests). Existing resources are left as they are."""
-        self.store.ensure_resource(resource_id, keys, rights, shared_key_access)
+        refuses SharedKey requests; `lock="ReadOnly"` or `rbac_denied=True` for ARM's refusals).
+        An existing resource keeps its keys and rights; its lock and denial are set as given."""
+        self.store.ensure_resource(resource_id, keys, rights, shared_key_access, lock=lock,
+                                   rbac_denied=rbac_denied)
 
     def keys(self, resource_id: str) -> dict[str, str]:
         """Current key values, for tests that must sign with them. Never log the result."""

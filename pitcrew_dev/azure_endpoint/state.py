@@ -125,6 +125,11 @@ class ResourceRecord(BaseModel):
     # Storage accounts: allowSharedKeyAccess. When false, Azure refuses every SharedKey-signed
     # request (403 KeyBasedAuthenticationNotPermitted), whatever the key.
     shared_key_access: bool = True
+    # ARM: a "ReadOnly" lock refuses every POST action (listKeys, regenerateKey, restart) with
+    # 409 ScopeLocked; `rbac_denied` refuses the caller's actions with 403 AuthorizationFailed
+    # (no role assignment covers them), as Azure does.
+    lock: str | None = None
+    rbac_denied: bool = False
     created: int
 
 
@@ -242,8 +247,9 @@ class StateStore:
                 if port:
                     vault.port = port
             for seed in config.resources:
-                self._ensure_resource(data, seed.id, seed.keys, now, seed.rights,
-                                      seed.shared_key_access)
+                record = self._ensure_resource(data, seed.id, seed.keys, now, seed.rights,
+                                               seed.shared_key_access)
+                record.lock, record.rbac_denied = seed.lock, seed.rbac_denied
             for vault_name, key_seeds in config.keys.items():
                 vault = data.vaults.setdefault(vault_name.lower(), VaultRecord())
                 for key_name, key_seed in key_seeds.items():
@@ -286,10 +292,15 @@ class StateStore:
         keys: dict[str, str] | None = None,
         rights: list[str] | None = None,
         shared_key_access: bool = True,
+        *,
+        lock: str | None = None,
+        rbac_denied: bool = False,
     ) -> ResourceRecord:
         with self.change() as data:
-            return self._ensure_resource(data, resource_id, keys or {}, int(time.time()), rights,
-                                         shared_key_access)
+            record = self._ensure_resource(data, resource_id, keys or {}, int(time.time()),
+                                           rights, shared_key_access)
+            record.lock, record.rbac_denied = lock, rbac_denied
+            return record
 
     @staticmethod
     def _ensure_resource(

@@ -190,3 +190,29 @@ def test_a_storage_account_without_shared_key_access_is_named_not_blamed_on_the_
     provider.test(allowed, "key1", local_azure.keys(allowed)["key1"])
     with pytest.raises(CredentialRejected, match="AuthenticationFailed"):
         provider.test(allowed, "key1", local_azure.keys(rid)["key2"])
+
+
+@pytest.mark.parametrize(("refusal", "says"), [
+    ({"lock": "ReadOnly"}, "ScopeLocked"),
+    ({"rbac_denied": True}, "Microsoft.DocumentDB/databaseAccounts/listKeys/action"),
+])
+def test_an_arm_refusal_no_retry_fixes_stops_the_run_at_once_with_what_to_do(
+    world: RotationWorld, local_azure: LocalAzure, unique_name: str,
+    refusal: dict[str, object], says: str,
+) -> None:
+    """A ReadOnly lock (409 ScopeLocked, which also blocks listKeys) or no role assignment
+    (403 AuthorizationFailed): the run fails on its first attempt, naming the cause and the
+    action for a person, not after max_attempts with the raw error; no key is regenerated, and
+    a second event changes nothing more."""
+    from tests.integration.rotation_support import runs
+
+    seeded = world.seed_dual("cosmos-keys", unique_name)
+    local_azure.add_resource(seeded.resource, **refusal)  # type: ignore[arg-type]
+    for _ in range(2):
+        result = deliver(event_body(VAULT, seeded.secret, seeded.version))
+        assert outcome(result) == "handled", result.body
+    (run,) = [r for r in runs() if seeded.secret in r["run_id"]]
+    assert run["status"] == "failed", run
+    assert says in run["data"]["outcome"] and "retry the rotation" in run["data"]["outcome"]
+    assert int(run["data"].get("attempts", 0)) <= 1
+    assert local_azure.regenerations(seeded.resource) == {}
