@@ -159,6 +159,7 @@ def test_rejected_list_is_filterable_by_time_source_type_and_function(
         assert ids({"function": "on_servicebus_deadletter"}) == ["filter-sb"]
         assert ids({"function": "on_keyvault_event", "source": TOPIC}) == ["filter-kv"]
         assert ids({"source": TOPIC + "-other"}) == []
+        assert ids({"source": "x' or PartitionKey ge '0", "type": "ü\u202e\x00"}) == []
         assert ids({"type": grid_event("x")["eventType"], "limit": "1"}) == ["filter-sb"]
         now = datetime.now(UTC)
         assert ids({"since": (now - timedelta(minutes=5)).isoformat(),
