@@ -251,6 +251,19 @@ class Pipeline:
                 if group.next_flush_at <= now and not _leased(group, now):
                     return self.flush(group.id, now=now, audited=False, group=group,
                                       silences=silences)
+                if _leased(group, now):
+                    # A flush is under way and may have read the alerts before this change:
+                    # rewriting the row as read changes its ETag, so the flush's closing
+                    # conditional save fails and it looks again; when that save came first,
+                    # this write fails instead and the loop sees the group as it left it.
+                    try:
+                        self.store.save_group(group)
+                    except Conflict:
+                        fresh = self.store.get_group(group.id)
+                        if fresh is None:
+                            return Dispatch(grouped=[group.receiver])
+                        group = fresh
+                        continue
                 return Dispatch(grouped=[group.receiver])
             group.next_flush_at = due
             flush_now = due <= now and not _leased(group, now)
@@ -298,10 +311,14 @@ class Pipeline:
         created the group and holds its lease since (not read back)."""
         now = now or utcnow()
         dispatch = Dispatch()
+        own_lease = group.flushing_until if leased and group is not None else None
         for round_ in range(3):  # another round when alerts changed while flushing
             if round_ or group is None:
                 group = self.store.get_group(group_id)
-                leased = False
+                # A joiner rewrote the row under this flush's lease (see _schedule): the lease
+                # is still this flush's, so it goes on, reading the alerts again.
+                leased = own_lease is not None and group is not None \
+                    and group.flushing_until == own_lease
                 alerts = None
             if group is None or group.next_flush_at is None:
                 return dispatch
@@ -314,6 +331,7 @@ class Pipeline:
                     self.store.save_group(group)
                 except Conflict:
                     continue
+                own_lease = group.flushing_until
             again = self._flush(group, now, dispatch, audited, silences, alerts)
             silences = None  # a later round reads them again
             if not again:
@@ -324,6 +342,10 @@ class Pipeline:
                silences: list[Silence] | None = None,
                alerts: list[StoredAlert] | None = None) -> bool:
         route = find_route(self.tree, group.route) or self.tree
+        # Alerts the caller knows (it made the group and holds its lease since): any alert
+        # that joins meanwhile rewrites the group row (_schedule), so the closing conditional
+        # save fails and the next round reads them; no read-back needed after delivering.
+        created = alerts is not None
         if alerts is None:
             alerts = self.store.alerts(group.id)
         muted_route = time_muted(route, self.policy.time_intervals, now)
@@ -340,10 +362,17 @@ class Pipeline:
                 why = self.mutes(alert.labels, alert.fingerprint, now, silences, firing)
                 if why:
                     muted[alert.fingerprint] = why
-        entry = self.nflog.get(group.id, group.receiver)
         notification_id = None
+        entry = None
         if muted_route is None:
-            decision = nflog.decide(alerts, set(muted), entry, route.repeat_interval, now)
+            decision = nflog.decide(alerts, set(muted), None, route.repeat_interval, now)
+            # A group just made has no log unless an earlier group of its key left one, and
+            # a notification of one alert carries that alert's own id (so the outbox knows a
+            # repeat of it): it needs no read first. A notification listing several alerts is
+            # numbered by the log, so the log is read for it.
+            if not (created and _single(decision)):
+                entry = self.nflog.get(group.id, group.receiver)
+                decision = nflog.decide(alerts, set(muted), entry, route.repeat_interval, now)
         else:
             decision = nflog.Decision()
             dispatch.muted_by.setdefault("timeIntervals", []).append(muted_route)
@@ -365,19 +394,16 @@ class Pipeline:
             self._told_before(group.receiver, entry, dispatch)
         updated = None
         if muted_route is None:
-            updated = nflog.after(entry, decision, alerts, set(muted), group_id=group.id,
-                                  group_key=group.key, receiver=group.receiver,
-                                  notification_id=notification_id, now=now)
-            try:
-                self.nflog.save(updated)
-            except Conflict:
-                log.warning("alerting: the notification log of group %s changed under a flush",
-                            group.key)
+            updated = self._log(entry, decision, alerts, set(muted), group, notification_id,
+                                now)
         # Resolved alerts the receiver has now been told of (or never heard of) leave the group.
-        if muted_route is None:
-            for alert in decision.resolved + decision.forgotten:
-                self.store.delete_alert(alert)
-        remaining = self.store.alerts(group.id)
+        gone = decision.resolved + decision.forgotten if muted_route is None else []
+        for alert in gone:
+            self.store.delete_alert(alert)
+        if created:
+            remaining = [alert for alert in alerts if alert not in gone]
+        else:
+            remaining = self.store.alerts(group.id)
         told = updated.firing if updated is not None else {}
         # Anything the receiver has not been told yet (it arrived while this flush ran, or a
         # delete lost a race) makes another round now; muted alerts wait for their tick.
@@ -406,6 +432,28 @@ class Pipeline:
             return True
         self._enqueue(group, now)
         return False
+
+    def _log(self, entry: LogEntry | None, decision: nflog.Decision,
+             alerts: list[StoredAlert], muted: set[str], group: Group,
+             notification_id: str | None, now: datetime) -> LogEntry | None:
+        """Record in the notification log what the receiver was just told. An entry not read
+        first (a group just made) is inserted; when an earlier group of the key left one, it
+        is read and the record merged into it."""
+        for _ in range(_TRIES):
+            updated = nflog.after(entry, decision, alerts, muted, group_id=group.id,
+                                  group_key=group.key, receiver=group.receiver,
+                                  notification_id=notification_id, now=now)
+            try:
+                self.nflog.save(updated)
+            except Conflict:
+                if updated.etag:
+                    break
+                entry = self.nflog.get(group.id, group.receiver)
+                continue
+            return updated
+        log.warning("alerting: the notification log of group %s changed under a flush",
+                    group.key)
+        return updated
 
     def _told_before(self, receiver: str, entry: LogEntry | None, dispatch: Dispatch) -> None:
         """Delivered, or still waiting in the outbox for its retry: the log records a
@@ -562,6 +610,11 @@ def _stored(notification: Notification, labels: dict[str, str], now: datetime) -
     stored = notification if notification.labels == labels else replace(
         notification, labels=labels)
     return replace(stored, starts_at=stored.starts_at or now)
+
+
+def _single(decision: nflog.Decision) -> bool:
+    """The decision's notification, if any, is one alert's own (see _group_notification)."""
+    return len(decision.firing) + len(decision.resolved) <= 1 and not decision.repeat
 
 
 def _leased(group: Group, now: datetime) -> bool:

@@ -8,6 +8,7 @@ queue trigger call), never by sleeping."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -393,3 +394,44 @@ def test_get_and_post_on_the_alerts_route_are_two_functions_on_the_local_host(
         assert httpx.get(f"{url}/api/alerts").status_code == 401  # no principal
         listed = httpx.get(f"{url}/api/alerts", headers=OPERATOR)
         assert listed.status_code == 200 and "groups" in listed.json()
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["flat", "group_by"])
+def test_an_alert_that_changes_while_its_new_group_flushes_is_told_in_the_same_call(
+    pitcrew_env: Path, receiver: Receiver, pager: Receiver, grouped: bool
+) -> None:
+    """The flush of a group just made does not read its alerts back after delivering: an alert
+    that joins meanwhile rewrites the group row, so the flush's closing save fails and it
+    looks again. Played here by a channel whose first delivery waits for the same alert,
+    changed, to be sent from another thread."""
+    if grouped:
+        write(pitcrew_env, tree_policy(receiver, pager, child="    []\n"))
+    else:
+        write(pitcrew_env, "version: 1\nchannels:\n"
+              f"  hook: {{type: webhook, url: '{receiver.url}', timeout_seconds: 1}}\n"
+              "routes:\n  - name: all\n    channels: [hook]\n")
+    from pitcrew.notify.model import Notification
+
+    pipeline = get_services().alerting
+    first = Notification(id="depth:1", dedup_key="depth", kind="alert", severity="warning",
+                         status="firing", title="depth 10", summary="s", correlation_id="c")
+    changed = dataclasses.replace(first, id="depth:2", title="depth 500")
+    real = pipeline.receivers["hook"]
+    joined: list[Any] = []
+
+    class JoinsMeanwhile:
+        def deliver(self, notification: Notification) -> None:
+            if not joined:
+                worker = ThreadPoolExecutor(max_workers=1)
+                joined.append(worker.submit(pipeline.send, changed).result())
+                worker.shutdown()
+            real.deliver(notification)
+
+    pipeline.receivers = {**pipeline.receivers, "hook": JoinsMeanwhile()}  # type: ignore[misc]
+    dispatch = pipeline.send(first)
+    assert set(dispatch.delivered) == {"hook"}  # both rounds of the one flush delivered
+    assert joined[0].grouped == ["hook"]  # the joiner found the group's flush under way
+    assert [m["title"] for m in receiver.received] == ["depth 10", "depth 500"]
+    # Told once each: the group's log holds the changed alert, so it is not told again.
+    assert pipeline.send(changed).delivered == []
+    assert len(receiver.received) == 2
