@@ -31,6 +31,7 @@ from pitcrew.azure.keyvault_certificates import KeyVaultCertificateStore, certif
 from pitcrew.azure.keyvault_keys import KeyVaultKeyStore, key_client_for
 from pitcrew.azure.loganalytics import LogAnalyticsBackupJobs, logs_client
 from pitcrew.azure.metrics import AzureMetrics
+from pitcrew.azure.queues import REPLAY_JOBS_QUEUE, SCAN_JOBS_QUEUE, StorageJobQueue
 from pitcrew.azure.quota import AzureQuotaSource
 from pitcrew.azure.registry import AcrImageRegistry, registry_clients
 from pitcrew.azure.storage_protection import AzureStorageProtection
@@ -165,6 +166,8 @@ def deadletter_services(services: Services) -> DeadletterServices:
         store=TableFailedMessageStore(runtime.table("dlqmessages"), runtime.table("dlqgroups"),
                                       bodies),
         brokers=AzureBrokers(runtime),
+        replay_jobs=StorageJobQueue(lambda: runtime.storage_service("queue"), REPLAY_JOBS_QUEUE),
+        scan_jobs=StorageJobQueue(lambda: runtime.storage_service("queue"), SCAN_JOBS_QUEUE),
     )
 
 

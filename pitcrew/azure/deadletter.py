@@ -1,6 +1,6 @@
 """Brokers (pitcrew.deadletter.ports) over the Azure SDKs: dead-letter sources and replay
-senders for Storage queues, Service Bus and Event Grid dead-letter blobs, the job queues, and
-the cloud's Service Bus namespaces. Clients come from the runtime's cache (one credential)."""
+senders for Storage queues, Service Bus and Event Grid dead-letter blobs, and the cloud's
+Service Bus namespaces. Clients come from the runtime's cache (one credential)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from pitcrew.deadletter.model import Target
 from pitcrew.deadletter.policy import ServiceBusSource, StorageQueueSource
 from pitcrew.deadletter.ports import Sender, Source, SourceConfig
 from pitcrew.runtime import Runtime
-
-SCAN_JOBS_QUEUE = "pitcrew-scan-jobs"
 
 
 class AzureBrokers:
@@ -56,12 +54,6 @@ class AzureBrokers:
                 sender = ServiceBusSender(client, namespace=target.namespace, entity=target.name)
             self._senders[key] = sender
         return self._senders[key]
-
-    def enqueue_replay(self, job_id: str, *, delay: float = 0) -> None:
-        queues.enqueue_replay_job(self._runtime.storage_service("queue"), job_id, delay=delay)
-
-    def enqueue_scan(self, job_id: str) -> None:
-        queues.enqueue_job(self._runtime.storage_service("queue"), SCAN_JOBS_QUEUE, job_id)
 
     def waiting(self, config: StorageQueueSource) -> int:
         client = self._runtime.storage_service("queue", config.connection) \

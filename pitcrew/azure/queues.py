@@ -8,7 +8,7 @@ import contextlib
 import logging
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 POISON_SUFFIX = "-poison"
 POISON_REASON = "MaxDequeueCountExceeded"
 REPLAY_JOBS_QUEUE = "pitcrew-replay-jobs"
+SCAN_JOBS_QUEUE = "pitcrew-scan-jobs"
 # A received poison message stays invisible this long; ingest stores and deletes it well within.
 _LEASE_SECONDS = 300
 
@@ -166,9 +167,16 @@ def _text(body: bytes) -> str:
         return base64.b64encode(body).decode()  # the Functions trigger decodes base64
 
 
-def enqueue_replay_job(service: Any, job_id: str, *, delay: float = 0) -> None:
-    """Wake the `run_replay_job` trigger, now or after `delay` seconds."""
-    enqueue_job(service, REPLAY_JOBS_QUEUE, job_id, delay=delay)
+class StorageJobQueue:
+    """A JobQueue (pitcrew.deadletter.ports) over one storage queue. `service` builds the
+    QueueServiceClient on first use (a request that queues no job never builds one)."""
+
+    def __init__(self, service: Callable[[], Any], queue: str) -> None:
+        self._service = service
+        self.queue = queue
+
+    def enqueue(self, job_id: str, *, delay: float = 0) -> None:
+        enqueue_job(self._service(), self.queue, job_id, delay=delay)
 
 
 def enqueue_job(service: Any, queue: str, job_id: str, *, delay: float = 0) -> None:

@@ -184,7 +184,7 @@ def run_replay_job(job_id: str) -> str:
     outcome = ReplayWorker(dl, job_id.strip()).run()
     log.info("replay job %s: %s", job_id, outcome)
     if outcome == "continue":
-        dl.enqueue_job(job_id)
+        dl.replay_jobs.enqueue(job_id)
     return outcome
 
 

@@ -112,9 +112,17 @@ class Sender(Protocol):
         ...
 
 
+class JobQueue(Protocol):
+    """Wakes the queue trigger that runs a job (`run_replay_job`, `run_scan_job`)."""
+
+    def enqueue(self, job_id: str, *, delay: float = 0) -> None:
+        """Now, or with the message invisible for `delay` seconds."""
+        ...
+
+
 class Brokers(Protocol):
-    """Where dead letters come from and replays go: the sources and targets the policy names,
-    the job queues, and the cloud's Service Bus namespaces."""
+    """Where dead letters come from and replays go: the sources and targets the policy names
+    and the cloud's Service Bus namespaces."""
 
     @property
     def servicebus_suffix(self) -> str:
@@ -127,14 +135,6 @@ class Brokers(Protocol):
 
     def servicebus_fqdn(self, namespace: str) -> str:
         """`<name>.<suffix>`; ConfigurationError for anything outside the suffix."""
-        ...
-
-    def enqueue_replay(self, job_id: str, *, delay: float = 0) -> None:
-        """Wake the `run_replay_job` trigger, now or after `delay` seconds."""
-        ...
-
-    def enqueue_scan(self, job_id: str) -> None:
-        """Wake the `run_scan_job` trigger."""
         ...
 
     def waiting(self, config: StorageQueueSource) -> int:
@@ -153,12 +153,11 @@ class DeadletterServices:
     router: Notifier
     store: FailedMessageStore
     brokers: Brokers
+    replay_jobs: JobQueue
+    scan_jobs: JobQueue
 
     def sender(self, target: Target) -> Sender:
         return self.brokers.sender(target)
 
     def source(self, config: SourceConfig) -> Source:
         return self.brokers.source(config)
-
-    def enqueue_job(self, job_id: str) -> None:
-        self.brokers.enqueue_replay(job_id)

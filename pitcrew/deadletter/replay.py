@@ -174,7 +174,7 @@ def request_replay(dl: DeadletterServices, request: ReplayRequest) -> RunRecord:
         details={"target": target or "original", "rate": rate, "batchSize": batch,
                  "messageId": run.data["messageId"], "dryRun": request.dry_run,
                  "messages": len(request.ids) or None, "group": request.group}))
-    dl.enqueue_job(job_id)
+    dl.replay_jobs.enqueue(job_id)
     return created
 
 
@@ -287,7 +287,7 @@ def control_job(dl: DeadletterServices, job_id: str, action: str, actor: str) ->
             correlation_id=job_id,
             details={"status": run.status, **({"requested": pending} if pending else {})}))
         if action == "resume":
-            dl.enqueue_job(job_id)
+            dl.replay_jobs.enqueue(job_id)
         return run
     raise RetryLater(f"job {job_id} is busy; retry")
 
@@ -793,11 +793,11 @@ def resume_jobs(dl: DeadletterServices) -> list[str]:
         for run in dl.state.list_runs(KIND, status=status):
             if is_stale(run, now):
                 log.warning("replay job %s has no live worker; resuming it", run.run_id)
-                dl.enqueue_job(run.run_id)
+                dl.replay_jobs.enqueue(run.run_id)
                 resumed.append(run.run_id)
             elif run.status == "running":
                 lease = _when(run.data.get("leaseUntil"))
                 if lease is not None:
                     delay = math.ceil((lease - now).total_seconds()) + 1
-                    dl.brokers.enqueue_replay(run.run_id, delay=min(delay, 120))
+                    dl.replay_jobs.enqueue(run.run_id, delay=min(delay, 120))
     return resumed

@@ -63,7 +63,7 @@ def request_scan(dl: DeadletterServices, names: list[str] | None, actor: str) ->
 
 
 def enqueue(dl: DeadletterServices, job: str) -> None:
-    dl.brokers.enqueue_scan(job)
+    dl.scan_jobs.enqueue(job)
 
 
 def get_scan(dl: DeadletterServices, job: str) -> RunRecord:

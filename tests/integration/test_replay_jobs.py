@@ -332,13 +332,13 @@ def test_the_timer_checks_a_running_job_again_when_its_lease_ends(
     run.data["heartbeatAt"] = (utcnow() - timedelta(seconds=5)).isoformat()
     state.save_run(run)
     checks: list[tuple[str, float]] = []
-    real = queues.enqueue_replay_job
+    real = queues.enqueue_job
 
-    def recording(service: Any, job_id: str, *, delay: float = 0) -> None:
+    def recording(service: Any, queue: str, job_id: str, *, delay: float = 0) -> None:
         checks.append((job_id, delay))
-        real(service, job_id, delay=delay)
+        real(service, queue, job_id, delay=delay)
 
-    monkeypatch.setattr(queues, "enqueue_replay_job", recording)
+    monkeypatch.setattr(queues, "enqueue_job", recording)
     assert resume_jobs(dl) == []
     ((checked, delay),) = checks
     assert checked == job and 25 <= delay <= 27
