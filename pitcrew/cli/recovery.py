@@ -31,29 +31,46 @@ def _seconds(value: Any) -> str:
 
 
 def backups(
-    failing: Annotated[bool, typer.Option("--failing", help="Only failing checks.")] = False,
+    failing: Annotated[bool, typer.Option("--failing",
+                                          help="Only failing resources.")] = False,
+    check: Annotated[str | None, typer.Option("--check", help="One check by name.")] = None,
+    resource: Annotated[str | None, typer.Option(
+        "--resource", help="One resource by its full ARM id.")] = None,
     limit: Limit = None,
     continuation: Continuation = None,
     every: AllPages = False,
     as_json: AsJson = False,
 ) -> None:
-    """The last result of each backup check, per resource, a page of checks at a time (role
-    Reader)."""
-    checks, token = fetch(_client(), "/api/backups", {"failing": "true" if failing else None},
+    """The last result of each backup check, per resource (at most 100 a check), a page of
+    checks at a time (role Reader)."""
+    checks, token = fetch(_client(), "/api/backups",
+                          {"failing": "true" if failing else None, "check": check,
+                           "resource": resource},
                           "checks", limit=limit, continuation=continuation, every=every)
     if printed_json({"checks": checks, "continuation": token}, as_json):
         return
     table = Table("check", "resource", "ok", "problems", "checked")
-    for check in checks:
-        for res in check.get("resources", []):
-            table.add_row(check["check"], str(res["resource"]).rsplit("/", 1)[-1],
+    for listed in checks:
+        for res in listed.get("resources", []):
+            table.add_row(listed["check"], str(res["resource"]).rsplit("/", 1)[-1],
                           "yes" if res["ok"] else "[red]no[/red]",
-                          "; ".join(res["problems"]) or "-", check["checkedAt"][:19])
+                          "; ".join(res["problems"]) or "-", listed["checkedAt"][:19])
     out.print(table)
+    for listed in checks:
+        if listed.get("resourceCount", 0) > len(listed.get("resources", [])):
+            err.print(f"{listed['check']}: {len(listed['resources'])} of "
+                      f"{listed['resourceCount']} resources listed; narrow with --failing or "
+                      "--resource")
     more(token)
 
 
 def drills(
+    status: Annotated[str | None, typer.Option(
+        "--status", help="never-run, running, waiting-manual, succeeded or failed.")] = None,
+    failing: Annotated[bool, typer.Option(
+        "--failing", help="Only drills with a problem (failed, overdue, late).")] = False,
+    account: Annotated[str | None, typer.Option(
+        "--account", help="One account by its full ARM id.")] = None,
     limit: Limit = None,
     continuation: Continuation = None,
     every: AllPages = False,
@@ -61,8 +78,10 @@ def drills(
 ) -> None:
     """The restore drills with their last result and measured RTO, a page at a time (role
     Reader)."""
-    views, token = fetch(_client(), "/api/drills", {}, "drills", limit=limit,
-                         continuation=continuation, every=every)
+    views, token = fetch(_client(), "/api/drills",
+                         {"status": status, "failing": "true" if failing else None,
+                          "account": account},
+                         "drills", limit=limit, continuation=continuation, every=every)
     if printed_json({"drills": views, "continuation": token}, as_json):
         return
     table = Table("drill", "status", "last result", "RTO", "restore", "next due", "problems")

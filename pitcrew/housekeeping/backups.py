@@ -299,3 +299,26 @@ def run_backup_checks(svc: RecoveryServices) -> list[CheckResult]:
 
 def last_results(svc: RecoveryServices) -> list[dict[str, Any]]:
     return [run.data for run in svc.state.list_runs(CHECK_KIND)]
+
+
+# A check over a whole subscription may hold hundreds of resources: an answer lists this many
+# per check and says how many matched (narrow it with `resource=` or `failing=`).
+MAX_LISTED_RESOURCES = 100
+
+
+def result_view(result: dict[str, Any], *, failing: bool = False,
+                resource: str | None = None) -> dict[str, Any] | None:
+    """A check's last result as listed: its resources narrowed to the failing ones and to one
+    resource id (compared without case, as ARM does), at most MAX_LISTED_RESOURCES of them;
+    None when a filter leaves the check nothing to show."""
+    resources = [r for r in result.get("resources", []) if isinstance(r, dict)]
+    if failing:
+        resources = [r for r in resources if not r.get("ok")]
+    if resource is not None:
+        wanted = resource.lower()
+        resources = [r for r in resources if str(r.get("resource", "")).lower() == wanted]
+    if (failing and result.get("ok") and not resources) or (resource is not None
+                                                             and not resources):
+        return None
+    return {**result, "resources": resources[:MAX_LISTED_RESOURCES],
+            "resourceCount": len(resources)}

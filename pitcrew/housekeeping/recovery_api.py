@@ -17,8 +17,8 @@ from pitcrew.errors import InvalidInput
 from pitcrew.housekeeping import backups, drills, images
 from pitcrew.housekeeping.recovery_ports import RecoveryServices
 from pitcrew.http.errors import HttpResult, http_errors
-from pitcrew.http.models import RequestModel, validated
-from pitcrew.http.paging import Page, decode_token, encode_token, limit_param
+from pitcrew.http.models import BackupsParams, DrillsParams, PageQuery, RequestModel, validated
+from pitcrew.http.paging import Page, encode_token
 
 _DRILL = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
@@ -51,34 +51,42 @@ def _svc() -> RecoveryServices:
     return get_services().recovery
 
 
-def _page(items: list[Any], query: Mapping[str, str], key: str) -> dict[str, Any]:
-    limit = limit_param(query)
-    state = decode_token(query.get("continuation"))
-    offset = state.get("o") if state else 0
+def _page(items: list[Any], params: PageQuery, key: str) -> dict[str, Any]:
+    offset = params.continuation.get("o") if params.continuation else 0
     if not isinstance(offset, int) or offset < 0:
         raise InvalidInput("continuation", "is not a continuation token pitcrew issued")
-    chunk = items[offset:offset + limit]
-    token = encode_token({"o": offset + limit}) if offset + limit < len(items) else None
-    return Page(chunk, token).body(key)
+    chunk = items[offset:offset + params.limit]
+    more = offset + params.limit < len(items)
+    return Page(chunk, encode_token({"o": offset + params.limit}) if more else None).body(key)
 
 
 @http_errors
 def list_backups(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpResult:
-    """GET /api/backups?limit=&continuation=&failing=true: the last result of each check."""
+    """GET /api/backups?limit=&continuation=&failing=&check=&resource=: the last result of
+    each check, its resources filtered the same way and at most MAX_LISTED_RESOURCES of them
+    (`resourceCount` says how many matched)."""
     require(headers, Role.READER)
-    results = backups.last_results(_svc())
-    if query.get("failing", "").strip().lower() in ("1", "true", "yes"):
-        results = [r for r in results if not r.get("ok")]
-    return HttpResult(200, _page(results, query, "checks"))
+    wanted = BackupsParams.of(query)
+    results = [view for view in (backups.result_view(result, failing=wanted.failing,
+                                                      resource=wanted.resource)
+                                 for result in backups.last_results(_svc())
+                                 if wanted.check in (None, result.get("check")))
+               if view is not None]
+    return HttpResult(200, _page(results, wanted, "checks"))
 
 
 @http_errors
 def list_drills(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpResult:
-    """GET /api/drills?limit=&continuation=: every drill with its last result and RTO."""
+    """GET /api/drills?limit=&continuation=&status=&failing=&account=: the drills with their
+    last result and RTO."""
     require(headers, Role.READER)
+    wanted = DrillsParams.of(query)
     svc = _svc()
-    views = [drills.drill_view(svc, rule) for rule in svc.policy.drills]
-    return HttpResult(200, _page(views, query, "drills"))
+    views = [view for view in (drills.drill_view(svc, rule) for rule in svc.policy.drills)
+             if wanted.account in (None, view.get("account"))
+             and wanted.status in (None, view.get("status"))
+             and (view.get("problems") or not wanted.failing)]
+    return HttpResult(200, _page(views, wanted, "drills"))
 
 
 @http_errors

@@ -157,6 +157,51 @@ class RejectedParams(PageQuery):
         return self
 
 
+def _yes_no(name: str) -> Callable[[Any], bool]:
+    """A query string's switch: true/1/yes or false/0/no (absent or empty: false)."""
+
+    def parse(raw: Any) -> bool:
+        if isinstance(raw, bool):  # the default
+            return raw
+        text = raw.strip().lower() if isinstance(raw, str) else raw
+        if text in (None, "", "0", "false", "no"):
+            return False
+        if text in ("1", "true", "yes"):
+            return True
+        raise InvalidInput(name, "must be true or false")
+
+    return parse
+
+
+class BackupsParams(PageQuery):
+    """`GET /api/backups`: the page of checks and its filters: only failing resources, one
+    check by name, one resource by its id (ARM ids compare without case)."""
+
+    failing: Annotated[bool, BeforeValidator(_yes_no("failing"))] = False
+    check: Annotated[str | None, BeforeValidator(_bounded_text("check", 100))] = None
+    resource: Annotated[str | None, BeforeValidator(_bounded_text("resource", 1024))] = None
+
+
+DRILL_STATUSES = ("never-run", "running", "waiting-manual", "succeeded", "failed")
+
+
+def _drill_status(raw: Any) -> str | None:
+    if not raw:
+        return None
+    if raw not in DRILL_STATUSES:
+        raise InvalidInput("status", "must be one of " + ", ".join(DRILL_STATUSES))
+    return str(raw)
+
+
+class DrillsParams(PageQuery):
+    """`GET /api/drills`: the page of drills and its filters: the last run's status, only
+    drills with a problem (failed, overdue, a manual step late), one storage account."""
+
+    status: Annotated[str | None, BeforeValidator(_drill_status)] = None
+    failing: Annotated[bool, BeforeValidator(_yes_no("failing"))] = False
+    account: Annotated[str | None, BeforeValidator(_bounded_text("account", 200))] = None
+
+
 # ------------------------------------------------------------------ rotations
 
 MAX_REASON_CHARS = 500

@@ -147,6 +147,59 @@ def test_each_backup_check_sends_one_grouped_alert_for_its_failing_resources(
     assert page.status == 200 and len(page.body["checks"]) == 2 and page.body["continuation"]
 
 
+def test_the_backup_and_drill_lists_filter_and_refuse_bad_filters(
+        recovery: Any, receiver: Receiver) -> None:
+    from pitcrew.housekeeping import recovery_api
+
+    recovery_api.run_backup_checks()
+    failing = recovery_api.list_backups(_operator(), {"failing": "true"}).body["checks"]
+    assert {c["check"] for c in failing} == {"cosmos-backup", "storage-protection",
+                                             "backup-jobs"}
+    for check in failing:  # only the failing resources of each, counted
+        assert check["resources"] and not any(r["ok"] for r in check["resources"])
+        assert check["resourceCount"] == len(check["resources"])
+    one = recovery_api.list_backups(_operator(), {"check": "storage-protection"}).body["checks"]
+    assert [c["check"] for c in one] == ["storage-protection"]
+    assert {r["ok"] for r in one[0]["resources"]} == {True, False}
+    # One resource by its id, in any case (ARM ids are case-insensitive).
+    by_id = recovery_api.list_backups(_operator(), {"resource": BAD_STORAGE.upper()})
+    ((check,),) = [c["resources"] for c in by_id.body["checks"]]
+    assert check["resource"].lower() == BAD_STORAGE.lower() and not check["ok"]
+    assert recovery_api.list_backups(_operator(), {"check": "nothing"}).body["checks"] == []
+
+    assert {v["name"] for v in recovery_api.list_drills(
+        _operator(), {"status": "never-run"}).body["drills"]} == {"orders", "legacy", "lossy"}
+    assert recovery_api.list_drills(_operator(), {"status": "succeeded"}).body["drills"] == []
+    assert [v["name"] for v in recovery_api.list_drills(
+        _operator(), {"account": PERIODIC_COSMOS}).body["drills"]] == ["legacy"]
+    overdue = recovery_api.list_drills(_operator(), {"failing": "yes"}).body["drills"]
+    assert len(overdue) == 3 and all(v["problems"] for v in overdue)  # never succeeded
+
+    for call, query, field in (
+            (recovery_api.list_backups, {"failing": "maybe"}, "failing"),
+            (recovery_api.list_backups, {"resource": "x" * 2000}, "resource"),
+            (recovery_api.list_drills, {"status": "done"}, "status"),
+            (recovery_api.list_drills, {"failing": "\u0000"}, "failing"),
+            (recovery_api.list_drills, {"limit": "0"}, "limit")):
+        answer = call(_operator(), query)
+        assert answer.status == 400 and answer.body["field"] == field, (query, answer.body)
+
+
+def test_a_check_lists_at_most_a_hundred_resources_and_says_how_many(recovery: Any) -> None:
+    from pitcrew.housekeeping import backups
+
+    result = {"check": "c", "checkedAt": "2026-12-03T00:00:00+00:00", "ok": False,
+              "resources": [{"resource": f"/r/{n}", "ok": n % 2 == 0, "problems": []}
+                            for n in range(250)]}
+    view = backups.result_view(result)
+    assert view is not None
+    assert len(view["resources"]) == backups.MAX_LISTED_RESOURCES == 100
+    assert view["resourceCount"] == 250
+    failing = backups.result_view(result, failing=True)
+    assert failing is not None and failing["resourceCount"] == 125
+    assert backups.result_view({**result, "ok": True, "resources": []}, failing=True) is None
+
+
 def test_a_drill_dry_run_changes_nothing(recovery: Any, endpoint: LocalAzure) -> None:
     from pitcrew.housekeeping import recovery_api
 

@@ -86,7 +86,9 @@ def _world() -> SimpleNamespace:
     checks = [{"check": f"c{i}", "ok": i % 2 == 1, "checkedAt": "2030-01-01T00:00:00Z",
                "resources": [{"resource": f"/x/res{i}", "ok": i % 2 == 1, "problems": []}]}
               for i in range(COUNT)]
-    drills = [{"name": f"d{i}", "status": "ok"} for i in range(COUNT)]
+    drills = [{"name": f"d{i}", "status": "failed" if i % 2 else "succeeded",
+               "account": f"a{i % 2}", "problems": ["last drill failed"] if i % 2 else []}
+              for i in range(COUNT)]
 
     def outbox_page(*, limit: int, status: str | None = None, channel: str | None = None,
                     continuation: Mapping[str, Any] | None = None) -> Page[Any]:
@@ -262,8 +264,10 @@ def test_the_page_size_defaults_to_the_routes_and_to_its_maximum_with_all(
     (["quota", "requests", "--status", "Succeeded"], "/api/quota/requests",
      {"status": "Succeeded"}, ["x1", "x3"]),
     (["backups", "--failing"], "/api/backups", {"failing": "true"}, ["c0", "c2", "c4"]),
+    (["drills", "--status", "failed", "--failing", "--account", "a1"], "/api/drills",
+     {"status": "failed", "failing": "true", "account": "a1"}, ["d1", "d3"]),
 ], ids=["alerts receiver", "alerts match", "silences state", "notifications status receiver",
-        "quota location", "quota requests status", "backups failing"])
+        "quota location", "quota requests status", "backups failing", "drills filters"])
 def test_filters_go_with_every_page(app: App, args: list[str], path: str,
                                     query: dict[str, str], found: list[str]) -> None:
     result = run(*args, "--limit", "1", "--all")
