@@ -76,6 +76,9 @@ def resource_kind(resource_id: str) -> tuple[str, str, str] | None:
 _NOT_THE_KEY = {
     "AuthorizationFailure": "the account's network rules refused pitcrew's address",
     "KeyBasedAuthenticationNotPermitted": "shared key access is disabled on the account",
+    # Cosmos DB (401, substatus 5202) and Service Bus / Event Hubs: disableLocalAuth.
+    "LocalAuthDisabled": "key (local) authentication is disabled on the account or namespace",
+    "FirewallBlocked": "the account's firewall refused pitcrew's address",
 }
 
 
@@ -86,6 +89,22 @@ def _rejected(service: str, status: int, code: object = None) -> CredentialRejec
         f" ({code})" if code else "")
     return CredentialRejected(f"{service} answered HTTP {status}{cause} to a request signed "
                               "with the new key")
+
+
+def _cosmos_code(status: int, substatus: str, body: str) -> str | None:
+    """Which refusal a Cosmos DB 401/403 is: its gateway names the cause in the message (and
+    local auth also by substatus 5202), not in a code of its own."""
+    if status == 401 and (substatus == "5202" or "Local Authorization is disabled" in body):
+        return "LocalAuthDisabled"
+    if status == 403 and "firewall" in body:
+        return "FirewallBlocked"
+    return None
+
+
+def _sas_code(detail: str) -> str | None:
+    """Service Bus / Event Hubs put the cause first in the error's text
+    ("LocalAuthDisabled: Authorization failed because SAS authentication has been disabled")."""
+    return "LocalAuthDisabled" if "LocalAuthDisabled" in detail else None
 
 
 class DataPlane:
@@ -102,7 +121,8 @@ class DataPlane:
         self.verify = verify
         self.timeout = timeout
 
-    def _get(self, url: str, headers: dict[str, str]) -> int:
+    def _get(self, url: str, headers: dict[str, str]) -> tuple[int, str, str]:
+        """(status, x-ms-substatus, the start of the body) of a GET."""
         import httpx  # on first use (cold start)
 
         verify: ssl.SSLContext | bool = (
@@ -110,7 +130,9 @@ class DataPlane:
             else self.verify
         )
         with httpx.Client(verify=verify, timeout=self.timeout) as client:
-            return client.get(url, headers=headers).status_code
+            response = client.get(url, headers=headers)
+            return (response.status_code, response.headers.get("x-ms-substatus", ""),
+                    response.text[:2000])
 
     # --- Cosmos DB: master-key authorization ---------------------------------------------------
 
@@ -131,9 +153,9 @@ class DataPlane:
             "x-ms-date": date,
             "x-ms-version": "2018-12-31",
         }
-        status = self._get(self.cosmos_url(account) + "dbs", headers)
+        status, substatus, body = self._get(self.cosmos_url(account) + "dbs", headers)
         if status in (401, 403):
-            raise _rejected("Cosmos DB", status)
+            raise _rejected("Cosmos DB", status, _cosmos_code(status, substatus, body))
         if not 200 <= status < 300:
             raise RuntimeError(f"Cosmos DB answered HTTP {status} to the key test")
 
@@ -231,9 +253,10 @@ class DataPlane:
             else self.verify
         )
         with httpx.Client(verify=verify, timeout=self.timeout) as client:
-            status = client.request(method, url, headers=headers, content=content).status_code
+            response = client.request(method, url, headers=headers, content=content)
+        status = response.status_code
         if status in (401, 403):
-            raise _rejected(label, status)
+            raise _rejected(label, status, _sas_code(response.text[:2000]))
         # The Send check's empty batch is refused (400) only after the Send claim was accepted.
         if not (200 <= status < 300 or (right == "Send" and status == 400)):
             raise RuntimeError(f"{label} answered HTTP {status} to the key test")
@@ -259,8 +282,10 @@ class DataPlane:
                     with sender:
                         sender.create_message_batch()  # opens the link; sends nothing
         except (ServiceBusAuthenticationError, ServiceBusAuthorizationError) as exc:
+            code = _sas_code(str(exc))
+            cause = f", {code}: {_NOT_THE_KEY[code]}" if code else ""
             raise CredentialRejected(f"Service Bus refused the new key ({right} test: "
-                                     f"{type(exc).__name__})") from None
+                                     f"{type(exc).__name__}{cause})") from None
 
     def _eventhubs_amqp(self, namespace: str, eventhub: str,
                         credential: AzureNamedKeyCredential, right: str) -> None:
@@ -290,8 +315,10 @@ class DataPlane:
             if isinstance(exc, ConnectError) and "nauthori" not in str(exc):
                 raise RuntimeError(f"Event Hubs key test could not connect "
                                    f"({type(exc).__name__})") from None
+            code = _sas_code(str(exc))
+            cause = f", {code}: {_NOT_THE_KEY[code]}" if code else ""
             raise CredentialRejected(f"Event Hubs refused the new key ({right} test: "
-                                     f"{type(exc).__name__})") from None
+                                     f"{type(exc).__name__}{cause})") from None
 
 
 def sas_test_right(service: str, entity: str | None, entity_kind: str | None,

@@ -87,6 +87,10 @@ class ResourceSeed(BaseModel):
     # for pitcrew's actions (403 AuthorizationFailed).
     lock: Literal["ReadOnly"] | None = None
     rbac_denied: bool = False
+    # Data-plane refusals not about the key: disableLocalAuth (Cosmos DB, Service Bus, Event
+    # Hubs) and a firewall that does not admit the caller (Cosmos DB, Storage).
+    local_auth: bool = True
+    network_denied: bool = False
 
 
 class EndpointConfig(BaseModel):

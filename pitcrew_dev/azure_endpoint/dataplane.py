@@ -72,6 +72,14 @@ class DataPlaneApp:
         records = self._find(ResourceKind.COSMOS_ACCOUNT, account)
         if not records:
             return _json_error(404, "NotFound", f"Cosmos DB account {account!r} is not seeded.")
+        if records[0].network_denied:
+            client = request.client.host if request.client else "unknown"
+            return _cosmos_error(403, "Forbidden", f"Request originated from IP {client} through "
+                                 "public internet. This is blocked by your Cosmos DB account "
+                                 "firewall settings. More info: https://aka.ms/cosmosdb-tsg-forbidden")
+        if not records[0].local_auth:
+            return _cosmos_error(401, "Unauthorized", "Local Authorization is disabled. Use an AAD "
+                                 "token to authorize all requests.", substatus=5202)
         try:
             matched = verify_cosmos(
                 request.headers.get("authorization"),
@@ -114,6 +122,9 @@ class DataPlaneApp:
             return _storage_error(
                 401, "NoAuthenticationInformation", "The request has no Authorization header."
             )
+        if records[0].network_denied:
+            return _storage_error(403, "AuthorizationFailure",
+                                  "This request is not authorized to perform this operation.")
         if not records[0].shared_key_access and authorization.startswith("SharedKey "):
             return _storage_error(403, "KeyBasedAuthenticationNotPermitted",
                                   "Key based authentication is not permitted on this storage "
@@ -170,6 +181,9 @@ class DataPlaneApp:
         records = self._find(kind, namespace)
         if not records:
             return _json_error(404, "NotFound", f"Namespace {namespace!r} is not seeded.")
+        if not all(record.local_auth for record in records):  # a namespace-wide setting
+            return _servicebus_error(401, "LocalAuthDisabled: Authorization failed because SAS "
+                                     "authentication has been disabled for the namespace.")
         # A namespace rule covers every entity; an entity rule only its own entity.
         rules: dict[str, dict[str, str]] = {}
         rights: dict[tuple[str, str], list[str]] = {}
@@ -233,6 +247,12 @@ def _servicebus_error(
     escaped = detail.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     body = f"<Error><Code>{status}</Code><Detail>{escaped}</Detail></Error>"
     return Response(body, status_code=status, media_type=XML, headers=headers)
+
+
+def _cosmos_error(status: int, code: str, message: str, *, substatus: int = 0) -> JSONResponse:
+    """Cosmos DB's gateway errors: {"code", "message"} and the x-ms-substatus header."""
+    return JSONResponse({"code": code, "message": message}, status_code=status,
+                        headers={"x-ms-substatus": str(substatus)})
 
 
 def _json_error(status: int, code: str, message: str) -> JSONResponse:

@@ -308,6 +308,8 @@ class EndpointRuntime:
                     str(body["id"]), body.get("keys") or {}, body.get("rights"),
                     bool(body.get("sharedKeyAccess", True)),
                     lock=body.get("lock"), rbac_denied=bool(body.get("rbacDenied", False)),
+                    local_auth=bool(body.get("localAuth", True)),
+                    network_denied=bool(body.get("networkDenied", False)),
                 )
             except (UnknownResourceKind, ValueError, KeyError, TypeError) as exc:
                 # Key values come from the body; the messages above name key *names* only.
@@ -379,13 +381,18 @@ class LocalAzure:
         shared_key_access: bool = True,
         lock: str | None = None,
         rbac_denied: bool = False,
+        local_auth: bool = True,
+        network_denied: bool = False,
     ) -> None:
         """Seed a resource (random keys unless given; `rights` for Service Bus / Event Hubs rules,
         default Listen, Send, Manage; `shared_key_access=False` for a storage account that
-        refuses SharedKey requests; `lock="ReadOnly"` or `rbac_denied=True` for ARM's refusals).
-        An existing resource keeps its keys and rights; its lock and denial are set as given."""
+        refuses SharedKey requests; `lock="ReadOnly"` or `rbac_denied=True` for ARM's refusals;
+        `local_auth=False` (disableLocalAuth) or `network_denied=True` (a firewall that does
+        not admit pitcrew) for the data plane's). An existing resource keeps its keys and
+        rights; its lock and refusals are set as given."""
         self.store.ensure_resource(resource_id, keys, rights, shared_key_access, lock=lock,
-                                   rbac_denied=rbac_denied)
+                                   rbac_denied=rbac_denied, local_auth=local_auth,
+                                   network_denied=network_denied)
 
     def keys(self, resource_id: str) -> dict[str, str]:
         """Current key values, for tests that must sign with them. Never log the result."""

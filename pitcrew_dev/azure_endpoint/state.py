@@ -130,6 +130,12 @@ class ResourceRecord(BaseModel):
     # (no role assignment covers them), as Azure does.
     lock: str | None = None
     rbac_denied: bool = False
+    # Data-plane refusals that are not about the key, as Azure gives them: `local_auth=False`
+    # (disableLocalAuth on a Cosmos DB account or a Service Bus / Event Hubs namespace: every
+    # key-signed request refused) and `network_denied` (the account's firewall does not admit
+    # the caller's address; Cosmos DB and Storage).
+    local_auth: bool = True
+    network_denied: bool = False
     created: int
 
 
@@ -250,6 +256,7 @@ class StateStore:
                 record = self._ensure_resource(data, seed.id, seed.keys, now, seed.rights,
                                                seed.shared_key_access)
                 record.lock, record.rbac_denied = seed.lock, seed.rbac_denied
+                record.local_auth, record.network_denied = seed.local_auth, seed.network_denied
             for vault_name, key_seeds in config.keys.items():
                 vault = data.vaults.setdefault(vault_name.lower(), VaultRecord())
                 for key_name, key_seed in key_seeds.items():
@@ -295,11 +302,14 @@ class StateStore:
         *,
         lock: str | None = None,
         rbac_denied: bool = False,
+        local_auth: bool = True,
+        network_denied: bool = False,
     ) -> ResourceRecord:
         with self.change() as data:
             record = self._ensure_resource(data, resource_id, keys or {}, int(time.time()),
                                            rights, shared_key_access)
             record.lock, record.rbac_denied = lock, rbac_denied
+            record.local_auth, record.network_denied = local_auth, network_denied
             return record
 
     @staticmethod

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from pitcrew.azure.arm import (
+    CosmosKeys,
     DataPlane,
     EventHubsKeys,
     ServiceBusKeys,
@@ -190,6 +191,44 @@ def test_a_storage_account_without_shared_key_access_is_named_not_blamed_on_the_
     provider.test(allowed, "key1", local_azure.keys(allowed)["key1"])
     with pytest.raises(CredentialRejected, match="AuthenticationFailed"):
         provider.test(allowed, "key1", local_azure.keys(rid)["key2"])
+
+
+@pytest.mark.parametrize(("strategy", "refusal", "code", "says"), [
+    ("cosmos-keys", {"local_auth": False}, "LocalAuthDisabled", "key (local) authentication"),
+    ("cosmos-keys", {"network_denied": True}, "FirewallBlocked", "firewall"),
+    ("storage-keys", {"network_denied": True}, "AuthorizationFailure", "network rules"),
+    ("servicebus-keys", {"local_auth": False}, "LocalAuthDisabled", "key (local) authentication"),
+    ("eventhubs-keys", {"local_auth": False}, "LocalAuthDisabled", "key (local) authentication"),
+], ids=["cosmos local auth off", "cosmos firewall", "storage firewall",
+        "servicebus local auth off", "eventhubs local auth off"])
+def test_a_data_plane_refusal_that_is_not_about_the_key_is_named_not_blamed_on_it(
+    local_azure: LocalAzure, unique_name: str, strategy: str, refusal: dict[str, bool],
+    code: str, says: str,
+) -> None:
+    """disableLocalAuth and a firewall refuse every key-signed request, whatever the key, with
+    Azure's status and words: the local endpoint does too, and the key test names the cause
+    (a good key is refused the same way, twice) instead of a bad key."""
+    data_plane = DataPlane(local_azure.url, str(local_azure.ca_path))
+    name = unique_name[:24].lower()
+    rid, slot, provider = {
+        "cosmos-keys": (resource_id("cosmos-keys", name), "primaryMasterKey",
+                        CosmosKeys(client_for(local_azure), data_plane)),
+        "storage-keys": (resource_id("storage-keys", name), "key1",
+                         StorageKeys(client_for(local_azure), data_plane)),
+        "servicebus-keys": (sb_rule(name, "r"), "primaryKey",
+                            ServiceBusKeys(client_for(local_azure), data_plane)),
+        "eventhubs-keys": (eh_rule(name, "r"), "primaryKey",
+                           EventHubsKeys(client_for(local_azure), data_plane)),
+    }[strategy]
+    local_azure.add_resource(rid, **refusal)
+    good = local_azure.keys(rid)[slot]
+    for _ in range(2):
+        with pytest.raises(CredentialRejected) as refused:
+            provider.test(rid, slot, good)
+        message = str(refused.value)
+        assert code in message and says in message and good not in message, message
+    local_azure.add_resource(rid)  # the setting turned back: the same key passes
+    provider.test(rid, slot, good)
 
 
 @pytest.mark.parametrize(("refusal", "says"), [
