@@ -74,10 +74,14 @@ def groups(
     every: AllPages = False,
     since: Since = None,
     until: Until = None,
+    source: Annotated[str | None, typer.Option(
+        "--source", help="Only groups of this source (its name in the policy).")] = None,
+    entity: Annotated[str | None, typer.Option(
+        "--entity", help="Only groups of this entity, as listed (queue:orders, ...).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Failure groups: source entity and normalised cause, with counts (role Reader)."""
-    params = _params(limit=limit, since=since, until=until)
+    params = _params(limit=limit, since=since, until=until, source=source, entity=entity)
     table = Table(Column("group", no_wrap=True, min_width=12), "entity", "cause", "count",
                   Column("first seen", no_wrap=True), Column("last seen", no_wrap=True))
     found: list[Any] = []

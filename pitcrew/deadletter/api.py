@@ -51,12 +51,17 @@ def _flag(query: Mapping[str, str], name: str) -> bool:
 
 @http_errors
 def list_groups(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpResult:
-    """GET /api/dlq/groups?limit=&continuation=&since=&until= (last seen within the range)."""
+    """GET /api/dlq/groups?limit=&continuation=&since=&until=&source=&entity= (last seen within
+    the range; of one source the policy names; of one entity, exactly)."""
     require(headers, Role.READER)
     limit = limit_param(query)
     after = q.after_param(query, q.GROUP_ID)
     since, until = q.time_range(query)
-    page = _dl().store.groups_page(limit=limit, after=after, since=since, until=until)
+    dl = _dl()
+    source = q.source_param(query, [s.name for s in dl.policy.sources])
+    entity = q.entity_param(query)
+    page = dl.store.groups_page(limit=limit, after=after, since=since, until=until,
+                                source=source, entity=entity)
     return HttpResult(200, page.map(lambda g: g.to_dict()).body("groups"))
 
 

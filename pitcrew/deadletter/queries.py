@@ -9,7 +9,7 @@ a caller never gets a 500 or a slow answer out of a hostile query.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from pitcrew.deadletter.model import STATUSES, MessageFilter
@@ -73,6 +73,27 @@ def time_param(query: Mapping[str, str], name: str) -> datetime | None:
     if not 2000 <= value.year <= 2999:
         raise InvalidInput(name, "must be a time between the years 2000 and 2999")
     return value.astimezone(UTC)
+
+
+MAX_ENTITY_CHARS = 300
+
+
+def source_param(query: Mapping[str, str], sources: Sequence[str]) -> str | None:
+    """`source`: a source the policy names (a 400 lists them), or None when absent."""
+    value = query.get("source") or None
+    if value is not None and value not in sources:
+        listed = ", ".join(sorted(sources)) or "none"
+        raise InvalidInput("source", f"is not a source in the policy; sources: {listed}")
+    return value
+
+
+def entity_param(query: Mapping[str, str]) -> str | None:
+    """`entity`: a group's entity as listed (`queue:orders`, ...), matched exactly."""
+    value = query.get("entity") or None
+    if value is not None and (len(value) > MAX_ENTITY_CHARS or not value.isprintable()):
+        raise InvalidInput("entity", f"must be printable text of at most {MAX_ENTITY_CHARS} "
+                           "characters")
+    return value
 
 
 def time_range(query: Mapping[str, str], *, default_span: timedelta | None = None

@@ -123,6 +123,17 @@ def test_groups_and_replay_jobs_are_paged(orders: str) -> None:
 
     listed, pages = _walk(groups, "groups", {"limit": "2"})
     assert sorted(g["id"] for g in listed) == [f"{n:012x}" for n in range(3)] and pages == 2
+    # Filtered by source (a name the policy knows) and by entity, exactly, and still paged.
+    by_source, _ = _walk(groups, "groups", {"limit": "1", "source": "orders"})
+    assert sorted(g["id"] for g in by_source) == [f"{n:012x}" for n in range(3)]
+    assert [g["id"] for g in groups({"entity": "queue:e1"}).body["groups"]] == ["000000000001"]
+    assert groups({"entity": "queue:E1"}).body["groups"] == []
+    unknown = groups({"source": "elsewhere"})
+    assert unknown.status == 400 and unknown.body["field"] == "source"
+    assert "orders" in unknown.body["message"]  # the sources there are
+    for bad in ("x" * 301, "a\x00b", "\u202e"):
+        refused = groups({"entity": bad})
+        assert refused.status == 400 and refused.body["field"] == "entity", bad
     for _ in range(3):
         accepted = api.request_replay(OPERATOR, json.dumps(
             {"group": "000000000001", "dryRun": True}).encode())

@@ -375,11 +375,14 @@ class TableFailedMessageStore:
             mode=UpdateMode.MERGE)
 
     def groups_page(self, *, limit: int, after: str | None = None,
-                    since: datetime | None = None, until: datetime | None = None) -> Page[Group]:
-        """Groups in id order, optionally only those last seen within [since, until)."""
+                    since: datetime | None = None, until: datetime | None = None,
+                    source: str | None = None, entity: str | None = None) -> Page[Group]:
+        """Groups in id order, optionally only those last seen within [since, until), of one
+        source, of one entity."""
         params: dict[str, Any] = {"pk": GROUP_PARTITION}
         query = where("PartitionKey eq @pk", params, ("LastSeen", "ge", "since", since),
-                      ("LastSeen", "lt", "until", until))
+                      ("LastSeen", "lt", "until", until), ("Source", "eq", "source", source),
+                      ("Entity", "eq", "entity", entity))
         return keyed_page(self._groups, query, params, limit=limit, after=after,
                           convert=_group, key=lambda g: g.id)
 
