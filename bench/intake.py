@@ -31,12 +31,13 @@ from common import JSON_ENV, REPO, RoundTrips, emit, fmt_trips, fresh_azurite, r
 
 SAMPLE = REPO.parent / "shared" / "samples" / "keyvault-secret-near-expiry.eventgrid.json"
 TARGET_RATIO = 0.8
-# What one event still costs alone: its alert row and notification log (read and write) and
-# the group's read-back; its group and outbox rows share transactions with the delivery's
+# What one event still costs alone: its alert row and its notification log's insert (each in
+# a partition of its own); its group and outbox rows share transactions with the delivery's
 # other flushes when they overlap (group commit); claims, completions and audit rows go in
-# transactions of up to 100 per delivery.
-TRIPS_NOTE = ("alert, nflog x2, read-back alone; group and outbox rows shared by "
-              "concurrent flushes")
+# transactions of up to 100 per delivery. Nothing is read: a new group's log is inserted, not
+# looked up, and its alerts are not read back after delivering.
+TRIPS_NOTE = ("alert and nflog inserts alone; group and outbox rows shared by "
+              "concurrent flushes; nothing read")
 GROUPED_NOTE = "per delivery: claims, alerts, audit, completions (a transaction each), group"
 # Routes without grouping (the earlier flat form): every event its own notification, at once.
 FLAT_ROUTES = "routes:\n  - name: all\n    channels: [hook]\n"

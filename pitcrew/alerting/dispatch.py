@@ -247,29 +247,25 @@ class Pipeline:
             else:
                 earliest = group.last_flush_at + timedelta(seconds=route.group_interval)
             due = max(earliest, now)
-            if group.next_flush_at is not None and group.next_flush_at <= due:
-                if group.next_flush_at <= now and not _leased(group, now):
+            leased = _leased(group, now)
+            scheduled = group.next_flush_at is not None and group.next_flush_at <= due
+            if scheduled and not leased:
+                if group.next_flush_at is not None and group.next_flush_at <= now:
                     return self.flush(group.id, now=now, audited=False, group=group,
                                       silences=silences)
-                if _leased(group, now):
-                    # A flush is under way and may have read the alerts before this change:
-                    # rewriting the row as read changes its ETag, so the flush's closing
-                    # conditional save fails and it looks again; when that save came first,
-                    # this write fails instead and the loop sees the group as it left it.
-                    try:
-                        self.store.save_group(group)
-                    except Conflict:
-                        fresh = self.store.get_group(group.id)
-                        if fresh is None:
-                            return Dispatch(grouped=[group.receiver])
-                        group = fresh
-                        continue
                 return Dispatch(grouped=[group.receiver])
-            group.next_flush_at = due
-            flush_now = due <= now and not _leased(group, now)
-            if flush_now:
-                # Scheduled and leased for the flush in one conditional write.
-                group.flushing_until = now + timedelta(seconds=FLUSH_LEASE_SECONDS)
+            # Written either way: the flush moves earlier, or a flush is under way and may
+            # have read the alerts before this change. Rewriting its row (as read) changes the
+            # ETag, so that flush's closing conditional save fails and it looks again; when
+            # that save came first, this write fails instead and the loop sees the group as
+            # the flush left it.
+            flush_now = False
+            if not scheduled:
+                group.next_flush_at = due
+                flush_now = due <= now and not leased
+                if flush_now:
+                    # Scheduled and leased for the flush in one conditional write.
+                    group.flushing_until = now + timedelta(seconds=FLUSH_LEASE_SECONDS)
             try:
                 self.store.save_group(group)
             except Conflict:
@@ -282,7 +278,7 @@ class Pipeline:
                 # The row just saved, with its flush lease (its ETag is current): not read back.
                 return self.flush(group.id, now=now, audited=False, group=group,
                                   silences=silences, leased=True)
-            if due > now:
+            if not scheduled and due > now:
                 self._enqueue(group, now)
             return Dispatch(grouped=[group.receiver])
         return Dispatch(grouped=[group.receiver])
