@@ -182,11 +182,19 @@ class StorageJobQueue:
 def enqueue_job(service: Any, queue: str, job_id: str, *, delay: float = 0) -> None:
     """Wake a queue trigger with a job id (base64, the trigger's default encoding), now or
     after `delay` seconds (the message stays invisible until then)."""
-    from azure.core.exceptions import ResourceExistsError  # SDK on first use (cold start)
+    from azure.core.exceptions import (  # SDK on first use (cold start)
+        ResourceExistsError,
+        ResourceNotFoundError,
+    )
 
     client = service.get_queue_client(queue)
-    with contextlib.suppress(ResourceExistsError):
-        client.create_queue()
+    message = base64.b64encode(job_id.encode()).decode()
     wait = max(0, math.ceil(delay))
-    client.send_message(base64.b64encode(job_id.encode()).decode(),
-                        visibility_timeout=wait or None)
+    try:
+        client.send_message(message, visibility_timeout=wait or None)
+    except ResourceNotFoundError:
+        # The queue is made the first time a job is queued on it (one round trip a job, not
+        # two: asking to create it before every send answered 409 every time but the first).
+        with contextlib.suppress(ResourceExistsError):
+            client.create_queue()
+        client.send_message(message, visibility_timeout=wait or None)
