@@ -431,7 +431,7 @@ class Pipeline:
 
     def _log(self, entry: LogEntry | None, decision: nflog.Decision,
              alerts: list[StoredAlert], muted: set[str], group: Group,
-             notification_id: str | None, now: datetime) -> LogEntry | None:
+             notification_id: str | None, now: datetime) -> LogEntry:
         """Record in the notification log what the receiver was just told. An entry not read
         first (a group just made) is inserted; when an earlier group of the key left one, it
         is read and the record merged into it."""

@@ -21,6 +21,7 @@ POISON_SUFFIX = "-poison"
 POISON_REASON = "MaxDequeueCountExceeded"
 REPLAY_JOBS_QUEUE = "pitcrew-replay-jobs"
 SCAN_JOBS_QUEUE = "pitcrew-scan-jobs"
+MAX_VISIBILITY_SECONDS = 7 * 86400 - 60  # a queue message may stay invisible up to 7 days
 # A received poison message stays invisible this long; ingest stores and deletes it well within.
 _LEASE_SECONDS = 300
 
@@ -181,7 +182,8 @@ class StorageJobQueue:
 
 def enqueue_job(service: Any, queue: str, job_id: str, *, delay: float = 0) -> None:
     """Wake a queue trigger with a job id (base64, the trigger's default encoding), now or
-    after `delay` seconds (the message stays invisible until then)."""
+    after `delay` seconds (the message stays invisible until then; at most the 7 days a
+    queue allows)."""
     from azure.core.exceptions import (  # SDK on first use (cold start)
         ResourceExistsError,
         ResourceNotFoundError,
@@ -189,7 +191,7 @@ def enqueue_job(service: Any, queue: str, job_id: str, *, delay: float = 0) -> N
 
     client = service.get_queue_client(queue)
     message = base64.b64encode(job_id.encode()).decode()
-    wait = max(0, math.ceil(delay))
+    wait = math.ceil(min(max(0.0, delay), MAX_VISIBILITY_SECONDS))
     try:
         client.send_message(message, visibility_timeout=wait or None)
     except ResourceNotFoundError:

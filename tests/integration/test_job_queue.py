@@ -4,53 +4,56 @@ on a queue made the first time a job is queued, and every later job costs one re
 from __future__ import annotations
 
 import base64
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pitcrew.azure.queues import StorageJobQueue
+from tests.integration.test_round_trips import Wire
 
 
-class Counting:
-    """An azure-core transport recording the method of each request it sends."""
+def _service(connection: str, wire: Wire | None = None) -> Any:
+    from azure.storage.queue import QueueServiceClient
 
-    def __init__(self) -> None:
-        self.methods: list[str] = []
-        self.lock = threading.Lock()
+    extra = {"transport": wire.transport()} if wire is not None else {}
+    return QueueServiceClient.from_connection_string(connection, **extra)
 
-    def transport(self) -> Any:
-        from azure.core.pipeline.transport import RequestsTransport
 
-        counting = self
-
-        class Transport(RequestsTransport):  # type: ignore[misc]
-            def send(self, request: Any, **kwargs: Any) -> Any:
-                with counting.lock:
-                    counting.methods.append(request.method)
-                return super().send(request, **kwargs)
-
-        return Transport()
+def _jobs(service: Any, queue: str) -> list[str]:
+    return sorted(base64.b64decode(m.content).decode() for m in
+                  service.get_queue_client(queue).receive_messages(messages_per_page=32))
 
 
 def test_a_job_makes_its_queue_once_then_costs_one_request_each(
         storage_connection_string: str, unique_name: str) -> None:
-    from azure.storage.queue import QueueServiceClient
-
-    wire = Counting()
-    service = QueueServiceClient.from_connection_string(storage_connection_string,
-                                                        transport=wire.transport())
+    wire = Wire()
+    service = _service(storage_connection_string, wire)
     jobs = StorageJobQueue(lambda: service, unique_name)
     jobs.enqueue("job-1")  # the queue does not exist yet: refused, made, sent again
-    assert wire.methods == ["POST", "PUT", "POST"]
+    assert [method for method, _ in wire.requests] == ["POST", "PUT", "POST"]
     for n in (2, 3):
-        wire.methods.clear()
+        wire.requests.clear()
         jobs.enqueue(f"job-{n}")
-        assert wire.methods == ["POST"]  # no create before each send
+        assert [method for method, _ in wire.requests] == ["POST"]  # no create before a send
     jobs.enqueue("later", delay=30)
-    received = [base64.b64decode(m.content).decode()
-                for m in service.get_queue_client(unique_name).receive_messages(
-                    messages_per_page=32)]
-    assert sorted(received) == ["job-1", "job-2", "job-3"]  # "later" still invisible
+    assert _jobs(service, unique_name) == ["job-1", "job-2", "job-3"]  # "later" still invisible
     service.get_queue_client(unique_name).delete_queue()
     jobs.enqueue("after-delete")  # a queue deleted meanwhile is made again
-    assert [base64.b64decode(m.content).decode() for m in
-            service.get_queue_client(unique_name).receive_messages()] == ["after-delete"]
+    assert _jobs(service, unique_name) == ["after-delete"]
+
+
+def test_jobs_queued_at_once_on_a_new_queue_all_arrive(
+        storage_connection_string: str, unique_name: str) -> None:
+    service = _service(storage_connection_string)
+    jobs = StorageJobQueue(lambda: service, unique_name)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(jobs.enqueue, [f"job-{n}" for n in range(8)]))
+    assert _jobs(service, unique_name) == [f"job-{n}" for n in range(8)]
+
+
+def test_a_job_due_beyond_a_queue_messages_seven_days_is_queued_for_the_longest_it_can(
+        storage_connection_string: str, unique_name: str) -> None:
+    service = _service(storage_connection_string)
+    jobs = StorageJobQueue(lambda: service, unique_name)
+    jobs.enqueue("far", delay=30 * 86400)  # a group whose repeat_interval is 30 days
+    jobs.enqueue("overdue", delay=-5)  # at once
+    assert _jobs(service, unique_name) == ["overdue"]
