@@ -4,10 +4,13 @@ completed) against a plain loop of Table inserts through the same SDK client in 
 Every phase (the baseline, each policy, each large delivery) runs on a fresh Azurite of its
 own: the emulator slows with every row it holds, so no phase pays for the rows of another.
 
-Prints handled events/s, the baseline's inserts/s, their ratio (target >= 0.8x), Storage round
-trips per event (counted by a transport on the SDK clients, not guessed) and the batch pool's
-4 vs 16 workers on one large delivery. Starts its in-memory Azurites on free ports and stops
-each on exit or SIGTERM. Asserts only that every event notifies exactly once.
+Prints handled events/s under the shipped policy (pitcrew.yaml's routing tree: a delivery's
+expiries are one notification, group_wait later) and under the flat `routes:` form (one
+notification per event, at once), the baseline's inserts/s, their ratios (target >= 0.8x for
+the shipped policy), Storage round trips per event (counted by a transport on the SDK
+clients, not guessed) and the batch pool's 4 vs 16 workers on one large delivery of the flat
+form, the slowest case, which sets the batch limit. Starts its in-memory Azurites on free
+ports and stops each on exit or SIGTERM. Asserts only that every event notifies exactly once.
 
     .venv/bin/python bench/intake.py [--events 2000] [--batch 50] [--big 5000] [--rounds 3]
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -40,9 +44,13 @@ TRIPS_NOTE = ("alert and nflog inserts alone; group and outbox rows shared by "
               "concurrent flushes; nothing read")
 GROUPED_NOTE = "per delivery: claims, alerts, audit, completions (a transaction each), group"
 # Routes without grouping (the earlier flat form): every event its own notification, at once.
+# Opt-in since the shipped policy groups: its figure is printed, measured against no target.
+FLAT_TARGET = "- (opt-in form)"
 FLAT_ROUTES = "routes:\n  - name: all\n    channels: [hook]\n"
-# The documented default tree (docs/alerting.md): group_by [kind, alertRule], group_wait 30s.
-DEFAULT_TREE = "route:\n  receiver: hook\n"
+# The shipped policy's routing tree (pitcrew.yaml: group_by [kind, alertRule], group_wait 30s),
+# its receiver renamed to the bench's.
+SHIPPED_TREE = re.search(r"^route:\n(?:[ #].*\n)+", (REPO / "pitcrew.yaml").read_text(),
+                         re.MULTILINE).group(0).replace("ops-webhook", "hook")  # type: ignore[union-attr]
 WARM_EVENTS = 2  # posted before each phase's clock starts
 WARM_INSERTS = 500  # throwaway inserts that warm each fresh emulator
 
@@ -140,15 +148,15 @@ def main() -> None:
             assert outcomes == {"handled"}, outcomes
         return time.perf_counter() - start
 
-    def default_tree() -> tuple[float, Counter[str]]:
-        """The documented default tree: the delivery's expiries join their group at once;
+    def shipped_tree() -> tuple[float, Counter[str]]:
+        """The shipped policy's tree: the delivery's expiries join their group at once;
         group_wait later (played here by the sweep timer's pass) one notification lists
         them. Timed from the first POST to the last group's notification delivered."""
-        with clean_emulator(DEFAULT_TREE):
+        with clean_emulator(SHIPPED_TREE):
             from pitcrew.bootstrap import get_services
 
             pipeline = get_services().alerting
-            assert pipeline.tree.group_wait == 30, "the default tree's group_wait"
+            assert pipeline.tree.group_wait == 30, "the shipped tree's group_wait"
             told = len(receiver.received)
             bodies = batches(args.events, args.batch)
             trips.reset()
@@ -170,7 +178,7 @@ def main() -> None:
     groupeds: list[float] = []
     for _ in range(args.rounds):
         plains.append(plain_loop())
-        rate, grouped_trips = default_tree()
+        rate, grouped_trips = shipped_tree()
         groupeds.append(rate)
     ratios = sorted(g / p for g, p in zip(groupeds, plains, strict=True))
     plain = statistics.median(plains)
@@ -204,17 +212,18 @@ def main() -> None:
     rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
     rows = [
         (f"plain Table insert loop (baseline{rounds})", f"{plain:.0f} inserts/s", "1.00x", ""),
-        (f"POST /api/events, batches of {args.batch}, default tree (grouped)",
+        (f"POST /api/events, batches of {args.batch}, shipped policy (grouped)",
          f"{grouped:.0f} events/s", f"{grouped_ratio:.2f}x{spread}", f">= {TARGET_RATIO}x"),
         ("storage round trips per event, grouped", fmt_trips(grouped_trips, args.events), "",
          GROUPED_NOTE),
         (f"POST /api/events, batches of {args.batch}, one notification per event",
-         f"{handled:.0f} events/s", f"{handled / plain:.2f}x", f">= {TARGET_RATIO}x"),
+         f"{handled:.0f} events/s", f"{handled / plain:.2f}x", FLAT_TARGET),
         ("storage round trips per event, one notification each",
          fmt_trips(per_event, args.events), "", TRIPS_NOTE),
     ]
     for workers, secs in big.items():
-        rows.append((f"one delivery of {args.big} (1 MB), {workers} workers",
+        rows.append((f"one delivery of {args.big} (1 MB), one notification each, "
+                     f"{workers} workers",
                      f"{secs:.1f} s (limit {limit}: {secs * limit / args.big:.1f} s)",
                      f"{args.big / secs / plain:.2f}x", f"{limit} < 30 s"))
     if os.environ.get(JSON_ENV) != "1":
@@ -222,16 +231,17 @@ def main() -> None:
         return
     emit("intake: plain Table insert loop (baseline)", plain, "inserts/s", plain)
     # The paired median ratio, passed as the baseline that gives it.
-    emit(f"intake: POST /api/events, batches of {args.batch}, default tree (grouped)", grouped,
+    emit(f"intake: POST /api/events, batches of {args.batch}, shipped policy (grouped)", grouped,
          "events/s", grouped / grouped_ratio, f">= {TARGET_RATIO}x")
     emit("intake: storage round trips per event, grouped",
          sum(grouped_trips.values()) / args.events, "trips", None, GROUPED_NOTE)
     emit(f"intake: POST /api/events, batches of {args.batch}, one notification per event",
-         handled, "events/s", plain, f">= {TARGET_RATIO}x")
+         handled, "events/s", plain, FLAT_TARGET)
     emit("intake: storage round trips per event, one notification each",
          sum(per_event.values()) / args.events, "trips", None, TRIPS_NOTE)
     for workers, secs in big.items():
-        emit(f"intake: one delivery of {args.big} (1 MB), {workers} workers, at limit {limit}",
+        emit(f"intake: one delivery of {args.big} (1 MB), one notification each, {workers} "
+             f"workers, at limit {limit}",
              secs * limit / args.big, "s (extrapolated)", None, "< 30 s")
 
 

@@ -435,3 +435,41 @@ def test_an_alert_that_changes_while_its_new_group_flushes_is_told_in_the_same_c
     # Told once each: the group's log holds the changed alert, so it is not told again.
     assert pipeline.send(changed).delivered == []
     assert len(receiver.received) == 2
+
+
+def test_the_shipped_policy_groups_a_deliverys_expiries_and_reminds_them_once_a_day(
+    pitcrew_env: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pitcrew.yaml as deployed: a delivery of three near-expiries is one notification, sent
+    group_wait (30 s) after it arrived, listing the three; nothing is sent again within the
+    day, then one reminder; an Azure Monitor alert is reminded every four hours."""
+    shipped = Path(__file__).resolve().parents[2] / "pitcrew.yaml"
+    monkeypatch.setenv("PITCREW_OPS_WEBHOOK_URL", receiver.url)
+    write(pitcrew_env, shipped.read_text())
+    template = json.loads((SAMPLES / "keyvault-secret-near-expiry.eventgrid.json").read_text())[0]
+    events = []
+    for n in range(3):
+        name, version = f"shipped-{n}", f"{n:032x}"
+        data = dict(template["data"], ObjectName=name, Version=version,
+                    Id=f"https://sample-kv.vault.azure.net/secrets/{name}/{version}")
+        events.append(dict(template, id=f"shipped-event-{n}", subject=name, data=data))
+    result = api.receive_events("POST", {"content-type": "application/json"},
+                                json.dumps(events).encode())
+    assert result.status == 200, result.body
+    assert {e["outcome"] for e in result.body["events"]} == {"handled"}  # type: ignore[index]
+    post(alert("shipped-alert"))
+    assert receiver.received == []  # both wait for group_wait
+
+    pipeline = get_services().alerting
+    start = datetime.now(UTC)
+    assert len(pipeline.sweep(now=start + timedelta(seconds=31))) == 2
+    by_kind = {message["labels"]["kind"]: message for message in receiver.received}
+    assert sorted(by_kind) == ["alert", "expiry"] and len(receiver.received) == 2
+    assert len(by_kind["expiry"]["alerts"]) == 3 and "3 firing" in by_kind["expiry"]["title"]
+
+    pipeline.sweep(now=start + timedelta(hours=4, minutes=1))
+    (reminder,) = receiver.received[2:]
+    assert reminder["labels"]["kind"] == "alert" and "(reminder)" in reminder["title"]
+    pipeline.sweep(now=start + timedelta(hours=24, minutes=1))
+    kinds = sorted(message["labels"]["kind"] for message in receiver.received[3:])
+    assert kinds == ["alert", "expiry"]  # the expiry's first reminder, a day later
