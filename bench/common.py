@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -25,14 +26,23 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def _free_triple() -> tuple[int, int, int]:
-    """Three consecutive ports nothing listens on (blob, queue, table)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first > 65530:
-            continue
+    """Three consecutive ports nothing listens on (blob, queue, table), below the ephemeral
+    range: a port the kernel handed out for a probe is also what it hands the next outgoing
+    connection (the SDK's to another emulator, a webhook call), which could take it before
+    Azurite binds it."""
+    low, _ = _ephemeral_range()
+    rng = random.Random()
+    for _ in range(200):
+        first = rng.randrange(20000, max(20001, low - 3))
         ports = (first, first + 1, first + 2)
         ok = True
         for port in ports:
@@ -61,10 +71,16 @@ def _stop_on_sigterm() -> None:
 def fresh_azurite() -> Iterator[Any]:
     """A new in-memory Azurite on free ports (never the shared one on 10000), stopped on exit,
     on SIGTERM and (Linux) when this process dies."""
-    from pitcrew_dev.azurite import ensure_azurite
+    from pitcrew_dev.azurite import AzuriteUnavailable, ensure_azurite
 
     _stop_on_sigterm()
-    azurite = ensure_azurite(ports=_free_triple())
+    for attempt in range(3):
+        try:
+            azurite = ensure_azurite(ports=_free_triple())
+            break
+        except AzuriteUnavailable:  # another process bound a port first: other ports
+            if attempt == 2:
+                raise
     assert azurite.started, "a fresh Azurite must be ours"
     try:
         yield azurite
