@@ -230,7 +230,7 @@ def test_an_alert_announced_again_says_where_its_notification_is(receiver: Recei
     while the first notification still waits in the outbox the answer is "queued", never
     "delivered before"; once the receiver took it, "delivered before". Told once in all."""
     from pitcrew.events import only_events, parse_request
-    from pitcrew.notify.messages import expiry_notification
+    from pitcrew.intake.handlers import expiry_notification
 
     services = get_services()
     [event] = only_events(parse_request(json.dumps(events(1)).encode(), HEADERS))

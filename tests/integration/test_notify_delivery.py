@@ -224,7 +224,7 @@ def test_a_flat_policy_without_a_catch_all_is_refused_so_nothing_is_unrouted(
 
 def _notification_for(event_id: str) -> Notification:
     from pitcrew.events import keyvault_event, parse_delivery
-    from pitcrew.notify.messages import expiry_notification
+    from pitcrew.intake.handlers import expiry_notification
 
     (event,) = parse_delivery(near_expiry(event_id), "application/json")
     return expiry_notification(keyvault_event(event), get_services().policy)  # type: ignore[arg-type]

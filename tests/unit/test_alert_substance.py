@@ -12,7 +12,7 @@ import pytest
 
 from pitcrew.alerting.substance import alert_kind, alert_substance, budget_severity
 from pitcrew.events import parse_alert
-from pitcrew.notify.messages import alert_notification
+from pitcrew.intake.handlers import alert_notification
 from tests.conftest import SAMPLES
 
 ALERT_SAMPLES = sorted(p for p in SAMPLES.glob("common-alert-*.json"))
