@@ -78,7 +78,7 @@ _NOT_THE_KEY = {
     "KeyBasedAuthenticationNotPermitted": "shared key access is disabled on the account",
     # Cosmos DB (401, substatus 5202) and Service Bus / Event Hubs: disableLocalAuth.
     "LocalAuthDisabled": "key (local) authentication is disabled on the account or namespace",
-    "FirewallBlocked": "the account's firewall refused pitcrew's address",
+    "FirewallBlocked": "the firewall of the account or namespace refused pitcrew's address",
 }
 
 
@@ -102,9 +102,14 @@ def _cosmos_code(status: int, substatus: str, body: str) -> str | None:
 
 
 def _sas_code(detail: str) -> str | None:
-    """Service Bus / Event Hubs put the cause first in the error's text
-    ("LocalAuthDisabled: Authorization failed because SAS authentication has been disabled")."""
-    return "LocalAuthDisabled" if "LocalAuthDisabled" in detail else None
+    """Service Bus / Event Hubs name the cause only in the error's text: "LocalAuthDisabled:
+    Authorization failed because SAS authentication has been disabled", or, from the IP
+    firewall, "Ip has been prevented to connect to the endpoint"."""
+    if "LocalAuthDisabled" in detail:
+        return "LocalAuthDisabled"
+    if "Ip has been prevented to connect" in detail:
+        return "FirewallBlocked"
+    return None
 
 
 class DataPlane:

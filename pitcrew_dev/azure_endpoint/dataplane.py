@@ -181,6 +181,12 @@ class DataPlaneApp:
         records = self._find(kind, namespace)
         if not records:
             return _json_error(404, "NotFound", f"Namespace {namespace!r} is not seeded.")
+        if any(record.network_denied for record in records):  # the namespace's IP firewall
+            # Azure refuses an address its IP filter does not admit as an authorization error
+            # (ServiceBusAuthorizationError on AMQP, 401 over HTTPS), whatever the key.
+            return _servicebus_error(401, "Ip has been prevented to connect to the endpoint. "
+                                     "For more information see: Virtual Network service "
+                                     "endpoints and IP firewall rules.")
         if not all(record.local_auth for record in records):  # a namespace-wide setting
             return _servicebus_error(401, "LocalAuthDisabled: Authorization failed because SAS "
                                      "authentication has been disabled for the namespace.")

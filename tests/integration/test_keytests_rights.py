@@ -199,8 +199,11 @@ def test_a_storage_account_without_shared_key_access_is_named_not_blamed_on_the_
     ("storage-keys", {"network_denied": True}, "AuthorizationFailure", "network rules"),
     ("servicebus-keys", {"local_auth": False}, "LocalAuthDisabled", "key (local) authentication"),
     ("eventhubs-keys", {"local_auth": False}, "LocalAuthDisabled", "key (local) authentication"),
+    ("servicebus-keys", {"network_denied": True}, "FirewallBlocked", "firewall"),
+    ("eventhubs-keys", {"network_denied": True}, "FirewallBlocked", "firewall"),
 ], ids=["cosmos local auth off", "cosmos firewall", "storage firewall",
-        "servicebus local auth off", "eventhubs local auth off"])
+        "servicebus local auth off", "eventhubs local auth off", "servicebus firewall",
+        "eventhubs firewall"])
 def test_a_data_plane_refusal_that_is_not_about_the_key_is_named_not_blamed_on_it(
     local_azure: LocalAzure, unique_name: str, strategy: str, refusal: dict[str, bool],
     code: str, says: str,
