@@ -160,11 +160,12 @@ def test_poison_queue_ingest_group_notify_replay(queue_names: str, receiver: Rec
 
 
 def test_a_replayed_message_whose_send_answer_was_lost_is_marked_possible_duplicate(
-        queue_names: str) -> None:
+        queue_names: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Storage SDK sends a message again when the answer to its send is lost: the target
     may hold it twice. The job and the store say which message, never a silent double."""
     from azure.core.exceptions import ServiceResponseError
     from azure.core.pipeline.transport import RequestsTransport
+    from azure.storage.queue import ExponentialRetry
 
     from pitcrew.runtime import pooled_transport
 
@@ -175,6 +176,17 @@ def test_a_replayed_message_whose_send_answer_was_lost_is_marked_possible_duplic
     group = api.list_groups(READER, {}).body["groups"][0]["id"]
     job = api.request_replay(OPERATOR, json.dumps({"group": group}).encode()).body["id"]
     lost: list[str] = []
+    backoffs: list[float] = []
+
+    # The queue SDK's retry waits its backoff (15 s the first time) before it sends again:
+    # noted, not waited, so the test does not idle; the resend is what it checks.
+    waited = ExponentialRetry.get_backoff_time
+
+    def no_wait(self: Any, settings: dict[str, Any]) -> float:
+        backoffs.append(waited(self, settings))
+        return 0
+
+    monkeypatch.setattr(ExponentialRetry, "get_backoff_time", no_wait)
 
     class LosesOneReplayAnswer(RequestsTransport):  # type: ignore[misc]
         def send(self, request: Any, **kwargs: Any) -> Any:
@@ -198,6 +210,7 @@ def test_a_replayed_message_whose_send_answer_was_lost_is_marked_possible_duplic
         reset_runtime()
         reset_services()
     assert lost, "the injected failure happened"
+    assert backoffs, "the SDK retried the lost send after its backoff"
     shown = api.show_replay(READER, job).body
     assert shown["counts"]["sent"] == 3 and shown["counts"]["possibleDuplicates"] == 1
     messages = api.show_group(READER, group, {}).body["messages"]
