@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import socket
 import sys
@@ -24,6 +25,19 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+
+# The shipped policy's `route:` block (pitcrew.yaml), up to the next top-level key: the benches
+# measure that tree, or put the flat form in its place.
+SHIPPED_ROUTE_BLOCK = re.compile(r"^route:\n(?:[ #].*\n)+", re.MULTILINE)
+
+
+def shipped_route() -> str:
+    """pitcrew.yaml's `route:` block as it stands."""
+    found = SHIPPED_ROUTE_BLOCK.search((REPO / "pitcrew.yaml").read_text())
+    if found is None:
+        raise RuntimeError("pitcrew.yaml has no route: block: update the benches")
+    return found.group(0)
 
 
 def _ephemeral_range() -> tuple[int, int]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import tempfile
 import time
@@ -31,7 +30,16 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from common import JSON_ENV, REPO, RoundTrips, emit, fmt_trips, fresh_azurite, results_table
+from common import (
+    JSON_ENV,
+    REPO,
+    RoundTrips,
+    emit,
+    fmt_trips,
+    fresh_azurite,
+    results_table,
+    shipped_route,
+)
 
 SAMPLE = REPO.parent / "shared" / "samples" / "keyvault-secret-near-expiry.eventgrid.json"
 TARGET_RATIO = 0.8
@@ -49,10 +57,17 @@ FLAT_TARGET = "- (opt-in form)"
 FLAT_ROUTES = "routes:\n  - name: all\n    channels: [hook]\n"
 # The shipped policy's routing tree (pitcrew.yaml: group_by [kind, alertRule], group_wait 30s),
 # its receiver renamed to the bench's.
-SHIPPED_TREE = re.search(r"^route:\n(?:[ #].*\n)+", (REPO / "pitcrew.yaml").read_text(),
-                         re.MULTILINE).group(0).replace("ops-webhook", "hook")  # type: ignore[union-attr]
+SHIPPED_TREE = shipped_route().replace("ops-webhook", "hook")
 WARM_EVENTS = 2  # posted before each phase's clock starts
 WARM_INSERTS = 500  # throwaway inserts that warm each fresh emulator
+
+
+def bench_policy(url: str, routes: str = "") -> str:
+    """The benches' policy: one webhook receiver, `hook`, at `url`, no rate cap, no tags read;
+    `routes` (a `routes:` or `route:` block) after it."""
+    return ("version: 1\nchannels:\n  hook:\n    type: webhook\n"
+            f"    url: {url}\n    max_per_minute: 100000\n"
+            "rotation:\n  use_tags: false\n" + routes)
 
 
 def batches(total: int, size: int) -> list[bytes]:
@@ -85,9 +100,7 @@ def main() -> None:
     from tests.receiver import Receiver
 
     receiver = Receiver()
-    channels = ("version: 1\nchannels:\n  hook:\n    type: webhook\n"
-                f"    url: {receiver.url}\n    max_per_minute: 100000\n"
-                "rotation:\n  use_tags: false\n")
+    channels = bench_policy(receiver.url)
     trips = RoundTrips()
 
     @contextmanager

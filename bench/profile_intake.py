@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 from common import fresh_azurite
-from intake import FLAT_ROUTES, SHIPPED_TREE, batches
+from intake import FLAT_ROUTES, SHIPPED_TREE, batches, bench_policy
 
 
 def main() -> None:
@@ -34,10 +34,8 @@ def main() -> None:
     from tests.receiver import Receiver
 
     receiver = Receiver()
-    policy_text = ("version: 1\nchannels:\n  hook:\n    type: webhook\n"
-                   f"    url: {receiver.url}\n    max_per_minute: 100000\n"
-                   "rotation:\n  use_tags: false\n"
-                   + (FLAT_ROUTES if args.policy == "flat" else SHIPPED_TREE))
+    policy_text = bench_policy(receiver.url,
+                               FLAT_ROUTES if args.policy == "flat" else SHIPPED_TREE)
     from pitcrew.bootstrap import get_services, reset_services
     from pitcrew.intake import api
     from pitcrew.runtime import reset_runtime

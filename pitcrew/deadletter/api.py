@@ -26,7 +26,7 @@ from pitcrew.deadletter.replay import (
     resume_jobs,
 )
 from pitcrew.deadletter.replay import request_replay as do_request
-from pitcrew.deadletter.scans import ScanWorker, enqueue, get_scan, request_scan, scan_view
+from pitcrew.deadletter.scans import ScanWorker, get_scan, request_scan, scan_view
 from pitcrew.http.errors import HttpResult, http_errors
 from pitcrew.http.models import (
     ArchiveRequest,
@@ -179,7 +179,7 @@ def run_scan_job(job_id: str) -> str:
     outcome = ScanWorker(dl, job_id.strip()).run()
     log.info("scan job %s: %s", job_id.strip()[:40], outcome)
     if outcome == "continue":
-        enqueue(dl, job_id.strip())
+        dl.scan_jobs.enqueue(job_id.strip())
     return outcome
 
 

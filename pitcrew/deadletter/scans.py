@@ -58,12 +58,8 @@ def request_scan(dl: DeadletterServices, names: list[str] | None, actor: str) ->
     dl.audit.append(AuditRecord(
         actor=actor, action="dlq.scan.request", target="dlq-sources", outcome="queued",
         correlation_id=job, details={"sources": wanted}))
-    enqueue(dl, job)
-    return created
-
-
-def enqueue(dl: DeadletterServices, job: str) -> None:
     dl.scan_jobs.enqueue(job)
+    return created
 
 
 def get_scan(dl: DeadletterServices, job: str) -> RunRecord:
