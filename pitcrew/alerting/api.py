@@ -8,9 +8,11 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from pitcrew import links
 from pitcrew.alerting.dispatch import Pipeline
@@ -20,9 +22,9 @@ from pitcrew.audit import AuditRecord, Outcome, app_identity
 from pitcrew.auth import Role, require
 from pitcrew.bootstrap import Services, get_services
 from pitcrew.errors import InvalidInput
-from pitcrew.events import load_json
 from pitcrew.http.errors import HttpResult, http_errors
-from pitcrew.http.paging import decode_token, encode_token, limit_param
+from pitcrew.http.models import PageQuery, RequestModel
+from pitcrew.http.paging import encode_token
 from pitcrew.notify.model import Notification, OutboxEntry, notice
 from pitcrew.state import utcnow
 
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 MAX_MATCHERS = 20
 MAX_COMMENT = 1000
 NOTIFICATION_STATUSES = ("pending", "failed", "delivered")
+SILENCE_STATES = ("pending", "active", "expired")
 
 
 # ------------------------------------------------------------------ triggers
@@ -122,11 +125,8 @@ def list_alerts(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpRes
     groups with their alerts, each marked silenced (by which silences) or inhibited (by which
     alerts)."""
     require(headers, Role.READER)
-    limit = limit_param(query)
-    state = decode_token(query.get("continuation"))
-    after = str(state.get("after") or "") if state else ""
-    receiver = _text(query, "receiver", 100)
-    matcher = _matcher_param(query, "filter")
+    wanted = AlertsQuery.of(query)
+    limit, after, receiver, matcher = wanted.limit, wanted.after, wanted.receiver, wanted.filter
     pipeline = get_services().alerting
     now = utcnow()
     groups = sorted((g for g in pipeline.store.groups() if g.id > after), key=lambda g: g.id)
@@ -168,43 +168,22 @@ def silences(method: str, headers: Mapping[str, str], query: Mapping[str, str],
     "comment": "..."}`. 201 with the silence; audited `alerting.silence.create`."""
     if method.upper() == "POST":
         principal = require(headers, Role.OPERATOR)
-        raw = load_json(body)
-        if not isinstance(raw, dict):
-            raise InvalidInput("body", "must be a JSON object")
-        matchers = _matchers(raw.get("matchers"))
-        comment = raw.get("comment")
-        if not isinstance(comment, str) or not comment.strip():
-            raise InvalidInput("comment", "is required: say why (who reads the alert list "
-                               "later needs to know)")
-        if len(comment) > MAX_COMMENT:
-            raise InvalidInput("comment", f"is at most {MAX_COMMENT} characters")
+        request = SilenceRequest.from_body(body)
         now = utcnow()
-        starts = _time(raw.get("startsAt"), "startsAt") if raw.get("startsAt") else now
-        if raw.get("endsAt") is not None and raw.get("for") is not None:
-            raise InvalidInput("for", "give `for` or `endsAt`, not both")
-        if raw.get("endsAt") is not None:
-            ends = _time(raw.get("endsAt"), "endsAt")
-        else:
-            try:
-                seconds = parse_duration(raw.get("for"))
-            except ValueError as exc:
-                raise InvalidInput("for", str(exc)) from None
-            ends = starts + timedelta(seconds=seconds)
+        starts = request.starts_at or now
+        ends = request.ends_at or starts + timedelta(seconds=request.duration or 0)
         created = get_services().alerting.silences.create(
-            matchers=matchers, starts_at=starts, ends_at=ends, comment=comment.strip(),
-            actor=principal.actor, now=now)
+            matchers=list(request.matchers), starts_at=starts, ends_at=ends,
+            comment=request.comment, actor=principal.actor, now=now)
         return HttpResult(201, created.to_dict(now),
                           {"Location": links.location(f"/api/silences/{created.id}")})
     require(headers, Role.READER)
-    limit = limit_param(query)
-    state = decode_token(query.get("continuation"))
-    wanted = _text(query, "state", 20)
-    if wanted and wanted not in ("pending", "active", "expired"):
-        raise InvalidInput("state", "must be pending, active or expired")
+    wanted = SilencesQuery.of(query)
     now = utcnow()
-    store = get_services().alerting.silences
-    page = store.page(limit=limit, continuation=state)
-    items = [s.to_dict(now) for s in page.items if not wanted or s.state(now) == wanted]
+    page = get_services().alerting.silences.page(limit=wanted.limit,
+                                                 continuation=wanted.continuation)
+    items = [s.to_dict(now) for s in page.items
+             if not wanted.state or s.state(now) == wanted.state]
     return HttpResult(200, {"silences": items, "continuation": page.continuation})
 
 
@@ -231,13 +210,9 @@ def list_notifications(headers: Mapping[str, str], query: Mapping[str, str]) -> 
     """GET /api/notifications?status=pending|failed|delivered&receiver=&limit=&continuation=
     (Reader): the outbox, with attempts and the last error."""
     require(headers, Role.READER)
-    limit = limit_param(query)
-    status = _text(query, "status", 20) or None
-    if status is not None and status not in NOTIFICATION_STATUSES:
-        raise InvalidInput("status", f"must be one of {', '.join(NOTIFICATION_STATUSES)}")
-    receiver = _text(query, "receiver", 100) or None
-    page = get_services().outbox.page(limit=limit, status=status, channel=receiver,
-                                      continuation=decode_token(query.get("continuation")))
+    wanted = NotificationsQuery.of(query)
+    page = get_services().outbox.page(limit=wanted.limit, status=wanted.status,
+                                      channel=wanted.receiver, continuation=wanted.continuation)
     return HttpResult(200, page.map(lambda e: e.to_dict()).body("notifications"))
 
 
@@ -270,24 +245,70 @@ def retry_notification(headers: Mapping[str, str], ref: str) -> HttpResult:
 # ------------------------------------------------------------------ input
 
 
-def _text(query: Mapping[str, str], name: str, limit: int) -> str:
-    value = (query.get(name) or "").strip()
-    if len(value) > limit or any(ord(c) < 32 for c in value):
-        raise InvalidInput(name, f"must be at most {limit} printable characters")
-    return value
+def _printable(name: str, most: int) -> Callable[[Any], str]:
+    """A filter's text, blanks stripped: at most `most` characters, no control character."""
+
+    def parse(raw: Any) -> str:
+        value = (raw if isinstance(raw, str) else "").strip()
+        if len(value) > most or any(ord(c) < 32 for c in value):
+            raise InvalidInput(name, f"must be at most {most} printable characters")
+        return value
+
+    return parse
 
 
-def _matcher_param(query: Mapping[str, str], name: str) -> Matcher | None:
-    text = _text(query, name, 500)
+def _one_of(name: str, allowed: tuple[str, ...], problem: str) -> Callable[[Any], str | None]:
+    def parse(raw: Any) -> str | None:
+        value = _printable(name, 20)(raw) or None
+        if value is not None and value not in allowed:
+            raise InvalidInput(name, problem)
+        return value
+
+    return parse
+
+
+def _filter(raw: Any) -> Matcher | None:
+    text = _printable("filter", 500)(raw)
     if not text:
         return None
     try:
         return Matcher.parse(text)
     except ValueError as exc:
-        raise InvalidInput(name, str(exc)) from None
+        raise InvalidInput("filter", str(exc)) from None
 
 
-def _matchers(raw: Any) -> list[Matcher]:
+class AlertsQuery(PageQuery):
+    """`GET /api/alerts?receiver=&filter=MATCHER`."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    receiver: Annotated[str, BeforeValidator(_printable("receiver", 100))] = ""
+    filter: Annotated[Matcher | None, BeforeValidator(_filter)] = None
+
+    @property
+    def after(self) -> str:
+        """The last group id of the page before (group ids sort the list)."""
+        return str(self.continuation.get("after") or "") if self.continuation else ""
+
+
+class SilencesQuery(PageQuery):
+    """`GET /api/silences?state=pending|active|expired`."""
+
+    state: Annotated[str | None, BeforeValidator(_one_of(
+        "state", SILENCE_STATES, "must be pending, active or expired"))] = None
+
+
+class NotificationsQuery(PageQuery):
+    """`GET /api/notifications?status=pending|failed|delivered&receiver=`."""
+
+    status: Annotated[str | None, BeforeValidator(_one_of(
+        "status", NOTIFICATION_STATUSES,
+        f"must be one of {', '.join(NOTIFICATION_STATUSES)}"))] = None
+    receiver: Annotated[str | None, BeforeValidator(
+        lambda raw: _printable("receiver", 100)(raw) or None)] = None
+
+
+def _matchers(raw: Any) -> tuple[Matcher, ...]:
     if not isinstance(raw, list) or not raw:
         raise InvalidInput("matchers", "must be a non-empty array of matchers such as "
                            "\"alertRule=cpu-high\"")
@@ -301,19 +322,62 @@ def _matchers(raw: Any) -> list[Matcher]:
             out.append(Matcher.parse(item))
         except ValueError as exc:
             raise InvalidInput(f"matchers[{i}]", str(exc)) from None
-    return out
+    return tuple(out)
 
 
-def _time(raw: Any, name: str) -> datetime:
-    if not isinstance(raw, str):
-        raise InvalidInput(name, "must be an ISO 8601 time with a zone")
-    try:
-        moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(name, "must be an ISO 8601 time with a zone") from None
-    if moment.tzinfo is None or not 2000 <= moment.year <= 2999:
-        raise InvalidInput(name, "must be an ISO 8601 time with a zone, years 2000-2999")
-    return moment
+def _comment(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidInput("comment", "is required: say why (who reads the alert list later "
+                           "needs to know)")
+    if len(raw) > MAX_COMMENT:
+        raise InvalidInput("comment", f"is at most {MAX_COMMENT} characters")
+    return raw.strip()
+
+
+def _moment(name: str, *, empty_is_none: bool) -> Callable[[Any], datetime | None]:
+    """An ISO 8601 time with a zone, years 2000-2999 (None when absent)."""
+
+    def parse(raw: Any) -> datetime | None:
+        if raw is None or (empty_is_none and not raw):
+            return None
+        if not isinstance(raw, str):
+            raise InvalidInput(name, "must be an ISO 8601 time with a zone")
+        try:
+            moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(name, "must be an ISO 8601 time with a zone") from None
+        if moment.tzinfo is None or not 2000 <= moment.year <= 2999:
+            raise InvalidInput(name, "must be an ISO 8601 time with a zone, years 2000-2999")
+        return moment
+
+    return parse
+
+
+class SilenceRequest(RequestModel):
+    """`POST /api/silences {"matchers": [...], "for": "2h" | "endsAt": ISO, "startsAt"?: ISO,
+    "comment": "..."}`: `duration` (from `for`) when no `endsAt` is given."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    matchers: Annotated[tuple[Matcher, ...], BeforeValidator(_matchers)] = ()
+    comment: Annotated[str, BeforeValidator(_comment)] = ""
+    starts_at: Annotated[datetime | None, BeforeValidator(
+        _moment("startsAt", empty_is_none=True))] = Field(default=None, alias="startsAt")
+    ends_at: Annotated[datetime | None, BeforeValidator(
+        _moment("endsAt", empty_is_none=False))] = Field(default=None, alias="endsAt")
+    duration: float | None = Field(default=None, alias="for")
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _for_or_ends_at(cls, raw: Any, info: ValidationInfo) -> float | None:
+        if info.data.get("ends_at") is not None:
+            if raw is not None:
+                raise InvalidInput("for", "give `for` or `endsAt`, not both")
+            return None
+        try:
+            return parse_duration(raw)
+        except ValueError as exc:
+            raise InvalidInput("for", str(exc)) from None
 
 
 def _ref(ref: str) -> tuple[str, str]:

@@ -31,22 +31,20 @@ from pitcrew.http.errors import HttpResult, http_errors
 from pitcrew.http.models import (
     ArchiveRequest,
     EditRequest,
+    GroupsQuery,
+    JobsQuery,
+    MessageQuery,
+    MessagesQuery,
     PurgeRequest,
     ReplayRequest,
     ScanRequest,
 )
-from pitcrew.http.paging import limit_param
 
 log = logging.getLogger(__name__)
-JOB_STATUSES = ("queued", "running", "paused", "succeeded", "cancelled", "failed")
 
 
 def _dl() -> DeadletterServices:
     return get_services().deadletter
-
-
-def _flag(query: Mapping[str, str], name: str) -> bool:
-    return query.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
 @http_errors
@@ -54,14 +52,10 @@ def list_groups(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpRes
     """GET /api/dlq/groups?limit=&continuation=&since=&until=&source=&entity= (last seen within
     the range; of one source the policy names; of one entity, exactly)."""
     require(headers, Role.READER)
-    limit = limit_param(query)
-    after = q.after_param(query, q.GROUP_ID)
-    since, until = q.time_range(query)
     dl = _dl()
-    source = q.source_param(query, [s.name for s in dl.policy.sources])
-    entity = q.entity_param(query)
-    page = dl.store.groups_page(limit=limit, after=after, since=since, until=until,
-                                source=source, entity=entity)
+    wanted = GroupsQuery.of(query, sources=tuple(s.name for s in dl.policy.sources))
+    page = dl.store.groups_page(limit=wanted.limit, after=wanted.after, since=wanted.since,
+                                until=wanted.until, source=wanted.source, entity=wanted.entity)
     return HttpResult(200, page.map(lambda g: g.to_dict()).body("groups"))
 
 
@@ -70,19 +64,20 @@ def show_group(headers: Mapping[str, str], group: str, query: Mapping[str, str])
     """GET /api/dlq/groups/{group}?limit=&continuation=&status=&since=&until=&text=&prop.K=V"""
     require(headers, Role.READER)
     q.group_id(group)
-    limit = limit_param(query)
-    after = q.after_param(query, q.MESSAGE_ID)
-    flt = q.message_filter(query)
-    return HttpResult(200, group_view(_dl(), group, flt, limit=limit, after=after))
+    wanted = MessagesQuery.of(query)
+    return HttpResult(200, group_view(_dl(), group, wanted.filter(), limit=wanted.limit,
+                                      after=wanted.after))
 
 
 @http_errors
 def show_message(headers: Mapping[str, str], message: str,
                  query: Mapping[str, str]) -> HttpResult:
+    """GET /api/dlq/messages/{id}?body=true (the body is decoded and its reading audited)."""
     principal = require(headers, Role.READER)
     q.message_id(message)
+    wanted = MessageQuery.of(query)
     return HttpResult(200, view_message(_dl(), message, actor=principal.actor,
-                                        with_body=_flag(query, "body")))
+                                        with_body=wanted.body))
 
 
 @http_errors
@@ -117,8 +112,10 @@ def list_replays(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpRe
     """GET /api/dlq/replays?limit=&continuation=&since=&until=&status= (requested within the
     range, default the last 30 days; oldest first)."""
     require(headers, Role.READER)
-    limit = limit_param(query)
-    page = q.jobs_page(_dl().state, KIND, query, limit=limit, statuses=JOB_STATUSES)
+    wanted = JobsQuery.of(query)
+    assert wanted.since is not None and wanted.until is not None  # the range is always bounded
+    page = q.jobs_page(_dl().state, KIND, since=wanted.since, until=wanted.until,
+                       limit=wanted.limit, status=wanted.status, after=wanted.after)
     return HttpResult(200, page.map(job_view).body("jobs"))
 
 

@@ -1,5 +1,5 @@
-"""Query parameters of the dead-letter list routes, checked before any storage round trip, and
-the paged listing of replay and scan jobs.
+"""The checks on the query parameters of the dead-letter list routes (the pydantic models in
+pitcrew.http.models apply them before any storage round trip), and the paged listing of jobs.
 
 Every list answers `{"<items>": [...], "continuation": token | null}` (pitcrew.http.paging). Ids,
 times, text and property filters are bounded and refused with a 400 naming the parameter:
@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from pitcrew.deadletter.model import STATUSES, MessageFilter
 from pitcrew.errors import InvalidInput
-from pitcrew.http.paging import Page, token_param
+from pitcrew.http.paging import NOT_OURS, Page
 from pitcrew.ports import StateStore
 from pitcrew.state import RunRecord
 
@@ -23,6 +23,7 @@ MESSAGE_ID = re.compile(r"^[0-9a-f]{12}-[0-9a-f]{20}$")
 JOB_ID = re.compile(r"^\d{14}-[0-9a-f]{8}$")
 MAX_SPAN = timedelta(days=366)
 JOBS_DEFAULT_SPAN = timedelta(days=30)
+JOB_STATUSES = ("queued", "running", "paused", "succeeded", "cancelled", "failed")
 MAX_TEXT = 200
 MAX_PROPERTIES = 10
 PROPERTY_PREFIX = "prop."
@@ -47,28 +48,29 @@ def job_id(value: str, field: str = "job") -> str:
     return check_id(JOB_ID, value, field, "job")
 
 
-def after_param(query: Mapping[str, str], pattern: re.Pattern[str]) -> str | None:
-    """The position inside a continuation token issued by a dead-letter list route."""
-    state = token_param(query)
+def position_after(state: Mapping[str, Any] | None, pattern: re.Pattern[str]) -> str | None:
+    """The position inside a decoded continuation token of a dead-letter list route."""
     if state is None:
         return None
     after = state.get("after")
     if set(state) != {"after"} or not isinstance(after, str) or len(after) > 64 or \
             not pattern.fullmatch(after):
-        raise InvalidInput("continuation", "is not a continuation token pitcrew issued")
+        raise InvalidInput("continuation", NOT_OURS)
     return after
 
 
-def time_param(query: Mapping[str, str], name: str) -> datetime | None:
-    raw = (query.get(name) or "").strip()
-    if not raw:
+def time_value(raw: Any, name: str) -> datetime | None:
+    """An ISO 8601 time between the years 2000 and 2999 (UTC when it names no offset)."""
+    text = (raw if isinstance(raw, str) else "").strip()
+    if not text:
         return None
-    if len(raw) > 40 or not raw.isascii():
+    if len(text) > 40 or not text.isascii():
         raise InvalidInput(name, "is not an ISO 8601 time")
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+        value = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z")
+                                       else text)
     except ValueError:
-        raise InvalidInput(name, f"is not an ISO 8601 time: {raw!r}") from None
+        raise InvalidInput(name, f"is not an ISO 8601 time: {text!r}") from None
     value = value if value.tzinfo else value.replace(tzinfo=UTC)
     if not 2000 <= value.year <= 2999:
         raise InvalidInput(name, "must be a time between the years 2000 and 2999")
@@ -78,29 +80,28 @@ def time_param(query: Mapping[str, str], name: str) -> datetime | None:
 MAX_ENTITY_CHARS = 300
 
 
-def source_param(query: Mapping[str, str], sources: Sequence[str]) -> str | None:
+def known_source(value: str | None, sources: Sequence[str]) -> str | None:
     """`source`: a source the policy names (a 400 lists them), or None when absent."""
-    value = query.get("source") or None
     if value is not None and value not in sources:
         listed = ", ".join(sorted(sources)) or "none"
         raise InvalidInput("source", f"is not a source in the policy; sources: {listed}")
     return value
 
 
-def entity_param(query: Mapping[str, str]) -> str | None:
+def entity_value(raw: Any) -> str | None:
     """`entity`: a group's entity as listed (`queue:orders`, ...), matched exactly."""
-    value = query.get("entity") or None
+    value = raw if isinstance(raw, str) and raw else None
     if value is not None and (len(value) > MAX_ENTITY_CHARS or not value.isprintable()):
         raise InvalidInput("entity", f"must be printable text of at most {MAX_ENTITY_CHARS} "
                            "characters")
     return value
 
 
-def time_range(query: Mapping[str, str], *, default_span: timedelta | None = None
-               ) -> tuple[datetime | None, datetime | None]:
+def bounded_range(since: datetime | None, until: datetime | None, *,
+                  default_span: timedelta | None = None
+                  ) -> tuple[datetime | None, datetime | None]:
     """`since` (inclusive) and `until` (exclusive), at most MAX_SPAN apart. With
     `default_span`, a missing end is filled in so the range is always bounded."""
-    since, until = time_param(query, "since"), time_param(query, "until")
     if default_span is not None:
         if until is None:
             until = (since + default_span) if since else datetime.now(UTC) + timedelta(minutes=1)
@@ -114,35 +115,35 @@ def time_range(query: Mapping[str, str], *, default_span: timedelta | None = Non
     return since, until
 
 
-def text_param(query: Mapping[str, str], name: str = "text") -> str | None:
-    raw = query.get(name)
-    if raw is None or not raw.strip():
+def text_value(raw: Any, name: str = "text") -> str | None:
+    if not isinstance(raw, str) or not raw.strip():
         return None
     if len(raw) > MAX_TEXT or not _PRINTABLE.match(raw):
         raise InvalidInput(name, f"must be at most {MAX_TEXT} printable characters")
     return raw
 
 
-def status_param(query: Mapping[str, str]) -> str | None:
-    raw = (query.get("status") or "").strip()
-    if not raw:
+def one_of(raw: Any, allowed: Sequence[str], name: str = "status") -> str | None:
+    """A value from `allowed` (surrounding blanks ignored), or None when absent."""
+    text = (raw if isinstance(raw, str) else "").strip()
+    if not text:
         return None
-    if raw not in STATUSES:
-        raise InvalidInput("status", f"must be one of {', '.join(STATUSES)}")
-    return raw
+    if text not in allowed:
+        raise InvalidInput(name, f"must be one of {', '.join(allowed)}")
+    return text
 
 
-def property_params(query: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+def property_pairs(query: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """`prop.<key>=<value>`: application property `key` equals `value` (as text; booleans
     `true`/`false`)."""
     pairs = []
     for name, value in query.items():
-        if not name.startswith(PROPERTY_PREFIX):
+        if not isinstance(name, str) or not name.startswith(PROPERTY_PREFIX):
             continue
         key = name[len(PROPERTY_PREFIX):]
         if not key or len(key) > 128 or not _PRINTABLE.match(key):
             raise InvalidInput(name, "property names are 1 to 128 printable characters")
-        if len(value) > MAX_TEXT or not _PRINTABLE.match(value):
+        if not isinstance(value, str) or len(value) > MAX_TEXT or not _PRINTABLE.match(value):
             raise InvalidInput(name, f"must be at most {MAX_TEXT} printable characters")
         pairs.append((key, value))
     if len(pairs) > MAX_PROPERTIES:
@@ -150,24 +151,12 @@ def property_params(query: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(pairs))
 
 
-def message_filter(query: Mapping[str, str]) -> MessageFilter:
-    since, until = time_range(query)
-    return MessageFilter(status=status_param(query), since=since, until=until,
-                         text=text_param(query), properties=property_params(query))
-
-
 # ------------------------------------------------------------------ job listings
 
 
-def jobs_page(state: StateStore, kind: str, query: Mapping[str, str], *, limit: int,
-              statuses: tuple[str, ...]) -> Page[RunRecord]:
-    """Jobs of `kind` requested within [since, until) (default: the last 30 days), oldest
-    first: a job id starts with its request time, so the range is an id range."""
-    since, until = time_range(query, default_span=JOBS_DEFAULT_SPAN)
-    assert since is not None and until is not None
-    status = (query.get("status") or "").strip() or None
-    if status is not None and status not in statuses:
-        raise InvalidInput("status", f"must be one of {', '.join(statuses)}")
-    after = after_param(query, JOB_ID)
+def jobs_page(state: StateStore, kind: str, *, since: datetime, until: datetime, limit: int,
+              status: str | None = None, after: str | None = None) -> Page[RunRecord]:
+    """Jobs of `kind` requested within [since, until), oldest first: a job id starts with its
+    request time, so the range is an id range."""
     return state.runs_between(kind, f"{since:%Y%m%d%H%M%S}", f"{until:%Y%m%d%H%M%S}",
                               limit=limit, status=status, after=after)

@@ -7,6 +7,7 @@ passes comes out typed. Fields are checked in the order they are declared.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Self, TypeVar
@@ -22,8 +23,10 @@ from pydantic import (
     model_validator,
 )
 
+from pitcrew.deadletter import queries as dlq
+from pitcrew.deadletter.model import STATUSES as MESSAGE_STATUSES
+from pitcrew.deadletter.model import MessageFilter
 from pitcrew.deadletter.operations import decode_body
-from pitcrew.deadletter.queries import group_id, message_id
 from pitcrew.deadletter.targets import MAX_TARGET_TEXT
 from pitcrew.errors import InvalidInput
 from pitcrew.events import MAX_JSON_DEPTH, check_object_name, check_vault_name, load_json
@@ -294,6 +297,101 @@ class DeadletterBody(RequestModel):
     max_depth: ClassVar[int] = DLQ_JSON_DEPTH
 
 
+class _DeadletterList(PageQuery):
+    """A dead-letter list's page: its token holds the last id listed (`position`'s shape)."""
+
+    position: ClassVar[re.Pattern[str]]
+    after: str | None = None  # from the token, never from the query string
+
+    @model_validator(mode="after")
+    def _position(self) -> Self:
+        return self.model_copy(update={"after": dlq.position_after(self.continuation,
+                                                                   self.position)})
+
+
+def _dlq_time(name: str) -> Callable[[Any], datetime | None]:
+    return lambda raw: dlq.time_value(raw, name)
+
+
+DeadletterSince = Annotated[datetime | None, BeforeValidator(_dlq_time("since"))]
+DeadletterUntil = Annotated[datetime | None, BeforeValidator(_dlq_time("until"))]
+
+
+class GroupsQuery(_DeadletterList):
+    """`GET /api/dlq/groups?since=&until=&source=&entity=`: last seen within the range, of one
+    source the policy names (`sources`, from the policy, never the query), of one entity."""
+
+    position: ClassVar[re.Pattern[str]] = dlq.GROUP_ID
+    since: DeadletterSince = None
+    until: DeadletterUntil = None
+    sources: tuple[str, ...] = ()
+    source: OptionalText = None
+    entity: Annotated[str | None, BeforeValidator(dlq.entity_value)] = None
+
+    @model_validator(mode="after")
+    def _checked(self) -> Self:
+        dlq.bounded_range(self.since, self.until)
+        dlq.known_source(self.source, self.sources)
+        return self
+
+
+def _message_status(raw: Any) -> str | None:
+    return dlq.one_of(raw, MESSAGE_STATUSES)
+
+
+class MessagesQuery(_DeadletterList):
+    """`GET /api/dlq/groups/{group}?status=&since=&until=&text=&prop.K=V`."""
+
+    position: ClassVar[re.Pattern[str]] = dlq.MESSAGE_ID
+    status: Annotated[str | None, BeforeValidator(_message_status)] = None
+    since: DeadletterSince = None
+    until: DeadletterUntil = None
+    text: Annotated[str | None, BeforeValidator(dlq.text_value)] = None
+    properties: tuple[tuple[str, str], ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _property_filters(cls, raw: Any) -> Any:
+        if isinstance(raw, Mapping):
+            raw = {**raw, "properties": dlq.property_pairs(raw)}
+        return raw
+
+    @model_validator(mode="after")
+    def _checked(self) -> Self:
+        dlq.bounded_range(self.since, self.until)
+        return self
+
+    def filter(self) -> MessageFilter:
+        return MessageFilter(status=self.status, since=self.since, until=self.until,
+                             text=self.text, properties=self.properties)
+
+
+def _job_status(raw: Any) -> str | None:
+    return dlq.one_of(raw, dlq.JOB_STATUSES)
+
+
+class JobsQuery(_DeadletterList):
+    """`GET /api/dlq/replays?since=&until=&status=`: requested within the range, which is
+    always bounded (default: the last 30 days)."""
+
+    position: ClassVar[re.Pattern[str]] = dlq.JOB_ID
+    since: DeadletterSince = None
+    until: DeadletterUntil = None
+    status: Annotated[str | None, BeforeValidator(_job_status)] = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        since, until = dlq.bounded_range(self.since, self.until,
+                                         default_span=dlq.JOBS_DEFAULT_SPAN)
+        return self.model_copy(update={"since": since, "until": until})
+
+
+class MessageQuery(RequestModel):
+    """`GET /api/dlq/messages/{id}?body=true`: the body too (decoded, audited)."""
+
+    body: Annotated[bool, BeforeValidator(_yes_no("body"))] = False
+
+
 def _message_ids(value: Any) -> list[str]:
     ids = value or []
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
@@ -327,7 +425,7 @@ def _replay_target(value: Any) -> str | None:
 def _group_name(value: Any) -> str | None:
     # Checked here, as the archive's is: the id becomes a Table key, and a key with '/' or a
     # lone surrogate is a storage error (a 500) rather than the caller's 400.
-    return None if value is None else group_id(value)
+    return None if value is None else dlq.group_id(value)
 
 
 class ReplayRequest(DeadletterBody):
@@ -387,16 +485,12 @@ class EditRequest(DeadletterBody):
         return raw
 
 
-def _group_id(value: Any) -> str | None:
-    return None if value is None else group_id(value)
-
-
 def _archive_ids(value: Any) -> tuple[str, ...]:
     ids = _message_ids(value)
     if len(ids) > MAX_IDS:
         raise InvalidInput("messages", f"at most {MAX_IDS} ids; archive a group for more")
     for ident in ids:
-        message_id(ident, "messages")
+        dlq.message_id(ident, "messages")
     return tuple(ids)
 
 
@@ -405,7 +499,7 @@ class ArchiveRequest(DeadletterBody):
 
     ids: Annotated[tuple[str, ...], BeforeValidator(_archive_ids)] = Field(
         default=(), validation_alias=AliasChoices("messages", "ids"))
-    group: Annotated[str | None, BeforeValidator(_group_id)] = None
+    group: Annotated[str | None, BeforeValidator(_group_name)] = None
 
 
 def _source_names(value: Any) -> list[str] | None:
