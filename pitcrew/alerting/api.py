@@ -23,7 +23,7 @@ from pitcrew.auth import Role, require
 from pitcrew.bootstrap import Services, get_services
 from pitcrew.errors import InvalidInput
 from pitcrew.http.errors import HttpResult, http_errors
-from pitcrew.http.models import PageQuery, RequestModel
+from pitcrew.http.models import PageQuery, RequestModel, choice
 from pitcrew.http.paging import encode_token
 from pitcrew.notify.model import Notification, OutboxEntry, notice
 from pitcrew.state import utcnow
@@ -257,16 +257,6 @@ def _printable(name: str, most: int) -> Callable[[Any], str]:
     return parse
 
 
-def _one_of(name: str, allowed: tuple[str, ...], problem: str) -> Callable[[Any], str | None]:
-    def parse(raw: Any) -> str | None:
-        value = _printable(name, 20)(raw) or None
-        if value is not None and value not in allowed:
-            raise InvalidInput(name, problem)
-        return value
-
-    return parse
-
-
 def _filter(raw: Any) -> Matcher | None:
     text = _printable("filter", 500)(raw)
     if not text:
@@ -294,16 +284,13 @@ class AlertsQuery(PageQuery):
 class SilencesQuery(PageQuery):
     """`GET /api/silences?state=pending|active|expired`."""
 
-    state: Annotated[str | None, BeforeValidator(_one_of(
-        "state", SILENCE_STATES, "must be pending, active or expired"))] = None
+    state: Annotated[str | None, BeforeValidator(choice("state", SILENCE_STATES))] = None
 
 
 class NotificationsQuery(PageQuery):
     """`GET /api/notifications?status=pending|failed|delivered&receiver=`."""
 
-    status: Annotated[str | None, BeforeValidator(_one_of(
-        "status", NOTIFICATION_STATUSES,
-        f"must be one of {', '.join(NOTIFICATION_STATUSES)}"))] = None
+    status: Annotated[str | None, BeforeValidator(choice("status", NOTIFICATION_STATUSES))] = None
     receiver: Annotated[str | None, BeforeValidator(
         lambda raw: _printable("receiver", 100)(raw) or None)] = None
 

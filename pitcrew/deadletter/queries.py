@@ -123,16 +123,6 @@ def text_value(raw: Any, name: str = "text") -> str | None:
     return raw
 
 
-def one_of(raw: Any, allowed: Sequence[str], name: str = "status") -> str | None:
-    """A value from `allowed` (surrounding blanks ignored), or None when absent."""
-    text = (raw if isinstance(raw, str) else "").strip()
-    if not text:
-        return None
-    if text not in allowed:
-        raise InvalidInput(name, f"must be one of {', '.join(allowed)}")
-    return text
-
-
 def property_pairs(query: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """`prop.<key>=<value>`: application property `key` equals `value` (as text; booleans
     `true`/`false`)."""

@@ -14,21 +14,11 @@ from pitcrew.bootstrap import get_services
 from pitcrew.errors import InvalidInput
 from pitcrew.housekeeping.expiry import CLASSES, Sweeper, sweep_due
 from pitcrew.http.errors import HttpResult, http_errors
-from pitcrew.http.models import PageQuery, RequestModel
+from pitcrew.http.models import PageQuery, RequestModel, choice, json_flag
 from pitcrew.policy import Policy
 
 log = logging.getLogger(__name__)
 KINDS = ("secret", "key", "certificate")
-
-
-def _choice(name: str, allowed: tuple[str, ...]) -> Any:
-    def parse(value: Any) -> str | None:
-        text = (value if isinstance(value, str) else "").strip().lower() or None
-        if text is not None and text not in allowed:
-            raise InvalidInput(name, f"must be one of {', '.join(allowed)}")
-        return text
-
-    return parse
 
 
 def _vault(value: Any) -> str | None:
@@ -40,31 +30,22 @@ def _vault(value: Any) -> str | None:
     return value.strip()
 
 
-def _flag(name: str) -> Any:
-    def parse(value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise InvalidInput(name, "must be true or false")
-        return value
-
-    return parse
-
-
 class ExpiryQuery(PageQuery):
     """`GET /api/expiry?vault=&class=&kind=&limit=&continuation=`."""
 
     vault: Annotated[str | None, BeforeValidator(_vault)] = None
-    cls: Annotated[str | None, BeforeValidator(_choice("class", CLASSES))] = Field(
+    cls: Annotated[str | None, BeforeValidator(choice("class", CLASSES, fold_case=True))] = Field(
         default=None, validation_alias=AliasChoices("class", "cls"))
-    kind: Annotated[str | None, BeforeValidator(_choice("kind", KINDS))] = None
+    kind: Annotated[str | None, BeforeValidator(choice("kind", KINDS, fold_case=True))] = None
 
 
 class SweepRequest(RequestModel):
     """`POST /api/expiry/sweep {"dry_run"?, "fix"?, "vault"?}`."""
 
     empty_is_object: ClassVar[bool] = True
-    dry_run: Annotated[bool, BeforeValidator(_flag("dry_run"))] = Field(
+    dry_run: Annotated[bool, BeforeValidator(json_flag("dry_run"))] = Field(
         default=False, validation_alias=AliasChoices("dry_run", "dryRun"))
-    fix: Annotated[bool, BeforeValidator(_flag("fix"))] = False
+    fix: Annotated[bool, BeforeValidator(json_flag("fix"))] = False
     vault: Annotated[str | None, BeforeValidator(_vault)] = None
 
 

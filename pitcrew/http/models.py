@@ -8,7 +8,7 @@ passes comes out typed. Fields are checked in the order they are declared.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Self, TypeVar
 
@@ -130,6 +130,24 @@ class AuditParams(PageQuery):
     action: OptionalText = None
 
 
+def choice(name: str, allowed: Sequence[str], *, fold_case: bool = False
+           ) -> Callable[[Any], str | None]:
+    """A filter that takes one of `allowed` (surrounding blanks ignored; with `fold_case`,
+    any case): None when absent or empty, else a 400 naming the field and the choices."""
+
+    def parse(raw: Any) -> str | None:
+        text = (raw if isinstance(raw, str) else "").strip()
+        if fold_case:
+            text = text.lower()
+        if not text:
+            return None
+        if text not in allowed:
+            raise InvalidInput(name, f"must be one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
 def _bounded_text(name: str, most: int) -> Callable[[Any], str | None]:
     """A filter's text, at most `most` characters; None when absent or empty."""
 
@@ -188,19 +206,11 @@ class BackupsParams(PageQuery):
 DRILL_STATUSES = ("never-run", "running", "waiting-manual", "succeeded", "failed")
 
 
-def _drill_status(raw: Any) -> str | None:
-    if not raw:
-        return None
-    if raw not in DRILL_STATUSES:
-        raise InvalidInput("status", "must be one of " + ", ".join(DRILL_STATUSES))
-    return str(raw)
-
-
 class DrillsParams(PageQuery):
     """`GET /api/drills`: the page of drills and its filters: the last run's status, only
     drills with a problem (failed, overdue, a manual step late), one storage account."""
 
-    status: Annotated[str | None, BeforeValidator(_drill_status)] = None
+    status: Annotated[str | None, BeforeValidator(choice("status", DRILL_STATUSES))] = None
     failing: Annotated[bool, BeforeValidator(_yes_no("failing"))] = False
     account: Annotated[str | None, BeforeValidator(_bounded_text("account", 200))] = None
 
@@ -224,7 +234,9 @@ def _vault_name(name: str, check: Callable[[str, str], None]) -> Callable[[Any],
     return parse
 
 
-def _flag(name: str) -> Callable[[Any], bool]:
+def json_flag(name: str) -> Callable[[Any], bool]:
+    """A JSON body's switch: true or false, nothing else (a string "false" is truthy)."""
+
     def parse(value: Any) -> bool:
         if not isinstance(value, bool):
             raise InvalidInput(name, "must be true or false")
@@ -249,10 +261,10 @@ class RotationRequest(RequestModel):
 
     vault: Annotated[str, BeforeValidator(_vault_name("vault", check_vault_name))] = ""
     secret: Annotated[str, BeforeValidator(_vault_name("secret", check_object_name))] = ""
-    dry_run: Annotated[bool, BeforeValidator(_flag("dry_run"))] = Field(
+    dry_run: Annotated[bool, BeforeValidator(json_flag("dry_run"))] = Field(
         default=False, validation_alias=AliasChoices("dry_run", "dryRun"))
-    force: Annotated[bool, BeforeValidator(_flag("force"))] = False
-    both: Annotated[bool, BeforeValidator(_flag("both"))] = False
+    force: Annotated[bool, BeforeValidator(json_flag("force"))] = False
+    both: Annotated[bool, BeforeValidator(json_flag("both"))] = False
     reason: Annotated[str, BeforeValidator(_reason)] = ""
 
     @model_validator(mode="after")
@@ -335,15 +347,11 @@ class GroupsQuery(_DeadletterList):
         return self
 
 
-def _message_status(raw: Any) -> str | None:
-    return dlq.one_of(raw, MESSAGE_STATUSES)
-
-
 class MessagesQuery(_DeadletterList):
     """`GET /api/dlq/groups/{group}?status=&since=&until=&text=&prop.K=V`."""
 
     position: ClassVar[re.Pattern[str]] = dlq.MESSAGE_ID
-    status: Annotated[str | None, BeforeValidator(_message_status)] = None
+    status: Annotated[str | None, BeforeValidator(choice("status", MESSAGE_STATUSES))] = None
     since: DeadletterSince = None
     until: DeadletterUntil = None
     text: Annotated[str | None, BeforeValidator(dlq.text_value)] = None
@@ -366,10 +374,6 @@ class MessagesQuery(_DeadletterList):
                              text=self.text, properties=self.properties)
 
 
-def _job_status(raw: Any) -> str | None:
-    return dlq.one_of(raw, dlq.JOB_STATUSES)
-
-
 class JobsQuery(_DeadletterList):
     """`GET /api/dlq/replays?since=&until=&status=`: requested within the range, which is
     always bounded (default: the last 30 days)."""
@@ -377,7 +381,7 @@ class JobsQuery(_DeadletterList):
     position: ClassVar[re.Pattern[str]] = dlq.JOB_ID
     since: DeadletterSince = None
     until: DeadletterUntil = None
-    status: Annotated[str | None, BeforeValidator(_job_status)] = None
+    status: Annotated[str | None, BeforeValidator(choice("status", dlq.JOB_STATUSES))] = None
 
     @model_validator(mode="after")
     def _bounded(self) -> Self:

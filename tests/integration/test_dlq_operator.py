@@ -158,6 +158,9 @@ def test_body_is_shown_decoded(orders: str) -> None:
     body = api.show_message(READER, message.id, {"body": "true"}).body["body"]
     assert body["format"] == "json" and body["json"] == json.loads(text)
     assert body["text"] == text and body["encoding"] == "base64"
+    assert "body" not in api.show_message(READER, message.id, {"body": "no"}).body
+    unclear = api.show_message(READER, message.id, {"body": "perhaps"})
+    assert unclear.status == 400 and "body" in json.dumps(unclear.body)
 
 
 def test_preview_escapes_control_characters(orders: str) -> None:
