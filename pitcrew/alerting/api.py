@@ -361,6 +361,9 @@ class SilenceRequest(RequestModel):
             if raw is not None:
                 raise InvalidInput("for", "give `for` or `endsAt`, not both")
             return None
+        if raw is None:
+            raise InvalidInput("for", "give how long the silence lasts: `for` (a duration such "
+                                      "as 2h) or `endsAt` (an ISO 8601 time)")
         try:
             return parse_duration(raw)
         except ValueError as exc:

@@ -264,7 +264,12 @@ def test_silences_need_the_operator_role_and_valid_input(pitcrew_env: Path) -> N
                        ({"matchers": ["alertRule=~\".*\""], "for": "1h", "comment": "c"},
                         "matchers"),
                        ({"matchers": ["alertRule=x"], "for": "soon", "comment": "c"}, "for"),
-                       ({"matchers": ["alertRule=x"], "for": "1h"}, "comment")]:
+                       ({"matchers": ["alertRule=x"], "for": "1h"}, "comment"),
+                       ({"matchers": ["alertRule=x"], "comment": "c"}, "for"),
+                       ({"matchers": ["alertRule=x"], "for": "1h",
+                         "endsAt": "2030-01-01T00:00:00Z", "comment": "c"}, "for"),
+                       ({"matchers": ["alertRule=x"], "endsAt": "2030-01-01T00:00:00",
+                         "comment": "c"}, "endsAt")]:
         answer = alerting_api.silences("POST", OPERATOR, {}, json.dumps(bad).encode())
         assert answer.status == 400 and answer.body["field"] == field, (bad, answer.body)
     assert alerting_api.expire_silence(OPERATOR, "0" * 32).status == 404
