@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from pitcrew.auth import encode_principal
+
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -64,7 +66,6 @@ class ApiClient:
             dev_principal = None
         dev_principal = os.environ.get("PITCREW_DEV_PRINCIPAL", "").strip() or dev_principal
         if dev_principal:
-            from pitcrew.auth import encode_principal
 
             name, _, roles = dev_principal.partition(":")
             headers["X-MS-CLIENT-PRINCIPAL"] = encode_principal(

@@ -481,6 +481,7 @@ def demo_poison(
     import os
     import uuid
 
+    # lazy: a development command; the Storage SDK and the runtime load only when it runs
     from azure.core.exceptions import ResourceExistsError
     from azure.storage.queue import QueueClient
 

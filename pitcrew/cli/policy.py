@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from pitcrew.cli.output import err, out
+from pitcrew.errors import PolicyInvalid
 
 app = typer.Typer(help="Policy as code: pitcrew.yaml.", no_args_is_help=True)
 
@@ -17,8 +18,9 @@ def policy_validate(
     file: Annotated[Path, typer.Argument(help="Policy file to check.")] = Path("pitcrew.yaml"),
 ) -> None:
     """Validate a policy file; exit 1 listing every problem (which key, what is wrong)."""
-    from pitcrew.errors import PolicyInvalid
-    from pitcrew.policy import load_policy
+    # lazy: the policy model (pydantic, PyYAML) loads only when this command runs, so the
+    # other commands start without it
+    from pitcrew.policy import hook_problems, load_policy
 
     try:
         policy = load_policy(file)
@@ -27,8 +29,6 @@ def policy_validate(
         for problem in exc.problems:
             err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    from pitcrew.policy import hook_problems
-
     problems = hook_problems(policy, search_path=[str(Path.cwd()), str(file.resolve().parent)])
     if problems:
         err.print(f"[red]✗ {file} is invalid[/red] ({len(problems)} problem(s)):")
