@@ -12,6 +12,14 @@ import re
 from urllib.parse import quote, urlsplit
 
 PUBLIC_BASE_URL_SETTING = "PITCREW_PUBLIC_BASE_URL"
+# Where the documentation is published: a runbook reaches a person as an absolute https link,
+# never as a path into a repository they may not have checked out.
+DOCS_URL = "https://github.com/pitcrew/pitcrew/blob/main/docs/"
+
+
+def docs_url(page: str) -> str:
+    """The published documentation page `page` (e.g. `runbooks/quota-increase.md`)."""
+    return DOCS_URL + page.lstrip("/")
 
 
 def public_base_url() -> str | None:

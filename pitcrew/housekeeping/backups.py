@@ -21,13 +21,14 @@ from pitcrew.housekeeping.recovery_policy import (
     StorageProtectionRule,
 )
 from pitcrew.housekeeping.recovery_ports import BlobProtection, CosmosBackup, RecoveryServices
+from pitcrew.links import docs_url
 from pitcrew.notify.model import Action, Notification
 from pitcrew.state import RunRecord, StaleRun
 
 log = logging.getLogger(__name__)
 
 CHECK_KIND = "recovery-check"
-RUNBOOK = "https://github.com/pitcrew/pitcrew/blob/main/docs/recovery.md"
+RUNBOOK = docs_url("recovery.md")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from pitcrew.events import KeyVaultObjectEvent
 from pitcrew.housekeeping import messages
 from pitcrew.housekeeping.policy import CertificateRule, ExpiryPolicy
 from pitcrew.housekeeping.ports import CertificatePolicyView, CertificateStore, ObjectProperties
+from pitcrew.links import docs_url
 from pitcrew.rotation.ports import VaultUnavailable
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def external_action(vault: str, name: str, issuer: str) -> str:
             f"pending create`-style — create a CSR with `az keyvault certificate create "
             f"--vault-name {vault} --name {name} --policy @policy.json` (issuer Unknown), have "
             f"the CA sign it, then `az keyvault certificate pending merge --vault-name {vault} "
-            f"--name {name} --file signed.cer`; see docs/runbooks/certificate-renewal.md.")
+            f"--name {name} --file signed.cer`; see {docs_url('runbooks/certificate-renewal.md')}.")
 
 
 def renew_once(services: Services, store: CertificateStore, vault: str, name: str,

@@ -34,6 +34,7 @@ from pitcrew.errors import InvalidInput, RetryLater
 from pitcrew.housekeeping import certificates, hygiene, keys, messages
 from pitcrew.housekeeping.policy import ExpiryPolicy
 from pitcrew.housekeeping.ports import Finding, ObjectProperties
+from pitcrew.links import docs_url
 from pitcrew.rotation import tags as rotation_tags
 from pitcrew.rotation.engine import RotationEngine, RotationStopped, describe_error
 from pitcrew.rotation.ports import SecretVersion, VaultUnavailable
@@ -286,7 +287,7 @@ class Sweeper:
         if kind == "external":
             finding.action = (f"needs {owner or 'its owner'}: issuer {view.issuer} is outside "
                               "Key Vault; renew with the CA and merge "
-                              "(docs/runbooks/certificate-renewal.md)")
+                              f"({docs_url('runbooks/certificate-renewal.md')})")
             return
         due = certificates.auto_renew_due(view, props)
         if finding.cls == "expiring" and due is not None and \

@@ -10,6 +10,7 @@ from typing import Any
 from pitcrew.audit import AuditRecord, app_identity
 from pitcrew.bootstrap import Services
 from pitcrew.housekeeping.ports import Finding
+from pitcrew.links import docs_url
 from pitcrew.notify.model import Action, Notification, Severity
 
 MAX_LISTED = 25  # objects a vault summary names; the rest are counted (GET /api/expiry lists all)
@@ -77,8 +78,7 @@ def vault_summary(vault: str, sweep_id: str, findings: Sequence[Finding], errors
                **{cls.capitalize(): str(n) for cls, n in sorted(counts.items())}},
         actions=(Action(label="List every finding", command=list_command),
                  Action(label="Follow the runbook (expiry)",
-                        url="https://github.com/pitcrew/pitcrew/blob/main/docs/runbooks/"
-                            "expiry-sweep.md")),
+                        url=docs_url("runbooks/expiry-sweep.md"))),
     )
 
 
@@ -119,8 +119,7 @@ def certificate_action(vault: str, name: str, version: str | None, *, issuer: st
         facts={"Vault": vault, "Certificate": name, "Version": version or "unknown",
                "Issuer": issuer, "Expires": expires, "Owner": owner or "unknown"},
         actions=(Action(label="Follow the runbook (certificates)",
-                        url="https://github.com/pitcrew/pitcrew/blob/main/docs/runbooks/"
-                            "certificate-renewal.md"),
+                        url=docs_url("runbooks/certificate-renewal.md")),
                  Action(label="Check the certificate's versions",
                         command=f"az keyvault certificate list-versions --vault-name {vault} "
                                 f"--name {name}")),

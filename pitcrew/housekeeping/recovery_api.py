@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from pitcrew.audit import app_identity
 from pitcrew.auth import Role, require
@@ -17,7 +17,14 @@ from pitcrew.errors import InvalidInput
 from pitcrew.housekeeping import backups, drills, images
 from pitcrew.housekeeping.recovery_ports import RecoveryServices
 from pitcrew.http.errors import HttpResult, http_errors
-from pitcrew.http.models import BackupsParams, DrillsParams, PageQuery, RequestModel, validated
+from pitcrew.http.models import (
+    BackupsParams,
+    DrillsParams,
+    PageQuery,
+    RequestModel,
+    json_flag,
+    validated,
+)
 from pitcrew.http.paging import Page, encode_token
 
 _DRILL = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -35,7 +42,9 @@ class RecoveryBody(RequestModel):
 
 
 class DrillRunRequest(RecoveryBody):
-    dry_run: bool = Field(default=True, alias="dryRun")
+    # true or false only: pydantic's lax bool would take "no" or 0 for a real run
+    dry_run: Annotated[bool, BeforeValidator(json_flag("dryRun"))] = Field(default=True,
+                                                                          alias="dryRun")
     manual_outcome: Literal["passed", "failed"] | None = Field(default=None,
                                                                 alias="manualOutcome")
     rto_minutes: float | None = Field(default=None, alias="rtoMinutes", ge=0, le=100_000)
@@ -43,7 +52,9 @@ class DrillRunRequest(RecoveryBody):
 
 
 class PurgeImagesRequest(RecoveryBody):
-    dry_run: bool = Field(default=True, alias="dryRun")
+    # true or false only: pydantic's lax bool would take "no" or 0 for a real run
+    dry_run: Annotated[bool, BeforeValidator(json_flag("dryRun"))] = Field(default=True,
+                                                                          alias="dryRun")
     registry: str | None = Field(default=None, max_length=100)
 
 

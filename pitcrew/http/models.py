@@ -446,7 +446,8 @@ class ReplayRequest(DeadletterBody):
     message_id: Annotated[str | None, BeforeValidator(_message_id_policy)] = Field(
         default=None, validation_alias=AliasChoices("messageId", "message_id"))
     target: Annotated[str | None, BeforeValidator(_replay_target)] = None
-    dry_run: bool = Field(default=False, validation_alias=AliasChoices("dryRun", "dry_run"))
+    dry_run: Annotated[bool, BeforeValidator(json_flag("dryRun"))] = Field(
+        default=False, validation_alias=AliasChoices("dryRun", "dry_run"))
 
     @model_validator(mode="before")
     @classmethod
@@ -455,8 +456,6 @@ class ReplayRequest(DeadletterBody):
             ids = raw.get("messages", raw.get("ids")) or []
             if bool(raw.get("group")) == bool(ids):
                 raise InvalidInput("body", "give exactly one of 'group' or 'messages'")
-            if "dryRun" in raw:
-                raw = {**raw, "dryRun": bool(raw["dryRun"])}
         return raw
 
     @field_validator("ids", mode="after")
@@ -526,8 +525,8 @@ class PurgeRequest(StrictModel):
                               description="A dead-letter group id (12 hex).")
     before: datetime | None = Field(default=None,
                                     description="Messages ingested before this time.")
-    dry_run: bool = Field(default=False, alias="dryRun",
-                          description="List what would go; delete nothing.")
+    dry_run: Annotated[bool, BeforeValidator(json_flag("dryRun"))] = Field(
+        default=False, alias="dryRun", description="List what would go; delete nothing.")
 
     @field_validator("before")
     @classmethod

@@ -7,14 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from pitcrew.audit import AuditRecord, app_identity
-from pitcrew.links import public_url
+from pitcrew.links import docs_url, public_url
 from pitcrew.notify.model import Action, Dispatch, Notification, Severity, Status
 from pitcrew.quota.model import IncreaseRequest, QuotaId, QuotaState
 from pitcrew.quota.ports import QuotaServices
 
 # Every link a person gets is absolute https (as the other notices' runbooks): the runbook is an
 # action, never a relative path in the facts.
-RUNBOOK = "https://github.com/pitcrew/pitcrew/blob/main/docs/runbooks/quota-increase.md"
+RUNBOOK = docs_url("runbooks/quota-increase.md")
 RUNBOOK_ACTION = Action("Follow the runbook (quota increase)", url=RUNBOOK)
 
 

@@ -301,6 +301,8 @@ def test_image_purge_alerts_once_when_an_in_use_image_does_not_resolve(
 
 @pytest.mark.parametrize(("name", "body", "field"), [
     ("orders", b'{"dryRun": "maybe"}', "dryRun"),
+    ("orders", b'{"dryRun": "no"}', "dryRun"),
+    ("orders", b'{"dryRun": 0}', "dryRun"),
     ("nope", b"{}", "name"),
     ("Bad Name", b"{}", "name"),
     ("orders", b"[1]", "body"),
