@@ -193,6 +193,20 @@ def json_depth(raw: bytes, *, limit: int = MAX_JSON_DEPTH) -> int:
     return deepest
 
 
+def json_or_none(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """JSON that arrives inside something else (a string field of an alert, a dead-letter
+    body or blob): its value, or None when it is not JSON or nests deeper than `max_depth`.
+    Never raises: such a field is read for what it may add, and Python's parser would
+    overflow its stack (a 500) on a string of a few thousand brackets."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    if json_depth(raw, limit=max_depth) > max_depth:
+        return None
+    try:
+        return json.loads(raw, parse_constant=_not_json_constant)
+    except (ValueError, RecursionError):
+        return None
+
+
 # --------------------------------------------------------------------------- field helpers
 
 
@@ -259,7 +273,19 @@ def _timestamp(obj: Mapping[str, Any], key: str, where: str, *, required: bool =
     parsed = _parse_time(raw)
     if parsed is None:
         raise InvalidInput(f"{where}.{key}", f"is not an ISO 8601 timestamp: {str(raw)[:64]!r}")
+    try:
+        in_utc = parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-23:59 is past the last moment Python can hold
+        in_utc = None
+    if in_utc is None or not EARLIEST_TIME <= in_utc <= LATEST_TIME:
+        raise InvalidInput(f"{where}.{key}", "must be a time between 1601 and 9999 UTC (what "
+                                             "Table storage can hold)")
     return parsed
+
+
+# Table storage's DateTime range (Edm.DateTime): an event's times become row properties.
+EARLIEST_TIME = datetime(1601, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 def _parse_time(raw: Any) -> datetime | None:

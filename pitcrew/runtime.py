@@ -222,9 +222,14 @@ def quiet_sdk_http_logging(settings: Settings) -> None:
     header) at INFO, the level a Function App logs at: two records per Storage call, shipped
     to Application Insights (paid for by the GB) beside pitcrew's own, and about 0.5 ms of
     CPU per call measured here (20 % of a Table insert's). They stay at WARNING unless
-    PITCREW_SDK_HTTP_LOGGING=true asks for them while troubleshooting."""
+    PITCREW_SDK_HTTP_LOGGING=true asks for them while troubleshooting.
+
+    httpx (the receivers' client) logs every request's full URL at INFO, and a receiver's URL
+    is its secret (a Slack or Teams webhook's token, a `sig=`): held at WARNING always, even
+    while troubleshooting."""
     logger = logging.getLogger(SDK_HTTP_LOGGER)
     logger.setLevel(logging.NOTSET if settings.sdk_http_logging else logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class Runtime:

@@ -370,11 +370,18 @@ class SilenceRequest(RequestModel):
             raise InvalidInput("for", str(exc)) from None
 
 
+# A reference is base64 of [channel, notification id]; an id holds an alert id (at most 4,096
+# characters), so this bounds what is decoded well above any reference pitcrew issued.
+MAX_REF_CHARS = 16_384
+
+
 def _ref(ref: str) -> tuple[str, str]:
+    if len(ref) > MAX_REF_CHARS:
+        raise InvalidInput("id", "is not a notification id from GET /api/notifications")
     try:
         raw = base64.urlsafe_b64decode(ref + "=" * (-len(ref) % 4))
         value = json.loads(raw.decode("utf-8", "surrogatepass"))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidInput("id", "is not a notification id from GET /api/notifications") \
             from None
     if (not isinstance(value, list) or len(value) != 2

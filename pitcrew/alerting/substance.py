@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pitcrew.events import AlertEvent
+from pitcrew.events import AlertEvent, json_or_none
 from pitcrew.links import safe_link
 
 AZURE_SEVERITIES = ("Sev0", "Sev1", "Sev2", "Sev3", "Sev4")
@@ -395,10 +395,7 @@ def _dimensions(raw: Any) -> str:
 def _impacted(raw: Any) -> tuple[list[str], list[str]]:
     """Services and regions from `impactedServices` (a JSON string in the payload, or a list)."""
     if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            return [], []
+        raw = json_or_none(raw)
     services: list[str] = []
     regions: list[str] = []
     for item in raw if isinstance(raw, list) else []:

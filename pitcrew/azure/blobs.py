@@ -12,6 +12,7 @@ from typing import Any
 
 from pitcrew.deadletter.grouping import group_id, message_id, normalise_cause
 from pitcrew.deadletter.model import Captured, FailedMessage
+from pitcrew.events import json_or_none
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,7 @@ class EventGridDeadletterSource:
 
     def _parse(self, blob_name: str, raw: bytes) -> list[Captured]:
         subscription = blob_name.split("/", 1)[0]
-        try:
-            events = json.loads(raw)
-        except ValueError:
-            events = None
+        events = json_or_none(raw)
         if isinstance(events, dict):
             events = [events]
         if not isinstance(events, list):

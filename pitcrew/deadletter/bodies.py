@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from typing import Any
 
-from pitcrew.events import json_depth
+from pitcrew.events import json_or_none
 
 PREVIEW_CHARS = 120
 HEX_PREVIEW_BYTES = 256
-MAX_JSON_DEPTH = 64
 _BASE64 = re.compile(rb"^(?:[A-Za-z0-9+/]{4})+(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$|"
                      rb"^(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -53,12 +51,7 @@ def _json(text: str) -> Any:
     stripped = text.strip()
     if not stripped or stripped[0] not in "[{":
         return None
-    if json_depth(stripped.encode("utf-8", "surrogatepass"), limit=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        return None
-    try:
-        return json.loads(stripped)
-    except ValueError:
-        return None
+    return json_or_none(stripped)
 
 
 def view(stored: bytes, source_kind: str) -> dict[str, Any]:

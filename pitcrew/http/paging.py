@@ -59,7 +59,7 @@ def decode_token(raw: str | None, *, field_name: str = CONTINUATION_PARAM) -> di
     try:
         decoded = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
         state = json.loads(decoded)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidInput(field_name, NOT_OURS) from None
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and (v is None or isinstance(v, str | int)) for k, v in state.items()

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pitcrew.events import AlertEvent
+from pitcrew.events import AlertEvent, json_or_none
 from pitcrew.notify.model import Notification, Severity
 from pitcrew.quota.model import QuotaId, QuotaState, quota_scope, valid_scope
 from pitcrew.quota.notices import RUNBOOK_ACTION, send, state_facts
@@ -122,11 +122,10 @@ def _deployment_failure(alert: AlertEvent) -> QuotaAlert | None:
     context = alert.alert_context if isinstance(alert.alert_context, dict) else {}
     props = context.get("properties") if isinstance(context.get("properties"), dict) else {}
     text = " ".join(str(v) for v in (props or {}).values())[:20000]
-    try:
-        status = json.loads((props or {}).get("statusMessage") or "{}")
+    message = (props or {}).get("statusMessage")
+    status = json_or_none(message) if isinstance(message, str) else None
+    if status is not None:
         text += " " + json.dumps(status)
-    except (TypeError, ValueError):
-        pass
     if not any(code in text for code in QUOTA_ERRORS) or "quota" not in text.lower():
         return None
     name = _QUOTA_NAME.search(text)

@@ -9,6 +9,7 @@ never succeed.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Iterator
@@ -28,7 +29,11 @@ HANG_GUARD_SECONDS = 20.0
 
 DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
 DEEP_OBJECT = b'{"a":' * 5_000 + b"1" + b"}" * 5_000
-HOSTILE_IDS = ["\u202eevil", "\U0001f525", "a\x00b", "../../etc", "x" * 2000, "%00", "'or''='"]
+# base64url of 3,000 "[": a notification reference or a continuation token that decodes to
+# JSON deeper than Python's parser can recurse.
+DEEP_BASE64 = base64.urlsafe_b64encode(b"[" * 3000).decode()
+HOSTILE_IDS = ["\u202eevil", "\U0001f525", "a\x00b", "../../etc", "x" * 2000, "%00", "'or''='",
+               DEEP_BASE64]
 HOSTILE_BODIES = [
     DEEP_JSON,
     DEEP_OBJECT,
@@ -87,6 +92,18 @@ def _alert_bodies() -> list[bytes]:
             if dim["name"].lower() == "quotaname":
                 dim["value"] = name
         bodies.append(odd)
+    for when in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"):
+        odd = sample("common-alert-metric.json")  # past what Table storage (or UTC) can hold
+        odd["data"]["essentials"]["monitorCondition"] = "Resolved"
+        odd["data"]["essentials"]["resolvedDateTime"] = when
+        bodies.append(odd)
+        odd = sample("common-alert-metric.json")
+        odd["data"]["essentials"]["firedDateTime"] = when
+        bodies.append(odd)
+    status = sample("common-alert-log-quota.json")  # a JSON string nested past the stack
+    status["data"]["alertContext"]["properties"] = {"statusMessage": "[" * 5000}
+    status["data"]["essentials"]["monitoringService"] = "Activity Log - Administrative"
+    bodies.append(status)
     return [json.dumps(b).encode() for b in bodies]
 
 
@@ -101,6 +118,7 @@ HOSTILE_QUERIES = [
     {"status": "\x00"},
     {"limit": "\u00b2"},  # a digit to str.isdigit(), not to int()
     {"limit": "9" * 5000},  # past int()'s 4,300 digits
+    {"continuation": base64.urlsafe_b64encode(b"[" * 1500).decode()},
 ]
 
 

@@ -44,3 +44,22 @@ def test_the_setting_brings_them_back_for_troubleshooting(
 def test_a_setting_that_is_not_a_flag_is_refused_by_name() -> None:
     with pytest.raises(ConfigurationError, match="PITCREW_SDK_HTTP_LOGGING"):
         Settings.from_env({"PITCREW_SDK_HTTP_LOGGING": "verbose"})
+
+
+def test_a_receivers_url_never_reaches_the_log(
+    pitcrew_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx logs each request's URL at INFO; a webhook's URL is its secret."""
+    import httpx
+
+    from tests.integration.http_peer import Peer
+
+    get_runtime()
+    caplog.set_level(logging.INFO)
+    peer = Peer()
+    try:
+        with httpx.Client() as client:
+            client.post(f"{peer.url}/services/T000/B000/XOXSECRETTOKEN", json={"text": "hi"})
+    finally:
+        peer.close()
+    assert not [r for r in caplog.records if "XOXSECRETTOKEN" in r.getMessage()]
