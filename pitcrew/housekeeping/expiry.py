@@ -140,6 +140,7 @@ class Sweeper:
     def sweep_vault(self, vault: str) -> VaultSweep:
         result = VaultSweep(vault)
         now = self._now()
+        listed: list[str] = []
         for kind, listing, judge in (
                 ("secrets", self.ports.secrets.list_properties, self._secret),
                 ("keys", self.ports.keys.list_properties, self._key),
@@ -160,9 +161,11 @@ class Sweeper:
                                     props.kind, props.name, describe_error(exc))
                         finding.action = f"failed: {describe_error(exc)}"
                     result.findings.append(finding)
+                listed.append(kind.removesuffix("s"))
             except VaultUnavailable as unavailable:
                 result.errors.append(f"{kind}: {unavailable}; {unavailable.action}")
-        self.ports.findings.replace(vault, result.findings, sweep_id=self.sweep_id)
+        self.ports.findings.replace(vault, result.findings, sweep_id=self.sweep_id,
+                                    listed=listed, started=now)
         result.notified = self._summarise(result)
         return result
 

@@ -8,7 +8,7 @@ private key, no certificate body ever passes through these ports.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -135,8 +135,12 @@ class Finding:
 
 
 class FindingStore(Protocol):
-    def replace(self, vault: str, findings: Iterable[Finding], *, sweep_id: str) -> None:
-        """The vault's findings become `findings` (upserted; rows of earlier sweeps removed)."""
+    def replace(self, vault: str, findings: Iterable[Finding], *, sweep_id: str,
+                listed: Collection[str], started: datetime) -> None:
+        """Upsert `findings`, then remove the vault's rows of the kinds in `listed` (those the
+        sweep listed in full) that this sweep did not find and that an earlier sweep (swept
+        before `started`) wrote: a kind that could not be listed keeps its findings, and two
+        sweeps at once never remove each other's."""
         ...
 
     def page(self, *, vault: str | None, cls: str | None, kind: str | None, limit: int,

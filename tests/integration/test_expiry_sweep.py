@@ -25,6 +25,7 @@ from tests.integration.rotation_support import (
     VAULT,
     RotationWorld,
     deliver,
+    deny_vault,
     event_body,
     outcome,
     runs,
@@ -441,3 +442,38 @@ def test_keys_and_certificates_read_through_one_store_shape_and_name_their_role(
             assert getting.value.role == role and f"get {kind} orphan-key" in getting.value.detail
     finally:
         deny_vault(local_azure, VAULT, [])
+
+
+def test_findings_survive_concurrent_sweeps_and_a_vault_that_cannot_be_listed(
+        world: RotationWorld) -> None:
+    for i in range(12):
+        world.client.set_secret(f"kept-{i}", "v", content_type="text/plain",
+                                expires_on=datetime.now(UTC) + timedelta(days=3))
+    configure(world)
+    sweep()
+    names = {f["name"] for f in findings(vault=VAULT)}
+    assert {f"kept-{i}" for i in range(12)} <= names
+
+    # Two sweeps at once (the timer's and an operator's): neither removes the other's rows.
+    for _ in range(4):
+        threads = [threading.Thread(target=sweep) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert {f["name"] for f in findings(vault=VAULT)} == names
+
+    # A vault pitcrew may no longer list keeps what it last knew, and the sweep says why.
+    deny_vault(world.local, VAULT, ["pitcrew-app"])
+    try:
+        report = sweep()
+    finally:
+        deny_vault(world.local, VAULT, [])
+    (denied,) = [v for v in report.vaults if v.vault == VAULT]
+    assert len(denied.errors) == 3
+    assert {f["name"] for f in findings(vault=VAULT)} == names
+
+    # An object that is gone is removed by the next sweep that lists its kind in full.
+    world.client.begin_delete_secret("kept-0").wait()
+    sweep()
+    assert {f["name"] for f in findings(vault=VAULT)} == names - {"kept-0"}

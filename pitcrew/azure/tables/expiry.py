@@ -4,7 +4,7 @@ vault, one row per object (`kind|name`), rewritten by each sweep of that vault."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -53,21 +53,30 @@ class TableFindingStore:
     def __init__(self, table: TableClient) -> None:
         self._table = table
 
-    def replace(self, vault: str, findings: Iterable[Finding], *, sweep_id: str) -> None:
+    def replace(self, vault: str, findings: Iterable[Finding], *, sweep_id: str,
+                listed: Collection[str], started: datetime) -> None:
         batch: list[tuple[str, dict[str, Any]]] = []
+        found: set[str] = set()
         for finding in findings:
             entity = {k: v for k, v in _row(finding).items() if v is not None}
+            found.add(entity["RowKey"])
             batch.append(("upsert", entity))
             if len(batch) == _BATCH:
                 transactions.submit(self._table, batch)
                 batch = []
         if batch:
             transactions.submit(self._table, batch)
+        if not listed:
+            return
         stale = self._table.query_entities(
             "PartitionKey eq @p and Sweep ne @s", parameters={"p": vault.lower(), "s": sweep_id},
-            select=["PartitionKey", "RowKey"])
+            select=["PartitionKey", "RowKey", "Kind", "SweptAt"])
         deletes: list[tuple[str, dict[str, Any]]] = []
         for row in stale:
+            swept = row.get("SweptAt")
+            if (row["RowKey"] in found or row.get("Kind") not in listed
+                    or (isinstance(swept, datetime) and swept > started)):
+                continue  # found again, not listed this time, or a later sweep's
             deletes.append(("delete", {"PartitionKey": row["PartitionKey"],
                                        "RowKey": row["RowKey"]}))
             if len(deletes) == _BATCH:
