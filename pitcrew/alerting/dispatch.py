@@ -27,6 +27,7 @@ Monitor alert nobody was told about is not sent.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -525,8 +526,14 @@ class Pipeline:
         if len(listed) > MAX_LISTED_ALERTS:
             facts["Listed"] = f"the first {MAX_LISTED_ALERTS} of {len(listed)}"
         lines = [f"- [{a.status}] {a.notification.title}" for a in listed[:MAX_LISTED_ALERTS]]
+        # The id names what the notification says, not only its place in the log: after a
+        # flush that delivered but died before its log was saved, the same alerts make the
+        # same id (the outbox sends it once) while a group that gained an alert meanwhile
+        # makes a new one (the outbox would otherwise take it for the one already sent).
+        said = hashlib.sha256("\n".join(sorted(
+            f"{a.fingerprint} {a.status} {a.notification.id}" for a in listed)).encode())
         return Notification(
-            id=f"group:{group.id}:{seq}",
+            id=f"group:{group.id}:{seq}:{said.hexdigest()[:12]}",
             dedup_key=f"group:{group.id}",
             kind=first.kind if all(a.notification.kind == first.kind for a in listed)
             else "alert",

@@ -478,3 +478,34 @@ def test_the_shipped_policy_groups_a_deliverys_expiries_and_reminds_them_once_a_
     pipeline.sweep(now=start + timedelta(hours=24, minutes=1))
     kinds = sorted(message["labels"]["kind"] for message in receiver.received[3:])
     assert kinds == ["alert", "expiry"]  # the expiry's first reminder, a day later
+
+
+def test_a_flush_that_died_before_its_log_was_saved_loses_no_alert_that_joins_later(
+    pitcrew_env: Path, receiver: Receiver, pager: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(pitcrew_env, tree_policy(receiver, pager, group_wait="30s"))
+    post(alert("crash-1"))
+    post(alert("crash-2"))
+    services = get_services()
+    save = services.alerting.nflog.save
+    died = []
+
+    def dies_once(entry: Any) -> Any:
+        if not died:
+            died.append(entry)
+            raise RuntimeError("the instance died after handing the notification over")
+        return save(entry)
+
+    monkeypatch.setattr(services.alerting.nflog, "save", dies_once)
+    start = datetime.now(UTC)
+    services.alerting.sweep(now=start + timedelta(seconds=31))  # logs the failure, retries later
+    assert died and [len(m["alerts"]) for m in receiver.received] == [2]
+
+    post(alert("crash-3"))  # joins before the retry of the flush that died
+    for seconds in (400, 800, 1600):
+        services.alerting.sweep(now=start + timedelta(seconds=seconds))
+    told = [{a["id"].rsplit("/", 1)[-1].split("|")[0] for a in m["alerts"]}
+            for m in receiver.received]
+    assert told[0] == {"crash-1", "crash-2"}
+    assert any("crash-3" in alerts for alerts in told[1:]), told
+    assert len({m["id"] for m in receiver.received}) == len(receiver.received)
