@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pitcrew.quota.model import QuotaId, QuotaRefused, Reading, SubmittedRequest
+from pitcrew.quota.model import QuotaId, QuotaRefused, Reading, RequestGone, SubmittedRequest
 from pitcrew.runtime import Runtime
 
 
@@ -82,7 +82,15 @@ class AzureQuotaSource:
         return SubmittedRequest(request_id, "Accepted" if request_id else "Succeeded")
 
     def request_status(self, scope: str, azure_request: str) -> SubmittedRequest:
-        details = self._client(scope).quota_request_status.get(id=azure_request, scope=scope)
+        from azure.core.exceptions import ResourceNotFoundError  # lazy: cold start
+
+        try:
+            details = self._client(scope).quota_request_status.get(id=azure_request, scope=scope)
+        except ResourceNotFoundError as exc:
+            error = getattr(exc, "error", None)
+            raise RequestGone(getattr(error, "code", None) or "NotFound",
+                              (getattr(error, "message", None) or exc.reason or "")[:1000]
+                              ) from None
         props = details.properties
         raw = _get(props, "provisioning_state") or "InProgress"
         state = str(getattr(raw, "value", raw))  # an enum member or a string the enum lacks

@@ -19,7 +19,7 @@ from pitcrew.http.errors import HttpResult, http_errors
 from pitcrew.http.models import PageQuery, RequestModel
 from pitcrew.quota.model import LEVELS, RECORDED, QuotaId
 from pitcrew.quota.ports import QuotaServices, StateFilter
-from pitcrew.quota.requests import follow, request_increase
+from pitcrew.quota.requests import follow_all, request_increase
 from pitcrew.quota.scan import ScanReport, scan
 
 log = logging.getLogger(__name__)
@@ -183,5 +183,12 @@ def run_scheduled_scan(now: datetime | None = None) -> ScanReport | None:
 
 
 def run_follow() -> int:
-    """The timer: follow every open increase request one step."""
-    return len(follow(_q()))
+    """The timer: follow every open increase request one step; how many changed. Each request
+    is followed on its own (`follow_all`), its failures recorded on it; the timer raises only
+    when there were open requests and not one could be followed (the Quota API or the tables
+    down for all of them), after recording what it could, so the invocation shows failed."""
+    report = follow_all(_q())
+    if report.open and report.not_followed == report.open:
+        raise RuntimeError(f"no open quota request could be followed ({report.not_followed}); "
+                           "see the log and each request's message")
+    return len(report.changed)

@@ -211,3 +211,7 @@ class QuotaRefused(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class RequestGone(QuotaRefused):
+    """The Quota API no longer knows an increase request (its status read answers 404)."""
