@@ -250,3 +250,15 @@ def test_a_webhook_url_in_the_policy_must_be_https() -> None:
         WebhookConfig(type="webhook", url="http://hooks.example.com/x")
     WebhookConfig(type="webhook", url="https://hooks.example.com/x")
     WebhookConfig(type="webhook", url="http://127.0.0.1:9/x")  # loopback: the local host
+
+
+@pytest.mark.parametrize("value", ["https://[::1:SUPERSECRETV6]/x",
+                                   "https://127.0.0.1:SUPERSECRETPORT/x"])
+def test_a_malformed_url_setting_is_refused_without_quoting_it(
+        value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pitcrew.alerting.receivers.base import endpoint_setting
+
+    monkeypatch.setenv("HOOK_URL", value)
+    with pytest.raises(DeliveryFailed) as refused:
+        endpoint_setting("HOOK_URL", "webhook URL")
+    assert "HOOK_URL" in str(refused.value) and "SUPERSECRET" not in str(refused.value)

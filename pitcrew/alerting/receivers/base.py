@@ -83,7 +83,12 @@ def check_endpoint(url: str | None) -> str | None:
     """https anywhere; http only on loopback (a local peer in tests and `pitcrew dev`)."""
     if url is None:
         return None
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - read for its check: a port that is not a number raises
+    except ValueError:
+        # Python's own message quotes the host or port: part of a URL that may be a secret.
+        raise ValueError("is not a valid URL (its host or port cannot be read)") from None
     loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
     if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
         raise ValueError("must be an https URL (http only on loopback)")
