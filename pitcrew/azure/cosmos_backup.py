@@ -83,6 +83,17 @@ class AzureCosmosBackups:
             return None
         return str(account.provisioning_state or "Succeeded")
 
+    def tags(self, account_id: str) -> dict[str, str] | None:
+        """The account's ARM tags (CosmosTags: a drill's test of its own scratch account)."""
+        from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
+
+        rid, name = self._parse(account_id)
+        try:
+            account = self._client(rid).database_accounts.get(rid.resource_group, name)
+        except ResourceNotFoundError:
+            return None
+        return {str(k): str(v) for k, v in (account.tags or {}).items()}
+
     def start_restore(self, scratch_id: str, *, location: str, source: RestorableAccount,
                       at: datetime, tags: dict[str, str], wait_seconds: float) -> bool:
         from azure.mgmt.cosmosdb import models  # SDK on first use (cold start)

@@ -22,22 +22,37 @@ does) and renews it at every save; a caller that finds the run leased gets `Dril
 API answers 202 "already running"). A worker that dies keeps the lease until it lapses (its
 time budget plus `LEASE_MARGIN_SECONDS`); then the `resume_drills` timer or the next caller
 takes the run over and repeats the step it was in, which every step tolerates.
+
+Azure's answers: every call to the Cosmos DB port goes through `_Guarded`. An error Azure will
+answer again (a connection error, 408, 429, 5xx) keeps the run `running` for the resume timer,
+its reason in the run's problems (as "retrying after a transient error ..."; it is set aside in
+`retried` once the step goes through). Any other error (a refusal: 4xx, or no status at all)
+fails the step at once with Azure's reason: the run goes to cleanup (a scratch account) or done,
+and ends `failed`, audited and alerted like any failed drill.
+
+Scratch accounts: each run restores into an account named after the run
+(`<source>-drYYMMDDHHMM<8 hex of the run id>`) and tagged `pitcrew-drill: <run id>`. An account
+that exists and is not the run's own is never verified or deleted by it: its tag decides when
+the Cosmos DB port can read tags (`CosmosTags`); otherwise the run owns it only when it asked
+Azure for that restore itself and Azure did not refuse it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pitcrew.audit import AuditRecord
+from pitcrew.azure.errors import is_transient
 from pitcrew.errors import Conflict, InvalidInput, RetryLater
 from pitcrew.housekeeping.backups import CheckResult, ResourceResult, report
 from pitcrew.housekeeping.recovery_policy import DrillRule
-from pitcrew.housekeeping.recovery_ports import RecoveryServices
+from pitcrew.housekeeping.recovery_ports import CosmosBackups, RecoveryServices
 from pitcrew.state import RunRecord, StaleRun
 
 log = logging.getLogger(__name__)
@@ -51,6 +66,9 @@ LEASE_MARGIN_SECONDS = 120.0
 START_SCOPE = "drill-start"  # claims: "{drill}:after:{last run id}"
 START_LEASE_SECONDS = 60.0  # a starter that dies between claim and create is replaced after
 START_WAIT_SECONDS = 10.0  # how long a losing starter waits for the winner's run to appear
+SCRATCH_TAG = "pitcrew-drill"  # the scratch account's tag: the id of the run that made it
+RETRYING = "retrying after a transient error "  # the run's problem while a step is retried
+MAX_RETRIED = 20  # transient errors kept in a run's `retried`
 
 
 class DrillBusy(RetryLater):
@@ -73,10 +91,15 @@ def _parse(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
 
-def scratch_id(rule: DrillRule, started: datetime) -> str:
+def scratch_id(rule: DrillRule, started: datetime, run_id: str | None = None) -> str:
+    """The scratch account of a run: `<source>-drYYMMDDHHMM<8 hex>`, the hex digits the run id's
+    hash (random for a plan), so that no two runs share one, and at most 44 lowercase
+    letters, digits and hyphens (Cosmos DB's rule for account names)."""
     parts = rule.account.strip("/").split("/")
     group = rule.scratch_resource_group or parts[3]
-    name = f"{parts[-1][:28].rstrip('-')}-dr{started:%y%m%d%H%M}"
+    suffix = (hashlib.sha256(run_id.encode()).hexdigest() if run_id
+              else uuid.uuid4().hex)[:8]
+    name = f"{parts[-1].lower()[:23].rstrip('-')}-dr{started:%y%m%d%H%M}{suffix}"
     return f"/subscriptions/{parts[1]}/resourceGroups/{group}/providers/" \
            f"Microsoft.DocumentDB/databaseAccounts/{name}"
 
@@ -310,6 +333,65 @@ class _Lease:
                         type(exc).__name__)
 
 
+class AzureFailed(Exception):
+    """A call to the Cosmos DB port failed: `transient` when Azure may answer it next time
+    (the resume timer retries the step), otherwise a refusal that fails the step at once."""
+
+    def __init__(self, call: str, exc: Exception) -> None:
+        self.call = call
+        self.transient = is_transient(exc)
+        self.reason = _reason(exc)
+        super().__init__(f"{_CALLS.get(call, call)}: {self.reason}")
+
+    @property
+    def what(self) -> str:
+        return _CALLS.get(self.call, self.call)
+
+
+_CALLS = {
+    "backup": "reading the source's backup policy",
+    "restorable": "reading the source's restorable account",
+    "state": "reading the scratch account",
+    "tags": "reading the scratch account's tags",
+    "start_restore": "the restore",
+    "wait": "waiting for the restore",
+    "containers": "listing the containers",
+    "item_counts": "reading the item counts",
+    "delete": "deleting the scratch account",
+}
+
+
+def _reason(exc: BaseException) -> str:
+    """Azure's reason, on one line: the error type, status and code, and its message."""
+    status = getattr(exc, "status_code", None)
+    error = getattr(exc, "error", None)
+    code = getattr(error, "code", None)
+    message = getattr(error, "message", None) or getattr(exc, "message", None) or str(exc)
+    message = " ".join(str(message).split())[:300]
+    head = " ".join(str(x) for x in (type(exc).__name__, status, code) if x)
+    return f"{head}: {message}" if message else head
+
+
+class _Guarded:
+    """The Cosmos DB port, each call's failure raised as AzureFailed (naming the call)."""
+
+    def __init__(self, inner: CosmosBackups) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                raise AzureFailed(name, exc) from exc
+
+        return call
+
+
 def advance(svc: RecoveryServices, rule: DrillRule, run: RunRecord,
             *, budget_seconds: float | None = None) -> RunRecord:
     """Advance a run as far as the time budget allows, holding its lease: DrillBusy when
@@ -330,101 +412,197 @@ def advance(svc: RecoveryServices, rule: DrillRule, run: RunRecord,
     return lease.release(run)
 
 
+def _settle_retrying(data: dict[str, Any], *, gave_up: bool) -> bool:
+    """The step a transient error held up went through (its "retrying" problem is dropped;
+    the error stays in `retried`) or the run gives up on it (the problem stays, as the last
+    error before giving up). True when the problems changed."""
+    problems: list[str] = data["problems"]
+    kept = [p for p in problems if not p.startswith(RETRYING)]
+    if len(kept) == len(problems):
+        return False
+    if gave_up:
+        kept += [f"the last error before giving up, {p[len(RETRYING):]}"
+                 for p in problems if p.startswith(RETRYING)]
+    data["problems"] = kept
+    return True
+
+
+def _retrying(data: dict[str, Any], step: str, failed: AzureFailed) -> None:
+    """A transient error: the run's one "retrying" problem names it (the latest replaces the
+    one before) and `retried` keeps it."""
+    data["problems"] = [p for p in data["problems"] if not p.startswith(RETRYING)]
+    data["problems"].append(f"{RETRYING}at step {step}, {failed.what}: {failed.reason}")
+    data["retried"] = [*(data.get("retried") or []), {
+        "step": step, "call": failed.call, "reason": failed.reason, "at": _iso(_now())},
+    ][-MAX_RETRIED:]
+
+
+def _failed_step(lease: _Lease, run: RunRecord, failed: AzureFailed) -> tuple[RunRecord, bool]:
+    """A call of the step failed: a transient error keeps the run for the resume timer (True:
+    stop here); a refusal fails the step now, the run going to cleanup (its scratch account,
+    unless Azure refused to create it) or done."""
+    data = run.data
+    log.warning("drill run %s: %s at step %s failed (%s): %s", run.run_id, failed.what,
+                run.step, "transient" if failed.transient else "refused", failed.reason)
+    if failed.transient:
+        _retrying(data, run.step, failed)
+        return lease.save(run), True
+    _settle_retrying(data, gave_up=True)
+    if run.step == "cleanup":
+        data["problems"].append(f"{failed.what} failed: {failed.reason}; it is left behind, "
+                                f"delete it by hand (tag {SCRATCH_TAG}: {run.run_id})")
+        return lease.save(run, "done"), False
+    data["problems"].append(f"{failed.what} failed at step {run.step}: {failed.reason}")
+    if failed.call == "start_restore":
+        data["restoreRefused"] = True  # this run made no account: any there is not its own
+    cleanup = bool(data.get("scratch")) and run.step in ("restore", "verify")
+    return lease.save(run, "cleanup" if cleanup else "done"), False
+
+
+def _owned(svc: RecoveryServices, run: RunRecord, scratch: str) -> bool:
+    """Is the (existing) scratch account this run's own? Its `pitcrew-drill` tag says so when
+    the port reads tags; otherwise the run owns it when it asked Azure for that restore itself
+    (saved before the call) and Azure did not refuse it."""
+    if run.data.get("scratchForeign"):
+        return False
+    read = getattr(svc.cosmos, "tags", None)
+    if callable(read):
+        tags = read(scratch)
+        if tags is not None:
+            mine = {str(k).lower(): v for k, v in tags.items()}.get(SCRATCH_TAG)
+            return bool(mine == run.run_id[:256])
+    return bool(run.data.get("restoreStartedAt")) and not run.data.get("restoreRefused")
+
+
+def _foreign(lease: _Lease, run: RunRecord, scratch: str) -> RunRecord:
+    """The scratch account exists and is not this run's: left alone, the run fails."""
+    run.data["scratchForeign"] = True
+    run.data["problems"].append(
+        f"the scratch account {scratch.rsplit('/', 1)[-1]} exists and is not this run's (its "
+        f"{SCRATCH_TAG} tag is not {run.run_id}): left alone, neither verified nor deleted")
+    return lease.save(run, "done")
+
+
 def _steps(svc: RecoveryServices, rule: DrillRule, run: RunRecord, lease: _Lease,
            deadline: float) -> RunRecord:
-    data = run.data
+    svc = replace(svc, cosmos=cast(CosmosBackups, _Guarded(svc.cosmos)))
     while run.status == "running":
         left = max(0.0, deadline - time.monotonic())
-        started = _parse(data.get("startedAt")) or run.created_at
+        started = _parse(run.data.get("startedAt")) or run.created_at
         if run.step in ("window", "restore", "verify") and \
                 _now() - started > timedelta(hours=rule.max_hours):
-            data["problems"].append(f"the drill took longer than {rule.max_hours:g} h")
-            run = lease.save(run, "cleanup" if data.get("scratch") else "done")
+            _settle_retrying(run.data, gave_up=True)
+            run.data["problems"].append(f"the drill took longer than {rule.max_hours:g} h")
+            run = lease.save(run, "cleanup" if run.data.get("scratch") else "done")
             continue
-        if run.step == "window":
-            found = plan(svc, rule)
-            if found.mode == "manual":
-                due = _now() + timedelta(days=rule.manual_due_days)
-                data.update({"mode": "manual", "owner": rule.owner, "due": _iso(due),
-                             "supportCase": found.case_text})
-                run.status = "waiting-manual"
-                run = lease.save(run, "manual")
-                svc.audit.append(AuditRecord(
-                    actor=data["actor"], action="recovery.drill.manual",
-                    target=f"drill/{rule.name}", outcome="queued", correlation_id=run.run_id,
-                    details={"owner": rule.owner, "due": _iso(due)}))
-                break
-            data.update({"mode": found.mode, "restoreAt": _iso(found.restore_at),
-                         "oldestRestorable": _iso(found.oldest_restorable)})
-            data["problems"] += found.problems
-            if found.problems or not rule.restore:
-                run = lease.save(run, "done")
-                continue
-            data["scratch"] = found.scratch  # saved before it is created: never lost
-            run = lease.save(run, "restore")
-        elif run.step == "restore":
-            scratch = data["scratch"]
-            state = svc.cosmos.state(scratch)
-            if state is None:
-                backup = svc.cosmos.backup(rule.account)
-                source = svc.cosmos.restorable(rule.account, backup.location)
-                if source is None:
-                    data["problems"].append("the source's restorable account disappeared")
-                    run = lease.save(run, "cleanup")
-                    continue
-                data["restoreStartedAt"] = _iso(_now())
-                data["location"] = backup.location
-                run = lease.save(run)
-                svc.cosmos.start_restore(
-                    scratch, location=backup.location, source=source,
-                    at=_parse(data["restoreAt"]) or _now(),
-                    tags={"pitcrew-drill": run.run_id[:256]}, wait_seconds=left)
-                state = svc.cosmos.state(scratch)
-            if state in ("Creating", "Updating"):
-                state = svc.cosmos.wait(scratch, left)
-            if state in ("Creating", "Updating"):
-                break  # still restoring: the resume timer goes on
-            if state != "Succeeded":
-                data["problems"].append(f"the restore ended {state or 'without an account'}")
-                run = lease.save(run, "cleanup")
-                continue
-            finished = _now()
-            data["restoreFinishedAt"] = _iso(finished)
-            begun = _parse(data.get("restoreStartedAt")) or finished
-            data["restoreSeconds"] = round((finished - begun).total_seconds(), 3)
-            run = lease.save(run, "verify")
-        elif run.step == "verify":
-            t0 = _now()
-            if svc.cosmos.state(data["scratch"]) is None:
-                data["problems"].append("the scratch account was gone before it was verified")
-            else:
-                data["problems"] += verify(svc, rule, data["scratch"],
-                                           _parse(data["restoreAt"]) or t0)
-            data["verifiedAt"] = _iso(_now())
-            data["rtoSeconds"] = round(((_now()) - (_parse(data.get("restoreStartedAt"))
-                                                    or t0)).total_seconds(), 3)
-            run = lease.save(run, "cleanup")
-        elif run.step == "cleanup":
-            if not svc.cosmos.delete(data["scratch"], left):
-                break  # deletion still running: resumed later
-            data["scratchDeletedAt"] = _iso(_now())
-            run = lease.save(run, "done")
-        elif run.step == "done":
-            run.status = "failed" if data["problems"] else "succeeded"
-            data["finishedAt"] = _iso(_now())
-            run = lease.save(run)  # the lease ends with the run; audited once, by its winner
-            svc.audit.append(AuditRecord(
-                actor=data["actor"], action="recovery.drill", target=f"drill/{rule.name}",
-                outcome="failed" if data["problems"] else "succeeded", correlation_id=run.run_id,
-                details={k: data.get(k) for k in (
-                    "account", "scratch", "restoreAt", "restoreSeconds", "rtoSeconds",
-                    "scratchDeletedAt", "problems")}))
-            check_drills(svc)
+        try:
+            run, stop = _step(svc, rule, run, lease, left)
+        except AzureFailed as failed:
+            run, stop = _failed_step(lease, run, failed)
         else:
-            break
-        if time.monotonic() >= deadline and run.status == "running":
+            if run.status == "running" and _settle_retrying(run.data, gave_up=False):
+                run = lease.save(run)
+        if stop or (time.monotonic() >= deadline and run.status == "running"):
             break
     return run
+
+
+def _step(svc: RecoveryServices, rule: DrillRule, run: RunRecord, lease: _Lease,
+          left: float) -> tuple[RunRecord, bool]:
+    """One step of the run: the run as saved, and True when the run stops here for now
+    (waiting on Azure, or on a person)."""
+    data = run.data
+    if run.step == "window":
+        found = plan(svc, rule)
+        if found.mode == "manual":
+            due = _now() + timedelta(days=rule.manual_due_days)
+            data.update({"mode": "manual", "owner": rule.owner, "due": _iso(due),
+                         "supportCase": found.case_text})
+            run.status = "waiting-manual"
+            run = lease.save(run, "manual")
+            svc.audit.append(AuditRecord(
+                actor=data["actor"], action="recovery.drill.manual",
+                target=f"drill/{rule.name}", outcome="queued", correlation_id=run.run_id,
+                details={"owner": rule.owner, "due": _iso(due)}))
+            return run, True
+        data.update({"mode": found.mode, "restoreAt": _iso(found.restore_at),
+                     "oldestRestorable": _iso(found.oldest_restorable)})
+        data["problems"] += found.problems
+        if found.problems or not rule.restore:
+            return lease.save(run, "done"), False
+        # The run's own name, saved before it is created: never lost, never another run's.
+        data["scratch"] = scratch_id(rule, _parse(data.get("startedAt")) or run.created_at,
+                                     run.run_id)
+        return lease.save(run, "restore"), False
+    if run.step == "restore":
+        scratch = data["scratch"]
+        state = svc.cosmos.state(scratch)
+        if state is not None and not _owned(svc, run, scratch):
+            return _foreign(lease, run, scratch), False
+        if state is None:
+            backup = svc.cosmos.backup(rule.account)
+            source = svc.cosmos.restorable(rule.account, backup.location)
+            if source is None:
+                data["problems"].append("the source's restorable account disappeared")
+                return lease.save(run, "cleanup"), False
+            data["restoreStartedAt"] = _iso(_now())
+            data["location"] = backup.location
+            data.pop("restoreRefused", None)
+            run = lease.save(run)
+            svc.cosmos.start_restore(
+                scratch, location=backup.location, source=source,
+                at=_parse(data["restoreAt"]) or _now(),
+                tags={SCRATCH_TAG: run.run_id[:256]}, wait_seconds=left)
+            state = svc.cosmos.state(scratch)
+        if state in ("Creating", "Updating"):
+            state = svc.cosmos.wait(scratch, left)
+        if state in ("Creating", "Updating"):
+            return run, True  # still restoring: the resume timer goes on
+        if state != "Succeeded":
+            data["problems"].append(f"the restore ended {state or 'without an account'}")
+            return lease.save(run, "cleanup"), False
+        finished = _now()
+        data["restoreFinishedAt"] = _iso(finished)
+        begun = _parse(data.get("restoreStartedAt")) or finished
+        data["restoreSeconds"] = round((finished - begun).total_seconds(), 3)
+        return lease.save(run, "verify"), False
+    if run.step == "verify":
+        t0 = _now()
+        if svc.cosmos.state(data["scratch"]) is None:
+            data["problems"].append("the scratch account was gone before it was verified")
+        elif not _owned(svc, run, data["scratch"]):
+            return _foreign(lease, run, data["scratch"]), False
+        else:
+            data["problems"] += verify(svc, rule, data["scratch"],
+                                       _parse(data["restoreAt"]) or t0)
+        data["verifiedAt"] = _iso(_now())
+        data["rtoSeconds"] = round(((_now()) - (_parse(data.get("restoreStartedAt"))
+                                                or t0)).total_seconds(), 3)
+        return lease.save(run, "cleanup"), False
+    if run.step == "cleanup":
+        scratch = data["scratch"]
+        if data.get("scratchForeign"):
+            return lease.save(run, "done"), False  # not this run's: never deleted by it
+        if svc.cosmos.state(scratch) is not None:
+            if not _owned(svc, run, scratch):
+                return _foreign(lease, run, scratch), False
+            if not svc.cosmos.delete(scratch, left):
+                return run, True  # deletion still running: resumed later
+        data["scratchDeletedAt"] = _iso(_now())
+        return lease.save(run, "done"), False
+    if run.step == "done":
+        run.status = "failed" if data["problems"] else "succeeded"
+        data["finishedAt"] = _iso(_now())
+        run = lease.save(run)  # the lease ends with the run; audited once, by its winner
+        svc.audit.append(AuditRecord(
+            actor=data["actor"], action="recovery.drill", target=f"drill/{rule.name}",
+            outcome="failed" if data["problems"] else "succeeded", correlation_id=run.run_id,
+            details={k: data.get(k) for k in (
+                "account", "scratch", "restoreAt", "restoreSeconds", "rtoSeconds",
+                "scratchDeletedAt", "problems")}))
+        check_drills(svc)
+        return run, False
+    return run, True
 
 
 def verify(svc: RecoveryServices, rule: DrillRule, scratch: str, at: datetime) -> list[str]:
@@ -483,6 +661,10 @@ def drill_view(svc: RecoveryServices, rule: DrillRule, *, now: datetime | None =
     if since is None or now > due + timedelta(days=rule.grace_days):
         problems.append(f"overdue: no successful drill in {rule.every_days + rule.grace_days} "
                         "days" if since else "overdue: never succeeded")
+    if last is not None and last.status == "running" and last.data.get("problems"):
+        # A run still going with a problem: a step retried after a transient error.
+        problems.append(f"run {last.run_id} at step {last.step}: "
+                        + "; ".join(last.data["problems"])[:300])
     if last is not None and last.status == "waiting-manual":
         manual_due = _parse(last.data.get("due"))
         if manual_due and now > manual_due:

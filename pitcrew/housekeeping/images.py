@@ -8,10 +8,15 @@ D days, protected tag patterns, the in-use images) and the registry's own lock f
 with writeEnabled or deleteEnabled false is kept), deletes manifests by digest, and then checks
 its run: every delete succeeded, every in-use image still resolves to the digest it had, the
 count and bytes removed. A failing run is one grouped alert of the `image-purge` check.
+
+A registry that cannot be reached or read (DNS, firewall, outage, a refusal) is a failing
+result naming why, as the backup checks report an unreadable resource: the other registries
+are still purged, and the run is recorded, audited and alerted as usual.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,10 +24,12 @@ from typing import Any
 
 from pitcrew.audit import AuditRecord
 from pitcrew.errors import InvalidInput
-from pitcrew.housekeeping.backups import CheckResult, ResourceResult, report
+from pitcrew.housekeeping.backups import CheckResult, ResourceResult, _unreadable, report
 from pitcrew.housekeeping.recovery_policy import RegistryRule
 from pitcrew.housekeeping.recovery_ports import Manifest, RecoveryServices
 from pitcrew.state import RunRecord
+
+log = logging.getLogger(__name__)
 
 KIND = "image-purge"
 
@@ -55,6 +62,14 @@ class PurgeResult:
                 "images": [c.to_dict() for c in chosen], "count": len(chosen),
                 "bytes": sum(c.size for c in chosen), "kept": self.kept,
                 "problems": self.problems}
+
+
+def _failure(doing: str, exc: Exception) -> str:
+    """Why a registry call failed, as a problem: what was being done, the error's type,
+    status and code (as the backup checks name an unreadable resource) and its message."""
+    (problem,) = _unreadable("", exc).problems
+    message = " ".join(str(getattr(exc, "message", None) or exc).split())[:200]
+    return f"{doing}: {problem}" + (f": {message}" if message else "")
 
 
 def _in_use(svc: RecoveryServices, rule: RegistryRule) -> dict[str, str | None]:
@@ -99,15 +114,22 @@ def purge(svc: RecoveryServices, rule: RegistryRule, *, dry_run: bool, actor: st
           now: datetime | None = None) -> PurgeResult:
     now = now or datetime.now(UTC)
     result = PurgeResult(rule.login_server, dry_run or svc.plan_only)
-    before = _in_use(svc, rule)
+    try:
+        before = _in_use(svc, rule)
+    except Exception as exc:  # nothing is deleted without knowing what is in use
+        result.problems.append(_failure("resolving the in-use images", exc))
+        return result
     protected = {d for d in before.values() if d}
     for ref, digest in before.items():
         if digest is None:
             result.problems.append(f"in-use image {ref} does not resolve in the registry")
     for repository in rule.repositories:
-        chosen, kept = select(rule, repository, svc.registry.manifests(rule.login_server,
-                                                                        repository),
-                              protected, now=now)
+        try:
+            manifests = svc.registry.manifests(rule.login_server, repository)
+        except Exception as exc:  # the other repositories are still purged
+            result.problems.append(_failure(f"listing {repository}", exc))
+            continue
+        chosen, kept = select(rule, repository, manifests, protected, now=now)
         result.candidates += chosen
         for reason, n in kept.items():
             result.kept[reason] = result.kept.get(reason, 0) + n
@@ -123,7 +145,11 @@ def purge(svc: RecoveryServices, rule: RegistryRule, *, dry_run: bool, actor: st
                                    f"failed ({type(exc).__name__} {status})".strip())
             continue
         result.deleted.append(candidate)
-    after = _in_use(svc, rule)
+    try:
+        after = _in_use(svc, rule)
+    except Exception as exc:
+        result.problems.append(_failure("checking the in-use images after the purge", exc))
+        return result
     for ref, digest in before.items():
         if digest and after.get(ref) != digest:
             result.problems.append(f"in-use image {ref} no longer resolves to {digest[:19]}")
@@ -139,7 +165,13 @@ def run_purge(svc: RecoveryServices, *, dry_run: bool, actor: str,
     for rule in svc.policy.images.registries:
         if registry and rule.login_server != registry:
             continue
-        result = purge(svc, rule, dry_run=dry_run, actor=actor)
+        try:
+            result = purge(svc, rule, dry_run=dry_run, actor=actor)
+        except Exception as exc:  # one registry's failure never stops the others
+            result = PurgeResult(rule.login_server, dry_run or svc.plan_only)
+            result.problems.append(_failure("the purge", exc))
+        if result.problems:
+            log.warning("image purge of %s: %s", rule.login_server, "; ".join(result.problems))
         results.append(result)
         check.results.append(ResourceResult(f"registry/{rule.login_server}", result.problems,
                                             {"count": len(result.deleted), "bytes": sum(

@@ -123,8 +123,11 @@ def run_drill(headers: Mapping[str, str], name: str, body: bytes) -> HttpResult:
         run = drills.advance(svc, rule, run)
     except drills.DrillBusy as held:  # another caller (or the timer) is advancing it
         run, busy = held.run, held.run.status in drills.ACTIVE
+    # 200: the run ended (succeeded, or failed: Azure's reason is in runProblems and
+    # problems); 202: it goes on (restoring, retried after a transient error, or manual).
     status = 200 if run.status not in drills.ACTIVE else 202
     answer = {"run": run.run_id, "status": run.status, "step": run.step,
+              "runProblems": list(run.data.get("problems") or []),
               **drills.drill_view(svc, rule)}
     if busy:
         answer["message"] = f"already running: run {run.run_id}"

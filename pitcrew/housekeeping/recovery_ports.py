@@ -106,6 +106,16 @@ class CosmosBackups(Protocol):
         ...
 
 
+class CosmosTags(Protocol):
+    """Optional on the Cosmos DB port: an account's ARM tags. When the port has it, a restore
+    drill trusts an existing scratch account as its own only when its `pitcrew-drill` tag is
+    the run's id; without it, only when the run itself asked Azure for that restore."""
+
+    def tags(self, account_id: str) -> dict[str, str] | None:
+        """The account's tags; None when it does not exist."""
+        ...
+
+
 class StorageProtection(Protocol):
     def blob_protection(self, account_id: str) -> BlobProtection: ...
 

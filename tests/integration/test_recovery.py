@@ -102,18 +102,24 @@ def endpoint() -> Iterator[LocalAzure]:
         yield azure
 
 
-@pytest.fixture
-def recovery(pitcrew_env: Path, endpoint: LocalAzure, receiver: Receiver,
-             monkeypatch: pytest.MonkeyPatch) -> Any:
+def recovery_services(pitcrew_env: Path, endpoint: LocalAzure,
+                      monkeypatch: pytest.MonkeyPatch, policy: str) -> Any:
+    """The app's recovery services against the local endpoint, under `policy`."""
     from pitcrew.bootstrap import get_services, reset_services
 
     env = endpoint.environment()
     for name in ("PITCREW_LOCAL_AZURE_URL", "PITCREW_LOCAL_AZURE_CA"):
         monkeypatch.setenv(name, env[name])
     monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
-    pitcrew_env.write_text(policy_text(receiver.url))
+    pitcrew_env.write_text(policy)
     reset_services()
     return get_services().recovery
+
+
+@pytest.fixture
+def recovery(pitcrew_env: Path, endpoint: LocalAzure, receiver: Receiver,
+             monkeypatch: pytest.MonkeyPatch) -> Any:
+    return recovery_services(pitcrew_env, endpoint, monkeypatch, policy_text(receiver.url))
 
 
 def _operator() -> dict[str, str]:
