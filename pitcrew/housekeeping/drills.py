@@ -30,6 +30,16 @@ its reason in the run's problems (as "retrying after a transient error ..."; it 
 fails the step at once with Azure's reason: the run goes to cleanup (a scratch account) or done,
 and ends `failed`, audited and alerted like any failed drill.
 
+A dry run (`dry_run`) makes the same calls through `_Guarded`: a call that fails answers the
+plan with mode `unknown`, the call and Azure's reason in its problems and `azureError`.
+
+The timers handle each drill on its own: an unexpected error from one run (not Azure's answer
+to a call, which the steps handle, but e.g. the state store or a bug) is logged with the drill
+and run id (the error's type and status only: its message may quote a secret), kept in the
+run's problems as "retrying after an error at step S: <type>" (dropped once the step goes
+through, like a transient error) and audited `recovery.drill.error`; the other drills go on. The
+timer raises at the end only when every drill it tried failed.
+
 Scratch accounts: each run restores into an account named after the run
 (`<source>-drYYMMDDHHMM<8 hex of the run id>`) and tagged `pitcrew-drill: <run id>`. An account
 that exists and is not the run's own is never verified or deleted by it: its tag decides when
@@ -47,7 +57,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from pitcrew.audit import AuditRecord
+from pitcrew.audit import AuditRecord, app_identity
 from pitcrew.azure.errors import is_transient
 from pitcrew.errors import Conflict, InvalidInput, RetryLater
 from pitcrew.housekeeping.backups import CheckResult, ResourceResult, report
@@ -68,7 +78,19 @@ START_LEASE_SECONDS = 60.0  # a starter that dies between claim and create is re
 START_WAIT_SECONDS = 10.0  # how long a losing starter waits for the winner's run to appear
 SCRATCH_TAG = "pitcrew-drill"  # the scratch account's tag: the id of the run that made it
 RETRYING = "retrying after a transient error "  # the run's problem while a step is retried
+# The run's problem after a timer could not advance it (an unexpected error, not Azure's answer)
+RETRYING_ERROR = "retrying after an error "
 MAX_RETRIED = 20  # transient errors kept in a run's `retried`
+
+
+class DrillTimerFailed(RuntimeError):
+    """Every drill a timer tried failed (each is logged, audited and kept in its run): raised
+    at the end, so the platform shows the timer's run as failed."""
+
+    def __init__(self, timer: str, failed: list[str]) -> None:
+        self.failed = failed
+        super().__init__(f"{timer}: every drill it tried failed ({', '.join(failed[:10])}); "
+                         "see the log")
 
 
 class DrillBusy(RetryLater):
@@ -124,12 +146,13 @@ class Plan:
     scratch: str | None = None
     oldest_restorable: datetime | None = None
     case_text: str | None = None
+    azure_error: dict[str, Any] | None = None  # the call Azure failed (mode `unknown`)
 
     def to_dict(self) -> dict[str, Any]:
         return {"drill": self.drill, "dryRun": True, "mode": self.mode,
                 "problems": self.problems, "restoreAt": _iso(self.restore_at),
                 "scratchAccount": self.scratch, "oldestRestorable": _iso(self.oldest_restorable),
-                "supportCase": self.case_text}
+                "supportCase": self.case_text, "azureError": self.azure_error}
 
 
 def support_case_text(rule: DrillRule, location: str, interval: int | None,
@@ -171,6 +194,23 @@ def plan(svc: RecoveryServices, rule: DrillRule, *, now: datetime | None = None)
     return Plan(rule.name, "restore" if rule.restore else "window", problems, restore_at=at,
                 scratch=scratch_id(rule, now) if rule.restore else None,
                 oldest_restorable=source.oldest_restorable)
+
+
+def dry_run(svc: RecoveryServices, rule: DrillRule, *, now: datetime | None = None) -> Plan:
+    """The dry run's answer: `plan` with every call to the Cosmos DB port guarded. A call that
+    fails (refused, or transient) is the plan's problem naming the call and Azure's reason
+    (mode `unknown`, `azureError`), never an exception."""
+    guarded = replace(svc, cosmos=cast(CosmosBackups, _Guarded(svc.cosmos)))
+    try:
+        return plan(guarded, rule, now=now)
+    except AzureFailed as failed:
+        kind = "transient, try again later" if failed.transient else "refused"
+        log.warning("drill %s: dry run: %s failed (%s): %s", rule.name, failed.what, kind,
+                    failed.reason)
+        return Plan(rule.name, "unknown",
+                    [f"{failed.what} failed ({kind}): {failed.reason}"],
+                    azure_error={"call": failed.call, "reason": failed.reason,
+                                 "transient": failed.transient})
 
 
 def _next_run(runs: list[RunRecord], last: RunRecord | None) -> RunRecord | None:
@@ -417,12 +457,13 @@ def _settle_retrying(data: dict[str, Any], *, gave_up: bool) -> bool:
     the error stays in `retried`) or the run gives up on it (the problem stays, as the last
     error before giving up). True when the problems changed."""
     problems: list[str] = data["problems"]
-    kept = [p for p in problems if not p.startswith(RETRYING)]
+    held = (RETRYING, RETRYING_ERROR)
+    kept = [p for p in problems if not p.startswith(held)]
     if len(kept) == len(problems):
         return False
     if gave_up:
-        kept += [f"the last error before giving up, {p[len(RETRYING):]}"
-                 for p in problems if p.startswith(RETRYING)]
+        kept += [f"the last error before giving up, {p[len(prefix):]}"
+                 for p in problems for prefix in held if p.startswith(prefix)]
     data["problems"] = kept
     return True
 
@@ -591,6 +632,8 @@ def _step(svc: RecoveryServices, rule: DrillRule, run: RunRecord, lease: _Lease,
         data["scratchDeletedAt"] = _iso(_now())
         return lease.save(run, "done"), False
     if run.step == "done":
+        # An error a timer kept (RETRYING_ERROR) while this step could not be saved is over.
+        _settle_retrying(data, gave_up=False)
         run.status = "failed" if data["problems"] else "succeeded"
         data["finishedAt"] = _iso(_now())
         run = lease.save(run)  # the lease ends with the run; audited once, by its winner
@@ -701,40 +744,127 @@ def check_drills(svc: RecoveryServices) -> CheckResult:
     return report(svc, check) if check.results else check
 
 
+def _error_text(exc: BaseException) -> str:
+    """An unexpected error named without its message (which may quote a secret): its type,
+    and its status and code when it has them."""
+    status = getattr(exc, "status_code", None)
+    code = getattr(getattr(exc, "error", None), "code", None)
+    return " ".join(str(x) for x in (type(exc).__name__, status, code) if x)
+
+
+def _keep_error(svc: RecoveryServices, run_id: str, error: str) -> str | None:
+    """Keep a timer's error in the stored run's problems (the latest replaces the one before;
+    each stays in `retried`) while the run is running and nobody holds it: the step it was
+    at, or None when it could not be kept there."""
+    try:
+        run = svc.state.get_run(KIND, run_id)
+        if run is None or run.status != "running" or _leased(run):
+            return None  # finished (its result stands) or another worker advances it now
+        problems = [p for p in run.data.get("problems") or [] if not p.startswith(RETRYING_ERROR)]
+        run.data["problems"] = [*problems, f"{RETRYING_ERROR}at step {run.step}: {error}"]
+        run.data["retried"] = [*(run.data.get("retried") or []), {
+            "step": run.step, "call": "timer", "reason": error, "at": _iso(_now())},
+        ][-MAX_RETRIED:]
+        svc.state.save_run(run)
+        return run.step
+    except Exception as exc:  # the log and the audit still say it
+        log.error("drill run %s: the error could not be kept in the run (%s)", run_id,
+                  _error_text(exc))
+        return None
+
+
+def _timer_failed(svc: RecoveryServices, timer: str, actor: str, drill: str,
+                  run_id: str | None, exc: Exception) -> None:
+    """One drill's unexpected error in a timer: logged, kept in its run, audited; the timer
+    goes on with the other drills."""
+    error = _error_text(exc)
+    log.error("%s: drill %s run %s failed: %s; going on with the other drills", timer, drill,
+              run_id or "(none)", error)
+    step = _keep_error(svc, run_id, error) if run_id else None
+    try:
+        svc.audit.append(AuditRecord(
+            actor=actor, action="recovery.drill.error", target=f"drill/{drill}",
+            outcome="failed", correlation_id=run_id or drill,
+            details={"timer": timer, "run": run_id, "step": step, "error": error}))
+    except Exception as audit_exc:
+        log.error("%s: drill %s run %s: the failure could not be audited (%s)", timer, drill,
+                  run_id or "(none)", _error_text(audit_exc))
+
+
+def _due(svc: RecoveryServices, rule: DrillRule) -> bool:
+    runs = runs_of(svc, rule.name)
+    if any(r.status in ACTIVE for r in runs):
+        return False
+    recent = [r for r in runs if r.status == "succeeded"
+              or _now() - r.created_at < timedelta(days=1)]
+    return not (recent and _now() - recent[-1].created_at < timedelta(days=rule.every_days))
+
+
 def run_due(svc: RecoveryServices, actor: str) -> list[str]:
     """Timer: start every drill whose last successful run is `every_days` old (monthly by
-    default), advance it within the budget, then check overdue and failed drills."""
+    default), advance it within the budget, then check overdue and failed drills. Each drill
+    on its own: one that fails is logged, kept in its run and audited, and the others go on;
+    DrillTimerFailed at the end when every drill it tried failed."""
     started: list[str] = []
+    failed: list[str] = []
+    busy = 0
     for rule in svc.policy.drills:
-        runs = runs_of(svc, rule.name)
-        if any(r.status in ACTIVE for r in runs):
-            continue
-        recent = [r for r in runs if r.status == "succeeded"
-                  or _now() - r.created_at < timedelta(days=1)]
-        if recent and _now() - recent[-1].created_at < timedelta(days=rule.every_days):
-            continue
-        if svc.plan_only:
-            continue
+        run: RunRecord | None = None
         try:
+            if not _due(svc, rule) or svc.plan_only:
+                continue
             run = start(svc, rule, actor)
             advance(svc, rule, run)
         except RetryLater:  # another instance starts or advances it (DrillBusy, StaleRun)
+            busy += 1
+            continue
+        except Exception as exc:  # one drill's failure never stops the others
+            failed.append(run.run_id if run else rule.name)
+            _timer_failed(svc, "run_due_drills", actor, rule.name,
+                          run.run_id if run else None, exc)
             continue
         started.append(run.run_id)
-    check_drills(svc)
+    try:
+        check_drills(svc)
+    except Exception as exc:  # raised below, once everything else is done
+        log.error("run_due_drills: the drills check failed: %s", _error_text(exc))
+        if not (failed and not started and not busy):
+            raise
+        raise DrillTimerFailed("run_due_drills", failed) from exc
+    if failed and not started and not busy:
+        raise DrillTimerFailed("run_due_drills", failed)
     return started
 
 
-def resume(svc: RecoveryServices) -> list[str]:
-    """Timer: advance every running drill (a crash or a long restore left it running)."""
+def resume(svc: RecoveryServices, actor: str | None = None) -> list[str]:
+    """Timer: advance every running drill (a crash or a long restore left it running). Each
+    run on its own: one that fails is logged, kept in its run and audited, and the others go
+    on; then the `drills` check alerts it. DrillTimerFailed at the end when every run it tried
+    failed."""
     moved: list[str] = []
+    failed: list[str] = []
+    busy = 0
     for run in list(svc.state.list_runs(KIND, status="running")):
-        rule = svc.policy.drill(str(run.data.get("drill")))
+        drill = str(run.data.get("drill"))
+        rule = svc.policy.drill(drill)
         if rule is None:
             continue
         try:
             advance(svc, rule, run)
         except RetryLater:  # another worker holds the run's lease (DrillBusy) or moved it
+            busy += 1
+            continue
+        except Exception as exc:  # one run's failure never stops the others
+            failed.append(run.run_id)
+            _timer_failed(svc, "resume_drills", actor or app_identity(), drill, run.run_id,
+                          exc)
             continue
         moved.append(run.run_id)
+    if failed:  # alerted now, not at the next daily check (one notification a day)
+        try:
+            check_drills(svc)
+        except Exception as exc:
+            log.error("resume_drills: the drills check failed: %s", _error_text(exc))
+    if failed and not moved and not busy:
+        raise DrillTimerFailed("resume_drills", failed)
     return moved

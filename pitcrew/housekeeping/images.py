@@ -11,7 +11,8 @@ count and bytes removed. A failing run is one grouped alert of the `image-purge`
 
 A registry that cannot be reached or read (DNS, firewall, outage, a refusal) is a failing
 result naming why, as the backup checks report an unreadable resource: the other registries
-are still purged, and the run is recorded, audited and alerted as usual.
+are still purged, and the run is recorded, audited and alerted as usual. Its audit outcome is
+`failed`, on a dry run too (a clean dry run is `planned`).
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ def run_purge(svc: RecoveryServices, *, dry_run: bool, actor: str,
         body = result.to_dict()
         svc.audit.append(AuditRecord(
             actor=actor, action="recovery.images.purge", target=f"registry/{rule.login_server}",
-            outcome="planned" if result.dry_run else ("failed" if result.problems
+            # failed when a registry had problems, a dry run too; a clean dry run is planned
+            outcome="failed" if result.problems else ("planned" if result.dry_run
                                                       else "succeeded"),
             correlation_id=f"{rule.login_server}:{check.checked_at:%Y%m%dT%H%M%S}",
             details={"count": body["count"], "bytes": body["bytes"], "kept": result.kept,

@@ -116,7 +116,9 @@ def run_drill(headers: Mapping[str, str], name: str, body: bytes) -> HttpResult:
                                request.rto_minutes, request.note)
         return HttpResult(200, drills.drill_view(svc, rule))
     if request.dry_run or svc.plan_only:
-        return HttpResult(200, drills.plan(svc, rule).to_dict())
+        # 200 the plan; a call Azure failed makes it mode "unknown", the call and Azure's
+        # reason in problems and azureError (never a 500).
+        return HttpResult(200, drills.dry_run(svc, rule).to_dict())
     run = drills.start(svc, rule, principal.actor)
     busy = False
     try:
@@ -152,11 +154,13 @@ def run_backup_checks() -> dict[str, bool]:
 
 
 def run_due_drills() -> list[str]:
+    """Each drill on its own; raises (DrillTimerFailed) only when every drill it tried failed."""
     return drills.run_due(_svc(), app_identity())
 
 
 def resume_drills() -> list[str]:
-    return drills.resume(_svc())
+    """Each run on its own; raises (DrillTimerFailed) only when every run it tried failed."""
+    return drills.resume(_svc(), app_identity())
 
 
 def run_image_purge() -> list[dict[str, Any]]:

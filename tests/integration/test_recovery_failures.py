@@ -2,7 +2,9 @@
 a restore Azure refuses fails the drill at once with Azure's reason; a transient error keeps
 the run for the resume timer with its reason visible; each run restores into a scratch account
 of its own and never verifies or deletes an account that is not its own; one unreachable
-registry does not stop the image purge of the others."""
+registry does not stop the image purge of the others (and fails its audit, a dry run's too); a
+dry run Azure fails answers the plan with Azure's reason; one broken drill does not stop the
+drill timers."""
 
 from __future__ import annotations
 
@@ -337,3 +339,214 @@ def test_an_unreachable_registry_is_a_failing_result_and_the_others_are_still_pu
     plan = recovery_api.purge_images(_operator(), b"{}")
     assert plan.status == 200, plan.body
     assert "ServiceRequestError" in json.dumps(plan.body["registries"][0]["problems"])
+
+
+# ------------------------------------------------------------------ a dry run Azure fails
+
+
+def test_a_dry_run_whose_azure_call_fails_answers_the_plan_with_azures_reason(
+        recovery: Any, endpoint: LocalAzure, monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
+
+    from pitcrew.housekeeping import recovery_api
+
+    cosmos = _Slowed(recovery.cosmos, 0.0)
+    monkeypatch.setattr(recovery, "cosmos", cosmos)
+    refused = HttpResponseError("AuthorizationFailed: the client has no permission")
+    refused.status_code = 403
+
+    def failing(exc: Exception) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            raise exc
+        return call
+
+    before = endpoint.recovery.describe()
+    cases = (("backup", refused, "reading the source's backup policy", "403", False),
+             ("restorable", ServiceRequestError("Failed to establish a new connection"),
+              "reading the source's restorable account", "Failed to establish", True))
+    for call, exc, what, reason, transient in cases:
+        monkeypatch.setattr(cosmos, call, failing(exc), raising=False)
+        for body in (b"", b'{"dryRun": true}'):  # the default and an explicit dry run; twice
+            answer = recovery_api.run_drill(_operator(), "orders", body)
+            assert answer.status == 200, answer.body
+            assert answer.body["dryRun"] is True and answer.body["mode"] == "unknown"
+            (problem,) = answer.body["problems"]
+            assert what in problem and reason in problem, problem
+            error = answer.body["azureError"]
+            assert error["call"] == call and reason in error["reason"], error
+            assert error["transient"] is transient
+            assert answer.body["scratchAccount"] is None
+        monkeypatch.delattr(cosmos, call)
+    assert endpoint.recovery.describe() == before
+    assert list(recovery.state.list_runs("drill")) == []
+    # Azure answers again: the plan is clean.
+    answer = recovery_api.run_drill(_operator(), "orders", b"")
+    assert answer.status == 200 and answer.body["mode"] == "restore", answer.body
+    assert answer.body["problems"] == [] and answer.body["azureError"] is None
+
+
+# ------------------------------------------------------------------ timers: each on its own
+
+
+SECRET = "AccountKey=c2VjcmV0LWtleQ=="
+
+
+class _BrokenCreate:
+    """The state store refusing to create drill runs (a storage outage), the rest as it is."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def create_run(self, run: Any) -> Any:
+        from azure.core.exceptions import HttpResponseError
+
+        if run.kind != "drill":
+            return self._inner.create_run(run)
+        error = HttpResponseError(f"ServerBusy ({SECRET})")
+        error.status_code = 503
+        raise error
+
+
+def _errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelname == "ERROR" and r.name == "pitcrew.housekeeping.drills"]
+
+
+def test_when_every_drill_fails_to_start_each_is_audited_and_logged_then_the_timer_raises(
+        recovery: Any, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from pitcrew.housekeeping import recovery_api
+
+    caplog.set_level(logging.WARNING)
+    names = [rule.name for rule in recovery.policy.drills]
+    # Every drill fails to start (its run cannot be created): each is tried, audited and
+    # logged, then the timer raises so the platform shows a failed run; twice.
+    monkeypatch.setattr(recovery, "state", _BrokenCreate(recovery.state))
+    for round_ in (1, 2):
+        with pytest.raises(RuntimeError, match="every drill it tried failed"):
+            recovery_api.run_due_drills()
+        for name in names:
+            audit = _audit_of(recovery, f"drill/{name}", "recovery.drill.error")
+            assert len(audit) == round_ and audit[0].outcome == "failed", name
+            assert audit[0].details["timer"] == "run_due_drills"
+            assert audit[0].details["error"] == "HttpResponseError 503"
+            assert any(name in m and "run_due_drills" in m for m in _errors_logged(caplog))
+    assert SECRET not in caplog.text
+
+
+def test_one_broken_drill_does_not_stop_the_timers_and_is_logged_kept_and_audited(
+        recovery: Any, endpoint: LocalAzure, receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from pitcrew.housekeeping import drills, recovery_api
+
+    caplog.set_level(logging.WARNING)
+    names = [rule.name for rule in recovery.policy.drills]
+    # One drill's run breaks in its verify step (not an Azure answer: a bug, say): the
+    # others are started and advanced all the same.
+    real_verify = drills.verify
+
+    def verify(svc: Any, rule: Any, scratch: str, at: datetime) -> list[str]:
+        if rule.name == "orders":
+            raise ValueError(f"cannot compare counts ({SECRET})")
+        return real_verify(svc, rule, scratch, at)
+
+    monkeypatch.setattr(drills, "verify", verify)
+    started = recovery_api.run_due_drills()
+    runs = {r.data["drill"]: r for r in recovery.state.list_runs("drill")}
+    assert set(runs) == set(names)
+    broken = runs["orders"]
+    assert sorted(started) == sorted(r.run_id for n, r in runs.items() if n != "orders")
+    assert runs["orders-copy"].status == "succeeded"
+    assert runs["lossy"].status == "failed"  # its own verification's result
+    assert runs["legacy"].status == "waiting-manual"
+    assert broken.status == "running" and broken.step == "verify"
+    assert not broken.data.get("leaseUntil")
+    assert broken.data["problems"] == ["retrying after an error at step verify: ValueError"]
+    assert any("orders" in m and broken.run_id in m for m in _errors_logged(caplog))
+    view = next(v for v in recovery_api.list_drills(_operator(), {}).body["drills"]
+                if v["name"] == "orders")
+    assert "retrying after an error at step verify: ValueError" in json.dumps(view["problems"])
+    assert "retrying after an error" in json.dumps(_alerts(receiver, "drills")[-1]["facts"])
+
+    # The resume timer: the broken run alone fails (the timer raises, after recording it);
+    # with another run to advance, that one goes on and the timer does not raise; twice each.
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match=broken.run_id) as raised:
+            recovery_api.resume_drills()
+        assert raised.typename == "DrillTimerFailed"
+    for _ in range(2):
+        other = _to_restore(recovery, recovery.policy.drill("orders-copy"))
+        assert recovery_api.resume_drills() == [other.run_id]
+        assert recovery.state.get_run("drill", other.run_id).status == "succeeded"
+    kept = recovery.state.get_run("drill", broken.run_id)
+    assert kept.status == "running" and kept.step == "verify", kept.data
+    assert kept.data["problems"] == ["retrying after an error at step verify: ValueError"]
+    assert [r["call"] for r in kept.data["retried"]] == ["timer"] * 5
+    audit = _audit_of(recovery, "drill/orders", "recovery.drill.error")
+    mine = [r for r in audit if r.correlation_id == broken.run_id]
+    assert [r.details["timer"] for r in sorted(mine, key=lambda r: r.time)] == \
+        ["run_due_drills"] + ["resume_drills"] * 4
+    assert all(r.outcome == "failed" and r.details["step"] == "verify" for r in mine)
+    # No secret anywhere: not in the log, the run, the audit or the alerts.
+    assert SECRET not in caplog.text
+    assert SECRET not in json.dumps(kept.data)
+    assert SECRET not in json.dumps([r.details for r in audit])
+    assert SECRET not in json.dumps(receiver.received)
+    # Fixed: the next resume finishes the run; the kept error is gone (it stays in retried).
+    monkeypatch.setattr(drills, "verify", real_verify)
+    assert recovery_api.resume_drills() == [broken.run_id]
+    done = recovery.state.get_run("drill", broken.run_id)
+    assert done.status == "succeeded" and done.data["problems"] == [], done.data
+    assert len(done.data["retried"]) == 5
+    assert done.data["scratch"].lower() not in _accounts(endpoint)
+
+
+def test_a_broken_run_past_max_hours_fails_naming_the_last_error(
+        recovery: Any, endpoint: LocalAzure, receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pitcrew.housekeeping import drills, recovery_api
+
+    def verify(*args: Any, **kwargs: Any) -> list[str]:
+        raise ValueError("cannot compare counts")
+
+    monkeypatch.setattr(drills, "verify", verify)
+    run = _to_restore(recovery, recovery.policy.drill("orders"))
+    with pytest.raises(RuntimeError, match="every drill it tried failed"):
+        recovery_api.resume_drills()
+    # The resume timer's failure is alerted at once (the drills check), not the next day.
+    assert "retrying after an error at step verify: ValueError" in json.dumps(
+        _alerts(receiver, "drills")[-1]["facts"])
+    stored = recovery.state.get_run("drill", run.run_id)
+    stored.data["startedAt"] = (datetime.now(UTC) - timedelta(hours=13)).isoformat()
+    recovery.state.save_run(stored)
+    assert recovery_api.resume_drills() == [run.run_id]
+    done = recovery.state.get_run("drill", run.run_id)
+    assert done.status == "failed", done.data
+    assert "the last error before giving up, at step verify: ValueError" in done.data["problems"]
+    assert done.data["scratch"].lower() not in _accounts(endpoint)
+
+
+# ------------------------------------------------------------------ image purge: dry run audit
+
+
+def test_a_dry_run_purge_of_an_unreachable_registry_is_audited_failed(
+        recovery: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pitcrew.housekeeping import recovery_api
+
+    monkeypatch.setattr(recovery, "registry", _Unreachable(recovery.registry, 0.0))
+    for round_ in (1, 2):
+        plan = recovery_api.purge_images(_operator(), b"{}")
+        assert plan.status == 200, plan.body
+        down = _audit_of(recovery, f"registry/{DOWN_ACR}", "recovery.images.purge")
+        assert [r.outcome for r in down] == ["failed"] * round_
+        assert "ServiceRequestError" in json.dumps(down[0].details["problems"])
+        clean = _audit_of(recovery, f"registry/{ACR}", "recovery.images.purge")
+        assert [r.outcome for r in clean] == ["planned"] * round_
+    assert list(recovery.state.list_runs("image-purge")) == []  # a dry run records no run
