@@ -12,7 +12,13 @@ from typing import Any
 from pitcrew.audit import AuditRecord, app_identity
 from pitcrew.deadletter.bodies import view as body_view
 from pitcrew.deadletter.grouping import message_id as new_message_id
-from pitcrew.deadletter.model import FailedMessage, MessageFilter, plain_properties, utcnow
+from pitcrew.deadletter.model import (
+    FailedMessage,
+    MessageFilter,
+    NotFound,
+    plain_properties,
+    utcnow,
+)
 from pitcrew.deadletter.notices import resolve_group
 from pitcrew.deadletter.ports import DeadletterServices
 from pitcrew.errors import Forbidden, InvalidInput
@@ -42,7 +48,11 @@ def decode_body(raw: Any) -> bytes:
     if "text" in raw:
         if not isinstance(raw["text"], str):
             raise InvalidInput("body.text", "must be a string")
-        data = raw["text"].encode("utf-8")
+        try:
+            data = raw["text"].encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput("body.text", "is not valid Unicode text (an unpaired "
+                                            "surrogate)") from None
     else:
         try:
             data = base64.b64decode(str(raw["base64"]), validate=True)
@@ -56,35 +66,64 @@ def decode_body(raw: Any) -> bytes:
 def edit_message(dl: DeadletterServices, message_id: str, *, actor: str, body: bytes | None,
                  application_properties: dict[str, Any] | None) -> FailedMessage:
     """A new failed message with the edits, linked both ways to the original, which is kept
-    (status `superseded`) and no longer replayed."""
+    (status `superseded`) and no longer replayed.
+
+    The original is taken first (ETag-conditional: `superseded`, naming the edit's id), then
+    the edit is written: a concurrent edit or a replay that took the original wins and nothing
+    of this edit exists (503, ask again), so one message never becomes two. When writing the
+    edit fails the original is handed back as it was; when the process died in between, the
+    original names an edit that does not exist, and asking for the edit again writes it."""
     if not dl.policy.edit.allowed:
         raise Forbidden("editing failed messages is not allowed by policy (deadletter.edit)")
     if body is None and application_properties is None:
         raise InvalidInput("body", "give a new body, applicationProperties, or both")
     original = dl.store.get(message_id)
-    if original.status != "failed":
+    interrupted = original.status == "superseded" and bool(original.edited_as) \
+        and not _exists(dl, str(original.edited_as))
+    if original.status != "failed" and not interrupted:
         raise InvalidInput("message", f"{message_id} is {original.status}; only a failed "
                            "message can be edited")
     new_body = body if body is not None else dl.store.body(message_id)
     app = (plain_properties(application_properties) if application_properties is not None
            else dict(original.application_properties))
     now = utcnow()
-    edited_key = f"edit:{original.id}:{now.isoformat()}"
+    if interrupted:
+        edited_id, edited_key = str(original.edited_as), f"edit:{original.id}:resumed"
+    else:
+        edited_key = f"edit:{original.id}:{now.isoformat()}"
+        edited_id = new_message_id(original.group, edited_key)
+        original = dl.store.update(original.copy(status="superseded", edited_as=edited_id))
     edited = original.copy(
-        id=new_message_id(original.group, edited_key), source_key=edited_key,
+        id=edited_id, source_key=edited_key,
         application_properties=app, ingested_at=now, status="failed", edit_of=original.id,
         edited_as=None, edited_by=actor, replay_job=None, replay_attempt=0, replayed_at=None,
         replayed_to=None, sent_message_id=None, possible_duplicate=False, etag=None)
-    dl.store.put(edited, new_body)
-    dl.store.update(original.copy(status="superseded", edited_as=edited.id))
+    try:
+        dl.store.put(edited, new_body)
+    except Exception:
+        try:
+            dl.store.update(original.copy(status="failed", edited_as=None))
+        except Exception as exc:  # left superseded: asking for the edit again writes it
+            log.warning("dlq edit of %s: the original could not be handed back (%s)",
+                        original.id, type(exc).__name__)
+        raise
     changed = [name for name, given in (("body", body), ("applicationProperties",
                                                           application_properties))
                if given is not None]
     dl.audit.append(AuditRecord(
         actor=actor, action="dlq.edit", target=f"dlq-message:{original.id}",
         outcome="succeeded", correlation_id=original.group,
-        details={"editedAs": edited.id, "changed": changed, "bodySize": len(new_body)}))
+        details={"editedAs": edited.id, "changed": changed, "bodySize": len(new_body),
+                 **({"resumed": True} if interrupted else {})}))
     return edited
+
+
+def _exists(dl: DeadletterServices, message_id: str) -> bool:
+    try:
+        dl.store.get(message_id)
+    except NotFound:
+        return False
+    return True
 
 
 def archive(dl: DeadletterServices, *, actor: str, group: str | None,
