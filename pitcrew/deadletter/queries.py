@@ -74,7 +74,10 @@ def time_value(raw: Any, name: str) -> datetime | None:
     value = value if value.tzinfo else value.replace(tzinfo=UTC)
     if not 2000 <= value.year <= 2999:
         raise InvalidInput(name, "must be a time between the years 2000 and 2999")
-    return value.astimezone(UTC)
+    value = value.astimezone(UTC)
+    if not 2000 <= value.year <= 2999:  # the offset moved it across (1999 or 3000 in UTC)
+        raise InvalidInput(name, "must be a time between the years 2000 and 2999 (UTC)")
+    return value
 
 
 MAX_ENTITY_CHARS = 300

@@ -534,8 +534,8 @@ class PurgeRequest(StrictModel):
         if value is None:
             return None
         value = value if value.tzinfo else value.replace(tzinfo=UTC)
-        if not 2000 <= value.year <= 2999:
-            raise ValueError("must be a time between the years 2000 and 2999")
+        if not 2000 <= value.year <= 2999 or not 2000 <= value.astimezone(UTC).year <= 2999:
+            raise ValueError("must be a time between the years 2000 and 2999 (UTC)")
         return value.astimezone(UTC)
 
     @model_validator(mode="after")
