@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pitcrew.deadletter.grouping import group_id, message_id, normalise_cause
@@ -58,7 +59,8 @@ class BlobBodyStore:
 
 class EventGridDeadletterSource:
     """Reads `<container>/<SUBSCRIPTION>/YYYY/M/D/H/<guid>.json` blobs; each holds a JSON array
-    of events Event Grid gave up on. Settling deletes the blob once all its events are stored."""
+    of events Event Grid gave up on. Settling deletes the blob once all its events are stored
+    (and settled); a blob holding anything else is kept whole as one failed message."""
 
     def __init__(self, service: Any, *, name: str, container: str, subscription: str | None,
                  entity: str) -> None:
@@ -68,7 +70,7 @@ class EventGridDeadletterSource:
         self._entity = entity
 
     def receive(self, max_messages: int) -> Iterator[list[Captured]]:
-        """One list of Captured per blob; the last Captured of a blob settles the blob."""
+        """One list of Captured per blob; the blob is deleted when all of them are settled."""
         from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
 
         seen = 0
@@ -94,11 +96,12 @@ class EventGridDeadletterSource:
         events = json_or_none(raw)
         if isinstance(events, dict):
             events = [events]
-        if not isinstance(events, list):
+        if not isinstance(events, list) or not events:
             # Not what Event Grid writes: keep it whole as one failed message, never drop it.
             events = [{"deadLetterReason": "UnreadableDeadLetterBlob",
                        "_raw": raw.decode("utf-8", "replace")}]
         captured: list[Captured] = []
+        pending, lock = set(range(len(events))), threading.Lock()  # events not yet settled
         for index, event in enumerate(events):
             event = event if isinstance(event, dict) else {"value": event}
             reason = str(event.get("deadLetterReason") or "unknown")
@@ -107,7 +110,7 @@ class EventGridDeadletterSource:
             description = f"last delivery outcome {outcome}" if outcome else ""
             if status not in (None, 0, "0"):
                 description += f", HTTP {status}"
-            event_type = str(event.get("eventType") or event.get("type") or "")
+            event_type = _clip(event.get("eventType") or event.get("type") or "") or ""
             if event_type:
                 description += f" ({event_type})"
             entity = f"{self._entity.split('/', 1)[0]}/{subscription}"
@@ -121,16 +124,17 @@ class EventGridDeadletterSource:
                 id=message_id(group, key), group=group, source=self._name,
                 source_kind="eventgrid-blob", entity=entity, source_key=key,
                 reason=reason, description=description.strip(", "), cause=cause,
-                properties={"message_id": event.get("id"), "subject": event.get("subject"),
+                # Clipped to fit the row (the event itself, in the body, keeps them whole).
+                properties={"message_id": _clip(event.get("id")),
+                            "subject": _clip(event.get("subject")),
                             "content_type": "application/json",
                             "event_type": event_type or None},
                 application_properties={},
                 delivery_count=_int(event.get("deliveryAttempts")),
                 enqueued_time=_time(event.get("publishTime")),
             )
-            captured.append(Captured(message, body, settle=lambda: None))
-        last = captured[-1]
-        captured[-1] = Captured(last.message, last.body, settle=lambda: self._delete(blob_name))
+            settle = _BlobSettle(self, blob_name, index, pending, lock)
+            captured.append(Captured(message, body, settle=settle))
         return captured
 
     def _delete(self, blob_name: str) -> None:
@@ -146,17 +150,59 @@ _EG_DEADLETTER_FIELDS = frozenset({
 })
 
 
+class _BlobSettle:
+    """Settles one event of a blob: the blob is deleted once every one of its events is
+    settled (stored), so an event the store refused keeps the whole blob at its source."""
+
+    def __init__(self, source: EventGridDeadletterSource, blob_name: str, index: int,
+                 pending: set[int], lock: threading.Lock) -> None:
+        self._source, self._blob, self._index = source, blob_name, index
+        self._pending, self._lock = pending, lock
+
+    def __call__(self) -> None:
+        with self._lock:
+            self._pending.discard(self._index)
+            last = not self._pending
+        if last:
+            self._source._delete(self._blob)
+
+
+_MAX_INT32 = 2**31 - 1
+_MAX_PROPERTY_JSON = 8_000  # each clipped property, JSON-escaped: three fit a row's 30,000
+
+
 def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
+    """A count as Event Grid writes it; anything that is not a whole number a row's Int32
+    holds (1e999, 1e300, -1, "3.5", true) is absent."""
+    if value is None or isinstance(value, bool):
         return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if 0 <= number <= _MAX_INT32 else None
+
+
+def _clip(value: Any, limit: int = 1024) -> str | None:
+    """A property value as text that fits the row: at most `limit` characters and
+    _MAX_PROPERTY_JSON once JSON-escaped."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    text = text[:limit]
+    while len(json.dumps(text)) > _MAX_PROPERTY_JSON:
+        text = text[: len(text) // 2]
+    return text
 
 
 def _time(value: Any) -> datetime | None:
+    """publishTime, when it is a time a row can hold (Table storage: years 1601 to 9999)."""
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if moment.tzinfo is not None:
+            moment.astimezone(UTC)  # OverflowError for a year 1 or 9999 offset
+    except (ValueError, OverflowError):
         return None
+    return moment if moment.year >= 1601 else None

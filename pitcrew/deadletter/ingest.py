@@ -16,10 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pitcrew.audit import AuditRecord, app_identity
-from pitcrew.deadletter.model import Arrival, Captured, Group, NotFound, utcnow
+from pitcrew.deadletter.model import (
+    Arrival,
+    Captured,
+    FailedMessage,
+    Group,
+    NotFound,
+    utcnow,
+)
 from pitcrew.deadletter.notices import group_notification
 from pitcrew.deadletter.policy import ServiceBusSource
-from pitcrew.deadletter.ports import DeadletterServices, SourceConfig
+from pitcrew.deadletter.ports import DeadletterServices, FailedMessageStore, SourceConfig
+from pitcrew.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +39,37 @@ class IngestReport:
     stored: int = 0
     already_stored: int = 0
     unsettled: int = 0
+    refused: int = 0  # the store would not take them: left at the source, not settled
+    refusals: list[dict[str, str]] = field(default_factory=list)  # the first few, with why
     groups: set[str] = field(default_factory=set)
     notified: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "received": self.received, "stored": self.stored,
-                "alreadyStored": self.already_stored, "unsettled": self.unsettled,
-                "groups": sorted(self.groups), "notified": self.notified}
+        out: dict[str, Any] = {
+            "source": self.source, "received": self.received, "stored": self.stored,
+            "alreadyStored": self.already_stored, "unsettled": self.unsettled,
+            "groups": sorted(self.groups), "notified": self.notified}
+        if self.refused:
+            out["refused"] = self.refused
+            out["refusedMessages"] = self.refusals
+        return out
 
     def left_at_source(self) -> str | None:
         """Why this ingest is not complete (some stored messages could not be settled at the
-        source), or None when every message received was also settled."""
-        if not self.unsettled:
-            return None
-        return (f"{self.unsettled} of {self.received} message(s) could not be settled at the "
+        source, or some could not be stored at all), or None when every message received was
+        also stored and settled."""
+        problems: list[str] = []
+        if self.refused:
+            problems.append(
+                f"{self.refused} of {self.received} message(s) could not be stored and stay at "
+                "the source (" + "; ".join(f"{r['id']}: {r['reason']}" for r in self.refusals)
+                + ")")
+        if self.unsettled:
+            problems.append(
+                f"{self.unsettled} of {self.received} message(s) could not be settled at the "
                 "source: they are stored, stay at the source, and the next ingest recognises "
                 "and settles them")
+        return "; ".join(problems) or None
 
 
 def ingest_source(dl: DeadletterServices, config: SourceConfig,
@@ -65,20 +88,21 @@ def ingest_source(dl: DeadletterServices, config: SourceConfig,
     source = dl.source(config)
     parallel = bool(getattr(source, "concurrent_settle", False))
     settling: Future[None] | None = None
-    known: dict[str, Group] = {}  # each group as this ingest last wrote it
+    known: dict[str, Group] = {}  # each group as this ingest last read or wrote it
+    counted = _Counted()
     try:
         for batch in source.receive(limit):
             ids = {c.message.id for c in batch}
             if ids <= set().union(*recent):
                 break  # redelivered within this run (a lost lock): the next scan settles them
             recent.append(ids)
-            arrivals = _store_batch(dl, batch, report, known)
+            arrivals, stored = _store_batch(dl, batch, report, known, counted)
             if parallel:
                 if settling is not None:
                     settling.result()  # one batch in flight
-                settling = _SETTLE_POOL.submit(_settle_all, batch, report, True)
+                settling = _SETTLE_POOL.submit(_settle_all, stored, report, True)
             else:
-                _settle_all(batch, report, False)
+                _settle_all(stored, report, False)
             for arrival in arrivals:
                 report.notified += notify_due(dl, arrival.group, arrival)
             if on_batch is not None:
@@ -105,32 +129,117 @@ def ingest_source(dl: DeadletterServices, config: SourceConfig,
 _RECENT_BATCHES = 16  # ids of the last batches, to notice a source handing them back
 
 
+@dataclass
+class _Counted:
+    """What one ingest run knows about counting: each group's last seen as it was before this
+    run counted anything in it (None: the group did not exist), and the ids this run stored."""
+
+    before: dict[str, Any] = field(default_factory=dict)
+    stored_here: set[str] = field(default_factory=set)
+
+
 def _store_batch(dl: DeadletterServices, batch: list[Captured], report: IngestReport,
-                 known: dict[str, Group]) -> list[Arrival]:
-    """Store, then count. Counting comes before the settle: a crash after the store write
-    leaves the messages at the source, and the next ingest (which finds them stored) must not
-    have to count them."""
+                 known: dict[str, Group], counted: _Counted
+                 ) -> tuple[list[Arrival], list[Captured]]:
+    """Store, then count; returns the arrivals and the messages now stored (the ones to
+    settle). Counting comes before the settle: a crash after the store write leaves the
+    messages at the source, and the next ingest (which finds them stored) counts those the
+    crash left uncounted, and only those.
+
+    A message the store refuses (properties too large) stays at its source, is logged and
+    reported; the rest of the batch is stored and settled all the same."""
     store = dl.store
     report.received += len(batch)
-    created = store.put_many([(c.message, c.body) for c in batch])  # raises: nothing settled
-    report.stored += len(created)
-    report.already_stored += len(batch) - len(created)
-    by_group: dict[str, list[Captured]] = {}
+    created, refused = _put(store, batch)  # raises (anything but a refusal): nothing settled
     for captured in batch:
+        if captured.message.id in refused:
+            _refuse(report, captured, refused[captured.message.id])
+    stored = [c for c in batch if c.message.id not in refused]
+    report.stored += len(created)
+    report.already_stored += len(stored) - len(created)
+    by_group: dict[str, list[Captured]] = {}
+    for captured in stored:
         by_group.setdefault(captured.message.group, []).append(captured)
     thresholds = dl.policy.thresholds
     arrivals: list[Arrival] = []
     for group_id, members in by_group.items():
         report.groups.add(group_id)
-        new = sum(1 for c in members if c.message.id in created)
-        if new == 0 and (group_id in known or _group_exists(dl, group_id)):
+        if group_id not in counted.before:
+            group = _read_group(dl, group_id)
+            counted.before[group_id] = group.last_seen if group is not None else None
+            if group is not None:
+                known[group_id] = group
+        new = [c.message.id for c in members if c.message.id in created]
+        uncounted = _uncounted(dl, [c for c in members if c.message.id not in created],
+                               counted)
+        counted.stored_here.update(new)
+        counted.stored_here.update(uncounted)
+        if not new and not uncounted:
             continue
-        # new == 0 with no group: an earlier ingest stored these and crashed before counting.
-        arrival = store.record_arrivals(members[0].message, new or len(members), utcnow(),
-                                        thresholds, known=known.get(group_id))
+        if uncounted:
+            log.info("dead-letter ingest: %d message(s) of group %s were stored by an earlier "
+                     "ingest that stopped before counting them; counted now", len(uncounted),
+                     group_id)
+        arrival = store.record_arrivals(members[0].message, len(new) + len(uncounted),
+                                        utcnow(), thresholds, known=known.get(group_id))
         known[group_id] = arrival.group  # as written: the next batch need not read it again
         arrivals.append(arrival)
-    return arrivals
+    return arrivals, stored
+
+
+def _put(store: FailedMessageStore, batch: list[Captured]) -> tuple[set[str], dict[str, str]]:
+    """Store the batch; a message the store refuses (InvalidInput: it can never be stored as
+    it is) is set apart, with the reason, and the others are stored all the same. The store
+    checks a whole call before writing any of it, so halving isolates the refused ones in a
+    few calls."""
+    try:
+        return store.put_many([(c.message, c.body) for c in batch]), {}
+    except InvalidInput as exc:
+        if len(batch) == 1:
+            return set(), {batch[0].message.id: str(exc)[:500]}
+    half = len(batch) // 2
+    created, refused = _put(store, batch[:half])
+    more, more_refused = _put(store, batch[half:])
+    return created | more, {**refused, **more_refused}
+
+
+def _refuse(report: IngestReport, captured: Captured, reason: str) -> None:
+    report.refused += 1
+    message = captured.message
+    if len(report.refusals) < _REFUSALS_LISTED:
+        report.refusals.append({"id": message.id, "sourceKey": message.source_key[:300],
+                                "reason": reason})
+    log.warning("dead-letter ingest %s: failed message %s (%s) cannot be stored and stays at "
+                "its source: %s", message.source, message.id, message.source_key[:300], reason)
+
+
+_REFUSALS_LISTED = 20
+
+
+def _uncounted(dl: DeadletterServices, members: list[Captured], counted: _Counted) -> list[str]:
+    """Of messages found already stored, those no ingest counted: stored by an earlier ingest
+    that stopped between the store write and the count. A count moves the group's last seen
+    past the ingest time of every message it counts, so a message stored after the group was
+    last seen (as it was when this run first looked) was never counted. Those this run stored
+    itself were counted by it."""
+    members = [c for c in members if c.message.id not in counted.stored_here]
+    if not members:
+        return []
+    before = counted.before.get(members[0].message.group)
+    if before is None:  # no group when this run began: nothing of it was ever counted
+        return [c.message.id for c in members]
+    rows = list(_READ_POOL.map(lambda c: _stored(dl, c.message.id), members))
+    return [row.id for row in rows if row is not None and row.ingested_at > before]
+
+
+def _stored(dl: DeadletterServices, message_id: str) -> FailedMessage | None:
+    try:
+        return dl.store.get(message_id)
+    except NotFound:
+        return None
+
+
+_READ_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dlq-ingest-read")
 
 
 def _settle_all(batch: list[Captured], report: IngestReport, parallel: bool) -> None:
@@ -158,12 +267,11 @@ def _settle(captured: Captured) -> Exception | None:
     return None
 
 
-def _group_exists(dl: DeadletterServices, group_id: str) -> bool:
+def _read_group(dl: DeadletterServices, group_id: str) -> Group | None:
     try:
-        dl.store.group(group_id)
+        return dl.store.group(group_id)
     except NotFound:
-        return False
-    return True
+        return None
 
 
 def notify_due(dl: DeadletterServices, group: Group, arrival: Arrival | None = None) -> list[str]:

@@ -67,22 +67,25 @@ class TableFailedMessageStore:
         """Store messages and return the ids that were new. A body up to INLINE_MAX bytes is
         kept in the row itself (one write, no blob); a larger one goes to Blob storage first,
         then the row. Rows of one group go in entity-group transactions. A message already
-        stored (a second ingest) is left as it is."""
+        stored (a second ingest) is left as it is.
+
+        Every row is built before anything is written: a message that cannot be stored
+        (InvalidInput: properties too large) fails the call with nothing written, so the
+        caller can set it apart and store the others (pitcrew.deadletter.ingest)."""
         if not items:
             return set()
-        large = [(m.id, body) for m, body in items if len(body) > INLINE_MAX]
-        if large:
-            self.bodies.put_many(large)
-        by_group: dict[str, list[FailedMessage]] = {}
+        by_group: dict[str, list[tuple[FailedMessage, dict[str, Any]]]] = {}
         for message, body in items:
             message.body = body if len(body) <= INLINE_MAX else None
             message.body_size = len(body)
             message.body_sha256 = _digest(body)
             message.preview = preview(body, message.source_kind)
-            by_group.setdefault(message.group, []).append(message)
+            by_group.setdefault(message.group, []).append((message, _entity(message)))
+        large = [(m.id, body) for m, body in items if len(body) > INLINE_MAX]
+        if large:
+            self.bodies.put_many(large)
         created: set[str] = set()
-        for messages in by_group.values():
-            entities = [(m, _entity(m)) for m in messages]
+        for entities in by_group.values():
             for chunk in _transactions(entities):
                 created |= self._create_chunk(chunk)
         return created
