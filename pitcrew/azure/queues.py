@@ -14,6 +14,7 @@ from typing import Any
 
 from pitcrew.deadletter.grouping import group_id, message_id, normalise_cause
 from pitcrew.deadletter.model import Captured, FailedMessage
+from pitcrew.deadletter.replay import TargetMissing
 
 log = logging.getLogger(__name__)
 
@@ -95,26 +96,17 @@ class QueueSender:
         self._client = service.get_queue_client(queue)
         self._concurrency = concurrency
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dlq-send")
-        self._ensured = False
         self.possible_duplicates = 0  # sends the SDK repeated after a lost answer
         self._doubled: set[int] = set()  # id() of the items of running send_batch calls
         self._counting = threading.Lock()
-
-    def _ensure(self) -> None:
-        if not self._ensured:
-            from azure.core.exceptions import ResourceExistsError  # SDK on first use (cold start)
-
-            with contextlib.suppress(ResourceExistsError):
-                self._client.create_queue()
-            self._ensured = True
 
     def send_batch(self, items: Sequence[Any]) -> set[int]:
         """Send every item; raise after all were attempted if any failed (the first, in
         order). Returns the positions of the items the SDK sent again after a lost answer
         (each may be in the queue twice). Each worker sends a run of items: one task per
         worker, not per message (a future per message cost as much CPU as a tenth of the
-        send itself)."""
-        self._ensure()
+        send itself). The queue must exist: pitcrew never creates one in the workload; a
+        missing queue raises TargetMissing (permanent: no retry makes it appear)."""
         size = -(-len(items) // self._concurrency)  # ceil: at most `concurrency` runs
         runs = [items[i:i + size] for i in range(0, len(items), size)] if items else []
         errors = [e for run in self._pool.map(self._send_run, runs) for e in run]
@@ -122,7 +114,7 @@ class QueueSender:
             doubled = {i for i, item in enumerate(items) if id(item) in self._doubled}
             self._doubled.difference_update(id(item) for item in items)
         if errors:
-            raise errors[0]
+            raise _translated(errors[0], self.target)
         return doubled
 
     def _send_run(self, items: Sequence[Any]) -> list[Exception]:
@@ -159,6 +151,20 @@ class QueueSender:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
+
+
+def _translated(exc: Exception, target: str) -> Exception:
+    """The SDK's 404 for a queue that does not exist (QueueNotFound) as the engine's permanent
+    TargetMissing; any other failure as it came (the engine retries it as transient)."""
+    from azure.core.exceptions import ResourceNotFoundError  # SDK on first use (cold start)
+
+    if isinstance(exc, ResourceNotFoundError):
+        code = getattr(exc, "error_code", None) or "404"
+        missing = TargetMissing(f"the queue does not exist ({code}); pitcrew never creates "
+                                "one: create it, or replay elsewhere")
+        missing.__cause__ = exc
+        return missing
+    return exc
 
 
 def _text(body: bytes) -> str:

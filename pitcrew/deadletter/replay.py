@@ -74,6 +74,15 @@ _MAX_SEND_FAILURES = 5
 _CLAIM = ("status", "replay_job", "replay_attempt", "sent_message_id", "replayed_to")
 _SETTLE = ("status", "replayed_at", "possible_duplicate")
 _MAX_FAILURE_SAMPLES = 20
+BODY_MISSING = "the stored body is gone (deleted or purged): there is nothing to send"
+CANCELLED_IN_DOUBT = ("the job was cancelled after a failed send: handed back as failed, "
+                      "marked possible duplicate (the send may have reached the target)")
+
+
+class TargetMissing(Exception):
+    """Raised by a Sender (pitcrew/azure) when its target does not exist: no retry can make
+    it appear, and pitcrew never creates a resource in the workload. The job fails at once,
+    naming the target."""
 
 
 # --------------------------------------------------------------------------- rate limiting
@@ -241,6 +250,7 @@ def job_view(run: RunRecord) -> dict[str, Any]:
             "remaining": None if total is None else max(0, total - _done(counts)),
             "skippedBy": data.get("skippedBy") or {}, "failures": data.get("failures") or [],
             "requested": data.get("requested"), "error": data.get("error"),
+            "outcome": data.get("outcome"), "reason": data.get("reason"),
             "heartbeatAt": beat.isoformat() if beat else None,
             "heartbeatAgeSeconds": (round((now - beat).total_seconds(), 1)
                                     if beat and run.status == "running" else None),
@@ -255,19 +265,29 @@ def control_job(dl: DeadletterServices, job_id: str, action: str, actor: str) ->
         raise InvalidInput("action", "must be pause, resume or cancel")
     for _ in range(10):
         run = get_job(dl, job_id)
-        if (action, run.status) in (("cancel", "cancelled"), ("pause", "paused")):
-            # Asked twice: what was asked holds already. The same answer, nothing done again.
+        if ((action, run.status) in (("cancel", "cancelled"), ("pause", "paused"))
+                or (action == "resume" and run.status in ("queued", "running")
+                    and run.data.get("requested") is None)):
+            # Asked twice: what was asked holds already. The same answer, nothing done again
+            # (but a cancel finishes handing back what an interrupted first one left, and a
+            # resume wakes a queued job again: a lost wake-up is then repaired at once).
+            if action == "cancel":
+                run = _release_cancelled(dl, run)
             dl.audit.append(AuditRecord(
                 actor=actor, action=f"dlq.replay.{action}", target=_selection_label(
                     run.data["selection"]), outcome="skipped", correlation_id=job_id,
                 details={"status": run.status, "reason": f"the job is already {run.status}"}))
+            if action == "resume" and run.status == "queued":
+                dl.replay_jobs.enqueue(job_id)
             return run
         if run.status in TERMINAL:
             raise InvalidInput("job", f"{job_id} is already {run.status}")
         if action == "resume":
-            if run.status != "paused":
-                raise InvalidInput("job", f"{job_id} is {run.status}, not paused")
-            run.status, run.data["requested"] = "queued", None
+            if run.status == "running" and run.data.get("requested") == "cancel":
+                raise InvalidInput("job", f"{job_id} is being cancelled, not paused")
+            if run.status == "paused":
+                run.status = "queued"
+            run.data["requested"] = None  # a running job's pending pause is withdrawn
         elif run.status in ("queued", "paused"):
             # Nothing is running it: take effect now.
             run.status = "cancelled" if action == "cancel" else "paused"
@@ -286,10 +306,73 @@ def control_job(dl: DeadletterServices, job_id: str, action: str, actor: str) ->
                 run.data["selection"]), outcome="queued" if pending else "succeeded",
             correlation_id=job_id,
             details={"status": run.status, **({"requested": pending} if pending else {})}))
-        if action == "resume":
+        if action == "resume" and run.status == "queued":
             dl.replay_jobs.enqueue(job_id)
+        if run.status == "cancelled":
+            # A job cancelled between a failed send and its retry holds messages `replaying`:
+            # nothing will ever settle them, so they go back as failed, marked.
+            run = _release_cancelled(dl, run)
         return run
     raise RetryLater(f"job {job_id} is busy; retry")
+
+
+def _release_cancelled(dl: DeadletterServices, run: RunRecord) -> RunRecord:
+    """Hand back the in-doubt messages of a job cancelled while nothing ran it, and count them
+    failed with the reason. Idempotent: a message handed back is no longer the job's."""
+    released = _release(dl, run.run_id, _in_doubt(dl, run))
+    if not released:
+        return run
+    tally = _Tally()
+    for message in released:
+        tally.fail(message, CANCELLED_IN_DOUBT)
+    for _ in range(10):
+        tally.apply(run)
+        try:
+            return dl.state.save_run(run)
+        except StaleRun:
+            latest = dl.state.get_run(KIND, run.run_id)
+            if latest is None:
+                return run
+            run = latest
+    log.warning("replay job %s: could not record the %d message(s) handed back on cancel",
+                run.run_id, len(released))
+    return run
+
+
+def _in_doubt(dl: DeadletterServices, run: RunRecord) -> list[FailedMessage]:
+    """The job's messages claimed and not settled: only the batch after the cursor can hold
+    them (the cursor moves once a batch is settled)."""
+    selection = run.data["selection"]
+    store = dl.store
+    cursor = run.data.get("cursor")
+    if selection.get("group"):
+        found: list[FailedMessage] = list(store.in_group(
+            selection["group"], status="replaying", after=cursor,
+            ingested_until=datetime.fromisoformat(selection["until"])))
+    else:
+        start = 0 if cursor is None else int(cursor) + 1
+        found = []
+        for message_id in selection["ids"][start:start + int(run.data["batchSize"])]:
+            try:
+                found.append(store.get(message_id))
+            except NotFound:
+                continue
+    return [m for m in found if m.status == "replaying" and m.replay_job == run.run_id]
+
+
+def _release(dl: DeadletterServices, job_id: str,
+             messages: list[FailedMessage]) -> list[FailedMessage]:
+    """A job that gives up hands its in-doubt messages back as failed, marked (the failed
+    send may have reached the broker)."""
+    fresh = []
+    for message in messages:
+        try:
+            current = dl.store.get(message.id)
+        except NotFound:
+            continue
+        if current.status == "replaying" and current.replay_job == job_id:
+            fresh.append(current.copy(status="failed", possible_duplicate=True))
+    return dl.store.update_many(fresh) if fresh else []
 
 
 def get_job(dl: DeadletterServices, job_id: str) -> RunRecord:
@@ -358,6 +441,30 @@ class ReplayWorker:
         except _LostLease:
             log.warning("replay job %s was taken over by another worker; stopping", self.job_id)
             return "busy"
+        except RetryLater:
+            raise  # a send failure already handed the job back; or contention: retried
+        except Exception as exc:
+            return self._crashed(exc)
+
+    def _crashed(self, exc: Exception) -> str:
+        """An unexpected failure: never a job left `running` under a lease with no error. The
+        error is recorded and the lease released; like a transient send failure the job is
+        handed back for the platform's retry, and after as many it fails and hands its
+        in-doubt messages back."""
+        log.exception("replay job %s: unexpected %s", self.job_id, type(exc).__name__)
+        run = self._run
+        if run is None:
+            raise exc
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        try:
+            return self._send_failed(run, _SendFailed(reason, None, _Tally()))
+        except _LostLease:
+            return "busy"
+        except RetryLater:
+            raise
+        except Exception:
+            log.exception("replay job %s: could not record the failure", self.job_id)
+            raise exc from None
 
     def _work(self, run: RunRecord) -> str:
         started = self.clock()
@@ -495,7 +602,7 @@ class ReplayWorker:
                 # namespace is a send failure like any other, never a job stuck `running`.
                 senders[target.label] = self.dl.sender(target)
             except Exception as exc:
-                permanent = isinstance(exc, ConfigurationError)
+                permanent = isinstance(exc, ConfigurationError | TargetMissing)
                 reason = (f"{target.label}: {exc}" if permanent else
                           f"{type(exc).__name__} connecting to {target.label}")
                 raise _SendFailed(reason, in_doubt, tally, permanent=permanent) from exc
@@ -509,7 +616,8 @@ class ReplayWorker:
         sending = claimed + in_doubt
         if not sending:
             return
-        bodies = dict(zip((m.id for m in sending), store.bodies_of(sending), strict=True))
+        bodies = self._bodies(sending, tally)
+        sending = [m for m in sending if m.id in bodies]
         by_target: dict[str, list[FailedMessage]] = {}
         for message in sending:
             by_target.setdefault(targets[message.id].label, []).append(message)
@@ -521,6 +629,9 @@ class ReplayWorker:
             except Exception as exc:
                 unsettled = [m for group in list(by_target.values())[
                     list(by_target).index(label):] for m in group]
+                if isinstance(exc, TargetMissing):
+                    raise _SendFailed(f"{label}: {exc}", unsettled, tally,
+                                      permanent=True) from exc
                 raise _SendFailed(f"{type(exc).__name__} sending to {label}", unsettled,
                                   tally) from exc
             now = utcnow()
@@ -532,6 +643,41 @@ class ReplayWorker:
             store.update_many(settled, fields=_SETTLE)
             for message in settled:
                 tally.sent(message)
+
+    def _bodies(self, sending: list[FailedMessage], tally: _Tally) -> dict[str, bytes]:
+        """The bodies of the claimed messages. A body that is gone (deleted, purged meanwhile)
+        fails that message alone: it is handed back as `failed` with the reason and the rest
+        go. Any other read failure is a transient failure of the batch (retried)."""
+        store = self.dl.store
+        try:
+            return dict(zip((m.id for m in sending), store.bodies_of(sending), strict=True))
+        except Exception as exc:
+            first = exc
+        bodies: dict[str, bytes] = {}
+        gone: list[FailedMessage] = []
+        for message in sending:
+            if message.body is not None:
+                bodies[message.id] = message.body
+                continue
+            try:
+                bodies[message.id] = store.body(message.id)
+            except NotFound:
+                gone.append(message)
+            except Exception as exc:
+                raise _SendFailed(f"{type(exc).__name__} reading the stored bodies", sending,
+                                  tally) from exc
+        if not gone:  # the batch read failed, one by one they came: a passing fault
+            log.info("replay job %s: reading bodies failed once (%s); read one by one",
+                     self.job_id, type(first).__name__)
+        # Handed back as failed (never sent by this claim; marked if an earlier one may have).
+        handed = store.update_many([m.copy(status="failed") for m in gone],
+                                   fields=("status", "possible_duplicate")) if gone else []
+        for message in gone:
+            tally.fail(message, BODY_MISSING)
+        if len(handed) < len(gone):
+            log.warning("replay job %s: %d message(s) whose body is gone changed meanwhile",
+                        self.job_id, len(gone) - len(handed))
+        return bodies
 
     def _target(self, run: RunRecord, message: FailedMessage) -> Target:
         """The policy's target for this message now (TargetRefused if the policy changed)."""
@@ -552,7 +698,8 @@ class ReplayWorker:
         data["sendFailures"] = data.get("sendFailures", 0) + 1
         data["error"] = failure.reason
         if failure.permanent or data["sendFailures"] >= _MAX_SEND_FAILURES:
-            released = self._release(failure.messages)
+            released = self._release(failure.messages if failure.messages is not None
+                                     else _in_doubt(self.dl, run))
             for message in released:
                 failure.tally.fail(message, failure.reason)
             failure.tally.apply(run)
@@ -566,17 +713,7 @@ class ReplayWorker:
                          "resumes") from None
 
     def _release(self, messages: list[FailedMessage]) -> list[FailedMessage]:
-        """A job that gives up hands its in-doubt messages back as failed, marked (the failed
-        send may have reached the broker)."""
-        fresh = []
-        for message in messages:
-            try:
-                current = self.dl.store.get(message.id)
-            except NotFound:
-                continue
-            if current.status == "replaying" and current.replay_job == self.job_id:
-                fresh.append(current.copy(status="failed", possible_duplicate=True))
-        return self.dl.store.update_many(fresh)
+        return _release(self.dl, self.job_id, messages)
 
     # ------------------------------------------------------------------ lease and persistence
 
@@ -646,13 +783,20 @@ class ReplayWorker:
                      data.get("total"), _done(counts))
             data["total"] = _done(counts)
         run.status, run.step = status, "done"
+        # What the job did, beside how it ended: a job that walked its selection and sent
+        # nothing says so on the job itself (outcome "skipped" and why), not only in the audit.
+        outcome, reason = _replay_outcome(status, bool(data["dryRun"]),
+                                          {**_zero_counts(), **data["counts"]},
+                                          data.get("skippedBy") or {})
+        data["outcome"], data["reason"] = outcome, reason
         self._save(run, lease=False)
+        if run.status != status:  # an operator's cancel landed first
+            outcome, reason = _replay_outcome(run.status, bool(data["dryRun"]),
+                                              {**_zero_counts(), **data["counts"]},
+                                              data.get("skippedBy") or {})
         group = data["selection"].get("group")
         if group and run.status == "succeeded" and not data["dryRun"]:
             resolve_group(self.dl, group, "replayed")
-        outcome, reason = _replay_outcome(run.status, bool(data["dryRun"]),
-                                          {**_zero_counts(), **data["counts"]},
-                                          data.get("skippedBy") or {})
         self.dl.audit.append(AuditRecord(
             actor=data["actor"], action="dlq.replay", target=_selection_label(data["selection"]),
             outcome=outcome, correlation_id=self.job_id,
@@ -740,8 +884,10 @@ class _Tally:
 
 
 class _SendFailed(Exception):
-    def __init__(self, reason: str, messages: list[FailedMessage], tally: _Tally, *,
+    def __init__(self, reason: str, messages: list[FailedMessage] | None, tally: _Tally, *,
                  permanent: bool = False) -> None:
+        """`messages`: the in-doubt ones to hand back if the job gives up; None: unknown (an
+        unexpected failure), found from the store then."""
         super().__init__(reason)
         self.reason = reason
         self.messages = messages

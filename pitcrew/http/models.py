@@ -7,6 +7,7 @@ passes comes out typed. Fields are checked in the order they are declared.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -405,8 +406,19 @@ def _message_ids(value: Any) -> list[str]:
 
 def _number(name: str, kind: tuple[type, ...]) -> Callable[[Any], Any]:
     def parse(value: Any) -> Any:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, kind):
             raise InvalidInput(name, "must be a number")
+        # JSON allows any number of digits: 1 followed by 400 zeros is no float (and 1e400 is
+        # infinity). Refused here, naming the field, rather than overflowing later (a 500).
+        number: Any = value  # an int or a float, checked just above
+        try:
+            finite = math.isfinite(float(number))
+        except OverflowError:
+            finite = False
+        if not finite:
+            raise InvalidInput(name, "is out of range")
         return value
 
     return parse

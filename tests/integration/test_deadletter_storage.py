@@ -74,6 +74,10 @@ def queue(name: str) -> Any:
 
 
 def poison(name: str, bodies: list[str]) -> None:
+    """Poison messages of the workload queue `name`, which exists as it does in any real
+    deployment (pitcrew replays into queues, it never creates them)."""
+    with contextlib.suppress(ResourceExistsError):
+        queue(name).create_queue()
     client = queue(f"{name}-poison")
     with contextlib.suppress(ResourceExistsError):
         client.create_queue()
@@ -324,6 +328,7 @@ def test_eventgrid_deadletter_blobs(queue_names: str, receiver: Receiver) -> Non
     assert len(receiver.received) == 1
     message = next(dl.store.in_group(group.id))
     assert message.delivery_count == 30
+    queue(f"{name}-eg").create_queue()  # the topic's queue: it exists, pitcrew never makes it
     job = api.request_replay(OPERATOR, json.dumps({"group": group.id}).encode()).body["id"]
     assert run_job(job) == "succeeded"
     replayed = sorted(json.loads(m)["id"] for m in drain(f"{name}-eg"))

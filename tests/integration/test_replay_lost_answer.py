@@ -40,6 +40,7 @@ def test_a_send_whose_answer_is_lost_is_counted_and_said(
     service = QueueServiceClient.from_connection_string(
         storage_connection_string, transport=LosesOneAnswer(),
         retry_policy=LinearRetry(backoff=0, random_jitter_range=0))
+    service.get_queue_client(unique_name).create_queue()  # the target exists: never made
     sender = QueueSender(service, unique_name, concurrency=2)
     with caplog.at_level(logging.WARNING, logger="pitcrew.azure.queues"):
         doubled = sender.send_batch([_Item(b"one"), _Item(b"two"), _Item(b"three")])
@@ -74,6 +75,7 @@ def test_a_send_that_never_reached_the_queue_is_not_counted(
     service = QueueServiceClient.from_connection_string(
         storage_connection_string, transport=RefusesOnce(),
         retry_policy=LinearRetry(backoff=0, random_jitter_range=0))
+    service.get_queue_client(unique_name).create_queue()
     sender = QueueSender(service, unique_name, concurrency=1)
     assert sender.send_batch([_Item(b"one"), _Item(b"two")]) == set()
     sender.close()

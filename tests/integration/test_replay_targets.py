@@ -24,6 +24,7 @@ from tests.integration.test_deadletter_storage import (
     audit,
     drain,
     poison,
+    queue,
     run_job,
     write_policy,
 )
@@ -117,6 +118,7 @@ def test_with_redirect_only_the_listed_targets_may_be_picked(
     assert status == 400
     assert body["allowed"] == sorted([f"queue:{q}", f"queue:{q}-retry",
                                       "servicebus:fake-sb/orders-retry"])
+    queue(f"{q}-retry").create_queue()  # a workload queue: it exists, pitcrew never makes it
     status, body = _request({"messages": [message], "target": f"queue:{q}-retry"})
     assert status == 202, body
     assert run_job(str(body["id"])) == "succeeded"
