@@ -498,9 +498,12 @@ def demo_poison(
     if "devstoreaccount1" not in conn:
         err.print("[red]✗ demo-poison only writes to Azurite (a development account)[/red]")
         raise typer.Exit(2)
+    # The workload's queue too: a replay puts messages back into it, and pitcrew never
+    # creates a queue it replays into (a deployment has it already).
+    for name in (queue, f"{queue}-poison"):
+        with contextlib.suppress(ResourceExistsError):
+            QueueClient.from_connection_string(conn, name).create_queue()
     client = QueueClient.from_connection_string(conn, f"{queue}-poison")
-    with contextlib.suppress(ResourceExistsError):
-        client.create_queue()
     for i in range(count):
         order = {"orderId": str(uuid.uuid4()), "sku": f"SKU-{i % 7}", "quantity": i + 1,
                  "poison": "price is negative"}
