@@ -13,8 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pitcrew.deadletter.grouping import group_id, message_id, normalise_cause
-from pitcrew.deadletter.model import Captured, FailedMessage
-from pitcrew.deadletter.replay import TargetMissing
+from pitcrew.deadletter.model import Captured, FailedMessage, TargetMissing
 
 log = logging.getLogger(__name__)
 

@@ -228,6 +228,12 @@ class NotFound(InvalidInput):
         super().__init__(what, f"{ident[:80]!r} was not found")
 
 
+class TargetMissing(Exception):
+    """Raised by a Sender (pitcrew/azure) when its target does not exist: no retry can make
+    it appear, and pitcrew never creates a resource in the workload. The job fails at once,
+    naming the target."""
+
+
 class StaleMessage(RetryLater):
     """Another writer changed the message since it was read."""
 

@@ -48,6 +48,7 @@ from pitcrew.deadletter.model import (
     FailedMessage,
     NotFound,
     Target,
+    TargetMissing,
     utcnow,
 )
 from pitcrew.deadletter.notices import resolve_group
@@ -77,12 +78,6 @@ _MAX_FAILURE_SAMPLES = 20
 BODY_MISSING = "the stored body is gone (deleted or purged): there is nothing to send"
 CANCELLED_IN_DOUBT = ("the job was cancelled after a failed send: handed back as failed, "
                       "marked possible duplicate (the send may have reached the target)")
-
-
-class TargetMissing(Exception):
-    """Raised by a Sender (pitcrew/azure) when its target does not exist: no retry can make
-    it appear, and pitcrew never creates a resource in the workload. The job fails at once,
-    naming the target."""
 
 
 # --------------------------------------------------------------------------- rate limiting
