@@ -51,3 +51,20 @@ class Conflict(PitcrewError):
 
 class ConfigurationError(RuntimeError):
     """A required app setting is missing or malformed; the message names it."""
+
+
+def error_summary(exc: BaseException, *, with_message: bool = True) -> str:
+    """A failure on one line, as the Azure SDKs describe it: the error's type, HTTP status
+    and Azure's error code, then (`with_message`) the first line of Azure's message, at most
+    300 characters. Only the first line: the SDK's later lines quote the response body.
+    Without the message where it may quote a secret (an unexpected error's own text)."""
+    error = getattr(exc, "error", None)
+    head = " ".join(str(part) for part in (
+        type(exc).__name__, getattr(exc, "status_code", None), getattr(error, "code", None))
+        if part)
+    if not with_message:
+        return head
+    message = getattr(error, "message", None) or getattr(exc, "message", None) or str(exc)
+    lines = str(message).strip().splitlines()
+    first = " ".join(lines[0].split()) if lines else ""
+    return (f"{head}: {first}" if first else head)[:300]

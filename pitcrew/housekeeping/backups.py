@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from pitcrew.audit import AuditRecord, app_identity
+from pitcrew.errors import error_summary
 from pitcrew.housekeeping.recovery_policy import (
     BackupJobsRule,
     CosmosBackupRule,
@@ -67,9 +68,7 @@ def _short(resource: str) -> str:
 
 
 def _unreadable(resource: str, exc: Exception) -> ResourceResult:
-    status = getattr(exc, "status_code", None)
-    code = getattr(getattr(exc, "error", None), "code", None)
-    what = " ".join(str(x) for x in (type(exc).__name__, status, code) if x)
+    what = error_summary(exc, with_message=False)
     return ResourceResult(resource, [f"could not be read ({what})"])
 
 

@@ -59,7 +59,7 @@ from typing import Any, cast
 
 from pitcrew.audit import AuditRecord, app_identity
 from pitcrew.azure.errors import is_transient
-from pitcrew.errors import Conflict, InvalidInput, RetryLater
+from pitcrew.errors import Conflict, InvalidInput, RetryLater, error_summary
 from pitcrew.housekeeping.backups import CheckResult, ResourceResult, report
 from pitcrew.housekeeping.recovery_policy import DrillRule
 from pitcrew.housekeeping.recovery_ports import CosmosBackups, RecoveryServices
@@ -380,7 +380,7 @@ class AzureFailed(Exception):
     def __init__(self, call: str, exc: Exception) -> None:
         self.call = call
         self.transient = is_transient(exc)
-        self.reason = _reason(exc)
+        self.reason = error_summary(exc)
         super().__init__(f"{_CALLS.get(call, call)}: {self.reason}")
 
     @property
@@ -399,17 +399,6 @@ _CALLS = {
     "item_counts": "reading the item counts",
     "delete": "deleting the scratch account",
 }
-
-
-def _reason(exc: BaseException) -> str:
-    """Azure's reason, on one line: the error type, status and code, and its message."""
-    status = getattr(exc, "status_code", None)
-    error = getattr(exc, "error", None)
-    code = getattr(error, "code", None)
-    message = getattr(error, "message", None) or getattr(exc, "message", None) or str(exc)
-    message = " ".join(str(message).split())[:300]
-    head = " ".join(str(x) for x in (type(exc).__name__, status, code) if x)
-    return f"{head}: {message}" if message else head
 
 
 class _Guarded:
@@ -744,14 +733,6 @@ def check_drills(svc: RecoveryServices) -> CheckResult:
     return report(svc, check) if check.results else check
 
 
-def _error_text(exc: BaseException) -> str:
-    """An unexpected error named without its message (which may quote a secret): its type,
-    and its status and code when it has them."""
-    status = getattr(exc, "status_code", None)
-    code = getattr(getattr(exc, "error", None), "code", None)
-    return " ".join(str(x) for x in (type(exc).__name__, status, code) if x)
-
-
 def _keep_error(svc: RecoveryServices, run_id: str, error: str) -> str | None:
     """Keep a timer's error in the stored run's problems (the latest replaces the one before;
     each stays in `retried`) while the run is running and nobody holds it: the step it was
@@ -769,7 +750,7 @@ def _keep_error(svc: RecoveryServices, run_id: str, error: str) -> str | None:
         return run.step
     except Exception as exc:  # the log and the audit still say it
         log.error("drill run %s: the error could not be kept in the run (%s)", run_id,
-                  _error_text(exc))
+                  error_summary(exc, with_message=False))
         return None
 
 
@@ -777,7 +758,7 @@ def _timer_failed(svc: RecoveryServices, timer: str, actor: str, drill: str,
                   run_id: str | None, exc: Exception) -> None:
     """One drill's unexpected error in a timer: logged, kept in its run, audited; the timer
     goes on with the other drills."""
-    error = _error_text(exc)
+    error = error_summary(exc, with_message=False)
     log.error("%s: drill %s run %s failed: %s; going on with the other drills", timer, drill,
               run_id or "(none)", error)
     step = _keep_error(svc, run_id, error) if run_id else None
@@ -788,7 +769,7 @@ def _timer_failed(svc: RecoveryServices, timer: str, actor: str, drill: str,
             details={"timer": timer, "run": run_id, "step": step, "error": error}))
     except Exception as audit_exc:
         log.error("%s: drill %s run %s: the failure could not be audited (%s)", timer, drill,
-                  run_id or "(none)", _error_text(audit_exc))
+                  run_id or "(none)", error_summary(audit_exc, with_message=False))
 
 
 def _due(svc: RecoveryServices, rule: DrillRule) -> bool:
@@ -827,7 +808,8 @@ def run_due(svc: RecoveryServices, actor: str) -> list[str]:
     try:
         check_drills(svc)
     except Exception as exc:  # raised below, once everything else is done
-        log.error("run_due_drills: the drills check failed: %s", _error_text(exc))
+        log.error("run_due_drills: the drills check failed: %s",
+                  error_summary(exc, with_message=False))
         if not (failed and not started and not busy):
             raise
         raise DrillTimerFailed("run_due_drills", failed) from exc
@@ -864,7 +846,8 @@ def resume(svc: RecoveryServices, actor: str | None = None) -> list[str]:
         try:
             check_drills(svc)
         except Exception as exc:
-            log.error("resume_drills: the drills check failed: %s", _error_text(exc))
+            log.error("resume_drills: the drills check failed: %s",
+                      error_summary(exc, with_message=False))
     if failed and not moved and not busy:
         raise DrillTimerFailed("resume_drills", failed)
     return moved

@@ -24,8 +24,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pitcrew.audit import AuditRecord
-from pitcrew.errors import InvalidInput
-from pitcrew.housekeeping.backups import CheckResult, ResourceResult, _unreadable, report
+from pitcrew.errors import InvalidInput, error_summary
+from pitcrew.housekeeping.backups import CheckResult, ResourceResult, report
 from pitcrew.housekeeping.recovery_policy import RegistryRule
 from pitcrew.housekeeping.recovery_ports import Manifest, RecoveryServices
 from pitcrew.state import RunRecord
@@ -68,9 +68,9 @@ class PurgeResult:
 def _failure(doing: str, exc: Exception) -> str:
     """Why a registry call failed, as a problem: what was being done, the error's type,
     status and code (as the backup checks name an unreadable resource) and its message."""
-    (problem,) = _unreadable("", exc).problems
-    message = " ".join(str(getattr(exc, "message", None) or exc).split())[:200]
-    return f"{doing}: {problem}" + (f": {message}" if message else "")
+    head = error_summary(exc, with_message=False)
+    message = error_summary(exc)[len(head):].removeprefix(": ")
+    return f"{doing}: could not be read ({head})" + (f": {message}" if message else "")
 
 
 def _in_use(svc: RecoveryServices, rule: RegistryRule) -> dict[str, str | None]:

@@ -27,7 +27,7 @@ from hashlib import sha256
 from typing import Any
 
 from pitcrew.audit import AuditRecord, app_identity
-from pitcrew.errors import Conflict, RetryLater
+from pitcrew.errors import Conflict, RetryLater, error_summary
 from pitcrew.quota.model import IncreaseRequest, QuotaRefused, QuotaState, RequestGone
 from pitcrew.quota.notices import request_notification, send, support_text
 from pitcrew.quota.policy import AutoIncrease
@@ -341,7 +341,7 @@ def _unreadable(q: QuotaServices, request: IncreaseRequest, exc: Exception, *, o
     in a row or `follow_request_hours` after it was made, when it ends Escalated. Either end
     releases the quota for a new request and is notified (with the support text) and audited
     like every other end."""
-    reason = _error_text(exc)
+    reason = error_summary(exc)
     attempt = _read_failures(request) + 1
     if _gone(exc):
         request.status = "Failed"
@@ -367,21 +367,3 @@ def _unreadable(q: QuotaServices, request: IncreaseRequest, exc: Exception, *, o
 def _gone(exc: Exception) -> bool:
     """The adapter says so (RequestGone), or an HTTP error of any client answered 404."""
     return isinstance(exc, RequestGone) or getattr(exc, "status_code", None) == 404
-
-
-def _error_text(exc: Exception) -> str:
-    """The error's type, HTTP status and Azure's error code and message: never a header or a
-    body beyond what the Quota API's error says."""
-    parts = [type(exc).__name__]
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int):
-        parts.append(str(status))
-    error = getattr(exc, "error", None)
-    code, message = getattr(error, "code", None), getattr(error, "message", None)
-    if code:
-        parts.append(str(code))
-    if not message:
-        message = getattr(exc, "message", None)  # Azure's (or QuotaRefused's) own message
-    text = " ".join(parts)
-    first_line = str(message).strip().splitlines()[0] if message and str(message).strip() else ""
-    return (f"{text}: {first_line}" if first_line else text)[:300]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from pitcrew_dev.azure_endpoint import LocalAzure
 
@@ -77,3 +78,16 @@ class QuotaWorld:
                 f"/subscriptions/{self.subscription}/providers/Microsoft.AlertsManagement/"
                 f"alerts/{alert_id}")
         return payload
+
+
+def quota_world(pitcrew_env: Path, endpoint: LocalAzure, monkeypatch: pytest.MonkeyPatch
+                ) -> QuotaWorld:
+    """The `world` fixture's body: the app pointed at `endpoint`, automatic increases on, the
+    policy written."""
+    env = endpoint.environment()
+    for name in ("PITCREW_LOCAL_AZURE_URL", "PITCREW_LOCAL_AZURE_CA"):
+        monkeypatch.setenv(name, env[name])
+    monkeypatch.setenv("PITCREW_QUOTA_AUTO_INCREASE", "true")
+    w = QuotaWorld(endpoint, pitcrew_env)
+    w.write_policy()
+    return w

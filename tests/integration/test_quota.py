@@ -23,7 +23,7 @@ from pitcrew.quota.notices import RUNBOOK, RUNBOOK_ACTION
 from pitcrew.quota.requests import follow
 from pitcrew.quota.scan import scan
 from pitcrew_dev.azure_endpoint import LocalAzure, start_local_azure
-from tests.integration.quota_support import QUOTA, QuotaWorld
+from tests.integration.quota_support import QUOTA, QuotaWorld, quota_world
 from tests.receiver import Receiver
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -42,13 +42,7 @@ def endpoint() -> Iterator[LocalAzure]:
 @pytest.fixture
 def world(pitcrew_env: Path, endpoint: LocalAzure, monkeypatch: pytest.MonkeyPatch
           ) -> QuotaWorld:
-    env = endpoint.environment()
-    for name in ("PITCREW_LOCAL_AZURE_URL", "PITCREW_LOCAL_AZURE_CA"):
-        monkeypatch.setenv(name, env[name])
-    monkeypatch.setenv("PITCREW_QUOTA_AUTO_INCREASE", "true")
-    w = QuotaWorld(endpoint, pitcrew_env)
-    w.write_policy()
-    return w
+    return quota_world(pitcrew_env, endpoint, monkeypatch)
 
 
 def quota_notes(receiver: Receiver) -> list[dict[str, Any]]:
