@@ -37,9 +37,13 @@ run: install
 
 # checkov runs first, in its own virtual environment (.venv-checkov), so pytest's summary is
 # the last line of the output.
+# The suite runs in TEST_WORKERS processes (pytest-xdist) sharing one Azurite: a test mostly waits
+# on Azurite, the local endpoints and its receivers, so more workers than the 2 cores still pay.
+TEST_WORKERS ?= 4
+
 test: install chromium
 	scripts/checkov.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 # The console's browser tests (tests/browser) drive Debian's chromium through Playwright for Python
 # (its wheel carries the driver; no browser is ever downloaded). CI runs as root, so apt-get works;

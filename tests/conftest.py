@@ -25,6 +25,27 @@ SAMPLES = (
 )
 
 
+# The CLI's consoles fix their width when first imported, from COLUMNS (pytest-xdist sets 80 in
+# its workers, whose temporary paths are longer too): tests read the CLI's words at one width.
+os.environ["COLUMNS"] = "200"
+
+_SHARED_AZURITE = pytest.StashKey[Azurite]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist the workers share one Azurite, started here by the controller before
+    # any worker runs: two workers racing to start one would collide on its fixed ports, and the
+    # worker that started it would stop it under the others when it finished.
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        config.stash[_SHARED_AZURITE] = ensure_azurite()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shared = config.stash.get(_SHARED_AZURITE, None)
+    if shared is not None and shared.started:
+        shared.stop()
+
+
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
     handle = ensure_azurite()
