@@ -180,6 +180,9 @@ class IncreaseRequest:
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
     updated: datetime = field(default_factory=lambda: datetime.now(UTC))
     automatic: bool = False
+    # Consecutive status reads that failed (reset by one that works): at MAX_READ_FAILURES the
+    # request is escalated to a person.
+    read_failures: int = 0
     etag: str | None = None
 
     @property
@@ -192,7 +195,8 @@ class IncreaseRequest:
             "currentLimit": self.current_limit, "usage": self.usage, "newLimit": self.new_limit,
             "reason": self.reason, "actor": self.actor, "status": self.status,
             "azureRequest": self.azure_request, "message": self.message,
-            "automatic": self.automatic, "created": self.created.isoformat(),
+            "automatic": self.automatic, "readFailures": self.read_failures,
+            "created": self.created.isoformat(),
             "updated": self.updated.isoformat(),
         }
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,7 +39,6 @@ RESUBMIT_AFTER = timedelta(minutes=10)
 # A request whose status cannot be read this many runs in a row (the timer runs every 5
 # minutes: 2 hours) is escalated to a person; Azure's 404 ends it at once.
 MAX_READ_FAILURES = 24
-_UNREADABLE = re.compile(r"^status unreadable, attempt (\d+) of \d+:")
 NOT_ADJUSTABLE_SCOPE = "quota-not-adjustable"
 RECORD_LOOKUP = 50
 
@@ -296,7 +294,7 @@ def _follow_one(q: QuotaServices, request: IncreaseRequest,
         status = q.source.request_status(request.quota.scope, request.azure_request)
     except Exception as exc:
         return _unreadable(q, request, exc, overdue=overdue, limit_hours=limit_hours)
-    failing = _read_failures(request) > 0
+    failing = request.read_failures > 0
     if status.status == request.status:
         if overdue:
             request.status = "Escalated"
@@ -304,6 +302,7 @@ def _follow_one(q: QuotaServices, request: IncreaseRequest,
         elif failing:
             # Readable again: the count of failed reads starts over. Nothing to tell anyone.
             request.message = status.message
+            request.read_failures = 0
             q.requests.update(request)
             log.info("quota request %s: status readable again (%s)", request.request_id,
                      status.status)
@@ -313,6 +312,7 @@ def _follow_one(q: QuotaServices, request: IncreaseRequest,
     else:
         request.status = status.status
         request.message = status.message or ("" if failing else request.message)
+        request.read_failures = 0
     return _changed(q, request)
 
 
@@ -325,24 +325,19 @@ def _changed(q: QuotaServices, request: IncreaseRequest) -> RequestOutcome:
     return RequestOutcome(request, False, request.status, support)
 
 
-def _read_failures(request: IncreaseRequest) -> int:
-    """Consecutive failed status reads, as the request's message records them."""
-    match = _UNREADABLE.match(request.message)
-    return int(match.group(1)) if match else 0
-
-
 def _unreadable(q: QuotaServices, request: IncreaseRequest, exc: Exception, *, overdue: bool,
                 limit_hours: float) -> RequestOutcome:
     """The status of one request could not be read.
 
     Azure no longer knows the request (404): it ends Failed at once. Anything else (a 5xx, a
-    throttle, a connection error, a lost role) is counted on the request's message and logged
-    as a warning; the request stays open and is read again next run, until MAX_READ_FAILURES
+    throttle, a connection error, a lost role) is counted on the request (`read_failures`) and
+    logged as a warning; the request stays open and is read again next run, until MAX_READ_FAILURES
     in a row or `follow_request_hours` after it was made, when it ends Escalated. Either end
     releases the quota for a new request and is notified (with the support text) and audited
     like every other end."""
     reason = error_summary(exc)
-    attempt = _read_failures(request) + 1
+    attempt = request.read_failures + 1
+    request.read_failures = attempt
     if _gone(exc):
         request.status = "Failed"
         request.message = (f"the Quota API no longer knows request {request.azure_request} "

@@ -182,6 +182,8 @@ def test_a_transient_error_keeps_the_request_open_counted_then_escalates(
     current = q.requests.open_for(QuotaId(world.scope, AAA))
     assert current is not None and current.status == "Accepted"
     assert "attempt 3 of" in current.message and "503" in current.message, current.message
+    # The count is the request's own field (the API shows it), not read back from its words.
+    assert current.read_failures == 3 and current.to_dict()["readFailures"] == 3
     assert faulty.reads.count(opened[AAA].azure_request) == 3
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING
                 and opened[AAA].request_id in r.getMessage()]
@@ -195,6 +197,7 @@ def test_a_transient_error_keeps_the_request_open_counted_then_escalates(
     current = q.requests.open_for(QuotaId(world.scope, AAA))
     assert current is not None and current.status == "Accepted"
     assert "attempt" not in current.message, current.message
+    assert current.read_failures == 0
 
     # A connection error is transient as well; at the bound the request is escalated to a
     # person, audited, and the quota released for a new request.

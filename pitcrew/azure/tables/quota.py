@@ -164,6 +164,7 @@ def _request_entity(request: IncreaseRequest, partition: str) -> dict[str, Any]:
         "AzureRequest": request.azure_request[:1000],
         "Message": printable(request.message)[:4000], "Created": request.created,
         "UpdatedAt": request.updated, "Automatic": request.automatic,
+        "ReadFailures": int(request.read_failures),
     }
 
 
@@ -174,7 +175,8 @@ def _request(row: Mapping[str, Any]) -> IncreaseRequest:
         new_limit=int(row["NewLimit"]), reason=row.get("Reason", ""), actor=row.get("Actor", ""),
         status=row["Status"], azure_request=row.get("AzureRequest", ""),
         message=row.get("Message", ""), created=row["Created"], updated=row["UpdatedAt"],
-        automatic=bool(row.get("Automatic", False)), etag=row_etag(row),
+        automatic=bool(row.get("Automatic", False)),
+        read_failures=int(row.get("ReadFailures", 0)), etag=row_etag(row),
     )
 
 
