@@ -581,6 +581,9 @@ def keyvault_event(event: Event) -> KeyVaultObjectEvent:
         raise InvalidInput(
             "data.Version", f"is not a Key Vault version (32 hex digits): {version[:64]!r}"
         )
+    # Key Vault names versions in lower-case hex and whatever reads the event compares them
+    # with what Key Vault answers: one spelling, so an upper-case sender names the same one.
+    version = version.lower()
     return KeyVaultObjectEvent(
         event=event,
         vault_name=vault_name,

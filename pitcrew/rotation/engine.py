@@ -125,6 +125,12 @@ def run_id_for(vault: str, secret: str, version: str) -> str:
     return f"{vault.lower()}/{secret.lower()}@{version.lower()}"
 
 
+def same_version(one: str | None, other: str | None) -> bool:
+    """Key Vault versions are hex that Key Vault writes in lower case; an event or a run
+    recorded before versions were normalised may name one in upper case: the same version."""
+    return (one or "").lower() == (other or "").lower()
+
+
 def adopt_request(data: dict[str, Any], fresh: Mapping[str, Any]) -> None:
     """Take into `data` (a run's, as its lease holder has it) what a request that joined the
     run wrote meanwhile (`fresh`, the run as stored): REQUEST_FIELDS, nothing else."""
@@ -150,10 +156,14 @@ def describe_error(exc: BaseException, sensitive: Iterable[str] = ()) -> str:
     """A one-line description of a failure, with every known secret value scrubbed from it."""
     status = getattr(exc, "status_code", None)
     text = f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "")
-    message = str(exc).splitlines()[0][:300] if str(exc) else ""
-    for value in sensitive:
-        if value:
-            message = message.replace(value, "[redacted]")
+    message = str(exc)
+    # Scrub the whole message before cutting it: a value across the cut (or a line break)
+    # would otherwise keep its first part. Longest first, so a value that contains another
+    # is not left half-scrubbed.
+    for value in sorted({v for v in sensitive if v}, key=len, reverse=True):
+        message = message.replace(value, "[redacted]")
+    lines = message.splitlines()
+    message = lines[0][:300] if lines else ""
     return f"{text}: {message}" if message else text
 
 
@@ -187,18 +197,31 @@ class RotationEngine:
         force: bool = False, both: bool = False,
     ) -> RunRecord:
         """Create (or find) the run for this version and advance it as far as it goes now.
-        `retry_failed` (an operator's explicit request) restarts a failed run from `prepare`.
-        `force` (an emergency, with a reason) skips the grace period; `both` (dual-key) also
-        regenerates the key the triggering version holds, a grace period after promotion."""
+        `retry_failed` (an operator's explicit request) restarts a failed run from `prepare`,
+        or resumes it at the step that failed when it had promoted the latest version (its
+        consumers are told, not a new rotation started). `force` (an emergency, with a reason)
+        skips the grace period; `both` (dual-key) also regenerates the key the triggering
+        version holds, a grace period after promotion."""
         state = self.services.state
+        resumable: RunRecord | None = None
         if not version:
             current = self.ports.secrets.latest(vault, secret)
             if current is None:
                 raise InvalidInput("secret", f"{vault}/{secret} does not exist")
             version = current.version
+            if retry_failed and not force:
+                # An emergency wants a new credential now; anything else finishes the run
+                # that promoted the latest version and failed after it.
+                resumable = self._failed_after_promoting(vault, secret, current)
+        # One spelling (Key Vault's): every later comparison with the vault's answer is exact.
+        version = version.lower()
         target = target or tags.owner(self.policy, self.ports.secrets, vault, secret)
         if target is None or target.strategy == "notify":
             raise InvalidInput("secret", f"no rotation strategy owns {vault}/{secret}")
+        if resumable is not None:
+            return self.advance(self._join(
+                resumable.run_id, actor=actor, correlation_id=correlation_id, reason=reason,
+                retry_failed=True, force=force, both=both, resume=True))
         run_id = run_id_for(vault, secret, version)
         run = RunRecord(
             kind=RUN_KIND, run_id=run_id, step="prepare", status="running",
@@ -228,11 +251,14 @@ class RotationEngine:
         return self.advance(run)
 
     def _join(self, run_id: str, *, actor: str, correlation_id: str, reason: str,
-              retry_failed: bool, force: bool, both: bool) -> RunRecord:
+              retry_failed: bool, force: bool, both: bool, resume: bool = False) -> RunRecord:
         """The run that exists for this version, with this request taken into it: a failed run
-        restarts (`retry_failed`); an emergency (`force`/`both`) is recorded on a run that goes
-        on. Each write is ETag-conditional: when another request or instance wrote the run in
-        between, the run is read again and the request applied to what it holds now. Only
+        restarts (`retry_failed`), or resumes at the step that failed when it promoted a
+        version (`resume`: the latest version is the one it promoted); a run skipped while its
+        version is still the latest (a version once compared in the wrong case) restarts for
+        any request; an emergency (`force`/`both`) is recorded on a run that goes on. Each
+        write is ETag-conditional: when another request or instance wrote the run in between,
+        the run is read again and the request applied to what it holds now. Only
         REQUEST_FIELDS are written to a running run, so a step in progress elsewhere keeps its
         lease and adopts them when it saves."""
         state = self.services.state
@@ -242,23 +268,30 @@ class RotationEngine:
             if run is None:  # deleted in between: extremely unlikely, let the caller retry
                 raise RetryLater(f"rotation run {run_id} vanished; retry")
             try:
-                if retry_failed and run.status == "failed":
-                    # Everything is re-derived from the vault and the provider in prepare.
-                    for key in ("regenerated", "before_fingerprint", "lease_until",
-                                "failed_step", "outcome", "last_error", "pending_version",
-                                "pending_disabled", "apply_called", "rolled_back", "wait",
-                                "not_before", "wait_reason", "first_fingerprint",
-                                "first_regenerated", "retired", "vault_unavailable",
-                                "tags_dropped", "tags_omitted"):
-                        run.data.pop(key, None)
-                    run.data.update(attempts=0, requested_by=actor,
-                                    correlation_id=correlation_id, reason=reason,
-                                    retries=int(run.data.get("retries", 0)) + 1,
-                                    force=force or bool(run.data.get("force")),
-                                    both=both or bool(run.data.get("both")))
-                    run.status, run.step = "running", "prepare"
+                if retry_failed and run.status == "failed" and (
+                        resume or run.data.get("new_version")):
+                    # Its version is promoted: starting over would find it superseded (and a
+                    # new run of the new version would wait out the grace period), so the
+                    # step that failed is done again; each step's effects are idempotent.
+                    step = self._resume(run, actor=actor, correlation_id=correlation_id,
+                                        reason=reason, both=both)
+                    run = state.save_run(run)
+                    self._audit(run, "rotation.retried", "succeeded",
+                                {"reason": reason, "resumedAt": step})
+                elif retry_failed and run.status == "failed":
+                    self._restart(run, actor=actor, correlation_id=correlation_id,
+                                  reason=reason, force=force, both=both)
                     run = state.save_run(run)
                     self._audit(run, "rotation.retried", "succeeded", {"reason": reason})
+                elif run.status == "skipped" and self._still_latest(run):
+                    # "No longer the latest" was wrong (nothing else ends a run skipped while
+                    # its version is the latest): the run was never done, so it starts again
+                    # rather than answer `skipped` to every request from now on.
+                    self._restart(run, actor=actor, correlation_id=correlation_id,
+                                  reason=reason, force=force, both=both)
+                    run = state.save_run(run)
+                    self._audit(run, "rotation.retried", "succeeded",
+                                {"reason": reason, "was": "skipped"})
                 elif (force or both) and run.status in ("running", "waiting"):
                     # An emergency request about a run that exists: it takes over the request.
                     run.data.update(force=force or bool(run.data.get("force")),
@@ -278,6 +311,69 @@ class RotationEngine:
         raise RunBusy(run, f"rotation {run_id} is in progress: it changed {SAVE_TRIES} times "
                            "while this request tried to join it; it goes on without this "
                            "request's changes (`pitcrew rotations` shows how it ends)")
+
+    def _failed_after_promoting(self, vault: str, secret: str,
+                                current: SecretVersion) -> RunRecord | None:
+        """The failed run that promoted `current` (the latest version names its run in a tag),
+        when it failed at or after `promote`: the run to resume rather than start a new one."""
+        promoted_by = current.tags.get(tags.RUN)
+        if not promoted_by or promoted_by == run_id_for(vault, secret, current.version):
+            return None
+        run = self.services.state.get_run(RUN_KIND, promoted_by)
+        if run is None or run.status != "failed":
+            return None
+        d = run.data
+        if (str(d.get("vault")).lower(), str(d.get("secret")).lower()) != (vault.lower(),
+                                                                           secret.lower()):
+            return None  # a tag copied from elsewhere names another secret's run
+        if d.get("new_version") and not same_version(d["new_version"], current.version):
+            return None
+        steps = STEPS_BOTH if d.get("both") else (
+            STEPS_GENERATED if d.get("strategy") == "generated" else STEPS_DUAL)
+        failed_step = str(d.get("failed_step") or run.step)
+        if failed_step not in steps or steps.index(failed_step) < steps.index("promote"):
+            return None
+        return run
+
+    @staticmethod
+    def _resume(run: RunRecord, *, actor: str, correlation_id: str, reason: str,
+                both: bool) -> str:
+        """Set a run that failed after promoting to do its failed step again (saved by the
+        caller); what it recorded as done (published, refreshed, retired) stays done."""
+        step = str(run.data.get("failed_step") or run.step)
+        for key in ("lease_until", "failed_step", "outcome", "last_error",
+                    "vault_unavailable", "promotion_unknown"):
+            run.data.pop(key, None)
+        run.data.update(attempts=0, requested_by=actor, correlation_id=correlation_id,
+                        reason=reason, retries=int(run.data.get("retries", 0)) + 1,
+                        both=both or bool(run.data.get("both")))
+        run.status, run.step = "running", step
+        return step
+
+    def _still_latest(self, run: RunRecord) -> bool:
+        """Whether the run's triggering version is the secret's latest version now."""
+        d = run.data
+        current = self.ports.secrets.latest(d["vault"], d["secret"])
+        return current is not None and same_version(current.version, d["trigger_version"])
+
+    @staticmethod
+    def _restart(run: RunRecord, *, actor: str, correlation_id: str, reason: str, force: bool,
+                 both: bool) -> None:
+        """Set an ended run to start again from `prepare` (saved by the caller). Everything is
+        re-derived from the vault and the provider in prepare."""
+        for key in ("regenerated", "before_fingerprint", "lease_until", "failed_step",
+                    "outcome", "last_error", "pending_version", "pending_disabled",
+                    "apply_called", "rolled_back", "wait", "not_before", "wait_reason",
+                    "first_fingerprint", "first_regenerated", "retired", "vault_unavailable",
+                    "tags_dropped", "tags_omitted", "promotion_unknown"):
+            run.data.pop(key, None)
+        run.data.update(attempts=0, requested_by=actor, correlation_id=correlation_id,
+                        reason=reason, retries=int(run.data.get("retries", 0)) + 1,
+                        force=force or bool(run.data.get("force")),
+                        both=both or bool(run.data.get("both")),
+                        # A run recorded before versions were normalised: Key Vault's spelling.
+                        trigger_version=str(run.data["trigger_version"]).lower())
+        run.status, run.step = "running", "prepare"
 
     def advance(self, run: RunRecord) -> RunRecord:
         """Run steps until the run ends, waits, or a step fails (which raises). RunBusy when
@@ -531,7 +627,7 @@ class RotationEngine:
     def _prepare(self, run: RunRecord, sensitive: list[str]) -> str:
         d = run.data
         current = self._current(run, sensitive)
-        if current.version != d["trigger_version"]:
+        if not same_version(current.version, d["trigger_version"]):
             raise RotationStopped(
                 f"version {d['trigger_version']} is no longer the latest ({current.version} is); "
                 "nothing to do.", status="skipped",
@@ -580,7 +676,7 @@ class RotationEngine:
         d = run.data
         provider = self._provider(run)
         current = self._current(run, sensitive)
-        if current.version != d["trigger_version"]:
+        if not same_version(current.version, d["trigger_version"]):
             raise RotationStopped(
                 f"version {current.version} was written while rotating; stopping before "
                 "regenerating anything.", status="skipped",
@@ -682,9 +778,9 @@ class RotationEngine:
         d = run.data
         current = self._current(run, sensitive)
         if current.tags.get(tags.RUN) == run.run_id:
-            d["new_version"] = current.version  # promoted before a crash
+            self._adopt_promoted(run, current)  # promoted before a crash or a lost answer
             return "refresh"
-        if current.version != d["trigger_version"]:
+        if not same_version(current.version, d["trigger_version"]):
             raise RotationStopped(
                 f"version {current.version} was written by someone else while rotating; the new "
                 "credential is not promoted. Check which key that version holds."
@@ -719,6 +815,16 @@ class RotationEngine:
         d["valid_until"] = _iso(until)
         d["promoted_at"] = _iso(now)
         return "refresh"
+
+    @staticmethod
+    def _adopt_promoted(run: RunRecord, current: SecretVersion) -> None:
+        """Record `current`, written by this run's promote (its tag names the run), as if the
+        write had answered: the tags say when it was promoted and until when it is valid."""
+        d = run.data
+        d["new_version"] = current.version
+        for key, tag in (("valid_until", tags.VALID_UNTIL), ("promoted_at", tags.ROTATED_AT)):
+            if not d.get(key) and current.tags.get(tag):
+                d[key] = current.tags[tag]
 
     def _fit_tags(self, run: RunRecord, own: Mapping[str, str], current: SecretVersion,
                   name: str) -> dict[str, str]:
@@ -889,7 +995,9 @@ class RotationEngine:
         run.status = status
         d.pop("lease_until", None)
         if status != "succeeded":
-            cleanup = self._discard_pending(run)
+            notes = [self._check_promoted(run) if status == "failed" and run.step == "promote"
+                     and not d.get("new_version") else "", self._discard_pending(run)]
+            cleanup = " ".join(n for n in notes if n)
             if cleanup:
                 reason = f"{reason} {cleanup}"
         d["outcome"] = reason
@@ -921,6 +1029,24 @@ class RotationEngine:
                 status, run.run_id, failed_step or run.step, reason)
         return run
 
+    def _check_promoted(self, run: RunRecord) -> str:
+        """A run failing at `promote`: Key Vault may have written the new version though its
+        answer was lost (a dropped connection on the last attempt). The latest version names
+        the run that wrote it: when that is this run, the value is promoted (consumers read it)
+        and must never be rolled back. When the vault cannot be read, nobody knows: the value
+        is kept too (`promotion_unknown`), as rolling back a promoted value is an outage."""
+        d = run.data
+        try:
+            current = self.ports.secrets.latest(d["vault"], d["secret"])
+        except Exception as exc:
+            d["promotion_unknown"] = describe_error(exc)
+            return ""
+        if current is None or current.tags.get(tags.RUN) != run.run_id:
+            return ""
+        self._adopt_promoted(run, current)
+        return (f"Key Vault wrote version {current.version} all the same: it is promoted and "
+                "the latest.")
+
     def _discard_pending(self, run: RunRecord) -> str:
         """A generated run that ends without success: the provider forgets the value (hook
         `rollback`, when `apply` was called and the value was never promoted) and the pending
@@ -932,7 +1058,14 @@ class RotationEngine:
         notes: list[str] = []
         sensitive: list[str] = []
         if d.get("apply_called") and not d.get("new_version") and not d.get("rolled_back"):
-            notes.append(self._rollback(run, sensitive))
+            if d.get("promotion_unknown"):
+                notes.append(
+                    f"Whether the value was promoted could not be read "
+                    f"({d['promotion_unknown']}), so hook {d['hook']} was not told to roll it "
+                    f"back: if the latest version of {d['secret']} is not tagged {tags.RUN} "
+                    "with this run, remove the value at the provider by hand.")
+            else:
+                notes.append(self._rollback(run, sensitive))
         try:
             self.ports.secrets.disable(d["vault"], self._pending_name(run), d["pending_version"])
             d["pending_disabled"] = True
@@ -981,11 +1114,19 @@ class RotationEngine:
         target = tags.owner(self.policy, self.ports.secrets, vault, secret, current)
         plan: dict[str, Any] = {"vault": vault, "secret": secret, "version": current.version,
                                 "strategy": target.strategy if target else "notify"}
-        if version and version != current.version:
+        if version and not same_version(version, current.version):
             plan["steps"] = [f"nothing: version {version} is no longer the latest"]
             return plan
         if target is None or target.strategy == "notify":
             plan["steps"] = ["notify a person: no rotation strategy owns this secret"]
+            return plan
+        resumable = None if version or force else self._failed_after_promoting(
+            vault, secret, current)
+        if resumable is not None:  # what `start` does for the same request
+            step = resumable.data.get("failed_step") or resumable.step
+            plan["resume"] = resumable.run_id
+            plan["steps"] = [f"resume run {resumable.run_id} at step {step}, where it failed "
+                             f"after promoting version {current.version}"]
             return plan
         steps: list[str] = []
         rotated_at = current.tags.get(tags.ROTATED_AT)

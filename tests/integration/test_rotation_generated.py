@@ -5,13 +5,17 @@ lease is never entered twice."""
 
 from __future__ import annotations
 
+import json
+import logging
 import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 
+from pitcrew.auth import encode_principal
 from pitcrew.rotation import api as rotation_api
 from pitcrew.rotation.engine import RotationEngine
 from pitcrew.rotation.hooks import register_hook, unregister_hook
@@ -241,3 +245,217 @@ def test_rotation_recovers_within_a_minute_by_default() -> None:
     from pitcrew.rotation.policy import RotationPolicy
 
     assert RotationPolicy().step_lease_seconds <= 30
+
+
+class ChattyLogin(FakeLogin):
+    """A provider whose driver error quotes the connection string, password included, past
+    the first 250 characters: the value straddles the 300-character cut of a description."""
+
+    def test(self, target: str, value: str) -> None:
+        raise CredentialRejected("login refused; connection " + "x" * 230
+                                 + f" Server=db;User=app;Password={value};")
+
+
+def test_a_hook_error_quoting_the_value_leaks_no_part_of_it(
+    world: RotationWorld, unique_name: str, receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before: the description was cut at 300 characters before the value was scrubbed, so
+    its first part reached the run, the audit, the notification and the log."""
+    caplog.set_level(logging.DEBUG)
+    secret = f"{unique_name}-db"
+    written = world.client.set_secret(secret, INITIAL,
+                                      expires_on=datetime.now(UTC) + timedelta(days=10))
+    fake = ChattyLogin(INITIAL)
+    hook = f"chatty-{unique_name}"
+    register_hook(hook, fake)
+    try:
+        world.rule(secret, "generated", hook=hook, target="sql://demo/app",
+                   password={"length": 40, "symbols": 2})
+        world.write_policy(grace_hours=0)
+        body = event_body(VAULT, secret, written.properties.version)
+        result = deliver(body)
+        assert outcome(result) == "handled", result.body
+        again = deliver(body)  # the same event twice: nothing more, nothing leaked
+        assert outcome(again) == "duplicate"
+    finally:
+        unregister_hook(hook)
+    (value,) = fake.applied
+    (run,) = [r for r in runs() if r["data"]["secret"] == secret]
+    assert run["status"] == "failed" and "[redacted]" in run["data"]["outcome"]
+    assert [m["severity"] for m in receiver.received] == ["critical"]
+    for text in (json.dumps(run), json.dumps(audit_records(), default=str),
+                 json.dumps(receiver.received), caplog.text, json.dumps(result.body)):
+        assert value[:10] not in text, "a part of the generated value leaked"
+
+
+class UndoableLogin(FakeLogin):
+    """A provider that takes values and drops one when told to (the hook's `rollback`)."""
+
+    def __init__(self, password: str) -> None:
+        super().__init__(password)
+        self.previous = password
+        self.rolled_back: list[str] = []
+
+    def apply(self, target: str, value: str) -> None:
+        self.previous = self.password
+        super().apply(target, value)
+
+    def rollback(self, target: str, value: str) -> None:
+        self.rolled_back.append(value)
+        if self.password == value:
+            self.password = self.previous
+
+
+class LostAnswer:
+    """A secret store whose write of `secret` itself happens but whose answer is lost (the
+    connection drops after Key Vault wrote the version) while `lose` is set."""
+
+    def __init__(self, real: Any, secret: str) -> None:
+        self.real = real
+        self.secret = secret
+        self.lose = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def set(self, vault: str, name: str, value: str, **kwargs: Any) -> Any:
+        written = self.real.set(vault, name, value, **kwargs)
+        if self.lose and name == self.secret:
+            from azure.core.exceptions import ServiceResponseError
+
+            raise ServiceResponseError("Connection aborted: the answer was lost")
+        return written
+
+
+def lossy_engine(secret: str) -> RotationEngine:
+    from dataclasses import replace
+
+    from pitcrew.bootstrap import get_services
+
+    services = get_services()
+    return RotationEngine(services, replace(services.rotation,
+                                            secrets=LostAnswer(services.rotation.secrets,
+                                                               secret)))
+
+
+ROTATOR_HEADERS = {"X-MS-CLIENT-PRINCIPAL": encode_principal("ops@example.com", ["Rotator"])}
+
+
+def test_a_promote_whose_answer_was_lost_is_not_rolled_back_and_resumes(
+    world: RotationWorld, unique_name: str, receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last attempt at `promote`: Key Vault wrote the new version (tagged with the run) but
+    the answer was lost. Before: the run, taking the value for never promoted, had the hook roll
+    it back and disabled the pending copy, though the latest version holds it: every consumer
+    reading the secret got a value the provider no longer accepted."""
+    secret = f"{unique_name}-db"
+    written = world.client.set_secret(secret, INITIAL,
+                                      expires_on=datetime.now(UTC) + timedelta(days=10))
+    fake = UndoableLogin(INITIAL)
+    hook = f"undo-{unique_name}"
+    register_hook(hook, fake)
+    try:
+        world.rule(secret, "generated", hook=hook, target="sql://demo/app")
+        world.write_policy(grace_hours=0, max_attempts=1)
+        run = lossy_engine(secret).start(VAULT, secret, written.properties.version,
+                                         actor="test", correlation_id="c", reason="test")
+        latest = world.latest(secret)
+        assert latest.properties.version != written.properties.version  # it was written
+        assert (run.status, run.data["failed_step"]) == ("failed", "promote")
+        assert run.data["new_version"] == latest.properties.version
+        assert f"version {latest.properties.version} all the same" in run.data["outcome"]
+        assert fake.rolled_back == [] and fake.password == latest.value, "rolled back"
+        assert not any(p.enabled for p in world.versions(f"{secret}-pitcrew-pending"))
+        (alert,) = receiver.received
+        assert f"Version {latest.properties.version} was promoted" in alert["summary"]
+        assert "rolled" not in alert["summary"] and "was not changed" not in alert["summary"]
+
+        # The operator resumes it (twice: the second is a new rotation, not the same again).
+        monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+        body = json.dumps({"vault": VAULT, "secret": secret}).encode()
+        resumed = rotation_api.request_rotation(ROTATOR_HEADERS, body)
+        assert resumed.status == 200, resumed.body
+        assert resumed.body["run"]["id"] == run.run_id
+        assert resumed.body["run"]["status"] == "succeeded", resumed.body
+        assert world.latest(secret).properties.version == latest.properties.version
+        assert fake.applied == [latest.value] and fake.rolled_back == []
+        again = rotation_api.request_rotation(ROTATOR_HEADERS, body)
+        assert again.status == 200 and again.body["run"]["id"] != run.run_id, again.body
+        assert world.latest(secret).value == fake.password
+        assert len(fake.applied) == 2 and fake.rolled_back == []
+    finally:
+        unregister_hook(hook)
+    assert_no_secret_values({INITIAL, *fake.applied}, audit_records(), receiver.received,
+                            runs())
+
+
+def test_a_dual_key_promote_whose_answer_was_lost_says_it_was_promoted(
+    world: RotationWorld, unique_name: str, receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seeded = world.seed_dual("storage-keys", unique_name)
+    world.write_policy(max_attempts=1)
+    run = lossy_engine(seeded.secret).start(VAULT, seeded.secret, seeded.version,
+                                            actor="test", correlation_id="c", reason="test")
+    latest = world.latest(seeded.secret)
+    assert (run.status, run.data["failed_step"]) == ("failed", "promote")
+    assert run.data["new_version"] == latest.properties.version != seeded.version
+    (alert,) = receiver.received
+    assert "was not changed" not in alert["summary"]
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+    resumed = rotation_api.request_rotation(ROTATOR_HEADERS, json.dumps(
+        {"vault": VAULT, "secret": seeded.secret}).encode())
+    assert resumed.body["run"]["id"] == run.run_id
+    assert resumed.body["run"]["status"] == "succeeded", resumed.body
+    assert world.local.regenerations(seeded.resource) == {"key2": 1}
+    assert world.latest(seeded.secret).properties.version == latest.properties.version
+
+
+def test_a_promote_nobody_can_verify_is_not_rolled_back(
+    world: RotationWorld, unique_name: str, receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The answer of the promote is lost and the vault cannot be read right after either:
+    whether the value is promoted is unknown, so it is not rolled back (rolling back a promoted
+    value is an outage) and the alert says what to check. Resumed later, the run finds its
+    version and finishes."""
+    secret = f"{unique_name}-db"
+    written = world.client.set_secret(secret, INITIAL,
+                                      expires_on=datetime.now(UTC) + timedelta(days=10))
+    fake = UndoableLogin(INITIAL)
+    hook = f"blind-{unique_name}"
+    register_hook(hook, fake)
+    try:
+        world.rule(secret, "generated", hook=hook, target="sql://demo/app")
+        world.write_policy(grace_hours=0, max_attempts=1)
+        engine = lossy_engine(secret)
+        store = engine.ports.secrets
+        assert isinstance(store, LostAnswer)
+        real_latest = store.real.latest
+
+        def blind_after_the_write(vault: str, name: str) -> Any:
+            if name == secret and world.latest(secret).properties.version != (
+                    written.properties.version):
+                raise ConnectionError("the vault is unreachable")
+            return real_latest(vault, name)
+
+        monkeypatch.setattr(store, "latest", blind_after_the_write, raising=False)
+        run = engine.start(VAULT, secret, written.properties.version, actor="test",
+                           correlation_id="c", reason="test")
+        assert (run.status, run.data["failed_step"]) == ("failed", "promote")
+        assert "new_version" not in run.data and run.data["promotion_unknown"]
+        assert fake.rolled_back == [] and fake.password == world.latest(secret).value
+        (alert,) = receiver.received
+        assert "could not be read back" in alert["summary"], alert["summary"]
+        assert run.run_id in alert["summary"] and "was not changed" not in alert["summary"]
+
+        monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+        resumed = rotation_api.request_rotation(ROTATOR_HEADERS, json.dumps(
+            {"vault": VAULT, "secret": secret}).encode())
+        assert resumed.body["run"]["id"] == run.run_id
+        assert resumed.body["run"]["status"] == "succeeded", resumed.body
+        assert fake.applied == [world.latest(secret).value] and fake.rolled_back == []
+    finally:
+        unregister_hook(hook)

@@ -313,3 +313,151 @@ def test_rotations_are_paged_and_filtered(world: RotationWorld, operator: None) 
         answer = rotation_api.list_rotations(READER, bad)
         assert answer.status == 400, (bad, answer.body)
     assert rotation_api.list_rotations({}, {}).status == 401
+
+
+# ------------------------------------------------------------------ versions in upper case
+
+
+@pytest.mark.parametrize("via", ["event", "engine"])
+def test_a_version_named_in_upper_case_rotates_once(
+    world: RotationWorld, unique_name: str, receiver: Receiver, via: str,
+) -> None:
+    """Key Vault names versions in lower-case hex. Before: an event (or a caller of the engine)
+    naming the version in upper case ended `skipped` ("no longer the latest"), untold."""
+    from pitcrew.bootstrap import get_services
+
+    seeded = world.seed_dual("cosmos-keys", unique_name)
+    shouted = seeded.version.upper()
+    if via == "event":
+        result = deliver(event_body(VAULT, seeded.secret, shouted))
+        assert outcome(result) == "handled", result.body
+        assert "succeeded" in result.body["events"][0]["detail"], result.body
+    else:
+        run = RotationEngine(get_services()).start(
+            VAULT, seeded.secret, shouted, actor="test", correlation_id="c", reason="test")
+        assert run.status == "succeeded", run.data.get("outcome")
+        assert run.data["trigger_version"] == seeded.version
+    # Twice: the same version again, in either case, is the same run and changes nothing.
+    for version in (seeded.version, shouted):
+        again = deliver(event_body(VAULT, seeded.secret, version))
+        assert outcome(again) == "handled", again.body
+    assert world.local.regenerations(seeded.resource) == {"secondaryMasterKey": 1}
+    (run_row,) = [r for r in runs() if r["data"]["secret"] == seeded.secret]
+    assert run_row["status"] == "succeeded"
+    assert [m["severity"] for m in receiver.received] == ["info"]
+
+
+class StaleLatest:
+    """A secret store whose `latest` names another version while `stale` is set: how a run
+    came to be skipped though its version was the latest (a version compared in the wrong
+    case, before the fix)."""
+
+    def __init__(self, real: Any, secret: str) -> None:
+        self.real = real
+        self.secret = secret
+        self.stale = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def latest(self, vault: str, name: str) -> Any:
+        from dataclasses import replace
+
+        current = self.real.latest(vault, name)
+        if self.stale and name == self.secret and current is not None:
+            return replace(current, version="f" * 32)
+        return current
+
+
+def test_a_run_skipped_while_its_version_is_the_latest_goes_on_when_asked_again(
+    world: RotationWorld, unique_name: str, receiver: Receiver, operator: None,
+) -> None:
+    """Before: a run ended `skipped` is final, so every later event and `pitcrew rotate` of
+    that version were `skipped` too, and nobody was told. A skipped run whose version is the
+    latest is started again; one whose version is really superseded stays skipped."""
+    from dataclasses import replace
+
+    from pitcrew.bootstrap import get_services
+
+    seeded = world.seed_dual("cosmos-keys", unique_name)
+    services = get_services()
+    store = StaleLatest(services.rotation.secrets, seeded.secret)
+    engine = RotationEngine(services, replace(services.rotation, secrets=store))
+    skipped = engine.start(VAULT, seeded.secret, seeded.version, actor="test",
+                           correlation_id="c", reason="test")
+    assert skipped.status == "skipped" and world.local.regenerations(seeded.resource) == {}
+
+    result = deliver(event_body(VAULT, seeded.secret, seeded.version))
+    assert outcome(result) == "handled", result.body
+    assert "succeeded" in result.body["events"][0]["detail"], result.body
+    assert world.latest(seeded.secret).properties.version != seeded.version
+    assert "rotation.retried" in [r["action"] for r in audit_records()]
+    # Twice: the version is superseded now, so the run stays as it ended and the operator's
+    # rotate is a new run of the new version (waiting out the grace period).
+    assert outcome(deliver(event_body(VAULT, seeded.secret, seeded.version))) == "handled"
+    waiting = rotate(VAULT, seeded.secret)
+    assert waiting.status == 202 and waiting.body["run"]["status"] == "waiting", waiting.body
+    assert world.local.regenerations(seeded.resource) == {"secondaryMasterKey": 1}
+    old = [r for r in runs() if r["data"]["trigger_version"] == seeded.version]
+    assert [r["status"] for r in old] == ["succeeded"]
+    assert [m["severity"] for m in receiver.received] == ["info"]
+
+
+# ------------------------------------------------------------------ resuming a failed run
+
+
+def test_a_run_failed_after_promotion_is_resumed_where_it_failed(
+    world: RotationWorld, unique_name: str, receiver: Receiver, operator: None,
+) -> None:
+    """A consumer site's refresh fails after the new version was promoted. Before: the alert
+    said the old version "was not changed", and `pitcrew rotate` (the action it offered)
+    started a new run of the new version, waiting out the grace period, so the site was never
+    refreshed. Now the alert says what was promoted and who was not told, and `pitcrew rotate`
+    resumes the failed run at its step: once while the cause remains, once fixed."""
+    from tests.integration.test_consumers_refresh import site_id
+
+    present, gone = site_id(f"{unique_name}-api"), site_id(f"{unique_name}-gone")
+    world.local.add_resource(present)
+    seeded = world.seed_dual("cosmos-keys", unique_name,
+                             consumers=[{"site": present}, {"site": gone}])
+    world.write_policy(max_attempts=1)
+    assert outcome(deliver(event_body(VAULT, seeded.secret, seeded.version))) == "handled"
+    new_version = world.latest(seeded.secret).properties.version
+    assert new_version != seeded.version
+    (run,) = [r for r in runs() if r["data"]["secret"] == seeded.secret]
+    assert (run["status"], run["data"]["failed_step"]) == ("failed", "refresh")
+    assert run["data"]["new_version"] == new_version
+    (alert,) = receiver.received
+    assert "was not changed" not in alert["summary"]
+    assert f"Version {new_version} was promoted" in alert["summary"]
+    assert f"site(s) {gone} were not refreshed" in alert["summary"]
+    assert "resumes this run at step refresh" in alert["summary"]
+
+    # Resumed while the site is still missing: the same run fails again at the same step.
+    again = rotate(VAULT, seeded.secret)
+    assert again.body["run"]["id"] == run["run_id"], again.body
+    assert again.body["run"]["status"] == "failed", again.body
+    # Each attempt that fails is told: the second failure is not taken for the first's repeat.
+    told = [n for n in receiver.received if "resumes this run at step refresh" in n["summary"]]
+    assert len(told) == 2, [n["summary"] for n in receiver.received]
+
+    world.local.add_resource(gone)  # the cause is fixed
+    planned = rotate(VAULT, seeded.secret, dry_run=True)
+    assert planned.body["plan"]["steps"] == [
+        f"resume run {run['run_id']} at step refresh, where it failed after promoting version "
+        f"{new_version}"], planned.body
+    resumed = rotate(VAULT, seeded.secret)
+    assert resumed.status == 200, resumed.body
+    assert resumed.body["run"]["id"] == run["run_id"]
+    assert resumed.body["run"]["status"] == "succeeded", resumed.body
+    assert [world.local.reference_refreshes(s) for s in (present, gone)] == [1, 1]
+    assert world.latest(seeded.secret).properties.version == new_version
+    assert world.local.regenerations(seeded.resource) == {"secondaryMasterKey": 1}
+    retried = [r for r in audit_records() if r["action"] == "rotation.retried"]
+    assert len(retried) == 2 and all(r["details"]["resumedAt"] == "refresh" for r in retried)
+    assert receiver.received[-1]["severity"] == "info"
+
+    # And once done, `pitcrew rotate` is a new rotation of the new version, as ever.
+    waiting = rotate(VAULT, seeded.secret)
+    assert waiting.status == 202 and waiting.body["run"]["id"] != run["run_id"], waiting.body
+    assert [world.local.reference_refreshes(s) for s in (present, gone)] == [1, 1]

@@ -199,6 +199,19 @@ def test_valid_keyvault_names_pass(changes: dict[str, Any]) -> None:
     assert kv.version in (VERSION, VERSION.upper(), "")
 
 
+@pytest.mark.parametrize("changes", [
+    {"Version": VERSION.upper()},
+    {"Version": VERSION.upper(), "Id": "https://sample-kv.vault.azure.net/secrets/db-password/"
+     + VERSION.upper()},
+    {"Version": ..., "Id": f"https://sample-kv.vault.azure.net/secrets/db-password/"
+     f"{VERSION[:16].upper()}{VERSION[16:]}"},
+])
+def test_a_version_in_upper_case_is_the_version_key_vault_names(changes: dict[str, Any]) -> None:
+    """Key Vault names versions in lower-case hex, and every comparison with what it answers
+    is exact: an event's version is taken in lower case, however it was sent."""
+    assert keyvault_event(parsed(kv_data(**changes))).version == VERSION
+
+
 def test_vault_level_events_are_not_object_events() -> None:
     from pitcrew.events import is_keyvault_event
 

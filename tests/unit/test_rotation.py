@@ -70,6 +70,33 @@ def test_errors_are_scrubbed_and_fingerprints_reveal_nothing() -> None:
     assert key not in fingerprint(key) and len(fingerprint(key)) == 16
 
 
+@pytest.mark.parametrize("start", [250, 261, 280, 294, 300])
+def test_a_value_straddling_the_cut_is_redacted_whole(start: int) -> None:
+    """The description is cut to 300 characters; the value is scrubbed before the cut, so no
+    prefix of it survives (before: a value across character 300 kept its first part)."""
+    value = "S3cr3t-Value-0123456789-abcdefghijKLMNOP"
+    prefix = "login failed; connection string: Password="
+    exc = RuntimeError("x" * (start - len(prefix)) + prefix + value + ";")
+    text = describe_error(exc, [value])
+    assert not [value[:n] for n in range(6, len(value) + 1) if value[:n] in text], text
+    assert len(text) <= len("RuntimeError: ") + 300
+
+
+def test_every_line_and_every_overlapping_value_is_scrubbed() -> None:
+    """Values are scrubbed in the whole message (a value on a later line, or one that spans
+    the first line break, never reaches the first line in part), longest first, so a value
+    containing another is not left half-scrubbed."""
+    short, long = "abcdef0123", "abcdef0123-XYZ-tail-987"
+    text = describe_error(RuntimeError(f"bad {long} and {short}\nmore {short}"), [short, long])
+    assert short not in text and "XYZ-tail" not in text, text
+    split = "line-one-part\nline-two-part"
+    text = describe_error(RuntimeError(f"oops {split} end"), [split])
+    assert "line-one" not in text, text
+    # Described twice (a description quoted in another failure): still nothing to find.
+    again = describe_error(RuntimeError(describe_error(RuntimeError(long), [long])), [long])
+    assert long not in again and "[redacted]" in again
+
+
 class FakeClient:
     def __init__(self, body: Any) -> None:
         self.body = body
@@ -251,6 +278,59 @@ def test_the_rotated_notice_says_only_what_consumers_were_really_told(
             "strategy": "cosmos-keys", **done}
     summary = messages.rotated("run-1", data).summary
     assert says in summary and never not in summary
+
+
+SITE_A = "/subscriptions/s/resourceGroups/r/providers/Microsoft.Web/sites/a"
+SITE_B = "/subscriptions/s/resourceGroups/r/providers/Microsoft.Web/sites/b"
+
+
+def test_a_failure_before_promotion_says_the_current_version_was_not_changed() -> None:
+    from pitcrew.rotation import messages
+
+    data = {"vault": "kv", "secret": "s", "trigger_version": "v1", "strategy": "cosmos-keys",
+            "failed_step": "test"}
+    note = messages.failed("run-1", data, "the key was refused.", None)
+    assert "v1 is still the one consumers use and was not changed" in note.summary
+    assert [a.command for a in note.actions if a.command] == ["pitcrew rotate kv/s",
+                                                              "pitcrew rotations"]
+
+
+@pytest.mark.parametrize(("step", "done", "says", "never"), [
+    ("refresh", {"published": True, "refreshed": [SITE_A], "consumers": [[SITE_A, False],
+                                                                         [SITE_B, True]]},
+     ["pitcrew.SecretRotated was published", f"references of site(s) {SITE_A} were refreshed",
+      f"site(s) {SITE_B} were not refreshed", f"Site(s) {SITE_B} were not restarted"],
+     ["No consumer"]),
+    ("promote", {"consumers": [[SITE_A, False]]},
+     ["No consumer was told", f"site(s) {SITE_A} were not refreshed"],
+     ["was published", "were refreshed"]),
+    ("first", {"both": True, "holds": "primary", "published": True, "refreshed": [SITE_A],
+               "consumers": [[SITE_A, False]]},
+     ["The primary key that version v1 holds was not regenerated"],
+     ["were not refreshed"]),
+])
+def test_a_failure_after_promotion_says_what_was_promoted_and_who_was_told(
+    step: str, done: dict[str, Any], says: list[str], never: list[str],
+) -> None:
+    """Before: every failure said the triggering version "is still the one consumers use and
+    was not changed", also after the new version was promoted, and told the operator to start
+    a rotation again. It says what was promoted, which consumers were (not) told, and that
+    `pitcrew rotate` resumes the run at the step that failed."""
+    from pitcrew.rotation import messages
+
+    data = {"vault": "kv", "secret": "s", "trigger_version": "v1", "new_version": "v2",
+            "strategy": "cosmos-keys", "failed_step": step, **done}
+    note = messages.failed("run-1", data, "the site is gone.", None)
+    assert "was not changed" not in note.summary and "still the one consumers use" not in (
+        note.summary)
+    assert "Version v2 was promoted" in note.summary
+    assert f"resumes this run at step {step}" in note.summary
+    for text in says:
+        assert text in note.summary, note.summary
+    for text in never:
+        assert text not in note.summary, note.summary
+    (resume,) = [a for a in note.actions if a.command == "pitcrew rotate kv/s"]
+    assert resume.label.startswith("Resume")
 
 
 LONG_SB_RULE = ("/subscriptions/s/resourceGroups/rg/providers/Microsoft.ServiceBus/namespaces/ns/"
