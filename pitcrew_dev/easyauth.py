@@ -3,7 +3,7 @@
 In Azure a browser signs in at `/.auth/login/aad`, App Service keeps the session in a cookie and
 hands the app `X-MS-CLIENT-PRINCIPAL` on each request. With `--allow-dev-principal` the local
 host does the same for loopback browsers, without Entra: `/.auth/login/<provider>` sets an
-HttpOnly, SameSite=Strict cookie holding a development principal (`?name=&roles=`, else the
+HttpOnly, SameSite=Lax cookie holding a development principal (`?name=&roles=`, else the
 default below), the host turns the cookie into the header, `/.auth/me` says who it is and
 `/.auth/logout` forgets it. `/console` leads to the console. Without --allow-dev-principal, or
 from another machine, none of it works (403), as the header itself is refused then.
@@ -61,7 +61,7 @@ def login(request: Request, allowed: bool) -> Response:
                             status_code=400)
     response = RedirectResponse(_local_path(query.get("post_login_redirect_uri")), 302)
     response.set_cookie(COOKIE, encode_principal(name, list(roles)), httponly=True,
-                        samesite="strict", path="/")
+                        samesite="lax", path="/")
     return response
 
 
@@ -71,7 +71,7 @@ def logout(request: Request, allowed: bool) -> Response:
         return _refused()
     response = RedirectResponse(
         _local_path(request.query_params.get("post_logout_redirect_uri") or "/.auth/me"), 302)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax")
     return response
 
 

@@ -76,10 +76,22 @@ def _page(status: int, title: str, text: str, link: tuple[str, str] | None = Non
     return StaticResult(status, html.encode(), _TYPES[".html"])
 
 
-def _signed_in(headers: Mapping[str, str]) -> Principal | StaticResult:
-    """The principal holding Reader, or the page that says why not."""
+def _top_level_navigation(headers: Mapping[str, str]) -> bool:
+    """A browser opening a page in a tab (a link, a typed URL, a sign-in redirect), as opposed
+    to a fetch, a script, a stylesheet or a frame (Sec-Fetch-Mode and Sec-Fetch-Dest)."""
+    lower = {k.lower(): v.strip().lower() for k, v in headers.items()}
+    return lower.get("sec-fetch-mode") == "navigate" and lower.get("sec-fetch-dest") == "document"
+
+
+def _signed_in(headers: Mapping[str, str], *, index: bool = False) -> Principal | StaticResult:
+    """The principal holding Reader, or the page that says why not. Only the index page may be
+    opened from another site (a link in a notification, the portal, Entra ID's sign-in
+    redirects), and only as a top-level navigation: it changes nothing and reads nothing but who
+    is signed in, and it may not be framed (frame-ancestors 'none'). Its assets and the API keep
+    refusing other sites."""
     try:
-        refuse_cross_site(headers)
+        if not (index and _top_level_navigation(headers)):
+            refuse_cross_site(headers)
         principal = principal_from_headers(headers)
     except Forbidden as exc:
         return _page(403, "Refused", str(exc))
@@ -99,10 +111,10 @@ def _signed_in(headers: Mapping[str, str]) -> Principal | StaticResult:
 
 def serve(headers: Mapping[str, str], asset: str | None = None) -> StaticResult:
     """`GET /api/console` (index.html) or `GET /api/console/{asset}`: Reader at least."""
-    signed_in = _signed_in(headers)
+    name = "index.html" if asset in (None, "", "index.html") else str(asset)
+    signed_in = _signed_in(headers, index=name == "index.html")
     if isinstance(signed_in, StaticResult):
         return signed_in
-    name = "index.html" if asset in (None, "", "index.html") else str(asset)
     if name != "index.html" and not _ASSET_NAME.match(name):
         return _page(404, "Not found", "The console has no such file.")
     body = _read(name)

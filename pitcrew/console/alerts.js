@@ -12,19 +12,20 @@
 
 import { del, post, seg } from './api.js';
 import {
-  actionButton, append, clear, confirmAction, field, fmt, fmtTime, h, listPager, reportError, say,
-  table,
+  actionButton, append, bdi, clear, confirmAction, field, fmt, fmtTime, h, listPager, reportError,
+  say, table,
 } from './dom.js';
-import { labelsText, mono } from './generic.js';
+import { labelsNodes, labelsText, mono } from './generic.js';
 
 // The server's matcher grammar (pitcrew/alerting/policy.py): name op value, value maybe quoted.
 const MATCHER = /^\s*[A-Za-z_][A-Za-z0-9_.-]*\s*(=~|!~|!=|=)\s*.*$/s;
 const DURATION = /^(\d+(\.\d+)?(ms|s|m|h|d|w))+$|^\d+(\.\d+)?$/;
 
-// `name=value`, quoted when the value would not survive unquoted (edge spaces, quotes).
+// `name="value"`: always quoted (\ and " escaped), so the value is matched as it is: unquoted,
+// a value starting with ~ would turn `=` into the regex operator `=~` (alertRule=~.* matches
+// every alert), and edge spaces would be trimmed.
 function matcherText(name, value) {
-  const plain = value === value.trim() && !value.includes('"') && !value.includes('\\');
-  return plain ? `${name}=${value}` : `${name}="${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+  return `${name}="${String(value).replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
 
 const badge = (text) => h('span', { class: `badge ${text}`, text });
@@ -44,19 +45,19 @@ function silenceForm(host, onCreated) {
     actionButton('Create silence…', 'Operator', async () => {
       const lines = matchers.value.split('\n').map((l) => l.trim()).filter(Boolean);
       const bad = lines.find((l) => !MATCHER.test(l));
-      if (bad !== undefined) { say(`"${bad}" is not a matcher: write name=value.`, 'error'); matchers.focus(); return; }
+      if (bad !== undefined) { say(['"', bdi(bad), '" is not a matcher: write name=value.'], 'error'); matchers.focus(); return; }
       if (!lines.length) { say('Give at least one matcher.', 'error'); matchers.focus(); return; }
       const span = duration.value.trim();
-      if (!DURATION.test(span)) { say(`"${span}" is not a duration such as 30m or 2h.`, 'error'); duration.focus(); return; }
+      if (!DURATION.test(span)) { say(['"', bdi(span), '" is not a duration such as 30m or 2h.'], 'error'); duration.focus(); return; }
       if (!comment.value.trim()) { say('Say why: a comment is required.', 'error'); comment.focus(); return; }
       if (!await confirmAction('Create this silence?', [
-        `Alerts matching ${lines.join(', ')} are not notified for ${span}.`,
+        ['Alerts matching ', lines.map((l, i) => [i ? ', ' : '', bdi(l)]), ' are not notified for ', bdi(span), '.'],
       ], 'Operator')) return;
       try {
         const created = await post('/api/silences', {
           matchers: lines, for: span, comment: comment.value.trim(),
         });
-        say(`Silence ${created.id} created, until ${fmtTime(created.endsAt)}.`, 'ok');
+        say(['Silence ', bdi(created.id), ` created, until ${fmtTime(created.endsAt)}.`], 'ok');
         await onCreated();
       } catch (error) { reportError(error); }
     }, { id: 'silence-go' }));
@@ -75,18 +76,18 @@ function silencesTable(items, reload) {
   return table('Silences', [
     ['Id', (s) => mono(s.id)],
     ['State', (s) => badge(s.state)],
-    ['Matchers', (s) => h('span', { class: 'mono', text: (s.matchers || []).join(', ') })],
+    ['Matchers', (s) => h('span', { class: 'mono' }, (s.matchers || []).map((m, i) => [i ? ', ' : '', bdi(m)]))],
     ['Starts', (s) => fmtTime(s.startsAt)],
     ['Ends', (s) => fmtTime(s.endsAt)],
     ['Created by', (s) => fmt(s.createdBy)],
     ['Comment', (s) => fmt(s.comment)],
     ['Expire', (s) => (s.state === 'expired'
-      ? `expired${s.expiredBy ? ` by ${s.expiredBy}` : ''}`
+      ? ['expired', s.expiredBy ? [' by ', bdi(s.expiredBy)] : '']
       : actionButton('Expire…', 'Operator', async () => {
-        if (!await confirmAction(`Expire silence ${s.id}?`, ['Matching alerts are notified again from now on.'], 'Operator')) return;
+        if (!await confirmAction(['Expire silence ', bdi(s.id), '?'], ['Matching alerts are notified again from now on.'], 'Operator')) return;
         try {
           await del(`/api/silences/${seg(s.id)}`);
-          say(`Silence ${s.id} expired.`, 'ok');
+          say(['Silence ', bdi(s.id), ' expired.'], 'ok');
           await reload();
         } catch (error) { reportError(error); }
       }, { id: `expire-${s.id}` }))],
@@ -106,9 +107,20 @@ function commonLabels(group) {
 
 function muted(alert) {
   const parts = [];
-  if (alert.silencedBy?.length) parts.push(`silenced by ${alert.silencedBy.join(', ')}`);
-  if (alert.inhibitedBy?.length) parts.push(`inhibited by ${alert.inhibitedBy.join(', ')}`);
-  return parts.length ? parts.join('; ') : '—';
+  const list = (ids) => ids.map((id, i) => [i ? ', ' : '', bdi(id)]);
+  if (alert.silencedBy?.length) parts.push(['silenced by ', list(alert.silencedBy)]);
+  if (alert.inhibitedBy?.length) parts.push(['inhibited by ', list(alert.inhibitedBy)]);
+  return parts.length ? parts.map((p, i) => [i ? '; ' : '', p]) : '—';
+}
+
+// GET /api/alerts lists at most 100 alerts a group (`alertsListed` of `alertCount`): say so.
+function cutNote(g) {
+  const listed = g.alertsListed ?? (g.alerts || []).length;
+  if (g.alertCount === undefined || g.alertCount <= listed) return null;
+  return h('p', { class: 'notice cut', role: 'note' },
+    `Showing ${listed} of ${g.alertCount} alerts in this group. To see the others, filter with a matcher above (such as `,
+    h('code', {}, 'severity=critical'), ' or ', h('code', {}, 'resource=~".*/prod-.*"'),
+    '): only the alerts that match are listed.');
 }
 
 function groupsView(groups, form) {
@@ -117,17 +129,19 @@ function groupsView(groups, form) {
     class: 'alert-group', 'aria-label': `Alert group ${labelsText(commonLabels(g)) || g.id}`,
     dataset: { group: g.id },
   },
-  h('h3', {}, h('span', { class: 'mono', text: labelsText(commonLabels(g)) || g.id })),
+  h('h3', {}, h('span', { class: 'mono' },
+    Object.keys(commonLabels(g)).length ? labelsNodes(commonLabels(g)) : bdi(g.id))),
   h('p', { class: 'toolbar' },
-    h('span', {}, 'Receiver ', h('strong', { text: g.receiver })),
+    h('span', {}, 'Receiver ', h('strong', {}, bdi(g.receiver))),
     h('span', { text: `Next flush ${fmtTime(g.nextFlushAt)}` }),
     h('span', { text: `Last flush ${fmtTime(g.lastFlushAt)}` }),
     actionButton('Silence group…', 'Operator', async () => form.prefill(commonLabels(g),
       `silence group ${g.id}`), { id: `silence-group-${g.id}` })),
+  cutNote(g),
   table(`Alerts of group ${g.id}`, [
     ['Status', (a) => badge(a.status)],
     ['Title', (a) => fmt(a.title)],
-    ['Labels', (a) => h('span', { class: 'mono', text: labelsText(a.labels) })],
+    ['Labels', (a) => h('span', { class: 'mono' }, labelsNodes(a.labels))],
     ['Since', (a) => fmtTime(a.startsAt)],
     ['Muted', muted],
     ['Silence', (a) => actionButton('Silence…', 'Operator', async () => form.prefill(a.labels || {}),
@@ -169,6 +183,21 @@ export async function view(main) {
   await Promise.all([loadAlerts(), loadSilences()]);
 }
 
+// What a retry did (POST /api/notifications/{id}/retry answers `result`): only a delivery is
+// success; a failure says the receiver's error; busy (another attempt holds it) and already
+// (delivered before) did nothing.
+function retried(what, done) {
+  const said = ['Retried ', what, ': '];
+  switch (done.result) {
+    case 'delivered': return [[...said, 'delivered.'], 'ok'];
+    case 'failed': return [[...said, 'failed',
+      done.lastError ? [': ', bdi(done.lastError)] : '', '. It stays in the outbox and is retried with backoff.'], 'error'];
+    case 'busy': return [[...said, 'not attempted: another attempt is under way. Look again in a moment.'], 'info'];
+    case 'already': return [[...said, 'nothing sent: it was delivered before.'], 'info'];
+    default: return [[...said, bdi(fmt(done.result)), '.'], 'info'];
+  }
+}
+
 export async function notifications(main) {
   append(main, [h('h1', {}, 'Notifications'),
     h('p', { class: 'lead' }, 'The outbox: every notification is written here before any attempt; failed ones are retried with backoff, or now from here.')]);
@@ -194,11 +223,12 @@ export async function notifications(main) {
       ['Created', (n) => fmtTime(n.createdAt)],
       ['Retry', (n) => (n.status === 'delivered' ? `delivered ${fmtTime(n.deliveredAt)}`
         : actionButton('Retry now…', 'Operator', async () => {
-          if (!await confirmAction(`Retry notification "${n.title}" to ${n.receiver}?`,
+          const what = ['"', bdi(n.title), '" to ', bdi(n.receiver)];
+          if (!await confirmAction(['Retry notification ', what, '?'],
             ['pitcrew tries the delivery once more now.'], 'Operator')) return;
           try {
             const done = await post(`/api/notifications/${seg(n.id)}/retry`, {});
-            say(`Retried "${n.title}" to ${n.receiver}: ${done.result}.`, 'ok');
+            say(...retried(what, done));
             await load();
           } catch (error) { reportError(error); }
         }))],

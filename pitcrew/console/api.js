@@ -2,9 +2,12 @@
 
 export class ApiError extends Error {
   constructor(status, body, path) {
-    const text = body && typeof body === 'object'
-      ? [body.field, body.message || body.error].filter(Boolean).join(': ')
-      : '';
+    // pitcrew's 400 names the field, and its message already starts with it ("group: ...").
+    let text = '';
+    if (body && typeof body === 'object') {
+      text = String(body.message || body.error || '');
+      if (body.field && !text.startsWith(String(body.field))) text = text ? `${body.field}: ${text}` : String(body.field);
+    }
     super(text || `HTTP ${status}`);
     this.status = status;
     this.body = body;

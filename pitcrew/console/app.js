@@ -1,7 +1,7 @@
 // The pitcrew operator console: hash routes, one view module per area of the operator API.
 
 import { get } from './api.js';
-import { append, clear, h, problem, session } from './dom.js';
+import { append, bdi, clear, h, problem, session } from './dom.js';
 import * as dlq from './dlq.js';
 import * as rotations from './rotations.js';
 import * as alerts from './alerts.js';
@@ -23,6 +23,9 @@ const ROUTES = [
 
 let rendering = 0;
 
+// Each render draws into its own container in <main>. A view still waiting for the API when
+// the operator moves on keeps writing into its container, which is no longer in the page: a
+// late answer never mixes into the view shown now.
 async function render() {
   const main = document.getElementById('main');
   const hash = location.hash || '#/dlq';
@@ -32,19 +35,20 @@ async function render() {
     if (found && link.getAttribute('href') === found[2]) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
-  clear(main);
+  const view = h('div', { class: 'view' });
+  main.replaceChildren(view);
   document.dispatchEvent(new CustomEvent('pitcrew:leave'));
   if (!found) {
-    append(main, [h('h1', {}, 'Not found'), h('p', {}, 'No such view. Pick one above.')]);
+    append(view, [h('h1', {}, 'Not found'), h('p', {}, 'No such view. Pick one above.')]);
     return;
   }
   try {
-    await found[1](main, hash.match(found[0]));
+    await found[1](view, hash.match(found[0]));
   } catch (error) {
-    if (ticket === rendering) append(main, [problem(error)]);
+    append(view, [problem(error)]);
   }
   if (ticket === rendering) {
-    const heading = main.querySelector('h1');
+    const heading = view.querySelector('h1');
     if (heading) {
       heading.setAttribute('tabindex', '-1');
       document.title = `${heading.textContent} · pitcrew console`;
@@ -65,8 +69,8 @@ async function whoAmI() {
   }
   clear(who);
   const roles = session.roles.length ? session.roles.join(', ') : 'no role';
-  append(who, ['Signed in as ', h('strong', { id: 'who-name', text: session.name }),
-    ' · roles: ', h('span', { id: 'who-roles', text: roles }), ' · ',
+  append(who, ['Signed in as ', h('strong', { id: 'who-name' }, bdi(session.name)),
+    ' · roles: ', h('span', { id: 'who-roles' }, bdi(roles)), ' · ',
     h('a', { href: '/.auth/logout?post_logout_redirect_uri=/api/console/' }, 'Sign out')]);
   return true;
 }

@@ -3,8 +3,8 @@
 
 import { get, post, seg } from './api.js';
 import {
-  actionButton, append, clear, confirmAction, facts, field, fmt, fmtTime, h, listPager, problem,
-  reportError, say, table,
+  actionButton, append, bdi, clear, confirmAction, facts, field, fmt, fmtTime, h, listPager,
+  problem, reportError, say, table,
 } from './dom.js';
 
 const TERMINAL = ['succeeded', 'cancelled', 'failed'];
@@ -52,8 +52,13 @@ export async function groups(main) {
           scan = await get(`/api/dlq/scans/${seg(scan.id)}`);
           scanStatus.textContent = `Scan ${scan.id}: ${scan.status}`;
         }
-        say(`Scan ${scan.id}: ${scan.status}.`, 'ok');
-        if (TERMINAL.includes(scan.status)) window.dispatchEvent(new HashChangeEvent('hashchange'));
+        const kind = scan.status === 'succeeded' ? 'ok' : scan.status === 'failed' ? 'error' : 'info';
+        say(['Scan ', bdi(scan.id), `: ${scan.status}.`], kind);
+        // Show the new groups only if this view is still the one shown (the operator may have
+        // moved on while the scan ran: their view and what they typed there stay as they are).
+        if (TERMINAL.includes(scan.status) && scanStatus.isConnected) {
+          window.dispatchEvent(new HashChangeEvent('hashchange'));
+        }
       } catch (error) { reportError(error); }
     }), scanStatus)]);
   const groupsSection = h('section', { 'aria-labelledby': 'groups-h' }, h('h2', { id: 'groups-h' }, 'Groups'));
@@ -75,30 +80,32 @@ export async function groups(main) {
 
 // ------------------------------------------------------------------------------ one group
 
-function replayForm(selection, describe) {
+// The replay form of a group (the selection or the whole group) or of one message: a dry run
+// unless the operator unticks it.
+function replayForm(selection, describe, { legend = 'Replay', label = 'Replay…', id = 'replay-go' } = {}) {
   const rate = h('input', { type: 'number', min: '0.1', step: 'any', inputmode: 'decimal', name: 'rate', id: 'replay-rate' });
   const dry = h('input', { type: 'checkbox', name: 'dryRun', id: 'replay-dry', checked: true });
   const form = h('fieldset', { class: 'replay' },
-    h('legend', {}, 'Replay'),
+    h('legend', {}, legend),
     field('Rate (messages a second)', rate, 'Empty: the policy default.'),
     h('div', { class: 'check' }, dry, h('label', { for: 'replay-dry' }, 'Dry run: plan only, send nothing')),
-    actionButton('Replay…', 'Operator', async () => {
+    actionButton(label, 'Operator', async () => {
       const chosen = selection();
       if (!chosen) { say('Select messages first, or replay the whole group.', 'error'); return; }
       const body = { ...chosen, dryRun: dry.checked };
       if (rate.value) body.rate = Number(rate.value);
       const verb = dry.checked ? 'Plan a replay of' : 'Replay';
-      if (!await confirmAction(`${verb} ${describe(chosen)}?`, [
+      if (!await confirmAction([`${verb} `, describe(chosen), '?'], [
         dry.checked ? 'Dry run: pitcrew counts what it would send and sends nothing.'
           : 'The messages go back to the target the policy names for their source (their own entity unless replay_to says otherwise).',
         `Rate: ${body.rate ?? 'the policy default'} a second.`,
       ], 'Operator')) return;
       try {
         const job = await post('/api/dlq/replays', body);
-        say(`Replay job ${job.id} ${job.status}.`, 'ok');
+        say(['Replay job ', bdi(job.id), ` ${job.status}.`], 'ok');
         location.hash = `#/dlq/job/${seg(job.id)}`;
       } catch (error) { reportError(error); }
-    }, { id: 'replay-go' }));
+    }, { id }));
   return form;
 }
 
@@ -157,7 +164,7 @@ export async function group(main, id) {
   });
 
   const chosen = () => (selected.size ? { messages: [...selected] } : { group: id });
-  const describe = (c) => (c.group ? `all of group ${c.group}` : `${c.messages.length} selected message(s)`);
+  const describe = (c) => (c.group ? ['all of group ', bdi(c.group)] : `${c.messages.length} selected message(s)`);
   const actions = h('section', { 'aria-labelledby': 'actions-h', class: 'actions-panel' },
     h('h2', { id: 'actions-h' }, 'Act on this group'), selectionNote,
     replayForm(chosen, describe),
@@ -176,11 +183,17 @@ export async function group(main, id) {
       actionButton('Purge group…', 'Operator', async () => {
         try {
           const plan = await post('/api/dlq/purge', { group: id, dryRun: true });
-          if (!await confirmAction(`Purge ${plan.count} message(s) of group ${id}?`, [
+          if (!await confirmAction([`Purge ${plan.count} message(s) of group `, bdi(id), '?'], [
             'This deletes the stored messages and their bodies now. It cannot be undone.',
             plan.more ? 'There are more than one request purges; purge again for the rest.' : '',
           ], 'Operator')) return;
           const done = await post('/api/dlq/purge', { group: id });
+          if (done.groupDeleted) {
+            // The group is gone with its last message: back to the list of groups.
+            say(['Purged ', String(done.count), ' message(s); group ', bdi(id), ' is gone.'], 'ok');
+            location.hash = '#/dlq';
+            return;
+          }
           say(`Purged ${done.count} message(s).`, 'ok');
           await load();
         } catch (error) { reportError(error); }
@@ -232,20 +245,17 @@ export async function message(main, id) {
       try { body.applicationProperties = JSON.parse(editProps.value || '{}'); } catch {
         say('Application properties: not a JSON object.', 'error'); return;
       }
-      if (!await confirmAction(`Edit message ${id}?`, ['A new message is created with your changes; the original is kept.'], 'Operator')) return;
+      if (!await confirmAction(['Edit message ', bdi(id), '?'], ['A new message is created with your changes; the original is kept.'], 'Operator')) return;
       try {
         const edited = await post(`/api/dlq/messages/${seg(id)}/edit`, body);
-        say(`Saved as ${edited.id}.`, 'ok');
+        say(['Saved as ', bdi(edited.id), '.'], 'ok');
         location.hash = `#/dlq/m/${seg(edited.id)}`;
       } catch (error) { reportError(error); }
-    }, { id: 'edit-go' }),
-    actionButton('Replay this message…', 'Operator', async () => {
-      if (!await confirmAction(`Replay message ${id}?`, ['It goes back to the target the policy names for its source.'], 'Operator')) return;
-      try {
-        const job = await post('/api/dlq/replays', { messages: [id] });
-        location.hash = `#/dlq/job/${seg(job.id)}`;
-      } catch (error) { reportError(error); }
-    }, { id: 'replay-one' }))]);
+    }, { id: 'edit-go' })),
+  h('section', { 'aria-labelledby': 'replay-one-h' },
+    h('h2', { id: 'replay-one-h' }, 'Replay this message'),
+    replayForm(() => ({ messages: [id] }), () => ['message ', bdi(id)],
+      { legend: 'Replay', label: 'Replay this message…', id: 'replay-one' }))]);
 }
 
 // ------------------------------------------------------------------------------ one job
@@ -299,7 +309,7 @@ export async function job(main, id) {
       try { j = show(await get(`/api/dlq/replays/${seg(id)}`)); } catch (error) {
         append(details, [problem(error)]); return;
       }
-      if (TERMINAL.includes(j.status)) say(`Replay job ${id} ${j.status}: ${countsText(j)}.`, j.status === 'succeeded' ? 'ok' : 'error');
+      if (TERMINAL.includes(j.status)) say(['Replay job ', bdi(id), ` ${j.status}: ${countsText(j)}.`], j.status === 'succeeded' ? 'ok' : 'error');
     }
   })();
 }

@@ -1,7 +1,7 @@
 // Rendering for lists whose shape this console does not pin down: the first array in a page,
 // shown as a table of its fields (nested values as JSON text).
 
-import { fmt, fmtTime, h, table } from './dom.js';
+import { bdi, fmt, fmtTime, h, table } from './dom.js';
 
 export function itemsOf(data, keys) {
   if (Array.isArray(data)) return data;
@@ -26,4 +26,9 @@ export function autoTable(caption, items, { prefer = [], extra = [], empty } = {
 
 export const labelsText = (labels) => Object.entries(labels || {}).map(([k, v]) => `${k}=${v}`).join(', ');
 
-export const mono = (text) => h('span', { class: 'mono', text });
+// The same on the page: each name and value isolated (a bidi control in one cannot reorder the
+// others).
+export const labelsNodes = (labels) => Object.entries(labels || {})
+  .map(([k, v], i) => [i ? ', ' : '', bdi(k), '=', bdi(v)]);
+
+export const mono = (text) => h('span', { class: 'mono' }, bdi(text));

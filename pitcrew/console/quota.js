@@ -3,8 +3,8 @@
 
 import { post } from './api.js';
 import {
-  actionButton, append, clear, confirmAction, facts, field, fmt, fmtTime, h, listPager, problem,
-  reportError, say, table,
+  actionButton, append, bdi, clear, confirmAction, facts, field, fmt, fmtTime, h, listPager,
+  problem, reportError, say, table,
 } from './dom.js';
 
 const LEVELS = ['', 'ok', 'warning', 'critical'];
@@ -27,14 +27,14 @@ export async function view(main) {
       const body = { quota: quota.value.trim(), limit: Number(limit.value), dryRun: dry.checked };
       if (reason.value.trim()) body.reason = reason.value.trim();
       if (!await confirmAction(dry.checked ? 'Plan this increase request?' : 'Send this increase request to Azure?', [
-        `${body.quota}: new limit ${body.limit}.`,
+        [bdi(body.quota), `: new limit ${body.limit}.`],
         dry.checked ? 'Dry run: nothing is sent.' : 'pitcrew asks the Quota API with its own identity and follows the request.',
       ], 'Operator')) return;
       clear(outcome);
       try {
         const result = await post('/api/quota/requests', body);
         append(outcome, [facts({ status: result.status, sent: result.sent, detail: result.detail, 'support request': result.supportRequest }, 'increase request')]);
-        say(result.sent ? `Request ${result.id} sent.` : `Not sent: ${result.detail ?? result.status}.`, 'ok');
+        say(result.sent ? ['Request ', bdi(result.id), ' sent.'] : ['Not sent: ', bdi(result.detail ?? result.status), '.'], 'ok');
       } catch (error) { reportError(error); }
     }, { id: 'quota-go' }), outcome);
 
@@ -48,7 +48,7 @@ export async function view(main) {
     if (!await confirmAction('Scan quotas now?', ['pitcrew reads usage and limits of the scopes the policy names.'], 'Operator')) return;
     try {
       const report = await post('/api/quota/scan', {});
-      scanStatus.textContent = `Scanned: ${fmt(report)}`;
+      append(clear(scanStatus), ['Scanned: ', bdi(fmt(report))]);
       await loadUsage();
     } catch (error) { reportError(error); }
   }, { id: 'quota-scan' }), scanStatus),
@@ -62,11 +62,11 @@ export async function view(main) {
       ['Quota', (q) => h('span', { class: 'mono', text: fmt(q.quota ?? q.id) })],
       ['Provider', (q) => fmt(q.provider)],
       ['Location', (q) => fmt(q.location)],
-      ['Usage', (q) => `${fmt(q.usage)} of ${fmt(q.limit)}${q.unit ? ` ${q.unit}` : ''} (${q.percent == null ? '?' : Math.round(q.percent)}%)`],
+      ['Usage', (q) => [bdi(fmt(q.usage)), ' of ', bdi(fmt(q.limit)), q.unit ? [' ', bdi(q.unit)] : '', ` (${q.percent == null ? '?' : Math.round(q.percent)}%)`]],
       ['Level', (q) => h('span', { class: `badge ${q.level}`, text: fmt(q.level) })],
       ['Trend a day', (q) => fmt(q.trendPerDay)],
       ['Days to the limit', (q) => fmt(q.daysToExhaustion)],
-      ['Open request', (q) => fmt(q.openRequest && `${q.openRequest.status} → ${q.openRequest.newLimit}`)],
+      ['Open request', (q) => (q.openRequest ? [bdi(q.openRequest.status), ' → ', bdi(q.openRequest.newLimit)] : '—')],
       ['Updated', (q) => fmtTime(q.updated)],
       ['Increase', (q) => (q.adjustable === false ? 'not adjustable' : h('button', {
         type: 'button', onclick: () => { quota.value = q.id; limit.focus(); },
@@ -79,7 +79,7 @@ export async function view(main) {
     listPager(requests, '/api/quota/requests', 'requests', { limit: 50 }, (items) => table('Increase requests', [
       ['Quota', (r) => h('span', { class: 'mono', text: fmt(r.quota) })],
       ['Status', (r) => h('span', { class: `badge ${String(r.status).toLowerCase()}`, text: fmt(r.status) })],
-      ['Limit', (r) => `${fmt(r.currentLimit)} → ${fmt(r.newLimit)}`],
+      ['Limit', (r) => [bdi(fmt(r.currentLimit)), ' → ', bdi(fmt(r.newLimit))]],
       ['Usage', (r) => fmt(r.usage)],
       ['Asked by', (r) => fmt(r.actor)],
       ['Reason', (r) => fmt(r.reason)],

@@ -2,7 +2,7 @@
 
 import { post } from './api.js';
 import {
-  actionButton, append, clear, confirmAction, facts, field, fmt, fmtTime, h, listPager,
+  actionButton, append, bdi, clear, confirmAction, facts, field, fmt, fmtTime, h, listPager,
   reportError, say, table,
 } from './dom.js';
 
@@ -43,19 +43,19 @@ export async function view(main) {
       if (both.checked) body.both = true;
       if (reason.value.trim()) body.reason = reason.value.trim();
       const what = `${body.vault}/${body.secret}`;
-      if (!await confirmAction(dry.checked ? `Plan a rotation of ${what}?` : `Rotate ${what} now?`, [
+      if (!await confirmAction(dry.checked ? ['Plan a rotation of ', bdi(what), '?'] : ['Rotate ', bdi(what), ' now?'], [
         dry.checked ? 'Dry run: pitcrew says what it would do and changes nothing.'
           : 'pitcrew regenerates the key the current version does not hold, tests it, then promotes it.',
-        force.checked ? `Forced, because: ${body.reason}` : '',
+        force.checked ? ['Forced, because: ', bdi(body.reason)] : '',
       ], 'Rotator')) return;
       clear(outcome);
       try {
         const result = await post('/api/rotations', body);
         if (result.dryRun) {
-          append(outcome, [h('h3', {}, `Plan for ${what}`), h('ol', { id: 'rotate-plan' }, (result.plan.steps || []).map((s) => h('li', { text: s })))]);
+          append(outcome, [h('h3', {}, 'Plan for ', bdi(what)), h('ol', { id: 'rotate-plan' }, (result.plan.steps || []).map((s) => h('li', {}, bdi(s))))]);
           say('Dry run: nothing changed.', 'ok');
         } else {
-          append(outcome, [h('h3', {}, `Run ${result.run.id}`), facts({ status: result.run.status, step: result.run.step, outcome: result.run.outcome }, 'run')]);
+          append(outcome, [h('h3', {}, 'Run ', bdi(result.run.id)), facts({ status: result.run.status, step: result.run.step, outcome: result.run.outcome }, 'run')]);
           say(`Rotation ${result.run.status}.`, 'ok');
         }
       } catch (error) { reportError(error); }
@@ -74,7 +74,7 @@ export async function view(main) {
     return listPager(runs, '/api/rotations', 'rotations', () => ({
       limit: 25, status: status.value, secret: filterSecret.value.trim(),
     }), (items) => table('Rotation runs', [
-      ['Secret', (r) => h('span', { class: 'mono', text: `${r.vault}/${r.secret}` })],
+      ['Secret', (r) => h('span', { class: 'mono' }, bdi(r.vault), '/', bdi(r.secret))],
       ['Status', (r) => h('span', { class: `badge ${r.status}`, text: r.status })],
       ['Step', (r) => fmt(r.step)],
       ['Outcome', (r) => fmt(r.outcome)],
@@ -83,8 +83,8 @@ export async function view(main) {
       ['Reason', (r) => fmt(r.reason)],
       ['Updated', (r) => fmtTime(r.updatedAt)],
       ['History', (r) => h('details', {}, h('summary', {}, `${(r.history || []).length} step(s)`), history(r),
-        r.lastError ? h('p', { class: 'error', text: `Last error: ${r.lastError}` }) : null,
-        r.waitReason ? h('p', { text: `Waiting: ${r.waitReason} until ${fmtTime(r.notBefore)}` }) : null)],
+        r.lastError ? h('p', { class: 'error' }, 'Last error: ', bdi(r.lastError)) : null,
+        r.waitReason ? h('p', {}, 'Waiting: ', bdi(r.waitReason), ` until ${fmtTime(r.notBefore)}`) : null)],
     ], items, { empty: 'No rotation runs.' }));
   };
   filters.addEventListener('submit', (e) => { e.preventDefault(); load(); });

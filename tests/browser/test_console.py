@@ -220,7 +220,7 @@ def test_a_silence_from_an_alert_group_prefills_its_labels(sign_in: Any) -> None
     group = page.locator("#alerts-list .alert-group", has_text="console-from-alert")
     group.wait_for(timeout=10_000)
     group.locator("button", has_text="Silence group").click()
-    assert 'alertRule=console-from-alert' in page.input_value("#silence-matchers")
+    assert 'alertRule="console-from-alert"' in page.input_value("#silence-matchers")
     page.fill("#silence-comment", "browser test: from an alert")
     page.click("#silence-go")
     page.click("#confirm-ok")
