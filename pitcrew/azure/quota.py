@@ -57,28 +57,27 @@ class AzureQuotaSource:
         from azure.core.exceptions import HttpResponseError  # SDK on first use (cold start)
 
         client = self._client(quota.scope)
-        seen: dict[str, Any] = {}
+        answer: dict[str, Any] = {}
 
-        def capture(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
+        def capture(pipeline_response: Any) -> None:
             response = pipeline_response.http_response
-            seen["location"] = response.headers.get("Location", "")
-            seen["body"] = deserialized
-            return deserialized
+            answer["status"] = response.status_code
+            answer["location"] = response.headers.get("Location", "")
 
         body = {"properties": {"limit": {"limitObjectType": "LimitValue", "value": new_limit},
                                "name": {"value": quota.name}}}
         try:
-            poller = client.quota.begin_create_or_update(
+            # The PUT is sent here; the poller is never asked for its result: Azure's 202 has
+            # no body to deserialize, and the request is followed by id (follow), not polled.
+            client.quota.begin_create_or_update(
                 resource_name=quota.name, scope=quota.scope, create_quota_request=body,
-                polling=False, cls=capture)
-            poller.result()
+                polling=False, raw_response_hook=capture)
         except HttpResponseError as exc:
             error = getattr(exc, "error", None)
             raise QuotaRefused(getattr(error, "code", None) or str(exc.status_code),
                                (getattr(error, "message", None) or exc.reason or "")[:1000]
                                ) from None
-        location = str(seen.get("location") or "")
-        request_id = location.split("/quotaRequests/")[-1].split("?")[0] if location else ""
+        request_id = request_id_of(str(answer.get("location") or ""))
         return SubmittedRequest(request_id, "Accepted" if request_id else "Succeeded")
 
     def request_status(self, scope: str, azure_request: str) -> SubmittedRequest:
@@ -96,3 +95,13 @@ class AzureQuotaSource:
         state = str(getattr(raw, "value", raw))  # an enum member or a string the enum lacks
         message = _get(props, "error", "message") or _get(props, "message") or ""
         return SubmittedRequest(azure_request, state, str(message)[:1000])
+
+
+def request_id_of(location: str) -> str:
+    """The quota request's id in the Location of the PUT's answer: its last path segment, as
+    Azure names it both in a 202 (`.../Microsoft.Quota/operationsStatus/{id}`) and in a 200
+    (`.../Microsoft.Quota/quotaRequests/{id}`); empty when there is no Location."""
+    path = location.split("?", 1)[0].rstrip("/")
+    if "/providers/microsoft.quota/" not in path.lower():
+        return ""
+    return path.rsplit("/", 1)[-1]

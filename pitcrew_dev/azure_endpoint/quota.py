@@ -4,10 +4,10 @@ MetricsQueryClient run unchanged against the local endpoint:
 
     GET  /{scope}/providers/Microsoft.Quota/usages[/{name}]
     GET  /{scope}/providers/Microsoft.Quota/quotas[/{name}]
-    PUT  /{scope}/providers/Microsoft.Quota/quotas/{name}        202, Location (the quota
-         request) and Azure-AsyncOperation (the operation status) for the SDK's poller
+    PUT  /{scope}/providers/Microsoft.Quota/quotas/{name}        202 as Azure answers it: no
+         body, Retry-After, Location = {scope}/providers/Microsoft.Quota/operationsStatus/{id}
     GET  /{scope}/providers/Microsoft.Quota/quotaRequests[/{id}]
-    GET  /subscriptions/{s}/providers/Microsoft.Quota/operationsStatus/{id}
+    GET  /[{scope}|subscriptions/{s}]/providers/Microsoft.Quota/operationsStatus/{id}
     GET  /{resource}/providers/Microsoft.Insights/metrics?metricnames=&aggregation=&timespan=
 
 with {scope} = subscriptions/{s}/providers/{provider}/locations/{location}. Quotas and metrics
@@ -92,6 +92,11 @@ class _Request:
     applied: bool = False
     error: str = ""
     history: list[str] = field(default_factory=list)
+
+
+# Azure's hint, with the local endpoint's one liberty: 1 s where Azure says 30 (an SDK poller
+# reads Retry-After before any other hint).
+_RETRY_AFTER = {"Retry-After": "1"}
 
 
 class QuotaError(Exception):
@@ -251,6 +256,8 @@ class QuotaService:
             return self._paged(request, [self.quota_doc(q) for q in self._scope_quotas(scope)])
         if kind == "quotas" and method in ("PUT", "PATCH") and name:
             return self._create(request, scope, name, await request.body())
+        if kind == "operationsstatus" and method == "GET" and name:
+            return self._operation(request, name)
         if kind == "quotarequests" and method == "GET":
             if name:
                 found = self.requests.get(name)
@@ -303,36 +310,37 @@ class QuotaService:
         self.submitted += 1
         base = f"{request.url.scheme}://{request.url.netloc}"
         version = request.query_params["api-version"]
-        subscription = scope.split("/")[1]
+        # Azure's 202 (the Quota_CreateOrUpdate examples): no body, Retry-After, and a Location
+        # naming the operation's status under the scope, whose last segment is the request id.
         headers = {
-            "Location": f"{base}/{scope}/providers/Microsoft.Quota/quotaRequests/{request_id}"
-                        f"?api-version={version}",
-            "Azure-AsyncOperation": f"{base}/subscriptions/{subscription}/providers/"
-                                    f"Microsoft.Quota/operationsStatus/{request_id}"
-                                    f"?api-version={version}",
-            "retry-after-ms": "10",
+            "Location": f"{base}/{scope}/providers/Microsoft.Quota/operationsStatus/"
+                        f"{request_id}?api-version={version}",
+            **_RETRY_AFTER,
         }
-        doc = self.quota_doc(quota)
-        doc["properties"]["limit"]["value"] = value
-        return JSONResponse(doc, status_code=202, headers=headers)
+        return Response(status_code=202, headers=headers)
 
     async def operation_status(self, request: Request) -> Response:
         try:
             self._check(request)
             with self._lock:
-                found = self.requests.get(request.path_params["op"])
-                if found is None:
-                    raise QuotaError(404, "ResourceNotFound", "Operation was not found.")
-                state = self._advance(found)
+                return self._operation(request, request.path_params["op"])
         except QuotaError as error:
             return error.response()
-        status = {"Accepted": "InProgress", "InProgress": "InProgress",
-                  "Succeeded": "Succeeded"}.get(state, "Failed")
-        body: dict[str, Any] = {"id": request.url.path, "name": found.id, "status": status}
-        if status == "Failed":
-            body["error"] = {"code": f"Quota{state}", "message": found.error or state}
-        # Not `Retry-After: 0`: azure-core reads that as "no hint" and waits its 30 s default.
-        return JSONResponse(body, headers={"retry-after-ms": "10"})
+
+    def _operation(self, request: Request, op: str) -> Response:
+        """The PUT's Location, as ARM's long-running operations answer one: 202 while the
+        request is open, then 200 with the quota as raised, or the request's error."""
+        found = self.requests.get(op)
+        if found is None:
+            raise QuotaError(404, "ResourceNotFound", "Operation was not found.")
+        state = self._advance(found)
+        if state in ("Accepted", "InProgress"):
+            return Response(status_code=202, headers={"Location": str(request.url),
+                                                      **_RETRY_AFTER})
+        if state != "Succeeded":
+            raise QuotaError(400, f"Quota{state}", found.error or f"The quota request {state}.")
+        quota = self._quota(found.scope, found.name)
+        return JSONResponse(self.quota_doc(quota))
 
     async def query_metrics(self, request: Request) -> Response:
         try:
