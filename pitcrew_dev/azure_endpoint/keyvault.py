@@ -32,7 +32,8 @@ from pitcrew_dev.azure_endpoint.credential import principal_from_token
 from pitcrew_dev.azure_endpoint.state import SecretRecord, SecretVersion, StateStore, VaultRecord
 
 SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-MAX_VALUE_CHARS = 25 * 1024  # Key Vault's 25 KB limit on a secret value
+MAX_VALUE_BYTES = 25 * 1024  # Key Vault's 25 KB limit on a secret value, in bytes (UTF-8)
+MAX_CONTENT_TYPE = 255  # characters
 MAX_TAGS = 15
 DEFAULT_PAGE = 25
 RECOVERY_LEVEL = "Recoverable+Purgeable"
@@ -73,6 +74,12 @@ class UpdateSecretBody(BaseModel):
     tags: dict[str, str] | None = None
     content_type: str | None = Field(default=None, alias="contentType")
     attributes: AttributesIn | None = None
+
+
+def _check_content_type(content_type: str | None) -> None:
+    if content_type is not None and len(content_type) > MAX_CONTENT_TYPE:
+        raise KeyVaultError(400, "BadParameter",
+                            f"The content type exceeds {MAX_CONTENT_TYPE} characters.")
 
 
 def _parse(model: type[BaseModel], raw: bytes) -> Any:
@@ -298,8 +305,9 @@ class VaultApp:
 
     def _set(self, request: Request, name: str, raw: bytes) -> Response:
         body: SetSecretBody = _parse(SetSecretBody, raw)
-        if len(body.value) > MAX_VALUE_CHARS:
+        if len(body.value.encode()) > MAX_VALUE_BYTES:
             raise KeyVaultError(400, "BadParameter", "The secret value exceeds 25 KB.")
+        _check_content_type(body.content_type)
         _check_tags(body.tags)
         now = int(time.time())
         attributes = body.attributes or AttributesIn()
@@ -352,6 +360,7 @@ class VaultApp:
 
     def _update(self, request: Request, name: str, version_id: str | None, raw: bytes) -> Response:
         body: UpdateSecretBody = _parse(UpdateSecretBody, raw)
+        _check_content_type(body.content_type)
         _check_tags(body.tags)
         with self.store.change() as data:
             record, version = self._find(data, name, version_id)

@@ -143,6 +143,23 @@ def test_update_properties(secrets: SecretClient) -> None:
     assert secrets.get_secret("db-password").properties.tags == {"CredentialId": "key2"}
 
 
+def test_a_value_over_25_kb_or_a_long_content_type_is_refused_as_key_vault_does(
+        secrets: SecretClient) -> None:
+    # Key Vault's limits: a value of at most 25 KB counted in bytes (UTF-8), a content type of
+    # at most 255 characters; both answered 400 BadParameter.
+    for value, content_type in (("\u00e9" * 20_000, None), ("x" * (25 * 1024 + 1), None),
+                                ("ok", "t" * 256)):
+        with pytest.raises(HttpResponseError) as refused:
+            secrets.set_secret("limits", value, content_type=content_type)
+        assert refused.value.status_code == 400 and refused.value.error is not None
+        assert refused.value.error.code == "BadParameter", refused.value.message
+    stored = secrets.set_secret("limits", "x" * (25 * 1024), content_type="t" * 255)
+    with pytest.raises(HttpResponseError) as refused:
+        secrets.update_secret_properties("limits", stored.properties.version,
+                                         content_type="t" * 256)
+    assert refused.value.status_code == 400
+
+
 def test_delete_recover_purge(secrets: SecretClient) -> None:
     secrets.set_secret("temp", "t")
     deleted = secrets.begin_delete_secret("temp").result()
