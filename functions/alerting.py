@@ -40,6 +40,15 @@ def silences(req: func.HttpRequest) -> func.HttpResponse:
     return to_response(handle(req.method, headers_of(req), dict(req.params), req.get_body()))
 
 
+# GET and DELETE on one silence: a function each (Reader views, Operator expires), as on the
+# alerts route.
+@bp.route(route="silences/{silence}", methods=["GET"], auth_level=OPERATOR_AUTH)
+def show_silence(req: func.HttpRequest) -> func.HttpResponse:
+    from pitcrew.alerting.api import show_silence as handle  # lazy: cold start
+
+    return to_response(handle(headers_of(req), req.route_params["silence"]))
+
+
 @bp.route(route="silences/{silence}", methods=["DELETE"], auth_level=OPERATOR_AUTH)
 def expire_silence(req: func.HttpRequest) -> func.HttpResponse:
     from pitcrew.alerting.api import expire_silence as handle  # lazy: cold start

@@ -99,14 +99,23 @@ TOKEN_QUERY, TOKEN_SINCE, TOKEN_UNTIL = "q", "since", "until"
 
 
 def window_of(continuation: Mapping[str, Any] | None) -> tuple[datetime | None, datetime | None]:
-    """The since and until a continuation token was issued for (None without a token), so a
-    caller may pass just the token for the next page."""
+    """The since and until (in UTC) a continuation token was issued for (None without a
+    token), so a caller may pass just the token for the next page; InvalidInput on
+    `continuation` when they are not a range pitcrew could have issued."""
     if not continuation:
         return None, None
     try:
-        return (datetime.fromisoformat(str(continuation[TOKEN_SINCE])),
-                datetime.fromisoformat(str(continuation[TOKEN_UNTIL])))
-    except (KeyError, ValueError):
+        since, until = (datetime.fromisoformat(str(continuation[key]))
+                        for key in (TOKEN_SINCE, TOKEN_UNTIL))
+        # pitcrew issues the range in UTC, within an AuditQuery's bounds; anything else is
+        # forged, and a time at datetime's edge would overflow once moved to UTC.
+        if since.tzinfo is None or until.tzinfo is None:
+            raise ValueError("no UTC offset")
+        since, until = since.astimezone(UTC), until.astimezone(UTC)
+    except (KeyError, ValueError, OverflowError):
         raise InvalidInput(CONTINUATION_PARAM, NOT_OURS) from None
+    if not timedelta(0) < until - since <= MAX_RANGE:
+        raise InvalidInput(CONTINUATION_PARAM, NOT_OURS)
+    return since, until
 
 

@@ -23,6 +23,25 @@ class InvalidInput(PitcrewError):
         return {"error": "invalid_input", "field": self.field, "message": str(self)}
 
 
+class NotFound(PitcrewError):
+    """What a request names by a well-formed id does not exist: HTTP 404 with
+    `{"error": "not_found", "field": ..., "message": ...}`. Not an InvalidInput: the request
+    was good, there is nothing at that name (a malformed id is still a 400)."""
+
+    def __init__(self, field: str, ident: str) -> None:
+        self.field = field
+        self.problem = f"{ident[:80]!r} was not found"
+        super().__init__(f"{field}: {self.problem}")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"error": "not_found", "field": self.field, "message": str(self)}
+
+    def as_input(self) -> InvalidInput:
+        """The same words as a 400 on the field, for a name a request's body gives: the body
+        is what is wrong then, not the route."""
+        return InvalidInput(self.field, self.problem)
+
+
 class PolicyInvalid(PitcrewError):
     """pitcrew.yaml failed validation: the app refuses to act and says why."""
 

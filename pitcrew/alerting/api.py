@@ -1,6 +1,7 @@
 """The entry points of alerting: the operator routes (`GET /api/alerts`, `/api/silences`,
-`/api/notifications`), the flush queue trigger and the sweep timer (overdue groups and the
-watchdog over pitcrew's own deliveries). Plain data in, HttpResult out."""
+`/api/silences/{id}`, `/api/notifications`), the flush queue trigger and the sweep timer
+(overdue groups and the watchdog over pitcrew's own deliveries). Plain data in, HttpResult
+out."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pitcrew.alerting.policy import Matcher, parse_duration
 from pitcrew.audit import AuditRecord, Outcome, app_identity
 from pitcrew.auth import Role, require
 from pitcrew.bootstrap import Services, get_services
-from pitcrew.errors import InvalidInput
+from pitcrew.errors import InvalidInput, NotFound
 from pitcrew.http.errors import HttpResult, http_errors
 from pitcrew.http.models import PageQuery, RequestModel, choice
 from pitcrew.http.paging import encode_token
@@ -188,18 +189,33 @@ def silences(method: str, headers: Mapping[str, str], query: Mapping[str, str],
 
 
 @http_errors
+def show_silence(headers: Mapping[str, str], silence_id: str) -> HttpResult:
+    """GET /api/silences/{id} (Reader): the silence, in any state (where POST's `Location`
+    points)."""
+    require(headers, Role.READER)
+    silence = get_services().alerting.silences.get(_silence_id(silence_id))
+    if silence is None:
+        raise NotFound("silence", silence_id)
+    return HttpResult(200, silence.to_dict(utcnow()))
+
+
+@http_errors
 def expire_silence(headers: Mapping[str, str], silence_id: str) -> HttpResult:
     """DELETE /api/silences/{id} (Operator): the silence ends now (kept, audited)."""
     principal = require(headers, Role.OPERATOR)
-    if not silence_id or len(silence_id) != 32 or not all(
-        c in "0123456789abcdef" for c in silence_id
-    ):
-        raise InvalidInput("id", "is not a silence id (32 hex digits)")
     try:
-        silence = get_services().alerting.silences.expire(silence_id, actor=principal.actor)
+        silence = get_services().alerting.silences.expire(_silence_id(silence_id),
+                                                          actor=principal.actor)
     except LookupError:
-        return HttpResult(404, {"error": "not_found", "message": f"no silence {silence_id}"})
+        raise NotFound("silence", silence_id) from None
     return HttpResult(200, silence.to_dict(utcnow()))
+
+
+def _silence_id(raw: str) -> str:
+    """A silence id as POST /api/silences made it (a Table key): else a 400 on `id`."""
+    if len(raw) != 32 or not all(c in "0123456789abcdef" for c in raw):
+        raise InvalidInput("id", "is not a silence id (32 hex digits)")
+    return raw
 
 
 # ------------------------------------------------------------------ notifications
@@ -225,7 +241,7 @@ def retry_notification(headers: Mapping[str, str], ref: str) -> HttpResult:
     services = get_services()
     entry = services.outbox.get(channel, notification_id)
     if entry is None:
-        return HttpResult(404, {"error": "not_found", "message": "no such notification"})
+        raise NotFound("notification", ref)
     result = services.outbox.retry_now(entry, services.channels.get(channel))
     # Only a delivery this retry made succeeded; one made before is nothing done now.
     outcome: Outcome = ("succeeded" if result == "delivered" else
@@ -391,4 +407,4 @@ def _ref(ref: str) -> tuple[str, str]:
 
 
 __all__ = ["Pipeline", "expire_silence", "flush_group", "list_alerts", "list_notifications",
-           "retry_notification", "silences", "sweep"]
+           "retry_notification", "show_silence", "silences", "sweep"]

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pitcrew.cli import client as cli_client
-from pitcrew.cli.output import more
+from pitcrew.cli.output import cell, more
 from pitcrew.cli.paging import AllPages, Continuation, Limit, fetch
 
 out = Console()
@@ -52,18 +52,18 @@ def alerts(
         out.print("No active alerts.")
         return
     for group in groups:
-        out.print(f"[bold]{group['groupKey']}[/bold] → {group['receiver']} "
-                  f"(next flush {group.get('nextFlushAt') or '-'})", highlight=False)
+        out.print(Text.assemble(cell(group["groupKey"], "bold"), " → ", cell(group["receiver"]),
+                                f" (next flush {group.get('nextFlushAt') or '-'})"),
+                  highlight=False)
         for alert in group["alerts"]:
-            mark = ""
+            mark = Text()
             if alert["silencedBy"]:
-                mark = f" [yellow]silenced by {', '.join(alert['silencedBy'])}[/yellow]"
+                mark = cell(f" silenced by {', '.join(alert['silencedBy'])}", "yellow")
             elif alert["inhibitedBy"]:
-                mark = " [yellow]inhibited[/yellow]"
+                mark = cell(" inhibited", "yellow")
             colour = "red" if alert["status"] == "firing" else "green"
-            out.print(f"  [{colour}]{alert['status']}[/{colour}] ", end="", highlight=False)
-            out.print(alert["title"], end="", markup=False, highlight=False)
-            out.print(mark, highlight=False)
+            out.print(Text.assemble("  ", cell(alert["status"], colour), " ",
+                                    cell(alert["title"]), mark), highlight=False)
     more(token)
 
 
@@ -87,8 +87,8 @@ def silences(
         return
     table = Table("id", "state", "matchers", "ends", "created by", "comment")
     for s in found:
-        table.add_row(s["id"], s["state"], ", ".join(s["matchers"]), s["endsAt"],
-                      s["createdBy"], s["comment"])
+        table.add_row(cell(s["id"]), cell(s["state"]), cell(", ".join(s["matchers"])),
+                      cell(s["endsAt"]), cell(s["createdBy"]), cell(s["comment"]))
     out.print(table)
     # With --state, the route filters each page after reading it: a page may show fewer
     # silences than --limit (even none) and still not be the last.
@@ -109,8 +109,9 @@ def add_silence(
     if as_json:
         out.print_json(json.dumps(body))
         return
-    out.print(f"[green]✓ silence {body['id']}[/green] until {body['endsAt']}: "
-              f"{', '.join(body['matchers'])}", highlight=False)
+    out.print(Text.assemble(cell(f"✓ silence {body['id']}", "green"),
+                            cell(f" until {body['endsAt']}: {', '.join(body['matchers'])}")),
+              highlight=False)
 
 
 @silences_app.command("expire")
@@ -119,11 +120,11 @@ def expire_silence(
     as_json: JsonOption = False,
 ) -> None:
     """End a silence now (it stays listed, as expired)."""
-    body = _client().request("DELETE", f"/api/silences/{quote(silence_id, safe='')}")
+    body = _client().request("DELETE", f"/api/silences/{cli_client.segment(silence_id)}")
     if as_json:
         out.print_json(json.dumps(body))
         return
-    out.print(f"[green]✓ silence {body['id']} expired[/green]", highlight=False)
+    out.print(cell(f"✓ silence {body['id']} expired", "green"), highlight=False)
 
 
 @notifications_app.callback()
@@ -149,8 +150,8 @@ def notifications(
         return
     table = Table("id", "receiver", "status", "attempts", "title", "last error")
     for n in found:
-        table.add_row(n["id"], n["receiver"], n["status"], str(n["attempts"]), n["title"],
-                      n.get("lastError") or "")
+        table.add_row(cell(n["id"]), cell(n["receiver"]), cell(n["status"]),
+                      cell(n["attempts"]), cell(n["title"]), cell(n.get("lastError")))
     out.print(table)
     more(token)
 
@@ -160,10 +161,16 @@ def retry(
     notification_id: Annotated[str, typer.Argument(help="The id `pitcrew notifications` shows.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Attempt a pending or failed delivery now (role Operator)."""
-    body = _client().post(f"/api/notifications/{quote(notification_id, safe='')}/retry")
+    """Attempt a pending or failed delivery now (role Operator); exit 1 unless it is
+    delivered (now or before)."""
+    body = _client().post(f"/api/notifications/{cli_client.segment(notification_id)}/retry")
+    # The route answers 200 whatever became of the delivery (the outbox row was read and
+    # tried); a script must still see that the notification did not arrive.
+    delivered = body["result"] in ("delivered", "already")
     if as_json:
         out.print_json(json.dumps(body))
-        return
-    colour = "green" if body["result"] in ("delivered", "already") else "yellow"
-    out.print(f"[{colour}]{body['result']}[/{colour}] {body['title']}", highlight=False)
+    else:
+        out.print(Text.assemble(cell(body["result"], "green" if delivered else "yellow"), " ",
+                                cell(body["title"])), highlight=False)
+    if not delivered:
+        raise typer.Exit(1)

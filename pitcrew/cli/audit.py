@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pitcrew.cli import client as cli_client
-from pitcrew.cli.output import err, out, printed_json
+from pitcrew.cli.output import cell, err, out, printed_json
 
 
 def audit(
@@ -45,9 +45,8 @@ def audit(
     if not printed_json(records, as_json):
         table = Table("time", "actor", "action", "target", "outcome", "correlation id")
         for r in records:
-            table.add_row(
-                r["time"], r["actor"], r["action"], r["target"], r["outcome"], r["correlationId"]
-            )
+            table.add_row(*(cell(r[k]) for k in ("time", "actor", "action", "target", "outcome",
+                                                  "correlationId")))
         out.print(table)
     if token:
         # On stderr, so --json output stays one JSON document.

@@ -17,10 +17,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 from rich.text import Text
 
 from pitcrew.cli import client as cli_client
+from pitcrew.cli.client import segment
+from pitcrew.cli.output import cell
 
 app = typer.Typer(help="Dead letters: groups, messages, replay, edit, archive.",
                   no_args_is_help=True)
@@ -45,22 +48,13 @@ Until = Annotated[str | None, typer.Option(help="ISO 8601 end (exclusive).")]
 def pages(path: str, params: dict[str, str], key: str, *, every: bool,
           continuation: str | None = None) -> Iterator[dict[str, Any]]:
     """Each page of a list route (`{key: [...], "continuation": ...}`): one, or all."""
-    client = _client()
-    token = continuation
-    while True:
-        query = dict(params) | ({"continuation": token} if token else {})
-        body = client.get(path, params=query)
-        if not isinstance(body.get(key), list):
-            raise typer.BadParameter(f"the app answered no {key!r} list")
-        yield body
-        token = body.get("continuation")
-        if not every or not token:
-            return
+    return cli_client.pages(_client(), path, params, key, continuation=continuation,
+                            every=every)
 
 
 def _more(body: dict[str, Any], every: bool) -> None:
     if not every and body.get("continuation"):
-        err.print(f"more: --continuation {body['continuation']}  (or --all)")
+        err.print(f"more: --continuation {body['continuation']}  (or --all)", markup=False)
 
 
 def _params(**values: str | int | None) -> dict[str, str]:
@@ -90,8 +84,8 @@ def groups(
                       continuation=continuation):
         found += body["groups"]
         for g in body["groups"]:
-            table.add_row(g["id"], Text(g["entity"]), Text(g["cause"]), str(g["count"]),
-                          g["firstSeen"][:19], g["lastSeen"][:19])
+            table.add_row(cell(g["id"]), cell(g["entity"]), cell(g["cause"]), cell(g["count"]),
+                          cell(g["firstSeen"][:19]), cell(g["lastSeen"][:19]))
     if as_json:
         out.print_json(json.dumps({"groups": found,
                                    "continuation": body.get("continuation")}))
@@ -138,21 +132,24 @@ def show(
                   Column("ingested", no_wrap=True), "size", Column("preview", overflow="fold"))
     view: dict[str, Any] = {}
     found: list[Any] = []
-    for index, view in enumerate(pages(f"/api/dlq/groups/{ident}", params, "messages",
-                                       every=every, continuation=continuation)):
+    for index, view in enumerate(pages(f"/api/dlq/groups/{segment(ident)}", params,
+                                       "messages", every=every, continuation=continuation)):
         items = view["messages"]
         if index == 0 and not as_json:
-            out.print(f"[bold]{view['entity']}[/bold]  group {view['id']}  "
-                      f"({view['count']} in all)", highlight=False)
+            out.print(Text.assemble(cell(view["entity"], "bold"),
+                                    cell(f"  group {view['id']}  ({view['count']} in all)")),
+                      highlight=False)
             out.print(f"cause: {view['cause']}", markup=False)
             if view.get("statuses"):
                 out.print("statuses: " + ", ".join(f"{k} {v}"
-                                                   for k, v in view["statuses"].items()))
+                                                   for k, v in view["statuses"].items()),
+                          markup=False)
         found += items
         for m in items:
-            table.add_row(m["id"], m["status"], str(m["properties"].get("message_id", "")),
-                          str(m["deliveryCount"] or ""), (m["ingestedAt"] or "")[:19],
-                          str(m["bodySize"]), Text(m.get("preview") or ""))
+            table.add_row(cell(m["id"]), cell(m["status"]),
+                          cell(m["properties"].get("message_id", "")),
+                          cell(m["deliveryCount"] or ""), cell((m["ingestedAt"] or "")[:19]),
+                          cell(m["bodySize"]), cell(m.get("preview") or ""))
     if as_json:
         out.print_json(json.dumps(view | {"messages": found}))
         return
@@ -162,14 +159,14 @@ def show(
 
 def _show_message(ident: str, body: bool, as_json: bool) -> None:
     params = {"body": "true"} if body else None
-    view = _client().get(f"/api/dlq/messages/{ident}", params=params)
+    view = _client().get(f"/api/dlq/messages/{segment(ident)}", params=params)
     if as_json or not body:
         out.print_json(json.dumps(view))
         return
     content = view.pop("body")
     out.print_json(json.dumps(view))
-    out.rule(f"body: {content['format']}, {content['decodedSize']} bytes"
-             + (" (decoded from base64)" if content.get("encoding") == "base64" else ""))
+    out.rule(cell(f"body: {content['format']}, {content['decodedSize']} bytes"
+                  + (" (decoded from base64)" if content.get("encoding") == "base64" else "")))
     if content["format"] == "json":
         out.print_json(json.dumps(content["json"]))
     elif content["format"] == "text":
@@ -206,8 +203,9 @@ def replay(
     # Only what was given is sent (0 is a value, not "absent": the route refuses it).
     job = _client().post("/api/dlq/replays", json={k: v for k, v in request.items()
                                                    if v is not None and v is not False})
-    out.print(f"replay job [bold]{job['id']}[/bold] queued: {job['selection']} -> "
-              f"{job['target']} at {job['rate']:g}/s" + (" (dry run)" if dry_run else ""))
+    out.print(Text.assemble("replay job ", cell(job["id"], "bold"),
+                            cell(f" queued: {job['selection']} -> {job['target']} at "
+                                 f"{job['rate']:g}/s" + (" (dry run)" if dry_run else ""))))
     if wait:
         follow(job["id"])
 
@@ -223,7 +221,8 @@ def follow(job_id: str, *, interval: float = 0.5) -> dict[str, Any]:
     )
 
     client = _client()
-    view = client.get(f"/api/dlq/replays/{job_id}")
+    path = f"/api/dlq/replays/{segment(job_id)}"
+    view = client.get(path)
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     try:
@@ -235,23 +234,25 @@ def follow(job_id: str, *, interval: float = 0.5) -> dict[str, Any]:
                         + counts["planned"])
                 stale = (f" (stale: heartbeat {view.get('heartbeatAgeSeconds')} s ago)"
                          if view.get("stale") else "")
+                # The description is read as markup by the progress column.
                 progress.update(task, completed=done, total=view.get("total"),
-                                description=f"{view['status']}{stale}")
+                                description=escape(f"{view['status']}{stale}"))
                 if view["status"] in _TERMINAL:
                     break
                 time.sleep(interval)
-                view = client.get(f"/api/dlq/replays/{job_id}")
+                view = client.get(path)
     except KeyboardInterrupt:
         err.print(f"stopped following; the job goes on (pitcrew dlq job {job_id}, "
-                  f"pitcrew dlq pause {job_id})")
+                  f"pitcrew dlq pause {job_id})", markup=False)
         raise typer.Exit(130) from None
     counts = view["counts"]
     colour = "green" if view["status"] == "succeeded" else "yellow"
-    out.print(f"[{colour}]{view['status']}[/{colour}]: sent {counts['sent']}, skipped "
-              f"{counts['skipped']}, failed {counts.get('failed', 0)}, remaining "
-              f"{view.get('remaining')}, planned {counts['planned']}, possible duplicates "
-              f"{counts['possibleDuplicates']}" + (f"; error: {view['error']}"
-                                                  if view.get("error") else ""))
+    out.print(Text.assemble(
+        cell(view["status"], colour),
+        cell(f": sent {counts['sent']}, skipped {counts['skipped']}, failed "
+             f"{counts.get('failed', 0)}, remaining {view.get('remaining')}, planned "
+             f"{counts['planned']}, possible duplicates {counts['possibleDuplicates']}"
+             + (f"; error: {view['error']}" if view.get("error") else ""))))
     if view["status"] == "failed":
         raise typer.Exit(1)
     return view
@@ -274,9 +275,9 @@ def jobs(
                       _params(limit=limit, since=since, until=until, status=status),
                       "jobs", every=every, continuation=continuation):
         for j in body["jobs"]:
-            table.add_row(j["id"], j["status"], Text(json.dumps(j["selection"])),
-                          Text(j["target"]), f"{j['rate']:g}", str(j["counts"]["sent"]),
-                          str(j["total"]), Text(j["actor"]))
+            table.add_row(cell(j["id"]), cell(j["status"]), cell(json.dumps(j["selection"])),
+                          cell(j["target"]), f"{j['rate']:g}", cell(j["counts"]["sent"]),
+                          cell(j["total"]), cell(j["actor"]))
     out.print(table)
     _more(body, every)
 
@@ -287,13 +288,14 @@ def job(job_id: str, watch: Annotated[bool, typer.Option("--watch")] = False) ->
     if watch:
         follow(job_id)
         return
-    out.print_json(json.dumps(_client().get(f"/api/dlq/replays/{job_id}")))
+    out.print_json(json.dumps(_client().get(f"/api/dlq/replays/{segment(job_id)}")))
 
 
 def _control(job_id: str, action: str) -> None:
-    view = _client().post(f"/api/dlq/replays/{job_id}/{action}")
+    view = _client().post(f"/api/dlq/replays/{segment(job_id)}/{action}")
     out.print(f"job {job_id}: {view['status']}" +
-              (f" ({view['requested']} requested)" if view.get("requested") else ""))
+              (f" ({view['requested']} requested)" if view.get("requested") else ""),
+              markup=False)
 
 
 @app.command("pause")
@@ -336,7 +338,8 @@ def edit(
         request["body"] = {"text": text}
     if set_property:
         client = _client()
-        current = client.get(f"/api/dlq/messages/{message_id}")["applicationProperties"]
+        current = client.get(f"/api/dlq/messages/{segment(message_id)}"
+                             )["applicationProperties"]
         props = {k: v for k, v in current.items() if not isinstance(v, dict)}
         for item in set_property:
             key, sep, value = item.partition("=")
@@ -347,8 +350,9 @@ def edit(
             except ValueError:
                 props[key] = value
         request["applicationProperties"] = props
-    edited = _client().post(f"/api/dlq/messages/{message_id}/edit", json=request)
-    out.print(f"edited: new message [bold]{edited['id']}[/bold] (original {message_id} kept)")
+    edited = _client().post(f"/api/dlq/messages/{segment(message_id)}/edit", json=request)
+    out.print(Text.assemble("edited: new message ", cell(edited["id"], "bold"),
+                            cell(f" (original {message_id} kept)")))
 
 
 @app.command("archive")
@@ -369,7 +373,8 @@ def scan(
     """Ingest now instead of waiting for the scan timer (role Operator). The app answers at
     once with a scan job and ingests in the background; this command shows its progress."""
     job = _client().post("/api/dlq/scan", json={"sources": source} if source else {})
-    out.print(f"scan job [bold]{job['id']}[/bold] queued: {', '.join(job['sources']) or '-'}")
+    out.print(Text.assemble("scan job ", cell(job["id"], "bold"),
+                            cell(f" queued: {', '.join(job['sources']) or '-'}")))
     if wait:
         follow_scan(job["id"])
 
@@ -378,29 +383,31 @@ def follow_scan(job_id: str, *, interval: float = 0.5) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     client = _client()
-    view = client.get(f"/api/dlq/scans/{job_id}")
+    path = f"/api/dlq/scans/{segment(job_id)}"
+    view = client.get(path)
     try:
         with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                       MofNCompleteColumn(), console=out) as progress:
             task = progress.add_task("scanning", total=view.get("total"))
             while True:
                 progress.update(task, completed=view["received"], total=view.get("total"),
-                                description=view["status"])
+                                description=escape(str(view["status"])))
                 if view["status"] in ("succeeded", "failed"):
                     break
                 time.sleep(interval)
-                view = client.get(f"/api/dlq/scans/{job_id}")
+                view = client.get(path)
     except KeyboardInterrupt:
-        err.print(f"stopped following; the scan goes on (pitcrew dlq scan-status {job_id})")
+        err.print(f"stopped following; the scan goes on (pitcrew dlq scan-status {job_id})",
+                  markup=False)
         raise typer.Exit(130) from None
     for report in view["reports"]:
         out.print(f"{report['source']}: received {report['received']}, new {report['stored']}, "
-                  f"groups {', '.join(report['groups']) or '-'}", highlight=False)
+                  f"groups {', '.join(report['groups']) or '-'}", highlight=False, markup=False)
     for name, problem in view["errors"].items():
-        err.print(f"[red]{name}: {problem}[/red]", highlight=False)
+        err.print(cell(f"{name}: {problem}", "red"), highlight=False)
     colour = "green" if view["status"] == "succeeded" else "red"
-    out.print(f"[{colour}]{view['status']}[/{colour}]: received {view['received']}, "
-              f"new {view['stored']}")
+    out.print(Text.assemble(cell(view["status"], colour),
+                            cell(f": received {view['received']}, new {view['stored']}")))
     if view["status"] == "failed":
         raise typer.Exit(1)
     return view
@@ -413,7 +420,7 @@ def scan_status(job_id: str,
     if watch:
         follow_scan(job_id)
         return
-    out.print_json(json.dumps(_client().get(f"/api/dlq/scans/{job_id}")))
+    out.print_json(json.dumps(_client().get(f"/api/dlq/scans/{segment(job_id)}")))
 
 
 @app.command("purge")
@@ -456,8 +463,8 @@ def _print_purge_plan(plan: dict[str, Any]) -> None:
     table = Table(Column("message", no_wrap=True), "status", "entity",
                   Column("ingested", no_wrap=True), Column("preview", overflow="fold"))
     for m in plan["messages"]:
-        table.add_row(m["id"], m["status"], Text(m["entity"]), m["ingestedAt"][:19],
-                      Text(m.get("preview") or ""))
+        table.add_row(cell(m["id"]), cell(m["status"]), cell(m["entity"]),
+                      cell(m["ingestedAt"][:19]), cell(m.get("preview") or ""))
     if plan["messages"]:
         out.print(table)
     shown = len(plan["messages"])
@@ -516,4 +523,5 @@ def demo_poison(
     except typer.Exit:
         raise
     except Exception as exc:  # no host, or no Operator principal: the scan timer takes them
-        err.print(f"not scanned now ({exc}); the scan timer ingests them within a minute")
+        err.print(f"not scanned now ({exc}); the scan timer ingests them within a minute",
+                  markup=False)

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from pitcrew.cli.client import DEV_STATE, dev_host
-from pitcrew.cli.output import fail, out
+from pitcrew.cli.output import cell, fail, out
 
 DEMO_AZURE_SEED = Path("examples") / "local-azure.demo.json"
 
@@ -171,7 +171,7 @@ def send(
         fail(str(exc))
         raise typer.Exit(2) from None
     colour = "green" if response.is_success else "red"
-    out.print(f"[{colour}]{response.status_code} {response.reason_phrase}[/{colour}]")
+    out.print(cell(f"{response.status_code} {response.reason_phrase}", colour))
     if response.content:
         try:
             out.print_json(response.text)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from pitcrew.cli import client as cli_client
-from pitcrew.cli.output import more, out, printed_json
+from pitcrew.cli.output import cell, more, out, printed_json
 
 app = typer.Typer(help="Expiry of secrets, keys and certificates: the sweep and its findings.",
                   invoke_without_command=True, no_args_is_help=False)
@@ -33,8 +33,8 @@ def findings_table(objects: Iterable[Mapping[str, Any]]) -> Table:
         note = "; ".join(p for p in (o.get("action") or "", *(o.get("problems") or [])) if p)
         if len(note) > 240:
             note = note[:239] + "…"
-        table.add_row(f"{o.get('vault')}/{o.get('kind')}s/\n{o.get('name')}", str(o.get("class")),
-                      expires, note)
+        table.add_row(cell(f"{o.get('vault')}/{o.get('kind')}s/\n{o.get('name')}"),
+                      cell(o.get("class")), cell(expires), cell(note))
     return table
 
 
@@ -74,15 +74,21 @@ def sweep(
                      ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Sweep now (role Rotator): classify, rotate/renew what a rule owns, report the rest."""
+    """Sweep now (role Rotator): classify, rotate/renew what a rule owns, report the rest.
+    Exits 1 when a vault could not be swept (in full)."""
     request: dict[str, Any] = {"dry_run": dry_run, "fix": fix}
     if vault:
         request["vault"] = vault
     body = _client().post("/api/expiry/sweep", json=request)
-    if printed_json(body, as_json):
-        return
+    if not printed_json(body, as_json):
+        _print_sweep(body)
+    if any(result.get("errors") for result in body.get("vaults", [])):
+        raise typer.Exit(1)
+
+
+def _print_sweep(body: Mapping[str, Any]) -> None:
     mode = " (plan: nothing was changed)" if body.get("plan") else ""
-    out.print(f"[bold]Sweep {body.get('sweep')}[/bold]{mode}", highlight=False)
+    out.print(cell(f"Sweep {body.get('sweep')}", "bold") + mode, highlight=False)
     for result in body.get("vaults", []):
         counts = ", ".join(f"{n} {c}" for c, n in sorted(result.get("counts", {}).items()))
         out.print(f"{result['vault']}: {counts or 'nothing listed'}", highlight=False,

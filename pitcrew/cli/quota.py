@@ -15,7 +15,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from pitcrew.cli import client as cli_client
-from pitcrew.cli.output import more
+from pitcrew.cli.output import cell, more
 from pitcrew.cli.paging import AllPages, Continuation, Limit, fetch
 
 app = typer.Typer(help="Quotas and capacity: usage, forecasts, increase requests.",
@@ -40,12 +40,13 @@ def quota_table(rows: list[dict[str, Any]]) -> Table:
     for row in sorted(rows, key=lambda r: (_days(r), -float(r.get("percent") or 0))):
         days = row.get("daysToExhaustion")
         request = row.get("openRequest") or {}
-        table.add_row(Text(row["quota"]), row.get("location") or "-", f"{row['usage']:g}",
-                      f"{row['limit']:g}", f"{row['percent']:g}",
+        table.add_row(cell(row["quota"]), cell(row.get("location") or "-"),
+                      f"{row['usage']:g}", f"{row['limit']:g}", f"{row['percent']:g}",
                       "never" if days is None else f"{days:.1f}",
                       "-" if row.get("trendPerDay") is None else f"{row['trendPerDay']:+.2f}",
-                      row.get("level", ""),
-                      f"{request.get('newLimit')} {request.get('status')}" if request else "")
+                      cell(row.get("level")),
+                      cell(f"{request.get('newLimit')} {request.get('status')}" if request
+                           else ""))
     return table
 
 
@@ -88,7 +89,7 @@ def scan(as_json: AsJson = False) -> None:
               f"a threshold, {len(report['notifications'])} notifications, "
               f"{len(report['requests'])} requests")
     for scope in report.get("failedScopes") or []:
-        err.print(f"failed: {scope}")
+        err.print(f"failed: {scope}", markup=False)
 
 
 @app.command("request")
@@ -111,7 +112,7 @@ def request(
         out.print_json(json.dumps(answer))
         return
     out.print(f"{answer['status']}: {answer['quota']} {answer['currentLimit']:g} -> "
-              f"{answer['newLimit']} ({answer['detail']})")
+              f"{answer['newLimit']} ({answer['detail']})", markup=False)
     if answer.get("supportRequest"):
         out.print(Text(answer["supportRequest"]))
 
@@ -134,7 +135,8 @@ def requests(
     table = Table("created", "quota", "location", Column("limit", justify="right"), "status",
                   "actor")
     for r in found:
-        table.add_row(r["created"][:19], Text(r["quota"].rsplit("/", 1)[-1]), r["location"],
-                      f"{r['currentLimit']:g} -> {r['newLimit']}", r["status"], Text(r["actor"]))
+        table.add_row(cell(r["created"][:19]), cell(r["quota"].rsplit("/", 1)[-1]),
+                      cell(r["location"]), cell(f"{r['currentLimit']:g} -> {r['newLimit']}"),
+                      cell(r["status"]), cell(r["actor"]))
     out.print(table)
     more(token)

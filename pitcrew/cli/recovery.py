@@ -5,13 +5,12 @@ identity and audits who asked)."""
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 from rich.table import Table
 
 from pitcrew.cli import client as cli_client
-from pitcrew.cli.output import err, more, out, printed_json
+from pitcrew.cli.output import cell, err, fail, more, out, printed_json
 from pitcrew.cli.paging import AllPages, Continuation, Limit, fetch
 
 drill_app = typer.Typer(help="Restore drills: run one now (or its dry run).",
@@ -52,15 +51,16 @@ def backups(
     table = Table("check", "resource", "ok", "problems", "checked")
     for listed in checks:
         for res in listed.get("resources", []):
-            table.add_row(listed["check"], str(res["resource"]).rsplit("/", 1)[-1],
-                          "yes" if res["ok"] else "[red]no[/red]",
-                          "; ".join(res["problems"]) or "-", listed["checkedAt"][:19])
+            table.add_row(cell(listed["check"]), cell(str(res["resource"]).rsplit("/", 1)[-1]),
+                          cell("yes") if res["ok"] else cell("no", "red"),
+                          cell("; ".join(res["problems"]) or "-"),
+                          cell(listed["checkedAt"][:19]))
     out.print(table)
     for listed in checks:
         if listed.get("resourceCount", 0) > len(listed.get("resources", [])):
             err.print(f"{listed['check']}: {len(listed['resources'])} of "
                       f"{listed['resourceCount']} resources listed; narrow with --failing or "
-                      "--resource")
+                      "--resource", markup=False)
     more(token)
 
 
@@ -86,9 +86,10 @@ def drills(
         return
     table = Table("drill", "status", "last result", "RTO", "restore", "next due", "problems")
     for v in views:
-        table.add_row(v["name"], v["status"], v.get("lastResult") or "-",
+        table.add_row(cell(v["name"]), cell(v["status"]), cell(v.get("lastResult") or "-"),
                       _seconds(v.get("rtoSeconds")), _seconds(v.get("restoreSeconds")),
-                      (v.get("nextDue") or "-")[:10], "; ".join(v.get("problems") or []) or "-")
+                      cell((v.get("nextDue") or "-")[:10]),
+                      cell("; ".join(v.get("problems") or []) or "-"))
     out.print(table)
     more(token)
 
@@ -101,25 +102,32 @@ def drill_run(
     = False,
     as_json: AsJson = False,
 ) -> None:
-    """Run a restore drill now (role Operator). Try --dry-run first."""
-    body = _client().post(f"/api/drills/{quote(name, safe='')}/run",
+    """Run a restore drill now (role Operator). Try --dry-run first. Exits 1 when the run
+    failed, or the dry run found problems (the drill would not pass as planned)."""
+    body = _client().post(f"/api/drills/{cli_client.segment(name)}/run",
                           json={"dryRun": dry_run})
-    if printed_json(body, as_json):
-        return
+    if not printed_json(body, as_json):
+        _print_drill_run(name, body, dry_run)
+    if body.get("status") == "failed" or (dry_run and body.get("problems")):
+        raise typer.Exit(1)
+
+
+def _print_drill_run(name: str, body: dict[str, Any], dry_run: bool) -> None:
     if dry_run:
-        out.print(f"dry run of drill {name}: mode {body.get('mode')}")
+        out.print(f"dry run of drill {name}: mode {body.get('mode')}", markup=False)
         for key in ("restoreAt", "scratchAccount", "oldestRestorable"):
             if body.get(key):
-                out.print(f"  {key}: {body[key]}")
+                out.print(f"  {key}: {body[key]}", markup=False)
         if body.get("supportCase"):
-            out.print("support case text:\n" + body["supportCase"])
+            out.print("support case text:\n" + body["supportCase"], markup=False)
     else:
         if body.get("message"):  # e.g. already running: another request advances it
             out.print(f"drill {name}: {body['message']}", highlight=False, markup=False)
         out.print(f"drill {name}: run {body.get('run')} {body.get('status')} "
-                  f"(step {body.get('step')}), RTO {_seconds(body.get('rtoSeconds'))}")
+                  f"(step {body.get('step')}), RTO {_seconds(body.get('rtoSeconds'))}",
+                  markup=False)
     for problem in body.get("problems") or []:
-        err.print(f"[red]✗ {problem}[/red]")
+        fail(problem)
 
 
 @images_app.command("purge")
@@ -129,19 +137,26 @@ def images_purge(
     registry: Annotated[str | None, typer.Option(help="One registry's login server.")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Purge old registry images by the policy's filter (role Operator)."""
+    """Purge old registry images by the policy's filter (role Operator). Exits 1 when a
+    registry had problems (it could not be reached, read or purged in full)."""
     request: dict[str, Any] = {"dryRun": dry_run}
     if registry:
         request["registry"] = registry
     body = _client().post("/api/images/purge", json=request)
-    if printed_json(body, as_json):
-        return
+    if not printed_json(body, as_json):
+        _print_purge(body)
+    if any(reg.get("problems") for reg in body.get("registries", [])):
+        raise typer.Exit(1)
+
+
+def _print_purge(body: dict[str, Any]) -> None:
     for reg in body.get("registries", []):
         verb = "would remove" if reg["dryRun"] else "removed"
         out.print(f"{reg['registry']}: {verb} {reg['count']} images, {reg['bytes']} bytes; "
-                  f"kept {reg['kept']}")
+                  f"kept {reg['kept']}", markup=False)
         for image in reg["images"]:
             out.print(f"  {image['repository']}@{image['digest'][:19]} "
-                      f"{','.join(image['tags']) or '<untagged>'} {image['bytes']} B")
+                      f"{','.join(image['tags']) or '<untagged>'} {image['bytes']} B",
+                      markup=False)
         for problem in reg["problems"]:
-            err.print(f"[red]✗ {problem}[/red]")
+            fail(problem)

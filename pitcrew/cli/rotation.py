@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from pitcrew.cli import client as cli_client
-from pitcrew.cli.output import err, more, out, printed_json
+from pitcrew.cli.output import cell, err, more, out, printed_json
 
 
 def _client() -> Any:
@@ -55,27 +56,29 @@ def rotate(
         return
     if body.get("dryRun"):
         plan = body["plan"]
-        out.print(f"[bold]Plan for {vault}/{secret}[/bold] (version {plan.get('version')}, "
-                  f"strategy {plan.get('strategy')}) — nothing was changed:", highlight=False)
+        out.print(Text.assemble(cell(f"Plan for {vault}/{secret}", "bold"),
+                                cell(f" (version {plan.get('version')}, strategy "
+                                     f"{plan.get('strategy')}) — nothing was changed:")),
+                  highlight=False)
         for i, step in enumerate(plan.get("steps", []), 1):
             out.print(f"  {i}. {step}", highlight=False, markup=False)
         return
     run = body["run"]
     if body.get("inProgress"):  # another request advances it: not a failure
-        out.print(f"[yellow]in progress[/yellow] {run['id']} at step {run['step']}: ",
-                  end="", highlight=False)
-        out.print(body.get("message") or "another request is advancing it", highlight=False,
-                  markup=False)
+        out.print(Text.assemble(cell("in progress", "yellow"),
+                                cell(f" {run['id']} at step {run['step']}: "),
+                                cell(body.get("message") or "another request is advancing it")),
+                  highlight=False)
         return
     colour = {"succeeded": "green", "waiting": "yellow", "skipped": "yellow"}.get(
         run["status"], "red")
-    out.print(f"[{colour}]{run['status']}[/{colour}] {run['id']} at step {run['step']}: ",
-              end="", highlight=False)
-    out.print(describe(run), highlight=False, markup=False)
+    out.print(Text.assemble(cell(run["status"], colour),
+                            cell(f" {run['id']} at step {run['step']}: "), cell(describe(run))),
+              highlight=False)
     if run.get("newVersion"):
         out.print(f"  new version {run['newVersion']}"
                   + (f" (holds the {run['regenerated']} key)" if run.get("regenerated") else ""),
-                  highlight=False)
+                  highlight=False, markup=False)
     if run["status"] == "failed":
         raise typer.Exit(1)
 
@@ -107,8 +110,8 @@ def runs_table(runs: Iterable[Mapping[str, Any]]) -> Table:
         outcome = describe(r)
         if len(outcome) > 240:
             outcome = outcome[:239] + "…"
-        table.add_row(f"{r.get('vault')}/{r.get('secret')}\n@{version}", status, updated,
-                      outcome)
+        table.add_row(cell(f"{r.get('vault')}/{r.get('secret')}\n@{version}"), cell(status),
+                      cell(updated), cell(outcome))
     return table
 
 

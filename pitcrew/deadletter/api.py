@@ -4,7 +4,8 @@ dead-letter triggers call. Plain data in, HttpResult out; the triggers only tran
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from pitcrew import links
 from pitcrew.auth import Role, require
@@ -27,6 +28,7 @@ from pitcrew.deadletter.replay import (
 )
 from pitcrew.deadletter.replay import request_replay as do_request
 from pitcrew.deadletter.scans import ScanWorker, get_scan, request_scan, scan_view
+from pitcrew.errors import NotFound
 from pitcrew.http.errors import HttpResult, http_errors
 from pitcrew.http.models import (
     ArchiveRequest,
@@ -45,6 +47,16 @@ log = logging.getLogger(__name__)
 
 def _dl() -> DeadletterServices:
     return get_services().deadletter
+
+
+@contextmanager
+def _named_in_body() -> Iterator[None]:
+    """A group or message that a request's body names and that does not exist makes the body
+    wrong: a 400 naming the field. (An id in the path names the resource itself: a 404.)"""
+    try:
+        yield
+    except NotFound as missing:
+        raise missing.as_input() from None
 
 
 @http_errors
@@ -94,7 +106,9 @@ def edit_message(headers: Mapping[str, str], message: str, body: bytes) -> HttpR
 def archive(headers: Mapping[str, str], body: bytes) -> HttpResult:
     principal = require(headers, Role.OPERATOR)
     request = ArchiveRequest.from_body(body)
-    result = do_archive(_dl(), actor=principal.actor, group=request.group, ids=list(request.ids))
+    with _named_in_body():
+        result = do_archive(_dl(), actor=principal.actor, group=request.group,
+                            ids=list(request.ids))
     return HttpResult(200, result)
 
 
@@ -102,7 +116,8 @@ def archive(headers: Mapping[str, str], body: bytes) -> HttpResult:
 def request_replay(headers: Mapping[str, str], body: bytes) -> HttpResult:
     principal = require(headers, Role.OPERATOR)
     request = ReplayRequest.from_body(body, actor=principal.actor)
-    run = do_request(_dl(), request)
+    with _named_in_body():
+        run = do_request(_dl(), request)
     return HttpResult(202, job_view(run),
                       {"Location": links.location(f"/api/dlq/replays/{run.run_id}")})
 
@@ -155,7 +170,8 @@ def purge(headers: Mapping[str, str], body: bytes) -> HttpResult:
     """POST /api/dlq/purge {"group": G | "before": T, "dryRun": bool} (Operator, audited)."""
     principal = require(headers, Role.OPERATOR)
     request = PurgeRequest.from_body(body)
-    return HttpResult(200, purge_now(_dl(), request, principal.actor))
+    with _named_in_body():
+        return HttpResult(200, purge_now(_dl(), request, principal.actor))
 
 
 # ------------------------------------------------------------------ trigger entry points

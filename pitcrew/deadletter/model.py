@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pitcrew.errors import InvalidInput, RetryLater
+from pitcrew.errors import NotFound as NotFound  # re-exported: the dead-letter code's import
 from pitcrew.state import utcnow
 
 Status = Literal["failed", "replaying", "replayed", "archived", "superseded"]
@@ -221,11 +222,6 @@ def parse_target(text: str) -> Target:
     raise InvalidInput("target", f"{text[:100]!r} must be 'queue:<name>', "
                        "'servicebus:<namespace>/<queue>' or "
                        "'servicebus:<namespace>/topics/<topic>'")
-
-
-class NotFound(InvalidInput):
-    def __init__(self, what: str, ident: str) -> None:
-        super().__init__(what, f"{ident[:80]!r} was not found")
 
 
 class TargetMissing(Exception):

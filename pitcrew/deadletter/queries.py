@@ -20,7 +20,7 @@ from pitcrew.state import RunRecord
 
 GROUP_ID = re.compile(r"^[0-9a-f]{12}$")
 MESSAGE_ID = re.compile(r"^[0-9a-f]{12}-[0-9a-f]{20}$")
-JOB_ID = re.compile(r"^\d{14}-[0-9a-f]{8}$")
+JOB_ID = re.compile(r"^[0-9]{14}-[0-9a-f]{8}$")  # ASCII digits: \d takes any script's
 MAX_SPAN = timedelta(days=366)
 JOBS_DEFAULT_SPAN = timedelta(days=30)
 JOB_STATUSES = ("queued", "running", "paused", "succeeded", "cancelled", "failed")

@@ -139,7 +139,7 @@ def request_replay(dl: DeadletterServices, request: ReplayRequest) -> RunRecord:
         raise InvalidInput("batchSize", "must be from 1 to 100")
     sources: set[str] = set()
     if request.group:
-        sources.add(dl.store.group(request.group).source)  # NotFound -> 400 naming it
+        sources.add(dl.store.group(request.group).source)  # NotFound: api answers 400
     for message_id in request.ids:
         sources.add(dl.store.get(message_id).source)
     try:
@@ -373,7 +373,7 @@ def _release(dl: DeadletterServices, job_id: str,
 def get_job(dl: DeadletterServices, job_id: str) -> RunRecord:
     run = dl.state.get_run(KIND, job_id)
     if run is None:
-        raise InvalidInput("job", f"{job_id[:60]!r} was not found")
+        raise NotFound("job", job_id)
     return run
 
 

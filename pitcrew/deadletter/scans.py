@@ -21,7 +21,7 @@ from pitcrew.deadletter.ingest import IngestReport, ingest_source, notify_pendin
 from pitcrew.deadletter.model import utcnow
 from pitcrew.deadletter.policy import StorageQueueSource
 from pitcrew.deadletter.ports import DeadletterServices
-from pitcrew.errors import InvalidInput, RetryLater
+from pitcrew.errors import InvalidInput, NotFound, RetryLater
 from pitcrew.state import RunRecord, StaleRun
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,15 @@ MAX_SOURCES = 100
 
 
 def request_scan(dl: DeadletterServices, names: list[str] | None, actor: str) -> RunRecord:
-    """Persist a scan job for the named sources (default: all), audit, wake the worker."""
+    """Persist a scan job for the named sources (None: all), audit, wake the worker. A job
+    with no source to scan would be queued, run and succeed having done nothing: refused."""
     configured = [s.name for s in dl.policy.sources]
+    if names is not None and not names:
+        raise InvalidInput("sources", "is an empty list: name at least one source of the "
+                           "policy's deadletter.sources, or leave it out to scan them all")
+    if not configured:
+        raise InvalidInput("sources", "the policy names no dead-letter source "
+                           "(deadletter.sources): there is nothing to scan")
     if names:
         if len(names) > MAX_SOURCES:
             raise InvalidInput("sources", f"at most {MAX_SOURCES} names")
@@ -65,7 +72,7 @@ def request_scan(dl: DeadletterServices, names: list[str] | None, actor: str) ->
 def get_scan(dl: DeadletterServices, job: str) -> RunRecord:
     run = dl.state.get_run(KIND, job)
     if run is None:
-        raise InvalidInput("scan", f"{job[:60]!r} was not found")
+        raise NotFound("scan", job)
     return run
 
 

@@ -19,13 +19,19 @@ NEEDS_A_PERSON = ("expired", "expiring", "no-expiry")
 
 def tell(services: Services, notification: Notification, *, action: str, target: str,
          correlation_id: str, details: Mapping[str, Any], actor: str | None = None) -> str:
-    """Send one notification and audit what became of it; returns the dispatch outcome."""
+    """Send one notification and audit what became of it; returns the dispatch outcome.
+
+    When `details` carry `errors` (a vault the sweep could not list), the work being told
+    about failed: the record is `failed` however well the telling went, and the delivery's
+    outcome is kept in the details (`delivery`)."""
     dispatch = services.router.send(notification)
+    outcome: str = "failed" if details.get("errors") else dispatch.outcome
     services.audit.append(AuditRecord(
         actor=actor or app_identity(), action=action, target=target,
-        outcome=dispatch.outcome,  # type: ignore[arg-type]
+        outcome=outcome,  # type: ignore[arg-type]  # a dispatch outcome, as notify audits are
         correlation_id=correlation_id,
-        details={**details, "notification": notification.id, **dispatch.to_dict()},
+        details={**details, "notification": notification.id, "delivery": dispatch.outcome,
+                 **dispatch.to_dict()},
     ))
     return str(dispatch.outcome)
 

@@ -1,9 +1,9 @@
 """The one place pitcrew's errors become HTTP answers.
 
 Every entry point takes plain data (method, headers, query, body) and returns an HttpResult;
-`http_errors` maps what it raises: bad input is a 400 naming the field, a missing principal
-401, a missing role 403, an invalid policy or a live lease 503, anything else a logged, generic
-500 — never a stack trace.
+`http_errors` maps what it raises: bad input is a 400 naming the field, a well-formed id of
+nothing a 404 naming it, a missing principal 401, a missing role 403, an invalid policy or a
+live lease 503, anything else a logged, generic 500 — never a stack trace.
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, ParamSpec
 
-from pitcrew.errors import Forbidden, InvalidInput, PolicyInvalid, RetryLater, Unauthorized
+from pitcrew.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PolicyInvalid,
+    RetryLater,
+    Unauthorized,
+)
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -31,6 +38,8 @@ def render_error(exc: Exception, where: str = "") -> HttpResult:
     """The HTTP answer for an exception an entry point raised."""
     if isinstance(exc, InvalidInput):
         return HttpResult(400, exc.to_dict())
+    if isinstance(exc, NotFound):
+        return HttpResult(404, exc.to_dict())
     if isinstance(exc, Unauthorized):
         return HttpResult(401, {"error": "unauthorized", "message": str(exc)},
                           {"WWW-Authenticate": 'Bearer realm="pitcrew"'})

@@ -26,13 +26,13 @@ def list_audit(headers: Mapping[str, str], query: Mapping[str, str]) -> HttpResu
     require(headers, Role.READER)
     params = AuditParams.of(query)
     token_since, token_until = window_of(params.continuation)
-    until = params.until or (token_until or datetime.now(UTC)).astimezone(UTC)
+    until = params.until or token_until or datetime.now(UTC)
     try:
         default_since = token_since or until - timedelta(days=1)
     except OverflowError:
         raise InvalidInput("until", "is too early") from None
     wanted = AuditQuery(
-        since=params.since or default_since.astimezone(UTC),
+        since=params.since or default_since,
         until=until,
         target=params.target,
         actor=params.actor,

@@ -64,6 +64,8 @@ EXPECTED = {
                                     "authLevel": "anonymous"}),
     "silences": ("httpTrigger", {"route": "silences", "methods": {"GET", "POST"},
                                  "authLevel": "anonymous"}),
+    "show_silence": ("httpTrigger", {"route": "silences/{silence}", "methods": {"GET"},
+                                     "authLevel": "anonymous"}),
     "expire_silence": ("httpTrigger", {"route": "silences/{silence}", "methods": {"DELETE"},
                                        "authLevel": "anonymous"}),
     "list_notifications": ("httpTrigger", {"route": "notifications", "methods": {"GET"},

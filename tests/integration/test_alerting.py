@@ -401,6 +401,40 @@ def test_get_and_post_on_the_alerts_route_are_two_functions_on_the_local_host(
         assert listed.status_code == 200 and "groups" in listed.json()
 
 
+def test_the_location_of_a_new_silence_answers_it_on_the_local_host(
+    pitcrew_env: Path, receiver: Receiver
+) -> None:
+    """POST /api/silences answers `Location: /api/silences/{id}`: a GET there (role Reader)
+    answers the silence, as DELETE there expires it."""
+    import os
+
+    import httpx
+
+    import function_app
+    from pitcrew_dev.host import build_host, serving
+
+    reader = {"X-MS-CLIENT-PRINCIPAL": encode_principal("r@example.com", ["Reader"])}
+    host = build_host(function_app.app, function_key="k", allow_dev_principal=True,
+                      settings=os.environ)
+    with serving(host) as url:
+        created = httpx.post(f"{url}/api/silences", headers=OPERATOR, json={
+            "matchers": ["alertRule=db-[primary]"], "for": "1h", "comment": "INC-1"})
+        assert created.status_code == 201, created.text
+        location = created.headers["location"]
+        assert location == f"/api/silences/{created.json()['id']}"
+        for _ in range(2):  # reading it changes nothing
+            shown = httpx.get(f"{url}{location}", headers=reader)
+            assert shown.status_code == 200, shown.text
+            assert shown.json() == created.json()
+        assert httpx.get(f"{url}{location}").status_code == 401  # no principal
+        missing = httpx.get(f"{url}/api/silences/{'0' * 32}", headers=reader)
+        assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+        bad = httpx.get(f"{url}/api/silences/not-an-id", headers=reader)
+        assert bad.status_code == 400 and bad.json()["field"] == "id"
+        assert httpx.delete(f"{url}{location}", headers=OPERATOR).status_code == 200
+        assert httpx.get(f"{url}{location}", headers=reader).json()["state"] == "expired"
+
+
 @pytest.mark.parametrize("grouped", [False, True], ids=["flat", "group_by"])
 def test_an_alert_that_changes_while_its_new_group_flushes_is_told_in_the_same_call(
     pitcrew_env: Path, receiver: Receiver, pager: Receiver, grouped: bool

@@ -170,6 +170,22 @@ def test_forged_and_foreign_tokens_are_400s(month: list[AuditRecord]) -> None:
         assert answer.body["field"] in ("continuation", "since"), answer.body
 
 
+def test_tokens_with_times_out_of_range_are_400s(reader_env: Path) -> None:
+    # A forged token's range reaches datetime's edges: converting it to UTC, or going a day
+    # back from it, must be a 400 on the token, never a 500.
+    for since, until in (
+        ("0001-01-01T00:00:00+23:59", "0001-01-01T00:00:00+23:59"),  # before year 1 in UTC
+        ("9999-12-31T23:00:00-23:59", "9999-12-31T23:30:00-23:59"),  # after year 9999
+        ("0001-01-01T00:00:00", "0001-01-02T00:00:00"),  # no offset: pitcrew never issues it
+        ("2026-03-01T00:00:00+00:00", "2026-03-01T00:00:00"),
+    ):
+        token = encode_token({"PartitionKey": "a", "q": "x", "since": since, "until": until})
+        for _ in range(2):  # and again: nothing about the first answer changes the second
+            answer = _get(continuation=token)
+            assert answer.status == 400, (since, until, answer.body)
+            assert answer.body["field"] == "continuation", answer.body
+
+
 def test_internal_query_reads_across_pages(month: list[AuditRecord]) -> None:
     records = list(get_services().audit.query(since=START, until=START + timedelta(days=31),
                                               limit=10))

@@ -150,3 +150,11 @@ def test_a_body_that_is_not_unicode_text_is_a_400(queue_names: str) -> None:  # 
     answer = api.edit_message(OPERATOR, message, b'{"body": {"text": "\\ud800"}}')
     assert answer.status == 400 and answer.body["field"] == "body.text", answer.body
     assert _statuses(dl, group) == ["failed"]
+
+
+def test_an_edit_of_a_message_that_does_not_exist_is_a_404(queue_names: str) -> None:  # noqa: F811
+    for _ in range(2):
+        answer = _edit("0123456789ab-0123456789abcdef0123", "x")
+        assert answer.status == 404, answer.body
+        assert answer.body["error"] == "not_found" and answer.body["field"] == "message"
+    assert audit("dlq.edit") == []

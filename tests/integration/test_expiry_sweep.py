@@ -24,6 +24,7 @@ from tests.integration.rotation_support import (
     SUB,
     VAULT,
     RotationWorld,
+    audit_records,
     deliver,
     deny_vault,
     event_body,
@@ -301,8 +302,12 @@ def host_url(world: RotationWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
 
 def test_the_cli_sweeps_and_lists(world: RotationWorld, host_url: str) -> None:
+    import io
+
+    from rich.console import Console
     from typer.testing import CliRunner
 
+    from pitcrew.cli.expiry import findings_table
     from pitcrew.cli.main import app
 
     world.client.set_secret("cli-no-expiry", "v")
@@ -316,7 +321,11 @@ def test_the_cli_sweeps_and_lists(world: RotationWorld, host_url: str) -> None:
     assert "cli-no-expiry" in {o["name"] for o in json.loads(listed.stdout)["objects"]}
     table = CliRunner().invoke(app, ["expiry", "--vault", VAULT], env=env)
     assert table.exit_code == 0 and "cli-no-expiry" in table.stdout
-    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    # The CLI's consoles take their width once, from the session's COLUMNS: the table's own
+    # promise, to fit 80 columns, is checked on a console of 80.
+    narrow = Console(width=80, record=True, file=io.StringIO())
+    narrow.print(findings_table(json.loads(listed.stdout)["objects"]))
+    assert max(len(line) for line in narrow.export_text().splitlines()) <= 80
 
 
 def test_the_demo_sweep_shows_each_class(
@@ -477,3 +486,25 @@ def test_findings_survive_concurrent_sweeps_and_a_vault_that_cannot_be_listed(
     world.client.begin_delete_secret("kept-0").wait()
     sweep()
     assert {f["name"] for f in findings(vault=VAULT)} == names - {"kept-0"}
+
+
+def test_a_vault_that_cannot_be_swept_is_audited_failed_though_its_summary_went_out(
+        world: RotationWorld, receiver: Receiver) -> None:
+    """The summary of a vault the app may no longer list is delivered; the sweep of it still
+    failed, and the audit says so (the notification's fate is in the details)."""
+    configure(world)
+    deny_vault(world.local, VAULT, ["pitcrew-app"])
+    try:
+        for _ in range(2):  # and the next sweep: failed again, not `delivered`
+            sweep()
+    finally:
+        deny_vault(world.local, VAULT, [])
+    records = [r for r in audit_records(VAULT) if r["action"] == "expiry.sweep"]
+    assert [r["outcome"] for r in records] == ["failed", "failed"], records
+    for record in records:
+        assert len(record["details"]["errors"]) == 3
+        assert record["details"]["delivery"] == "delivered", record["details"]
+    assert any("cannot sweep" in str(n.get("summary")) for n in summaries(receiver))
+    others = [r for r in audit_records(OTHER) if r["action"] == "expiry.sweep"]
+    assert others and all(r["outcome"] != "failed" for r in others), others
+

@@ -149,6 +149,19 @@ class App:
         return [q.get(key) for _, q in self.queries]
 
 
+def answer_with(monkeypatch: pytest.MonkeyPatch,
+                handle: Callable[[httpx.Request], httpx.Response]) -> None:
+    """Every request the CLI's ApiClient sends (through httpx.request) answered by `handle`,
+    in process."""
+    transport = httpx.MockTransport(handle)
+
+    def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+        with httpx.Client(transport=transport) as client:
+            return client.request(method, url, **kwargs)
+
+    monkeypatch.setattr(httpx, "request", request)
+
+
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
     world = _world()
@@ -158,13 +171,7 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
     monkeypatch.setattr(recovery_api.drills, "drill_view", lambda svc, rule: rule)
     monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
     served = App()
-    transport = httpx.MockTransport(served.handle)
-
-    def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
-        with httpx.Client(transport=transport) as client:
-            return client.request(method, url, **kwargs)
-
-    monkeypatch.setattr(httpx, "request", request)
+    answer_with(monkeypatch, served.handle)
     reader = {"X-MS-CLIENT-PRINCIPAL": encode_principal("reader@example.com", ["Reader"])}
     monkeypatch.setattr(cli_client, "api_client",
                         lambda: cli_client.ApiClient("http://pitcrew.test", headers=reader))
