@@ -53,6 +53,9 @@ def rotate(
         request["reason"] = reason
     body = _client().post("/api/rotations", json=request)
     if printed_json(body, as_json):
+        # A script reading --json learns of a failed run from the exit code as well.
+        if (body.get("run") or {}).get("status") == "failed" and not body.get("inProgress"):
+            raise typer.Exit(1)
         return
     if body.get("dryRun"):
         plan = body["plan"]

@@ -187,7 +187,8 @@ class Sweeper:
         if notification is None or self.dry_run:
             self.services.audit.append(AuditRecord(
                 actor=self.actor, action="expiry.sweep", target=result.vault,
-                outcome="planned" if self.dry_run else "succeeded",
+                # A vault that could not be listed is neither swept nor planned.
+                outcome="failed" if result.errors else "planned" if self.dry_run else "succeeded",
                 correlation_id=self.correlation_id, details=details))
             return None
         return messages.tell(self.services, notification, action="expiry.sweep",

@@ -368,6 +368,10 @@ OUTCOMES = [
     (["images", "purge"], "/api/images/purge", {"registries": [
         {"registry": "r", "dryRun": False, "count": 0, "bytes": 0, "kept": 0, "images": [],
          "problems": []}]}, 0),
+    (["rotate", "kv/s"], "/api/rotations",
+     {"run": {"id": "kv/s@v", "status": "failed", "step": "test", "outcome": "no"}}, 1),
+    (["rotate", "kv/s"], "/api/rotations",
+     {"run": {"id": "kv/s@v", "status": "succeeded", "step": "done", "outcome": "ok"}}, 0),
 ]
 
 
