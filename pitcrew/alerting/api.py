@@ -243,16 +243,18 @@ def retry_notification(headers: Mapping[str, str], ref: str) -> HttpResult:
     if entry is None:
         raise NotFound("notification", ref)
     result = services.outbox.retry_now(entry, services.channels.get(channel))
-    # Only a delivery this retry made succeeded; one made before is nothing done now.
+    # Only a delivery this retry made succeeded; one made before, or one another attempt is
+    # making now, is nothing done by this retry, and nothing failed either.
     outcome: Outcome = ("succeeded" if result == "delivered" else
-                        "skipped" if result == "already" else "failed")
+                        "failed" if result == "failed" else "skipped")
+    reason = {"already": "delivered before; nothing sent",
+              "busy": "another attempt is delivering it now"}.get(result)
     services.audit.append(AuditRecord(
         actor=principal.actor, action="notify.retry", target=f"receiver/{channel}",
         outcome=outcome,
         correlation_id=notification_id[:200],
         details={"notification": notification_id[:200], "result": result,
-                 **({"reason": "delivered before; nothing sent"} if result == "already"
-                    else {})},
+                 **({"reason": reason} if reason else {})},
     ))
     fresh = services.outbox.get(channel, notification_id) or entry
     return HttpResult(200, {**fresh.to_dict(), "result": result})

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -344,14 +346,28 @@ def test_the_outbox_view_and_retry(pitcrew_env: Path, receiver: Receiver,
     assert alerting_api.watch_deliveries(services) == 0
     (stuck,) = pager.received
     assert stuck["kind"] == "pitcrew" and "hook" in stuck["title"]
-    receiver.status = 200
-    retried = alerting_api.retry_notification(OPERATOR, failed["id"])
+    receiver.status, receiver.delay = 200, 1.0
+    attempts = receiver.attempts
+    first: list[Any] = []
+    retrying = threading.Thread(
+        target=lambda: first.append(alerting_api.retry_notification(OPERATOR, failed["id"])))
+    retrying.start()
+    deadline = time.monotonic() + 10
+    while receiver.attempts == attempts and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # A second operator's retry while the first is delivering: nothing done, nothing failed.
+    assert alerting_api.retry_notification(OPERATOR, failed["id"]).body["result"] == "busy"
+    retrying.join()
+    (retried,) = first
     assert retried.status == 200 and retried.body["result"] == "delivered"
     assert len(receiver.received) == 1
     assert alerting_api.retry_notification(OPERATOR, failed["id"]).body["result"] == "already"
-    assert [r["details"]["result"] for r in audit("notify.retry")] == ["delivered", "already"]
-    # The second retry sent nothing: it is not recorded as a success.
-    assert [r["outcome"] for r in audit("notify.retry")] == ["succeeded", "skipped"]
+    # Only the retry that delivered succeeded: the busy one and the one after it sent nothing.
+    outcomes = {r["details"]["result"]: (r["outcome"], r["details"].get("reason"))
+                for r in audit("notify.retry")}
+    assert outcomes == {"delivered": ("succeeded", None),
+                        "busy": ("skipped", "another attempt is delivering it now"),
+                        "already": ("skipped", "delivered before; nothing sent")}, outcomes
     assert alerting_api.retry_notification(OPERATOR, "!!").status == 400
 
 
