@@ -206,14 +206,14 @@ def _put(store: FailedMessageStore, batch: list[Captured]) -> tuple[set[str], di
 def _refuse(report: IngestReport, captured: Captured, reason: str) -> None:
     report.refused += 1
     message = captured.message
-    if len(report.refusals) < _REFUSALS_LISTED:
+    if len(report.refusals) < REFUSALS_LISTED:
         report.refusals.append({"id": message.id, "sourceKey": message.source_key[:300],
                                 "reason": reason})
     log.warning("dead-letter ingest %s: failed message %s (%s) cannot be stored and stays at "
                 "its source: %s", message.source, message.id, message.source_key[:300], reason)
 
 
-_REFUSALS_LISTED = 20
+REFUSALS_LISTED = 20
 
 
 def _uncounted(dl: DeadletterServices, members: list[Captured], counted: _Counted) -> list[str]:

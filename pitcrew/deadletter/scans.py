@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pitcrew.audit import AuditRecord
-from pitcrew.deadletter.ingest import IngestReport, ingest_source, notify_pending
+from pitcrew.deadletter.ingest import REFUSALS_LISTED, IngestReport, ingest_source, notify_pending
 from pitcrew.deadletter.model import utcnow
 from pitcrew.deadletter.policy import StorageQueueSource
 from pitcrew.deadletter.ports import DeadletterServices
@@ -82,9 +82,10 @@ def scan_view(run: RunRecord) -> dict[str, Any]:
     received = sum(r.get("received", 0) for r in reports.values())
     stored = sum(r.get("stored", 0) for r in reports.values())
     unsettled = sum(r.get("unsettled", 0) for r in reports.values())
+    refused = sum(r.get("refused", 0) for r in reports.values())
     return {"id": run.run_id, "status": run.status, "sources": data["sources"],
             "pending": data.get("pending") or [], "total": data.get("total"),
-            "received": received, "stored": stored, "unsettled": unsettled,
+            "received": received, "stored": stored, "unsettled": unsettled, "refused": refused,
             "reports": [reports[n] for n in data["sources"] if n in reports],
             "errors": data.get("errors") or {}, "actor": data["actor"],
             "requestedAt": data["requestedAt"], "finishedAt": data.get("finishedAt"),
@@ -139,8 +140,17 @@ class ScanWorker:
                 run = progress.record(report)
                 if report.received < limit or report.stored == 0:
                     break  # drained, or nothing new (what is left cannot be settled now)
-            left = int((run.data["reports"].get(name) or {}).get("unsettled", 0))
-            if left and name not in run.data["errors"]:
+            totals = run.data["reports"].get(name) or {}
+            left = int(totals.get("unsettled", 0))
+            refused = int(totals.get("refused", 0))
+            if refused and name not in run.data["errors"]:
+                # Messages the store would not take stay at the source: nothing was done with
+                # them, so the job must not say it succeeded.
+                run.data["errors"][name] = (
+                    f"{refused} message(s) could not be stored and stay at the source ("
+                    + "; ".join(f"{r['id']}: {r['reason']}"
+                                for r in totals.get("refusedMessages", [])[:3]) + ")")
+            elif left and name not in run.data["errors"]:
                 # Stored but not settled at the source: the source is not drained, and the
                 # job must not say it succeeded.
                 run.data["errors"][name] = (
@@ -215,6 +225,11 @@ class _Progress:
         for key in ("received", "stored", "alreadyStored", "unsettled"):
             merged[key] = int(self.before.get(key, 0)) + int(now[key])
         merged["groups"] = sorted(set(self.before.get("groups", [])) | set(now["groups"]))
+        refused = int(self.before.get("refused", 0)) + int(now.get("refused", 0))
+        if refused:
+            merged["refused"] = refused
+            merged["refusedMessages"] = (list(self.before.get("refusedMessages", []))
+                                         + list(now.get("refusedMessages", [])))[:REFUSALS_LISTED]
         self.run.data["reports"][self.name] = merged
         self.run = self.worker._save(self.run)
         return self.run

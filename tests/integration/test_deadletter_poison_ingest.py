@@ -10,6 +10,7 @@ import pytest
 
 import pitcrew.azure.queues as queues
 from pitcrew.deadletter.ingest import scan
+from pitcrew.deadletter.scans import ScanWorker, get_scan, request_scan, scan_view
 from pitcrew.runtime import get_runtime
 from tests.integration.dlq_support import get_deadletter
 from tests.integration.test_deadletter_storage import poison, queue_names  # noqa: F401
@@ -94,6 +95,18 @@ def test_a_service_bus_message_too_large_to_store_stays_alone(ns):  # noqa: F811
     assert (second[0].received, second[0].stored, second[0].refused) == (1, 0, 1)
     assert len(ns.entity("orders/$deadletterqueue")) == 1
     assert _counts(dl) == [3]
+
+    # An operator's scan job (twice): the message it could not store is no success; the job
+    # fails, naming the message and why, and its view counts it.
+    for _ in range(2):
+        ns.clock_handle.now += 60
+        job = request_scan(dl, ["orders"], "user:ops@example.com").run_id
+        assert ScanWorker(dl, job).run() == "failed"
+        view = scan_view(get_scan(dl, job))
+        assert (view["status"], view["refused"], view["stored"]) == ("failed", 1, 0), view
+        (report,) = view["reports"]
+        assert report["refused"] == 1 and "exceed" in report["refusedMessages"][0]["reason"]
+        assert "could not be stored" in view["errors"]["orders"], view["errors"]
 
 
 def test_a_crash_between_store_and_count_is_counted_by_the_rescan(
