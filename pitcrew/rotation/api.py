@@ -43,6 +43,11 @@ def rotate_on_event(kv: KeyVaultObjectEvent, services: Services) -> str | None:
     nobody does: the caller notifies a person instead."""
     if kv.object_type != "Secret":
         return None
+    if tags.is_pending(services.policy.rotation, kv.object_name):
+        # Written with the new value's expiry, so Key Vault announces it as it does the
+        # secret: pitcrew's own copy, replaced by the secret's next rotation. Nobody acts.
+        return (f"{kv.object_name} is the pending copy of a generated rotation (pitcrew's own; "
+                "the secret's next rotation replaces it): nothing to do")
     try:
         target = tags.owner(services.policy.rotation, services.rotation.secrets, kv.vault_name,
                             kv.object_name)

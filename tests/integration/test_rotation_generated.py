@@ -20,6 +20,7 @@ from pitcrew.rotation import api as rotation_api
 from pitcrew.rotation.engine import RotationEngine
 from pitcrew.rotation.hooks import register_hook, unregister_hook
 from pitcrew.rotation.ports import CredentialRejected
+from pitcrew_dev.azure_endpoint import LocalCredential
 from tests.integration.rotation_support import (
     VAULT,
     RotationWorld,
@@ -114,6 +115,25 @@ def test_a_generated_secret_rotates_again_and_again(
     assert_no_secret_values(seen, audit_records(), receiver.received, runs())
 
 
+def test_the_pending_copys_own_expiry_event_tells_nobody_to_act(
+    world: RotationWorld, generated: tuple[FakeLogin, str, str], receiver: Receiver,
+) -> None:
+    """The pending copy is written with the new value's expiry, so Key Vault announces its
+    expiry as it does the secret's. It is pitcrew's own (the secret's next rotation replaces
+    it): before, a person was told no policy covers it and to issue a new credential."""
+    _, secret, version = generated
+    assert outcome(deliver(event_body(VAULT, secret, version))) == "handled"
+    told = len(receiver.received)
+    (pending, *_) = world.versions(f"{secret}-pitcrew-pending")
+    for attempt in range(2):  # two deliveries (distinct events) of the same expiry
+        result = deliver(event_body(VAULT, pending.name, pending.version,
+                                    event_id=f"pending-{attempt}-{pending.version}"))
+        assert outcome(result) == "handled", result.body
+        assert "pending copy" in result.body["events"][0]["detail"], result.body
+    assert len(receiver.received) == told, receiver.received[told:]
+    assert [r["data"]["secret"] for r in runs()] == [secret]
+
+
 def test_the_local_vault_answers_a_disabled_version_as_key_vault_does(
     world: RotationWorld, unique_name: str,
 ) -> None:
@@ -126,8 +146,9 @@ def test_the_local_vault_answers_a_disabled_version_as_key_vault_does(
     first = world.client.set_secret(name, "first-value-0123456789")
     world.client.update_secret_properties(name, first.properties.version, enabled=False)
     context = ssl.create_default_context(cafile=str(world.local.ca_path))
+    vault_token = LocalCredential("test").get_token("https://vault.azure.net/.default").token
     response = httpx.get(f"{world.local.vault_url(VAULT)}/secrets/{name}?api-version=7.5",
-                         headers={"Authorization": "Bearer local.e30"}, verify=context)
+                         headers={"Authorization": f"Bearer {vault_token}"}, verify=context)
     assert response.status_code == 403
     assert response.json() == {"error": {
         "code": "Forbidden", "message": "Operation get is not allowed on a disabled secret.",
