@@ -23,14 +23,14 @@ from pitcrew.alerting.silence import Silences
 from pitcrew.azure.alerting import QueueFlushQueue
 from pitcrew.azure.arm import DataPlane, SiteRestarts, providers
 from pitcrew.azure.blobs import BlobBodyStore
-from pitcrew.azure.cosmos_backup import AzureCosmosBackups, metrics_client
+from pitcrew.azure.cosmos_backup import AzureCosmosBackups
 from pitcrew.azure.deadletter import AzureBrokers
 from pitcrew.azure.eventgrid import EventGridPublisher
 from pitcrew.azure.keyvault import KeyVaultSecretStore
 from pitcrew.azure.keyvault_certificates import KeyVaultCertificateStore, certificate_client_for
 from pitcrew.azure.keyvault_keys import KeyVaultKeyStore, key_client_for
 from pitcrew.azure.loganalytics import LogAnalyticsBackupJobs, logs_client
-from pitcrew.azure.metrics import AzureMetrics
+from pitcrew.azure.metrics import AzureMetrics, metrics_client
 from pitcrew.azure.queues import REPLAY_JOBS_QUEUE, SCAN_JOBS_QUEUE, StorageJobQueue
 from pitcrew.azure.quota import AzureQuotaSource
 from pitcrew.azure.registry import AcrImageRegistry, registry_clients

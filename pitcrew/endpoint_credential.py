@@ -4,8 +4,9 @@ When the app is pointed at an endpoint that serves the Azure APIs without Entra 
 Azure endpoint of `pitcrew dev` and the tests), there is no token to get: `pitcrew.runtime` then
 passes this credential where it passes `DefaultAzureCredential` in Azure. No network, never a
 real token: it issues `local.<base64url JSON>` bearer tokens naming the principal, scope and
-tenant, so the endpoint can record *who* asked for each change (as Azure's activity log would).
-Real Azure rejects them.
+tenant, so the endpoint can record *who* asked for each change (as Azure's activity log would)
+and refuse a token asked for another service's audience (as Azure would). Real Azure rejects
+them.
 
 It implements both azure-core credential protocols (`TokenCredential.get_token` and
 `SupportsTokenInfo.get_token_info`), so every SDK client accepts it. It is part of the product,
@@ -88,14 +89,41 @@ class EndpointCredential:
         self.close()
 
 
-def principal_from_token(token: str) -> str:
-    """The principal an EndpointCredential token names, or "unknown" for any other token."""
+def _claims(token: str) -> dict[str, Any]:
+    """The claims of an EndpointCredential token; empty for any other token."""
     if not token.startswith(TOKEN_PREFIX):
-        return "unknown"
+        return {}
     payload = token[len(TOKEN_PREFIX) :]
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (ValueError, json.JSONDecodeError):
-        return "unknown"
-    principal = claims.get("oid") if isinstance(claims, dict) else None
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def principal_from_token(token: str) -> str:
+    """The principal an EndpointCredential token names, or "unknown" for any other token."""
+    principal = _claims(token).get("oid")
     return principal if isinstance(principal, str) and principal else "unknown"
+
+
+def _resource(scope: str) -> str:
+    # Entra ID issues a `<resource>/.default` scope for `<resource>`; the Azure CLI's ARM scope
+    # carries a doubled slash ("https://management.core.windows.net//.default").
+    if scope.lower().endswith("/.default"):
+        scope = scope[: -len("/.default")]
+    return scope.rstrip("/")
+
+
+def audience_of(token: str) -> str | None:
+    """The resource an EndpointCredential token was issued for (its scope without "/.default"
+    and trailing slashes, e.g. "https://vault.azure.net"), as the `aud` claim of an Entra ID
+    token names it. None for any other token, or one whose scopes name several resources
+    (Entra ID issues a token for one resource only)."""
+    scopes = _claims(token).get("scp")
+    if not isinstance(scopes, str):
+        return None
+    resources = [_resource(scope) for scope in scopes.split()]
+    if len({resource.lower() for resource in resources}) != 1:
+        return None
+    return resources[0] or None

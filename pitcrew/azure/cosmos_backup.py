@@ -8,13 +8,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pitcrew.azure.arm import ResourceId
 from pitcrew.housekeeping.recovery_ports import CosmosBackup, RestorableAccount
-
-if TYPE_CHECKING:
-    from pitcrew.runtime import Runtime
 
 ClientFactory = Callable[[str, str, str], Any]
 MetricsFactory = Callable[[], Any]
@@ -168,18 +165,3 @@ class AzureCosmosBackups:
             return True
         poller.wait(timeout=wait_seconds)
         return bool(poller.done()) or self.state(account_id) is None
-
-
-def metrics_client(runtime: Runtime) -> Any:
-    """A MetricsQueryClient for ARM's metrics API (the local endpoint's when it is set)."""
-
-    def build() -> Any:
-        from azure.monitor.query import MetricsQueryClient  # SDK on first use (cold start)
-
-        kwargs = runtime.azure_client_kwargs()
-        local = runtime.local_azure_url()
-        if local:
-            kwargs["endpoint"] = local
-        return MetricsQueryClient(runtime.azure_credential(), **kwargs)
-
-    return runtime.cached("metrics_query_client", build)

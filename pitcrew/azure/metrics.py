@@ -15,16 +15,7 @@ class AzureMetrics:
         self._runtime = runtime
 
     def _client(self) -> Any:
-        def build() -> Any:
-            from azure.monitor.query import MetricsQueryClient  # SDK on first use (cold start)
-
-            kwargs = self._runtime.azure_client_kwargs()
-            local = self._runtime.local_azure_url()
-            if local:
-                kwargs["endpoint"] = local
-            return MetricsQueryClient(self._runtime.azure_credential(), **kwargs)
-
-        return self._runtime.cached("metrics_query_client", build)
+        return metrics_client(self._runtime)
 
     def latest(self, resource: str, metric: str, aggregation: str) -> float | None:
         result = self._client().query_resource(
@@ -39,3 +30,21 @@ class AzureMetrics:
                 if values and (best is None or values[-1] > best):
                     best = values[-1]
         return best
+
+
+def metrics_client(runtime: Runtime) -> Any:
+    """A MetricsQueryClient for ARM's metrics API (the local endpoint's when it is set)."""
+
+    def build() -> Any:
+        from azure.monitor.query import MetricsQueryClient  # SDK on first use (cold start)
+
+        kwargs = runtime.azure_client_kwargs()
+        local = runtime.local_azure_url()
+        if local:
+            kwargs["endpoint"] = local
+            # The client takes its token audience from `endpoint` unless told: ARM's audience,
+            # as in Azure, not the local endpoint's address (which ARM would refuse).
+            kwargs["audience"] = "https://management.azure.com"
+        return MetricsQueryClient(runtime.azure_credential(), **kwargs)
+
+    return runtime.cached("metrics_query_client", build)

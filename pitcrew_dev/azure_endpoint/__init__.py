@@ -18,7 +18,8 @@ URL shapes (MAIN = LocalAzure.url, e.g. https://127.0.0.1:51234):
     Event Hubs   MAIN/eventhubs/{namespace}[/{eventhub}]  SAS
     Inspection   MAIN/_local/health | vaults | resources | regenerations | operations (no auth)
 
-Clients (credential=LocalCredential(), any bearer token is accepted but one must be sent):
+Clients (credential=LocalCredential(); each service accepts only a token for its own
+audience, as Azure does - see credential.py):
 
     SecretClient(vault_url, LocalCredential(), connection_verify=ca_path,
                  verify_challenge_resource=False)

@@ -21,7 +21,8 @@ status URL reports Succeeded, so the SDK poller finishes on its first poll. `ret
 (not `Retry-After: 0`, which azure-core reads as "no hint" and replaces with the client's
 30-second polling interval) keeps that poll immediate.
 
-Every request needs a bearer token (any value); `api-version` is required, as ARM requires it.
+Every request needs a bearer token issued for ARM (401 InvalidAuthenticationTokenAudience
+otherwise, see credential.ARM); `api-version` is required, as ARM requires it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from pitcrew_dev.azure_endpoint.config import EndpointConfig
-from pitcrew_dev.azure_endpoint.credential import principal_from_token
+from pitcrew_dev.azure_endpoint.credential import ARM, principal_from_token
 from pitcrew_dev.azure_endpoint.resources import (
     ResourceKind,
     account_of,
@@ -111,6 +112,10 @@ class ArmApp:
                 ),
                 headers={"WWW-Authenticate": self.challenge},
             )
+        # Authentication comes before request validation, as in ARM.
+        refused = ARM.refusal(token)
+        if refused is not None:
+            return _error(ArmError(401, ARM.code, refused))
         if not request.query_params.get("api-version"):
             return _error(
                 ArmError(

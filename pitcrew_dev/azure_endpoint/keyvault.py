@@ -6,9 +6,10 @@ Each vault is served on its own port: azure-keyvault-secrets builds request URLs
 
 Authentication follows Key Vault's challenge protocol: a request without a bearer token gets 401
 and `WWW-Authenticate: Bearer authorization="https://login.microsoftonline.com/<tenant>",
-resource="https://vault.azure.net"`; any non-empty bearer token is then accepted. The SDK checks
-that the vault host ends with the challenge's resource domain, which 127.0.0.1 cannot, so clients
-pass `verify_challenge_resource=False` (see docs/local-azure.md).
+resource="https://vault.azure.net"`; a token issued for another audience gets 401 AKV10022 (with
+the same challenge), as Key Vault answers it. The SDK checks that the vault host ends with the
+challenge's resource domain, which 127.0.0.1 cannot, so clients pass
+`verify_challenge_resource=False` (see docs/local-azure.md).
 
 Secret values never reach a log line or an error message: errors name the secret and version only.
 """
@@ -28,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pitcrew_dev.azure_endpoint.credential import principal_from_token
+from pitcrew_dev.azure_endpoint.credential import KEY_VAULT, principal_from_token
 from pitcrew_dev.azure_endpoint.state import SecretRecord, SecretVersion, StateStore, VaultRecord
 
 SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
@@ -249,23 +250,23 @@ class VaultApp:
                 response_: Response = await self.access(request)
                 await response_(scope, receive, send)
                 return
-            token = _bearer(request)
-            if token and principal_from_token(token) in self.denied:
-                await _rbac_denied(request, self.vault_name, principal_from_token(token))(
-                    scope, receive, send)
-                return
-            if not token:
+            token = _bearer(request) or ""
+            # Authentication (a token, for Key Vault's audience) before authorization (RBAC).
+            refused = KEY_VAULT.refusal(token) if token \
+                else "AKV10000: Request is missing a Bearer or PoP token."
+            if refused is not None:
+                # Every 401 carries the challenge, so the SDK's policy can ask for the right
+                # token once before it gives up.
                 response: Response = JSONResponse(
-                    {
-                        "error": {
-                            "code": "Unauthorized",
-                            "message": "AKV10000: Request is missing a Bearer or PoP token.",
-                        }
-                    },
+                    {"error": {"code": KEY_VAULT.code, "message": refused}},
                     status_code=401,
                     headers={"WWW-Authenticate": self.challenge},
                 )
                 await response(scope, receive, send)
+                return
+            if principal_from_token(token) in self.denied:
+                await _rbac_denied(request, self.vault_name, principal_from_token(token))(
+                    scope, receive, send)
                 return
             await inner(scope, receive, send)
 

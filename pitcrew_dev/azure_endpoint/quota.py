@@ -14,9 +14,9 @@ with {scope} = subscriptions/{s}/providers/{provider}/locations/{location}. Quot
 are seeded (`quotas`, `metrics` in the endpoint's config) and may grow: usage = seed +
 growth_per_hour x hours since the endpoint started, never above the limit. A request stays
 Accepted/InProgress for `polls` status reads, then ends as the seed's `outcome` (Succeeded: the
-limit is raised; Failed; Escalated). Refused as Azure refuses: no bearer token (401), no
-api-version (400), an unknown quota (404), a limit below usage or a quota that is not
-adjustable (400), an unknown metric (400).
+limit is raised; Failed; Escalated). Refused as Azure refuses: no bearer token or one issued
+for another audience than ARM (401), no api-version (400), an unknown quota (404), a limit
+below usage or a quota that is not adjustable (400), an unknown metric (400).
 
 `/_local/quotas` (GET, POST) shows and changes the seeded state for tests and demos.
 """
@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pitcrew_dev.azure_endpoint.credential import principal_from_token
+from pitcrew_dev.azure_endpoint.credential import ARM, principal_from_token
 
 API_PATH = "/providers/Microsoft.Quota/"
 PAGE_SIZE = 500
@@ -223,6 +223,9 @@ class QuotaService:
         if scheme.lower() != "bearer" or not token.strip():
             raise QuotaError(401, "AuthenticationFailed",
                              "Authentication failed. The 'Authorization' header is missing.")
+        refused = ARM.refusal(token.strip())
+        if refused is not None:
+            raise QuotaError(401, ARM.code, refused)
         if not request.query_params.get("api-version"):
             raise QuotaError(400, "MissingApiVersionParameter",
                              "The api-version query parameter (?api-version=) is required for "

@@ -12,7 +12,12 @@
     POST   /loganalytics/v1/workspaces/{id}/query   the repository's backup-jobs query only,
                                                     answered from seeded AddonAzureBackupJobs rows
     /acr/{login server}/...                         the registry data plane with ACR's token
-                                                    exchange (oauth2/exchange, oauth2/token)
+                                                    exchange (oauth2/exchange, oauth2/token);
+                                                    the exchange takes an Entra token for ACR
+                                                    or ARM only
+
+Bearer tokens must be for the service's audience (credential.py: ARM, LOG_ANALYTICS,
+CONTAINER_REGISTRY), else 401 as Azure answers.
 
 The Log Analytics route cannot run KQL: it recognises pitcrew's query by its text
 (pitcrew/housekeeping/queries/backup_jobs.kql) and evaluates its Python equivalent (latest job
@@ -42,8 +47,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from pitcrew_dev.azure_endpoint.arm import bearer_token
+from pitcrew_dev.azure_endpoint.credential import ARM, CONTAINER_REGISTRY, LOG_ANALYTICS
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _arm_authenticated(request: Request) -> bool:
+    """A bearer token for ARM and an api-version: what this module's ARM routes need before
+    they answer; without them the fallback (ArmApp, the quota module) answers 401 / 400."""
+    token = bearer_token(request)
+    return token is not None and ARM.refusal(token) is None \
+        and bool(request.query_params.get("api-version"))
 _COSMOS = re.compile(r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/"
                      r"microsoft\.documentdb/databaseaccounts/([^/]+)(/.*)?$", re.I)
 _STORAGE = re.compile(r"^(/subscriptions/[^/]+/resourcegroups/[^/]+/providers/"
@@ -197,7 +211,7 @@ class RecoveryApp:
         """ARM requests this module serves; everything else goes to `fallback` (ArmApp)."""
 
         async def handle(request: Request) -> Response:
-            if bearer_token(request) is None or not request.query_params.get("api-version"):
+            if not _arm_authenticated(request):
                 return await fallback(request)  # ArmApp answers 401 / 400 as Azure does
             answer = await self._arm(request)
             return answer if answer is not None else await fallback(request)
@@ -215,8 +229,7 @@ class RecoveryApp:
                            else path.lower().split("/providers/microsoft.insights/metrics")[0])
             with self._lock:
                 found = self.accounts.get(account)
-            if found is None or bearer_token(request) is None \
-                    or not request.query_params.get("api-version"):
+            if found is None or not _arm_authenticated(request):
                 return await fallback(request)
             if found.state != "Succeeded":
                 return _error(404, "ResourceNotFound", f"The resource '{found.id}' was not "
@@ -459,10 +472,14 @@ class RecoveryApp:
     # --- Log Analytics -----------------------------------------------------------------------
 
     async def logs_query(self, request: Request) -> Response:
-        if bearer_token(request) is None:
+        token = bearer_token(request)
+        if token is None:
             return JSONResponse({"error": {"code": "AuthorizationRequiredError",
                                            "message": "Valid authentication was not provided"}},
                                 status_code=401)
+        refused = LOG_ANALYTICS.refusal(token)
+        if refused is not None:
+            return _error(401, LOG_ANALYTICS.code, refused)
         workspace = request.path_params["workspace"].lower()
         if workspace not in self.workspaces:
             return _error(404, "WorkspaceNotFoundError",
@@ -598,6 +615,10 @@ class RecoveryApp:
                 return JSONResponse({"errors": [{"code": "UNAUTHORIZED",
                                                  "message": "access_token grant required"}]},
                                     status_code=401)
+            refused = CONTAINER_REGISTRY.refusal(form["access_token"])
+            if refused is not None:
+                return JSONResponse({"errors": [{"code": CONTAINER_REGISTRY.code,
+                                                 "message": refused}]}, status_code=401)
             claims = base64.urlsafe_b64encode(json.dumps(
                 {"exp": int(time.time()) + 3600, "aud": server}).encode()).decode().rstrip("=")
             refresh = f"e30.{claims}.{os.urandom(8).hex()}"

@@ -34,8 +34,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pitcrew_dev.azure_endpoint.arm import ArmApp
+from pitcrew_dev.azure_endpoint.arm import ArmApp, bearer_token
 from pitcrew_dev.azure_endpoint.config import VAULT_NAME, EndpointConfig
+from pitcrew_dev.azure_endpoint.credential import EVENT_GRID
 from pitcrew_dev.azure_endpoint.dataplane import DataPlaneApp
 from pitcrew_dev.azure_endpoint.keyvault import vault_asgi
 from pitcrew_dev.azure_endpoint.keyvault_certificates import certificate_routes
@@ -250,17 +251,16 @@ class EndpointRuntime:
     async def _publish(self, request: Request) -> Response:
         """An Event Grid custom topic, as EventGridPublisherClient posts to it: a JSON array of
         events (CloudEvents or Event Grid schema), authenticated with a bearer token (managed
-        identity) or an access key (`aeg-sas-key`)."""
-        auth = request.headers.get("authorization", "")
-        if not auth.lower().startswith("bearer ") and not request.headers.get("aeg-sas-key"):
+        identity, issued for Event Grid's audience) or an access key (`aeg-sas-key`)."""
+        token = bearer_token(request)
+        refused: str | None = None
+        if token is not None:
+            refused = EVENT_GRID.refusal(token)
+        elif not request.headers.get("aeg-sas-key"):
+            refused = "bearer token or aeg-sas-key required"
+        if refused is not None:
             return JSONResponse(
-                {
-                    "error": {
-                        "code": "Unauthorized",
-                        "message": "bearer token or aeg-sas-key required",
-                    }
-                },
-                status_code=401,
+                {"error": {"code": EVENT_GRID.code, "message": refused}}, status_code=401
             )
         try:
             events = json.loads(await request.body())

@@ -97,8 +97,9 @@ def test_local_endpoint_refuses_what_the_rule_has_no_right_for(
     assert ok.status_code == 204 and ok.headers["x-ms-local-key"] == "orders:secondaryKey"
 
     # ARM shows the rule's rights, as Azure's GET of an authorization rule does.
+    arm_token = LocalCredential().get_token("https://management.azure.com/.default").token
     document = requests.get(f"{local_azure.url}{rid}?api-version=2022-10-01-preview",
-                            headers={"Authorization": "Bearer x"}, verify=verify,
+                            headers={"Authorization": f"Bearer {arm_token}"}, verify=verify,
                             timeout=10).json()
     assert document["properties"]["rights"] == ["Send"]
 
