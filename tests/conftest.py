@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pitcrew_dev.azurite import Azurite, ensure_azurite
+from pitcrew_dev.azurite import AZURITE_PORTS, Azurite, ensure_azurite, ports_from
 
 if TYPE_CHECKING:
     from tests.receiver import Receiver
@@ -29,26 +29,40 @@ SAMPLES = (
 # its workers, whose temporary paths are longer too): tests read the CLI's words at one width.
 os.environ["COLUMNS"] = "200"
 
-_SHARED_AZURITE = pytest.StashKey[Azurite]()
+_WORKER_AZURITES = pytest.StashKey[list[Azurite]]()
+
+
+def _azurite_ports(worker: int) -> tuple[int, int, int]:
+    """Each pytest-xdist worker has an Azurite of its own (the first, or a session without
+    workers, on Azurite's usual ports): the app's job and flush queues have fixed names, and a
+    local host under test in one worker would otherwise take another worker's messages."""
+    return AZURITE_PORTS if worker == 0 else ports_from(AZURITE_PORTS[0] + 100 * worker)
+
+
+def _this_worker() -> int:
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ... under pytest-xdist
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Under pytest-xdist the workers share one Azurite, started here by the controller before
-    # any worker runs: two workers racing to start one would collide on its fixed ports, and the
-    # worker that started it would stop it under the others when it finished.
-    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
-        config.stash[_SHARED_AZURITE] = ensure_azurite()
+    # The controller starts every worker's Azurite before any worker runs and stops them last:
+    # a worker that started its own would stop it under the tests that still use the usual
+    # ports (a policy's UseDevelopmentStorage=true) when it finished.
+    workers = getattr(config.option, "numprocesses", None)
+    if isinstance(workers, int) and workers > 0 and not hasattr(config, "workerinput"):
+        config.stash[_WORKER_AZURITES] = [
+            ensure_azurite(ports=_azurite_ports(worker)) for worker in range(workers)]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    shared = config.stash.get(_SHARED_AZURITE, None)
-    if shared is not None and shared.started:
-        shared.stop()
+    for handle in config.stash.get(_WORKER_AZURITES, []):
+        if handle.started:
+            handle.stop()
 
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
-    handle = ensure_azurite()
+    handle = ensure_azurite(ports=_azurite_ports(_this_worker()))
     yield handle
     if handle.started:
         handle.stop()

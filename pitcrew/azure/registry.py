@@ -58,8 +58,10 @@ def registry_clients(runtime: Runtime) -> ClientFactory:
 
             local = runtime.local_azure_url()
             endpoint = f"{local}/acr/{login_server}" if local else f"https://{login_server}"
+            # The SDK's default audience (https://containerregistry.azure.net): the registry's
+            # own, accepted whether or not the registry still takes ARM-audience tokens (Azure
+            # Policy recommends it does not).
             return ContainerRegistryClient(endpoint, runtime.azure_credential(),
-                                           audience="https://management.azure.com",
                                            **runtime.azure_client_kwargs())
 
         return runtime.cached(f"acr:{login_server.lower()}", build)
