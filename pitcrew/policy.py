@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     Field,
-    HttpUrl,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -43,7 +42,7 @@ from pitcrew.housekeeping.recovery_policy import RecoveryPolicy
 from pitcrew.quota.policy import QuotaPolicy
 from pitcrew.rotation.hooks import hook_names, import_problem
 from pitcrew.rotation.policy import RotationPolicy
-from pitcrew.schema import StrictModel, matching
+from pitcrew.schema import HttpsLink, StrictModel, matching
 
 DEFAULT_POLICY_FILE = "pitcrew.yaml"
 NotificationKind = Literal["expiry", "alert", "rotation", "deadletter", "quota", "pitcrew",
@@ -83,7 +82,7 @@ class Route(StrictModel):
 
 
 class ExpiryNotifications(StrictModel):
-    runbook_url: HttpUrl | None = None
+    runbook_url: HttpsLink | None = None
     portal_links: bool = Field(default=True, description="Add a link to the object in the portal.")
 
 

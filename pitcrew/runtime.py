@@ -330,17 +330,8 @@ class Runtime:
                     conn = azurite_connection_string()
             if conn:
                 return client.from_connection_string(conn, **self.storage_client_kwargs())
-            uri = env.get(f"{connection}__{kind}ServiceUri", "").strip()
-            account = env.get(f"{connection}__accountName", "").strip()
-            if not uri and account:
-                uri = f"https://{account}.{kind}.core.windows.net"
-            if not uri:
-                raise ConfigurationError(
-                    f"storage connection {connection!r} is not configured: set {connection} "
-                    f"or {connection}__accountName"
-                )
-            return client(account_url=uri, credential=self.credential,
-                          **self.storage_client_kwargs())
+            return client(account_url=storage_account_url(connection, kind, env),
+                          credential=self.credential, **self.storage_client_kwargs())
 
         return self.cached(f"storage:{kind}:{connection}", build)
 
@@ -362,10 +353,8 @@ class Runtime:
             from azure.servicebus import ServiceBusClient  # SDK on first use (cold start)
 
             if connection:
-                value = os.environ.get(connection, "").strip()
-                if not value:
-                    raise ConfigurationError(f"app setting {connection} is not set")
-                return ServiceBusClient.from_connection_string(value)
+                return ServiceBusClient.from_connection_string(
+                    connection_setting(connection, os.environ))
             return ServiceBusClient(fqdn, credential=self.credential)
 
         return self.cached(f"servicebus:{fqdn}:{connection or ''}", build)
@@ -482,6 +471,32 @@ class Runtime:
             if self._policy is None or self._policy[0] != mtime:
                 self._policy = (mtime, load_policy(path))
             return self._policy[1]
+
+
+def connection_setting(name: str, env: Mapping[str, str]) -> str:
+    """The connection string in app setting `name`; ConfigurationError naming the setting (never
+    a value) when it is unset."""
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"app setting {name} is not set")
+    return value
+
+
+def storage_account_url(connection: str, kind: str, env: Mapping[str, str]) -> str:
+    """The identity-based endpoint of a Functions-style storage connection without a connection
+    string: `<connection>__<kind>ServiceUri`, else the account `<connection>__accountName`'s.
+    ConfigurationError naming the settings when neither is set. (`pitcrew policy validate
+    --settings` asks the same of the connections a policy names.)"""
+    uri = env.get(f"{connection}__{kind}ServiceUri", "").strip()
+    account = env.get(f"{connection}__accountName", "").strip()
+    if not uri and account:
+        uri = f"https://{account}.{kind}.core.windows.net"
+    if not uri:
+        raise ConfigurationError(
+            f"storage connection {connection!r} is not configured: set {connection} "
+            f"or {connection}__accountName"
+        )
+    return uri
 
 
 def servicebus_fqdn(namespace: str, suffix: str = DEFAULT_SERVICEBUS_SUFFIX) -> str:

@@ -4,8 +4,11 @@ one check of a value against a pattern that field validators share."""
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, HttpUrl
+
+from pitcrew.links import safe_link
 
 
 class StrictModel(BaseModel):
@@ -21,3 +24,16 @@ def matching(value: str, pattern: re.Pattern[str], problem: str, *, shown: int |
     if not pattern.match(value) or (max_length is not None and len(value) > max_length):
         raise ValueError(f"{before}{value[:shown]!r}{problem}")
     return value
+
+
+def _https_link(url: HttpUrl) -> HttpUrl:
+    # A link reaches a person only through pitcrew.links.safe_link, which drops anything but
+    # https without a word: refused here, the policy names the field instead.
+    if safe_link(str(url)) is None:
+        raise ValueError("must be an https URL without credentials (notifications carry only "
+                         "https links; any other is left out)")
+    return url
+
+
+HttpsLink = Annotated[HttpUrl, AfterValidator(_https_link)]
+"""A URL the policy gives for a link in notifications: what `safe_link` keeps."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,10 @@ app = typer.Typer(help="Policy as code: pitcrew.yaml.", no_args_is_help=True)
 @app.command("validate")
 def policy_validate(
     file: Annotated[Path, typer.Argument(help="Policy file to check.")] = Path("pitcrew.yaml"),
+    settings: Annotated[bool, typer.Option(
+        "--settings",
+        help="Also check, in this environment (the app's settings), every app setting the "
+        "policy names, as run time reads it.")] = False,
 ) -> None:
     """Validate a policy file; exit 1 listing every problem (which key, what is wrong)."""
     # lazy: the policy model (pydantic, PyYAML) loads only when this command runs, so the
@@ -30,6 +35,12 @@ def policy_validate(
             err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     problems = hook_problems(policy, search_path=[str(Path.cwd()), str(file.resolve().parent)])
+    if settings:
+        # Only when asked: a policy is usually validated offline (CI), where the app's settings
+        # are not; run time reads them from its environment, so this reads this one.
+        from pitcrew.policy_settings import settings_problems
+
+        problems += settings_problems(policy, os.environ)
     if problems:
         err.print(f"[red]✗ {file} is invalid[/red] ({len(problems)} problem(s)):")
         for problem in problems:
@@ -38,6 +49,7 @@ def policy_validate(
     out.print(
         f"[green]✓ {file} is valid[/green]: mode {policy.mode}, "
         f"{len(policy.receivers)} receiver(s), {_count_routes(policy.route_tree())} route(s)"
+        + (", app settings checked" if settings else "")
     )
 
 

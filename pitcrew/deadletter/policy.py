@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, HttpUrl, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from pitcrew.schema import StrictModel
+from pitcrew.schema import HttpsLink, StrictModel
 
 _NAME = r"^[a-z][a-z0-9-]{0,62}$"
 _SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -234,7 +234,7 @@ class DeadletterPolicy(StrictModel):
         default=1000, ge=1, le=100_000,
         description="At most this many messages per source per scan (the next scan continues).",
     )
-    console_url: HttpUrl | None = Field(
+    console_url: HttpsLink | None = Field(
         default=None, description="Base URL for links in notifications (the app's URL)."
     )
 

@@ -62,6 +62,27 @@ class ReceiverConfig(StrictModel):
         "own default when omitted.",
     )
 
+    def settings_problems(self, env: Mapping[str, str]) -> dict[str, str]:
+        """{field: problem} for each app setting this receiver reads at delivery that `env`
+        does not hold as delivery needs it (`pitcrew policy validate --settings`). Receivers
+        that name settings override it; the problems are the deliveries' own errors."""
+        return {}
+
+
+def unread_settings(reads: Mapping[str, Callable[[], object] | None]) -> dict[str, str]:
+    """{field: why} for each read (a delivery's own read of a setting; None: the field is not
+    given) that fails: the DeliveryFailed a delivery would record, which names the setting and
+    never its value."""
+    problems = {}
+    for field, read in reads.items():
+        if read is None:
+            continue
+        try:
+            read()
+        except DeliveryFailed as exc:
+            problems[field] = exc.reason
+    return problems
+
 
 def check_setting_name(name: str | None) -> str | None:
     if name is not None and not SETTING_NAME.match(name):
@@ -97,21 +118,22 @@ def check_endpoint(url: str | None) -> str | None:
     return url
 
 
-def setting(name: str, what: str) -> str:
-    """The value of app setting `name` (a Key Vault reference in Azure); DeliveryFailed naming
-    the setting, never a value, when it is unset."""
-    value = os.environ.get(name, "").strip()
+def setting(name: str, what: str, env: Mapping[str, str] | None = None) -> str:
+    """The value of app setting `name` (a Key Vault reference in Azure) in `env` (the process's
+    environment by default); DeliveryFailed naming the setting, never a value, when it is
+    unset."""
+    value = (os.environ if env is None else env).get(name, "").strip()
     if not value:
         raise DeliveryFailed(f"app setting {name} ({what}) is not set")
     return value
 
 
-def endpoint_setting(name: str, what: str) -> str:
+def endpoint_setting(name: str, what: str, env: Mapping[str, str] | None = None) -> str:
     """An endpoint URL from app setting `name`, held to what `check_endpoint` holds the policy's
     own URLs to (https; http only on loopback), checked at each delivery because a setting can
     change without a policy reload. DeliveryFailed names the setting, never the value (such
     URLs embed a token)."""
-    value = setting(name, what)
+    value = setting(name, what, env)
     try:
         check_endpoint(value)
     except ValueError as exc:
@@ -271,8 +293,8 @@ def scrub(exc: Exception, url: str, headers: Mapping[str, str],
     return text[:200]
 
 
-def headers_from_setting(name: str) -> dict[str, str]:
-    raw = os.environ.get(name, "")
+def headers_from_setting(name: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    raw = (os.environ if env is None else env).get(name, "")
     try:
         headers = json.loads(raw) if raw else {}
     except json.JSONDecodeError:

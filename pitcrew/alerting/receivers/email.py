@@ -13,6 +13,7 @@ import html
 import re
 import smtplib
 import ssl
+from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from typing import Literal
@@ -28,6 +29,7 @@ from pitcrew.alerting.receivers.base import (
     idempotency_key,
     rate_gate,
     setting,
+    unread_settings,
 )
 from pitcrew.alerting.receivers.render import View, view
 from pitcrew.notify.model import Notification
@@ -63,6 +65,11 @@ class EmailConfig(ReceiverConfig):
         if (self.username is None) != (self.password_setting is None):
             raise ValueError("give both 'username' and 'password_setting', or neither")
         return self
+
+    def settings_problems(self, env: Mapping[str, str]) -> dict[str, str]:
+        name = self.password_setting
+        return unread_settings({"password_setting": (lambda: setting(
+            name, "SMTP password", env)) if name else None})
 
 
 def email_message(notification: Notification, config: EmailConfig) -> EmailMessage:

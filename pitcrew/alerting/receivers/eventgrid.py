@@ -25,6 +25,7 @@ from pitcrew.alerting.receivers.base import (
     rate_gate,
     retry_after,
     setting,
+    unread_settings,
 )
 from pitcrew.alerting.receivers.render import view
 from pitcrew.notify.model import Notification
@@ -62,6 +63,14 @@ class EventGridConfig(ReceiverConfig):
         check_setting_name(self.endpoint_setting)
         check_setting_name(self.key_setting)
         return self
+
+    def settings_problems(self, env: Mapping[str, str]) -> dict[str, str]:
+        endpoint, key = self.endpoint_setting, self.key_setting
+        return unread_settings({
+            "endpoint_setting": (lambda: endpoint_setting(endpoint, "Event Grid endpoint", env))
+            if endpoint else None,
+            "key_setting": (lambda: setting(key, "Event Grid access key", env)) if key else None,
+        })
 
 
 def cloud_event(notification: Notification, source: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ retryable."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -22,6 +23,7 @@ from pitcrew.alerting.receivers.base import (
     check_endpoint,
     cut,
     setting,
+    unread_settings,
 )
 from pitcrew.alerting.receivers.render import View, view
 from pitcrew.links import public_base_url
@@ -55,6 +57,10 @@ class PagerDutyConfig(ReceiverConfig):
     def _url(cls, value: str) -> str:
         check_endpoint(value)
         return value
+
+    def settings_problems(self, env: Mapping[str, str]) -> dict[str, str]:
+        return unread_settings({"routing_key_setting": lambda: setting(
+            self.routing_key_setting, "PagerDuty routing key", env)})
 
 
 def dedup_key(group_key: str) -> str:

@@ -6,6 +6,7 @@ a link or a mention. The webhook URL holds a token, so it lives in an app settin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field
@@ -16,6 +17,7 @@ from pitcrew.alerting.receivers.base import (
     SettingName,
     cut,
     endpoint_setting,
+    unread_settings,
 )
 from pitcrew.alerting.receivers.render import view
 from pitcrew.notify.model import Notification
@@ -41,6 +43,10 @@ class SlackConfig(ReceiverConfig):
         description="Name of the app setting holding the incoming webhook URL (it embeds a "
         "token; a Key Vault reference in Azure).",
     )
+
+    def settings_problems(self, env: Mapping[str, str]) -> dict[str, str]:
+        return unread_settings({"url_setting": lambda: endpoint_setting(
+            self.url_setting, "Slack webhook URL", env)})
 
 
 def escape(text: str) -> str:

@@ -6,6 +6,7 @@ signature, so it lives in an app setting; 2xx (Workflows answers 202) is deliver
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field
@@ -16,6 +17,7 @@ from pitcrew.alerting.receivers.base import (
     SettingName,
     cut,
     endpoint_setting,
+    unread_settings,
 )
 from pitcrew.alerting.receivers.render import View, view
 from pitcrew.notify.model import Notification
@@ -37,6 +39,10 @@ class TeamsConfig(ReceiverConfig):
         description="Name of the app setting holding the Workflows webhook URL (it embeds a "
         "signature; a Key Vault reference in Azure).",
     )
+
+    def settings_problems(self, env: Mapping[str, str]) -> dict[str, str]:
+        return unread_settings({"url_setting": lambda: endpoint_setting(
+            self.url_setting, "Teams Workflows webhook URL", env)})
 
 
 def message(notification: Notification) -> dict[str, Any]:

@@ -3,6 +3,7 @@ delivery, `Idempotency-Key` set; 2xx is delivered, anything else is not."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import httpx
@@ -20,6 +21,8 @@ from pitcrew.alerting.receivers.base import (
     idempotency_key,
     post_json,
     rate_gate,
+    setting,
+    unread_settings,
 )
 from pitcrew.notify.model import Notification
 
@@ -49,6 +52,17 @@ class WebhookConfig(ReceiverConfig):
         check_setting_name(self.url_setting)
         check_setting_name(self.headers_setting)
         return self
+
+    def settings_problems(self, env: Mapping[str, str]) -> dict[str, str]:
+        url, headers = self.url_setting, self.headers_setting
+        return unread_settings({
+            "url_setting": (lambda: endpoint_setting(url, "webhook URL", env)) if url else None,
+            # Unset, a delivery goes without the headers (and is likely refused): a policy that
+            # names the setting means it to be there.
+            "headers_setting": (lambda: (setting(headers, "extra headers", env),
+                                         headers_from_setting(headers, env)))
+            if headers else None,
+        })
 
 
 def resolved_url(config: Any) -> str:
