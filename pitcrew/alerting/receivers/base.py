@@ -141,6 +141,18 @@ def endpoint_setting(name: str, what: str, env: Mapping[str, str] | None = None)
     return value
 
 
+class WebhookUrlConfig(ReceiverConfig):
+    """A receiver whose whole address is one URL in an app setting (Slack, Teams): the URL
+    embeds a token or a signature, so it is a secret and never in the policy."""
+
+    url_label: ClassVar[str] = "webhook URL"  # how errors name the setting's content
+    url_setting: SettingName
+
+    def settings_problems(self, env: Mapping[str, str]) -> dict[str, str]:
+        return unread_settings({"url_setting": lambda: endpoint_setting(
+            self.url_setting, self.url_label, env)})
+
+
 # ------------------------------------------------------------------ rate cap and Retry-After
 
 

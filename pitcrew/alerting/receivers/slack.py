@@ -6,18 +6,16 @@ a link or a mention. The webhook URL holds a token, so it lives in an app settin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from pitcrew.alerting.receivers.base import (
     HttpReceiver,
-    ReceiverConfig,
     SettingName,
+    WebhookUrlConfig,
     cut,
     endpoint_setting,
-    unread_settings,
 )
 from pitcrew.alerting.receivers.render import view
 from pitcrew.notify.model import Notification
@@ -35,18 +33,15 @@ _ICON = {"critical": ":red_circle:", "error": ":red_circle:", "warning": ":large
          "info": ":large_blue_circle:"}
 
 
-class SlackConfig(ReceiverConfig):
+class SlackConfig(WebhookUrlConfig):
     """A Slack channel through an incoming webhook."""
 
     type: Literal["slack"]
+    url_label: ClassVar[str] = "Slack webhook URL"
     url_setting: SettingName = Field(
         description="Name of the app setting holding the incoming webhook URL (it embeds a "
         "token; a Key Vault reference in Azure).",
     )
-
-    def settings_problems(self, env: Mapping[str, str]) -> dict[str, str]:
-        return unread_settings({"url_setting": lambda: endpoint_setting(
-            self.url_setting, "Slack webhook URL", env)})
 
 
 def escape(text: str) -> str:

@@ -6,18 +6,16 @@ signature, so it lives in an app setting; 2xx (Workflows answers 202) is deliver
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from pitcrew.alerting.receivers.base import (
     HttpReceiver,
-    ReceiverConfig,
     SettingName,
+    WebhookUrlConfig,
     cut,
     endpoint_setting,
-    unread_settings,
 )
 from pitcrew.alerting.receivers.render import View, view
 from pitcrew.notify.model import Notification
@@ -31,18 +29,15 @@ MAX_ACTIONS = 6
 _COLOR = {"critical": "Attention", "error": "Attention", "warning": "Warning", "info": "Accent"}
 
 
-class TeamsConfig(ReceiverConfig):
+class TeamsConfig(WebhookUrlConfig):
     """A Teams channel through a Workflows webhook."""
 
     type: Literal["teams"]
+    url_label: ClassVar[str] = "Teams Workflows webhook URL"
     url_setting: SettingName = Field(
         description="Name of the app setting holding the Workflows webhook URL (it embeds a "
         "signature; a Key Vault reference in Azure).",
     )
-
-    def settings_problems(self, env: Mapping[str, str]) -> dict[str, str]:
-        return unread_settings({"url_setting": lambda: endpoint_setting(
-            self.url_setting, "Teams Workflows webhook URL", env)})
 
 
 def message(notification: Notification) -> dict[str, Any]:
