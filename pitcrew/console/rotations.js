@@ -55,8 +55,17 @@ export async function view(main) {
           append(outcome, [h('h3', {}, 'Plan for ', bdi(what)), h('ol', { id: 'rotate-plan' }, (result.plan.steps || []).map((s) => h('li', {}, bdi(s))))]);
           say('Dry run: nothing changed.', 'ok');
         } else {
-          append(outcome, [h('h3', {}, 'Run ', bdi(result.run.id)), facts({ status: result.run.status, step: result.run.step, outcome: result.run.outcome }, 'run')]);
-          say(`Rotation ${result.run.status}.`, 'ok');
+          const run = result.run || {};
+          append(outcome, [h('h3', {}, 'Run ', bdi(run.id)), facts({ status: run.status, step: run.step, outcome: run.outcome }, 'run')]);
+          // Green only for a rotation done; a failure says why; a run another request is
+          // advancing, or one waiting out its grace period, is neither.
+          if (result.inProgress) {
+            say(['Rotation in progress: ', bdi(result.message || 'another request is advancing it'), '.'], 'info');
+          } else if (run.status === 'failed') {
+            say(['Rotation failed at step ', bdi(run.step), ': ', bdi(run.outcome || run.lastError || 'no reason given'), '.'], 'error');
+          } else {
+            say(['Rotation ', bdi(run.status), '.'], run.status === 'succeeded' ? 'ok' : 'info');
+          }
         }
       } catch (error) { reportError(error); }
     }, { id: 'rotate-go' }), outcome);

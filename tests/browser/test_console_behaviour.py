@@ -378,3 +378,38 @@ def test_a_retry_says_what_it_did_and_data_never_reorders_the_words_around_it(
     expect(status).to_contain_text("another attempt is under way")
     assert status.get_attribute("class") == "status info"
     assert console.errors == []
+
+
+def test_a_rotation_says_whether_it_was_done(sign_in: Any) -> None:
+    """Only a rotation done is green: a failed run says where and why, a run another request
+    advances (202) is neither, and a bare run still shows."""
+    console: Console = sign_in()
+    page = console.page
+    console.open("rotations")
+    answers = [
+        (200, {"dryRun": False, "run": {"id": "kv/s@v1", "status": "failed", "step": "test",
+                                       "outcome": "the provider refused the new key"}}),
+        (202, {"dryRun": False, "inProgress": True, "message": "another request holds step test",
+               "run": {"id": "kv/s@v1", "status": "running", "step": "test"}}),
+        (200, {"dryRun": False, "run": {"id": "kv/s@v1", "status": "succeeded", "step": "done",
+                                       "outcome": "promoted"}}),
+    ]
+    said = [("status error", "failed at step test: the provider refused the new key"),
+            ("status info", "in progress: another request holds step test"),
+            ("status ok", "Rotation succeeded")]
+    page.fill("#rotate-vault", "kv")
+    page.fill("#rotate-secret", "s")
+    page.uncheck("#rotate-dry")
+    status = page.locator("#status")
+    for (code, body), (kind, words) in zip(answers, said, strict=True):
+        page.route(re.compile(r"/api/rotations$"), _answer(code, body))
+        page.click("#rotate-go")
+        page.click("#confirm-ok")
+        expect(status).to_contain_text(words)
+        assert status.get_attribute("class") == kind
+        page.unroute(re.compile(r"/api/rotations$"))
+    assert console.errors == []
+
+
+def _answer(code: int, body: dict[str, Any]) -> Callable[[Any], None]:
+    return lambda route: route.fulfill(status=code, json=body)
