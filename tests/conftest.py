@@ -1,4 +1,5 @@
-"""Shared fixtures. Storage tests run against a real Azurite, started once per session."""
+"""Shared fixtures. Storage tests run against a real Azurite: one per pytest-xdist worker, all
+started by the controller (or one, on the usual ports, for a run without workers)."""
 
 from __future__ import annotations
 

@@ -250,13 +250,7 @@ def test_load_more_follows_the_continuation_with_the_same_filter(
                              outcome="succeeded", correlation_id="c-other"))
     console: Console = sign_in()
     page = console.page
-    console.open("audit")
-    page.locator("main table").wait_for(timeout=10_000)
-    page.evaluate("() => { document.querySelector('main table').dataset.unfiltered = '1'; }")
-    page.fill("#audit-action", "test.paging")
-    page.click("form[role='search'] button[type='submit']")
-    page.locator("main table[data-unfiltered]").wait_for(state="detached", timeout=10_000)
-    rows = page.locator("main table tbody tr")
+    rows = _audit_filtered(console, "test.paging")
     rows.nth(49).wait_for(timeout=10_000)
     assert rows.count() == 50
     page.click("button.more")
@@ -264,3 +258,15 @@ def test_load_more_follows_the_continuation_with_the_same_filter(
     assert rows.count() == 53 and page.locator("button.more").count() == 0
     assert "test.other" not in page.locator("main").inner_text()
     assert console.errors == []
+
+
+def _audit_filtered(console: Console, action: str) -> Any:
+    """The audit view filtered by `action` (the unfiltered table gone): its rows' locator."""
+    page = console.page
+    console.open("audit")
+    page.locator("main table").wait_for(timeout=10_000)
+    page.evaluate("() => { document.querySelector('main table').dataset.unfiltered = '1'; }")
+    page.fill("#audit-action", action)
+    page.click("form[role='search'] button[type='submit']")
+    page.locator("main table[data-unfiltered]").wait_for(state="detached", timeout=10_000)
+    return page.locator("main table tbody tr")

@@ -21,7 +21,7 @@ from playwright.sync_api import expect
 
 from pitcrew.auth import encode_principal
 from tests.browser.conftest import Console
-from tests.browser.test_console import _ingest
+from tests.browser.test_console import _audit_filtered, _ingest
 
 RLO = "\u202e"  # RIGHT-TO-LEFT OVERRIDE: what follows it is drawn right to left
 
@@ -212,13 +212,7 @@ def test_load_more_keeps_the_submitted_filter_asks_once_and_keeps_the_rows(
             held.append(route)
 
     page.route(re.compile(r"/api/audit\?.*continuation="), later_page)
-    console.open("audit")
-    page.locator("main table").wait_for(timeout=10_000)
-    page.evaluate("() => { document.querySelector('main table').dataset.unfiltered = '1'; }")
-    page.fill("#audit-action", "test.paging")
-    page.click("form[role='search'] button[type='submit']")
-    page.locator("main table[data-unfiltered]").wait_for(state="detached", timeout=10_000)
-    rows = page.locator("main table tbody tr")
+    rows = _audit_filtered(console, "test.paging")
     expect(rows).to_have_count(50)
     more = page.locator("button.more")
 

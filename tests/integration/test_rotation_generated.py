@@ -5,6 +5,7 @@ lease is never entered twice."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import ssl
@@ -363,6 +364,25 @@ def lossy_engine(secret: str) -> RotationEngine:
 ROTATOR_HEADERS = {"X-MS-CLIENT-PRINCIPAL": encode_principal("ops@example.com", ["Rotator"])}
 
 
+@contextlib.contextmanager
+def lossy_generated_secret(world: RotationWorld, unique_name: str, hook_prefix: str
+                           ) -> Iterator[tuple[str, Any, UndoableLogin]]:
+    """A generated secret whose hook can roll back, owned by a one-attempt policy without a
+    grace period: (secret, the version written, the hook's fake provider)."""
+    secret = f"{unique_name}-db"
+    written = world.client.set_secret(secret, INITIAL,
+                                      expires_on=datetime.now(UTC) + timedelta(days=10))
+    fake = UndoableLogin(INITIAL)
+    hook = f"{hook_prefix}-{unique_name}"
+    register_hook(hook, fake)
+    try:
+        world.rule(secret, "generated", hook=hook, target="sql://demo/app")
+        world.write_policy(grace_hours=0, max_attempts=1)
+        yield secret, written, fake
+    finally:
+        unregister_hook(hook)
+
+
 def test_a_promote_whose_answer_was_lost_is_not_rolled_back_and_resumes(
     world: RotationWorld, unique_name: str, receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
@@ -371,15 +391,7 @@ def test_a_promote_whose_answer_was_lost_is_not_rolled_back_and_resumes(
     the answer was lost. Before: the run, taking the value for never promoted, had the hook roll
     it back and disabled the pending copy, though the latest version holds it: every consumer
     reading the secret got a value the provider no longer accepted."""
-    secret = f"{unique_name}-db"
-    written = world.client.set_secret(secret, INITIAL,
-                                      expires_on=datetime.now(UTC) + timedelta(days=10))
-    fake = UndoableLogin(INITIAL)
-    hook = f"undo-{unique_name}"
-    register_hook(hook, fake)
-    try:
-        world.rule(secret, "generated", hook=hook, target="sql://demo/app")
-        world.write_policy(grace_hours=0, max_attempts=1)
+    with lossy_generated_secret(world, unique_name, "undo") as (secret, written, fake):
         run = lossy_engine(secret).start(VAULT, secret, written.properties.version,
                                          actor="test", correlation_id="c", reason="test")
         latest = world.latest(secret)
@@ -406,8 +418,6 @@ def test_a_promote_whose_answer_was_lost_is_not_rolled_back_and_resumes(
         assert again.status == 200 and again.body["run"]["id"] != run.run_id, again.body
         assert world.latest(secret).value == fake.password
         assert len(fake.applied) == 2 and fake.rolled_back == []
-    finally:
-        unregister_hook(hook)
     assert_no_secret_values({INITIAL, *fake.applied}, audit_records(), receiver.received,
                             runs())
 
@@ -442,15 +452,7 @@ def test_a_promote_nobody_can_verify_is_not_rolled_back(
     whether the value is promoted is unknown, so it is not rolled back (rolling back a promoted
     value is an outage) and the alert says what to check. Resumed later, the run finds its
     version and finishes."""
-    secret = f"{unique_name}-db"
-    written = world.client.set_secret(secret, INITIAL,
-                                      expires_on=datetime.now(UTC) + timedelta(days=10))
-    fake = UndoableLogin(INITIAL)
-    hook = f"blind-{unique_name}"
-    register_hook(hook, fake)
-    try:
-        world.rule(secret, "generated", hook=hook, target="sql://demo/app")
-        world.write_policy(grace_hours=0, max_attempts=1)
+    with lossy_generated_secret(world, unique_name, "blind") as (secret, written, fake):
         engine = lossy_engine(secret)
         store = engine.ports.secrets
         assert isinstance(store, LostAnswer)
@@ -478,5 +480,3 @@ def test_a_promote_nobody_can_verify_is_not_rolled_back(
         assert resumed.body["run"]["id"] == run.run_id
         assert resumed.body["run"]["status"] == "succeeded", resumed.body
         assert fake.applied == [world.latest(secret).value] and fake.rolled_back == []
-    finally:
-        unregister_hook(hook)
